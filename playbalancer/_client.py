@@ -1,0 +1,105 @@
+"""
+Connections to members: Twisted's L{Agent} over a persistent
+L{HTTPConnectionPool}, with one cached endpoint per member address.
+"""
+
+from __future__ import annotations
+
+from zope.interface import implementer
+
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
+from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.iweb import IAgentEndpointFactory
+
+
+class _QuietClientFactory(_HTTP11ClientFactory):
+    """
+    No "Starting factory" log line for every new member connection.
+    """
+
+    noisy = False
+
+
+@implementer(IAgentEndpointFactory)
+class MemberEndpoints:
+    """
+    One endpoint per C{(scheme, host, port)}, built once.
+
+    Twisted's standard factory builds a new L{HostnameEndpoint} (with IDNA
+    checks) for every request; members are few and fixed, so cache them.
+    IP literals get a plain TCP endpoint: no name resolution at all.
+    """
+
+    def __init__(self, reactor, connectTimeout):
+        self._reactor = reactor
+        self._connectTimeout = connectTimeout
+        self._endpoints = {}
+
+    def endpointForURI(self, uri):
+        key = (uri.scheme, uri.host, uri.port)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            endpoint = self._endpoints[key] = self._build(*key)
+        return endpoint
+
+    def _build(self, scheme, host, port):
+        hostText = host.decode("ascii")
+        if isIPAddress(hostText):
+            endpoint = TCP4ClientEndpoint(
+                self._reactor, hostText, port, timeout=self._connectTimeout
+            )
+        elif isIPv6Address(hostText):
+            endpoint = TCP6ClientEndpoint(
+                self._reactor, hostText, port, timeout=self._connectTimeout
+            )
+        else:
+            endpoint = HostnameEndpoint(
+                self._reactor, hostText, port, timeout=self._connectTimeout
+            )
+        if scheme == b"https":
+            from twisted.internet.ssl import optionsForClientTLS
+
+            endpoint = wrapClientTLS(optionsForClientTLS(hostText), endpoint)
+        return endpoint
+
+
+class MemberConnector:
+    """
+    Sends requests to members over pooled HTTP/1.1 connections.
+
+    @param maxIdlePerMember: idle connections kept open per member.
+    @param idleTimeout: seconds an idle pooled connection is kept.
+    """
+
+    def __init__(self, reactor, connectTimeout=5.0, maxIdlePerMember=64, idleTimeout=30.0):
+        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool._factory = _QuietClientFactory
+        self._pool.maxPersistentPerHost = maxIdlePerMember
+        self._pool.cachedConnectionTimeout = idleTimeout
+        self._agent = Agent.usingEndpointFactory(
+            reactor, MemberEndpoints(reactor, connectTimeout), self._pool
+        )
+
+    def request(self, member, method, target, headers, bodyProducer):
+        """
+        Send one request to C{member}.
+
+        @param target: the origin-form request target (path and query) as
+            bytes; the member's base path is put in front of it.
+        @return: a L{Deferred} firing with an L{IResponse}.
+        """
+        return self._agent.request(
+            method, member.origin + member.basePath + target, headers, bodyProducer
+        )
+
+    def close(self):
+        """
+        Close the idle pooled connections.
+        """
+        return self._pool.closeCachedConnections()

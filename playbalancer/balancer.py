@@ -1,0 +1,189 @@
+"""
+Balancers and their members: configuration, live state and counters, and
+the choice of usable candidates for a new request.
+
+Nothing here knows HTTP: the proxy (and later the TCP relay) asks
+L{Balancer.pick} for a member, and reports back with L{Balancer.begin},
+L{Balancer.end}, L{Balancer.memberFailed} and L{Balancer.memberSucceeded}.
+"""
+
+from __future__ import annotations
+
+from hyperlink import URL
+from zope.interface import implementer
+
+from twisted.logger import Logger
+
+from playbalancer.interfaces import IMember
+
+ADMIN_STATES = ("enabled", "drain", "disabled")
+
+_log = Logger()
+
+
+@implementer(IMember)
+class Member:
+    """
+    One backend: its address, admin settings, passive health and counters.
+
+    @ivar admin: C{"enabled"}, C{"drain"} or C{"disabled"}: only enabled
+        members get new requests.
+    @ivar downUntil: when a member that failed may be tried again (clock
+        seconds), or L{None} while it is healthy.
+    """
+
+    def __init__(self, name, url, weight=1, standby=False):
+        parsed = URL.from_text(url)
+        self.name = name
+        self.url = url
+        self.scheme = parsed.scheme
+        self.host = parsed.host
+        self.port = parsed.port
+        self.weight = weight
+        self.standby = standby
+        self.admin = "enabled"
+        hostText = f"[{self.host}]" if ":" in self.host else self.host
+        defaultPort = {"http": 80, "https": 443}.get(self.scheme)
+        #: The I{Host} header value that names this member itself.
+        self.hostHeader = (
+            hostText if self.port == defaultPort else f"{hostText}:{self.port}"
+        ).encode("ascii")
+        #: C{scheme://host:port}, as bytes, to which request targets are added.
+        self.origin = f"{self.scheme}://{hostText}:{self.port}".encode("ascii")
+        #: The path prefix of the member's URL, without a trailing slash.
+        self.basePath = "/".join(("",) + tuple(s for s in parsed.path if s)).encode(
+            "ascii"
+        )
+        self.active = 0
+        self.requests = 0
+        self.failures = 0
+        self.bytesIn = 0
+        self.bytesOut = 0
+        self.downSince = None
+        self.downUntil = None
+        self.downReason = None
+
+    @property
+    def healthy(self):
+        """
+        C{False} from a failure until the next success.
+        """
+        return self.downSince is None
+
+    def __repr__(self):
+        return f"<Member {self.name} {self.url}>"
+
+
+class Balancer:
+    """
+    A named group of members and the scheduler that spreads requests over
+    them.
+
+    @param clock: an L{twisted.internet.interfaces.IReactorTime}; the down
+        state is kept in its seconds.
+    @param retry: seconds a member rests after a failure before it gets
+        requests again (Apache's C{retry}).
+    """
+
+    def __init__(self, name, scheduler, members, clock, retry=60.0, schedulerName=""):
+        self.name = name
+        self.scheduler = scheduler
+        self.schedulerName = schedulerName
+        self.members = list(members)
+        self.retry = retry
+        self._clock = clock
+
+    def member(self, name):
+        """
+        The member called C{name}, or L{None}.
+        """
+        for member in self.members:
+            if member.name == name:
+                return member
+        return None
+
+    def candidates(self, exclude=()):
+        """
+        The members that may take a new request, in configured order.
+
+        Members must be admin-enabled, have a weight above zero and not be
+        resting after a failure.  Standby members are returned only when no
+        primary qualifies.  When every member that qualifies otherwise is
+        resting, they are all returned (primaries first), since a balancer
+        with nothing to try would refuse traffic for the whole C{retry} time
+        after, say, a single restart (Apache's C{forcerecovery}).
+
+        @param exclude: members already tried for this request.
+        """
+        now = self._clock.seconds()
+        primaries = []
+        standbys = []
+        resting = []
+        for member in self.members:
+            if member.admin != "enabled" or member.weight <= 0 or member in exclude:
+                continue
+            if member.downUntil is not None and member.downUntil > now:
+                resting.append(member)
+            elif member.standby:
+                standbys.append(member)
+            else:
+                primaries.append(member)
+        if primaries:
+            return primaries
+        if standbys:
+            return standbys
+        restingPrimaries = [m for m in resting if not m.standby]
+        return restingPrimaries or resting
+
+    def pick(self, request, exclude=()):
+        """
+        Choose the member for a new request, or L{None} when none is usable.
+        """
+        candidates = self.candidates(exclude)
+        if not candidates:
+            return None
+        return self.scheduler.pick(candidates, request)
+
+    def begin(self, member):
+        """
+        A request (or connection) starts on C{member}.
+        """
+        member.active += 1
+        member.requests += 1
+
+    def end(self, member, bytesIn=0, bytesOut=0):
+        """
+        A request (or connection) on C{member} is over.
+        """
+        member.active -= 1
+        member.bytesIn += bytesIn
+        member.bytesOut += bytesOut
+
+    def memberFailed(self, member, reason):
+        """
+        C{member} could not be reached or broke off: it rests for C{retry}
+        seconds.
+        """
+        now = self._clock.seconds()
+        member.failures += 1
+        member.downReason = reason
+        member.downUntil = now + self.retry
+        if member.downSince is None:
+            member.downSince = now
+            _log.warn(
+                "member {balancer}/{member} down: {reason}; retry in {retry}s",
+                balancer=self.name,
+                member=member.name,
+                reason=reason,
+                retry=self.retry,
+            )
+
+    def memberSucceeded(self, member):
+        """
+        C{member} answered: it is healthy again.
+        """
+        if member.downSince is not None:
+            member.downSince = member.downUntil = member.downReason = None
+            _log.info(
+                "member {balancer}/{member} up", balancer=self.name, member=member.name
+            )

@@ -1,0 +1,314 @@
+"""
+The TOML configuration, checked and turned into plain objects.
+
+Every problem raises L{ConfigError} naming the key path, for example
+C{balancer.mycluster.member[1].url: expected an http:// URL, got 'ftp://x'}.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from hyperlink import URL, URLParseError
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
+
+NAME = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+
+DEFAULT_SCHEDULER = "round-robin"
+
+
+class ConfigError(Exception):
+    """
+    A configuration problem at C{path}.
+    """
+
+    def __init__(self, path, message):
+        Exception.__init__(self, path, message)
+        self.path = path
+        self.message = message
+
+    def __str__(self):
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+@dataclass
+class MemberConfig:
+    name: str
+    url: str
+    standby: bool = False
+    weight: int = 1
+
+
+@dataclass
+class BalancerConfig:
+    name: str
+    members: list
+    scheduler: str = DEFAULT_SCHEDULER
+    schedulerOptions: dict = field(default_factory=dict)
+    retry: float = 60.0
+    timeout: float = 60.0
+    connectTimeout: float = 5.0
+    keepalive: int = 64
+
+
+@dataclass
+class ListenConfig:
+    endpoint: str
+    balancer: str
+    preserveHost: bool = True
+    maxBody: int = 0
+
+
+@dataclass
+class Config:
+    listeners: list
+    balancers: dict
+
+
+class _Table:
+    """
+    Reads the keys of one TOML table, remembering its path for errors and
+    refusing keys nobody asked for.
+    """
+
+    def __init__(self, data, path):
+        if not isinstance(data, dict):
+            raise ConfigError(path, f"expected a table, got {_show(data)}")
+        self._data = dict(data)
+        self.path = path
+
+    def at(self, key):
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key, kind, default=None, required=False):
+        if key not in self._data:
+            if required:
+                raise ConfigError(self.at(key), "missing")
+            return default
+        value = self._data.pop(key)
+        return kind(value, self.at(key))
+
+    def done(self):
+        for key in self._data:
+            raise ConfigError(self.at(key), "unknown key")
+
+
+def _show(value):
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return repr(value)
+
+
+def _string(value, path):
+    if not isinstance(value, str):
+        raise ConfigError(path, f"expected a string, got {_show(value)}")
+    return value
+
+
+def _name(value, path):
+    _string(value, path)
+    if not NAME.match(value):
+        raise ConfigError(
+            path, f"expected a name of 1-64 letters, digits, '.', '_' or '-', got {value!r}"
+        )
+    return value
+
+
+def _bool(value, path):
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _count(value, path):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(path, f"expected a whole number >= 0, got {_show(value)}")
+    return value
+
+
+def _seconds(value, path):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(path, f"expected a number of seconds >= 0, got {_show(value)}")
+    return float(value)
+
+
+def _positiveSeconds(value, path):
+    if _seconds(value, path) <= 0:
+        raise ConfigError(path, f"expected a number of seconds > 0, got {_show(value)}")
+    return float(value)
+
+
+def _array(value, path):
+    if not isinstance(value, list):
+        raise ConfigError(path, f"expected an array of tables, got {_show(value)}")
+    return value
+
+
+def memberURL(value, path):
+    """
+    Check a member URL: C{http://} or C{https://}, a host, optionally a port
+    and a path prefix; nothing else.
+    """
+    _string(value, path)
+    expected = f"expected an http:// URL, got {value!r}"
+    try:
+        url = URL.from_text(value)
+    except (URLParseError, ValueError):
+        raise ConfigError(path, expected)
+    if url.scheme not in ("http", "https") or not url.host or not url.absolute:
+        raise ConfigError(path, expected)
+    if url.userinfo or url.query or url.fragment:
+        raise ConfigError(path, f"expected no user, query or fragment in {value!r}")
+    try:
+        str(value).encode("ascii")
+    except UnicodeEncodeError:
+        raise ConfigError(path, f"expected an ASCII URL, got {value!r}")
+    return value
+
+
+def _endpoint(value, path):
+    _string(value, path)
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(None, value)
+    except Exception as e:
+        raise ConfigError(path, f"bad endpoint {value!r}: {e}")
+    return value
+
+
+def _member(data, path):
+    table = _Table(data, path)
+    member = MemberConfig(
+        name=table.get("name", _name, required=True),
+        url=table.get("url", memberURL, required=True),
+        standby=table.get("standby", _bool, False),
+        weight=table.get("weight", _count, 1),
+    )
+    table.done()
+    return member
+
+
+def _balancer(name, data, path, schedulers):
+    table = _Table(data, path)
+    scheduler = table.get("scheduler", _string, DEFAULT_SCHEDULER)
+    if schedulers is not None and scheduler not in schedulers:
+        known = ", ".join(sorted(schedulers))
+        raise ConfigError(
+            table.at("scheduler"), f"unknown scheduler {scheduler!r} (known: {known})"
+        )
+    options = table.get("scheduler_options", lambda v, p: dict(_Table(v, p)._data), {})
+    rawMembers = table.get("member", _array, required=True)
+    members = []
+    seen = set()
+    for index, item in enumerate(rawMembers):
+        member = _member(item, f"{path}.member[{index}]")
+        if member.name in seen:
+            raise ConfigError(
+                f"{path}.member[{index}].name", f"duplicate member name {member.name!r}"
+            )
+        seen.add(member.name)
+        members.append(member)
+    if not members:
+        raise ConfigError(table.at("member"), "a balancer needs at least one member")
+    balancer = BalancerConfig(
+        name=name,
+        members=members,
+        scheduler=scheduler,
+        schedulerOptions=options,
+        retry=table.get("retry", _seconds, 60.0),
+        timeout=table.get("timeout", _positiveSeconds, 60.0),
+        connectTimeout=table.get("connect_timeout", _positiveSeconds, 5.0),
+        keepalive=table.get("keepalive", _count, 64),
+    )
+    table.done()
+    return balancer
+
+
+def _listener(data, path):
+    table = _Table(data, path)
+    listener = ListenConfig(
+        endpoint=table.get("endpoint", _endpoint, required=True),
+        balancer=table.get("balancer", _name, required=True),
+        preserveHost=table.get("preserve_host", _bool, True),
+        maxBody=table.get("max_body", _count, 0),
+    )
+    table.done()
+    return listener
+
+
+def parseConfig(data, schedulers=None):
+    """
+    Check a decoded TOML document and build the L{Config}.
+
+    @param schedulers: the known scheduler names, or L{None} not to check.
+    @raise ConfigError: for the first problem found.
+    """
+    top = _Table(data, "")
+    rawListeners = top.get("listen", _array, required=True)
+    if not rawListeners:
+        raise ConfigError("listen", "at least one [[listen]] is needed")
+    listeners = [_listener(item, f"listen[{i}]") for i, item in enumerate(rawListeners)]
+    rawBalancers = top.get("balancer", lambda v, p: _Table(v, p)._data, required=True)
+    top.done()
+    balancers = {}
+    for name, table in rawBalancers.items():
+        path = f"balancer.{name}"
+        _name(name, path)
+        balancers[name] = _balancer(name, table, path, schedulers)
+    for index, listener in enumerate(listeners):
+        if listener.balancer not in balancers:
+            raise ConfigError(
+                f"listen[{index}].balancer", f"no balancer named {listener.balancer!r}"
+            )
+    used = {listener.balancer for listener in listeners}
+    for name in balancers:
+        if name not in used:
+            raise ConfigError(f"balancer.{name}", "no listener uses this balancer")
+    return Config(listeners=listeners, balancers=balancers)
+
+
+def loadConfig(path, schedulers=None):
+    """
+    Read and check the TOML file at C{path}.
+
+    @raise ConfigError: when the file cannot be read, is not TOML, or does
+        not check out.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError("", f"{path}: cannot read: {e.strerror}")
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("", f"{path}: not valid TOML: {e}")
+    return parseConfig(data, schedulers)
+
+
+def configFromArguments(listen, members, standbys, scheduler, retry, schedulers=None):
+    """
+    Build a L{Config} with one listener and one balancer (C{default}) from
+    command-line values; members are named C{app1}, C{app2}, ... in order.
+    """
+    entries = [(url, False) for url in members] + [(url, True) for url in standbys]
+    data = {
+        "listen": [{"endpoint": listen, "balancer": "default"}],
+        "balancer": {
+            "default": {
+                "scheduler": scheduler,
+                "retry": retry,
+                "member": [
+                    {"name": f"app{i + 1}", "url": url, "standby": standby}
+                    for i, (url, standby) in enumerate(entries)
+                ],
+            }
+        },
+    }
+    return parseConfig(data, schedulers)

@@ -1,0 +1,380 @@
+"""
+The HTTP reverse proxy: a twisted.web resource that asks a L{Balancer} for a
+member per request and relays the exchange over pooled connections, with
+failover to another member when that is safe.
+"""
+
+from __future__ import annotations
+
+import math
+
+from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.error import TimeoutError as ConnectTimeoutError
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Cooperator
+from twisted.logger import Logger
+from twisted.web._newclient import (
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
+from twisted.web.client import PotentialDataLoss, ResponseDone
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from playbalancer.bodies import SpooledBody
+from playbalancer.headers import (
+    LocationRewriter,
+    requestHeadersForMember,
+    responseHeadersForClient,
+)
+
+#: Methods that may be sent again after a member broke off before answering.
+IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"])
+
+_NOT_SENT = (ConnectError, DNSLookupError, ConnectTimeoutError, RequestNotSent)
+_NO_RESPONSE = (ResponseNeverReceived, RequestTransmissionFailed, ResponseFailed)
+
+_log = Logger()
+
+
+def plainResponse(request, code, text, headers=()):
+    """
+    Answer C{request} with a short plain-text body.
+    """
+    body = text.encode("utf-8") + b"\n"
+    request.setResponseCode(code)
+    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+    request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+    for name, value in headers:
+        request.responseHeaders.setRawHeaders(name, [value])
+    if request.method == b"HEAD":
+        return b""
+    return body
+
+
+def originTarget(request):
+    """
+    The request target to send on: origin-form (path and query), without
+    the path segments that led to this resource, or L{None} if the target is
+    not acceptable.
+    """
+    uri = request.uri
+    if uri == b"*":
+        return uri if request.method == b"OPTIONS" and not request.prepath else None
+    if not uri.startswith(b"/"):
+        lowered = uri[:8].lower()
+        if not (lowered.startswith(b"http://") or lowered.startswith(b"https://")):
+            return None
+        slash = uri.find(b"/", uri.find(b"//") + 2)
+        uri = uri[slash:] if slash != -1 else b"/"
+    if request.prepath:
+        path, sep, query = uri.partition(b"?")
+        segments = path.split(b"/")
+        uri = b"/" + b"/".join(segments[1 + len(request.prepath) :]) + sep + query
+    return uri
+
+
+def _malformed(request):
+    """
+    Why twisted.web accepted a request that a proxy must refuse, or L{None}.
+    """
+    hosts = request.requestHeaders.getRawHeaders(b"host", [])
+    if len(hosts) > 1:
+        return "more than one Host header"
+    if not hosts and request.clientproto == b"HTTP/1.1":
+        return "HTTP/1.1 request without a Host header"
+    return None
+
+
+def _memberBases(member):
+    hostText = member.host if ":" not in member.host else f"[{member.host}]"
+    scheme = member.scheme
+    bases = [member.origin + member.basePath]
+    if member.port == {"http": 80, "https": 443}.get(scheme):
+        bases.append(f"{scheme}://{hostText}".encode("ascii") + member.basePath)
+    return bases
+
+
+class ReverseProxyResource(Resource):
+    """
+    Proxy every request under this resource to a member of C{balancer}.
+
+    @param connector: a L{playbalancer._client.MemberConnector}.
+    @param reactor: provides C{callLater}, for timeouts and body reads.
+    @param preserveHost: send the client's I{Host} (Apache's
+        C{ProxyPreserveHost On}); otherwise the member's own.
+    @param timeout: seconds to wait for a member's response headers before
+        answering 504.
+    """
+
+    isLeaf = True
+
+    def __init__(self, balancer, connector, reactor, preserveHost=True, timeout=60.0):
+        Resource.__init__(self)
+        self.balancer = balancer
+        self.connector = connector
+        self.reactor = reactor
+        self.preserveHost = preserveHost
+        self.timeout = timeout
+        self.cooperator = Cooperator(scheduler=lambda f: reactor.callLater(0, f))
+
+    def render(self, request):
+        problem = _malformed(request)
+        target = originTarget(request)
+        if problem is None and target is None:
+            problem = "request target must be a path"
+        if problem is not None:
+            request.setHeader(b"connection", b"close")
+            return plainResponse(request, 400, f"Bad Request: {problem}")
+        _Exchange(self, request, target).start()
+        return NOT_DONE_YET
+
+    def locationRewriter(self):
+        """
+        The rewriter for the balancer's current members.
+        """
+        bases = []
+        for member in self.balancer.members:
+            bases.extend(_memberBases(member))
+        return LocationRewriter(bases)
+
+
+class _Exchange:
+    """
+    One client request and its attempts on members until one answers.
+    """
+
+    def __init__(self, resource, request, target):
+        self.resource = resource
+        self.request = request
+        self.target = target
+        self.tried = []
+        self.retriedAfterSend = False
+        self.clientGone = False
+        self.timedOut = False
+        self.pending = None
+        self.timeoutCall = None
+        self.relay = None
+        self.lastProblem = None
+        self.baseHeaders = None
+        content = request.content
+        hasBody = request.requestHeaders.hasHeader(
+            b"content-length"
+        ) or request.requestHeaders.hasHeader(b"transfer-encoding")
+        self.body = SpooledBody(content if hasBody else None, resource.cooperator)
+        request.notifyFinish().addErrback(self._clientLost)
+
+    def start(self):
+        self._attempt()
+
+    def _headersFor(self, member):
+        request = self.request
+        resource = self.resource
+        if self.baseHeaders is not None and resource.preserveHost:
+            return self.baseHeaders
+        peer = request.getClientAddress()
+        clientAddress = getattr(peer, "host", "unknown").encode("ascii")
+        headers = requestHeadersForMember(
+            request.requestHeaders,
+            clientAddress,
+            request.isSecure(),
+            member.hostHeader,
+            resource.preserveHost,
+        )
+        self.baseHeaders = headers
+        return headers
+
+    def _attempt(self):
+        balancer = self.resource.balancer
+        member = balancer.pick(self.request, self.tried)
+        if member is None:
+            self._noMember()
+            return
+        self.tried.append(member)
+        balancer.begin(member)
+        d = self.resource.connector.request(
+            member,
+            self.request.method,
+            self.target,
+            self._headersFor(member),
+            self.body.producer(),
+        )
+        self.pending = d
+        self.timeoutCall = self.resource.reactor.callLater(
+            self.resource.timeout, self._timeOut
+        )
+        d.addCallbacks(self._gotResponse, self._failed, (member,), None, (member,))
+
+    def _timeOut(self):
+        self.timeoutCall = None
+        self.timedOut = True
+        if self.pending is not None:
+            self.pending.cancel()
+
+    def _stopTimer(self):
+        if self.timeoutCall is not None:
+            self.timeoutCall.cancel()
+            self.timeoutCall = None
+
+    def _failed(self, failure, member):
+        self.pending = None
+        self._stopTimer()
+        balancer = self.resource.balancer
+        balancer.end(member)
+        if self.clientGone:
+            return
+        if self.timedOut:
+            member.failures += 1
+            self._respond(504, "Gateway Timeout: the member did not answer in time")
+            return
+        reason = failure.value
+        if failure.check(*_NOT_SENT):
+            if not failure.check(RequestNotSent):
+                balancer.memberFailed(member, _describe(failure))
+            self.lastProblem = 503
+            self._attempt()
+            return
+        if failure.check(*_NO_RESPONSE):
+            balancer.memberFailed(member, _describe(failure))
+            if self.request.method in IDEMPOTENT and not self.retriedAfterSend:
+                self.retriedAfterSend = True
+                self._attempt()
+                return
+            self._respond(502, "Bad Gateway: the member closed the connection")
+            return
+        _log.failure("unexpected error from member {member}", failure, member=member.name)
+        self._respond(502, f"Bad Gateway: {type(reason).__name__}")
+
+    def _noMember(self):
+        if self.lastProblem is None and self.tried:
+            self._respond(502, "Bad Gateway: no member answered")
+            return
+        self._respond(
+            503,
+            "Service Unavailable: no usable member",
+            [(b"retry-after", b"%d" % self._retryAfter())],
+        )
+
+    def _retryAfter(self):
+        balancer = self.resource.balancer
+        now = self.resource.reactor.seconds()
+        waits = [
+            m.downUntil - now
+            for m in balancer.members
+            if m.downUntil is not None and m.downUntil > now
+        ]
+        return max(1, math.ceil(min(waits))) if waits else 1
+
+    def _respond(self, code, text, headers=()):
+        request = self.request
+        body = plainResponse(request, code, text, headers)
+        if body:
+            request.write(body)
+        request.finish()
+
+    def _gotResponse(self, response, member):
+        self.pending = None
+        self._stopTimer()
+        balancer = self.resource.balancer
+        balancer.memberSucceeded(member)
+        if self.clientGone:
+            balancer.end(member)
+            response.deliverBody(_Discard())
+            return
+        request = self.request
+        request.setResponseCode(response.code, response.phrase)
+        outgoing = request.responseHeaders
+        outgoing.removeHeader(b"server")
+        for name, values in responseHeadersForClient(response.headers, self._rewrite):
+            outgoing.setRawHeaders(name, values)
+        request.defaultContentType = None
+        self.relay = _ResponseRelay(self, member)
+        response.deliverBody(self.relay)
+
+    def _rewrite(self, value):
+        request = self.request
+        host = request.getHeader(b"host")
+        if host is None:
+            return value
+        prefix = b"".join(b"/" + segment for segment in request.prepath)
+        scheme = b"https://" if request.isSecure() else b"http://"
+        return self.resource.locationRewriter().rewrite(value, scheme + host + prefix)
+
+    def responseEnded(self, member, reason, received):
+        """
+        The member's response body ended, completely or not.
+        """
+        self.relay = None
+        balancer = self.resource.balancer
+        balancer.end(member, bytesIn=received, bytesOut=self.body.length or 0)
+        if self.clientGone:
+            return
+        request = self.request
+        request.unregisterProducer()
+        if reason.check(ResponseDone, PotentialDataLoss):
+            request.finish()
+            return
+        # Broken off after the headers went out: close the client connection
+        # so that the client cannot take a truncated body for a whole one.
+        member.failures += 1
+        _log.warn(
+            "member {member} broke off a response: {reason}",
+            member=member.name,
+            reason=_describe(reason),
+        )
+        request.channel.loseConnection()
+
+    def _clientLost(self, failure):
+        self.clientGone = True
+        self._stopTimer()
+        if self.pending is not None:
+            self.pending.cancel()
+        if self.relay is not None and self.relay.transport is not None:
+            self.relay.transport.stopProducing()
+
+
+class _ResponseRelay(Protocol):
+    """
+    Writes a member's response body to the client, pausing the member while
+    the client is slow to read.
+    """
+
+    def __init__(self, exchange, member):
+        self.exchange = exchange
+        self.member = member
+        self.received = 0
+
+    def connectionMade(self):
+        self.exchange.request.registerProducer(self.transport, True)
+
+    def dataReceived(self, data):
+        self.received += len(data)
+        if not self.exchange.clientGone:
+            self.exchange.request.write(data)
+
+    def connectionLost(self, reason):
+        self.exchange.responseEnded(self.member, reason, self.received)
+
+
+class _Discard(Protocol):
+    """
+    Drops a response nobody waits for, and its connection.
+    """
+
+    def connectionMade(self):
+        self.transport.stopProducing()
+
+
+def _describe(failure):
+    """
+    A short text for why a member failed.
+    """
+    value = failure.value
+    if isinstance(value, (ResponseNeverReceived, RequestTransmissionFailed, ResponseFailed)):
+        reasons = getattr(value, "reasons", None)
+        if reasons:
+            value = reasons[0].value
+    text = str(value).strip() or type(value).__name__
+    return text.splitlines()[0][:200]

@@ -1,0 +1,81 @@
+"""
+The front end's L{Site}: twisted.web, minus the per-request log line when
+no access log is wanted, plus a request body size limit enforced while the
+body arrives.
+"""
+
+from __future__ import annotations
+
+from twisted.web import server
+
+_TOO_LARGE = (
+    b"HTTP/1.1 413 Content Too Large\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 39\r\n"
+    b"Connection: close\r\n"
+    b"\r\n"
+    b"Content Too Large: the body is too big\n"
+)
+
+
+class ProxyRequest(server.Request):
+    """
+    A request that refuses a body over the site's C{maxBody} as soon as it
+    is known to be too large: from C{Content-Length}, or while a chunked body
+    arrives.  Nothing of such a request is passed on.
+    """
+
+    _bodySize = 0
+    _refused = False
+
+    def gotLength(self, length):
+        limit = self.channel.site.maxBody
+        if limit and length is not None and length > limit:
+            self._refuse()
+            return
+        server.Request.gotLength(self, length)
+
+    def handleContentChunk(self, data):
+        if self._refused:
+            return
+        limit = self.channel.site.maxBody
+        if limit:
+            self._bodySize += len(data)
+            if self._bodySize > limit:
+                self._refuse()
+                return
+        server.Request.handleContentChunk(self, data)
+
+    def requestReceived(self, command, path, version):
+        if self._refused:
+            return
+        server.Request.requestReceived(self, command, path, version)
+
+    def _refuse(self):
+        self._refused = True
+        self.content = None
+        channel = self.channel
+        channel.transport.write(_TOO_LARGE)
+        channel.loseConnection()
+
+
+class ProxySite(server.Site):
+    """
+    A L{Site} for the proxy.
+
+    @param maxBody: the largest request body accepted, in bytes (0: no
+        limit).
+    @param accessLog: whether to write twisted.web's access log lines.
+    @param timeout: seconds an idle client connection is kept open.
+    """
+
+    requestFactory = ProxyRequest
+
+    def __init__(self, resource, maxBody=0, accessLog=False, timeout=75, **kwargs):
+        server.Site.__init__(self, resource, timeout=timeout, **kwargs)
+        self.maxBody = maxBody
+        self._accessLog = accessLog
+
+    def log(self, request):
+        if self._accessLog:
+            server.Site.log(self, request)

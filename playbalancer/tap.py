@@ -1,0 +1,165 @@
+"""
+C{twistd playbalancer}: command-line options and the service that wires
+configuration, balancers, schedulers and listeners together.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.python import usage
+
+from playbalancer.balancer import Balancer, Member
+from playbalancer.config import ConfigError, configFromArguments, loadConfig
+from playbalancer.schedulers import availableSchedulers
+
+
+class Options(usage.Options):
+    synopsis = (
+        "[--config FILE] | [--listen ENDPOINT --member URL [--member URL ...] "
+        "[--standby URL ...] [--scheduler NAME] [--retry SECONDS]]"
+    )
+    longdesc = (
+        "Run the playbalancer load balancer, from a TOML file or, for a quick "
+        "start, from the command line."
+    )
+    optParameters = [
+        ["config", "c", None, "TOML configuration file."],
+        ["listen", "l", "tcp:8080", "Listen on this Twisted endpoint (without --config)."],
+        ["scheduler", "s", "round-robin", "Scheduler name (without --config)."],
+        ["retry", None, "60", "Seconds a failed member rests (without --config)."],
+    ]
+
+    def __init__(self):
+        usage.Options.__init__(self)
+        self["members"] = []
+        self["standbys"] = []
+
+    def opt_member(self, url):
+        """
+        A member URL, e.g. http://127.0.0.1:9999 (repeatable).
+        """
+        self["members"].append(url)
+
+    opt_m = opt_member
+
+    def opt_standby(self, url):
+        """
+        A hot-standby member URL, used only while no other member is usable
+        (repeatable).
+        """
+        self["standbys"].append(url)
+
+    def postOptions(self):
+        schedulers = availableSchedulers()
+        try:
+            if self["config"]:
+                if self["members"] or self["standbys"]:
+                    raise usage.UsageError("use either --config or --member, not both")
+                self.config = loadConfig(self["config"], schedulers)
+            else:
+                if not self["members"] and not self["standbys"]:
+                    raise usage.UsageError("give --config FILE, or at least one --member URL")
+                try:
+                    retry = float(self["retry"])
+                except ValueError:
+                    raise usage.UsageError(f"--retry: expected seconds, got {self['retry']!r}")
+                self.config = configFromArguments(
+                    self["listen"],
+                    self["members"],
+                    self["standbys"],
+                    self["scheduler"],
+                    retry,
+                    schedulers,
+                )
+        except ConfigError as e:
+            # One clear line and a non-zero exit, never a traceback.
+            raise SystemExit(f"playbalancer: {e}")
+        self.schedulers = schedulers
+
+
+class _ConnectorService(Service):
+    """
+    Closes the pooled member connections when the balancer stops.
+    """
+
+    def __init__(self, connector):
+        self.connector = connector
+
+    def stopService(self):
+        Service.stopService(self)
+        return self.connector.close()
+
+
+def buildBalancer(config, schedulerFactory, clock):
+    """
+    A L{Balancer} from a L{playbalancer.config.BalancerConfig}.
+
+    @raise ConfigError: when the scheduler refuses its options.
+    """
+    try:
+        scheduler = schedulerFactory.makeScheduler(dict(config.schedulerOptions))
+    except ValueError as e:
+        raise ConfigError(f"balancer.{config.name}.scheduler_options", str(e))
+    members = [
+        Member(m.name, m.url, weight=m.weight, standby=m.standby) for m in config.members
+    ]
+    return Balancer(
+        config.name,
+        scheduler,
+        members,
+        clock,
+        retry=config.retry,
+        schedulerName=config.scheduler,
+    )
+
+
+def makeService(options, reactor=None):
+    """
+    The running balancer: one listening service per C{[[listen]]}.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+
+    from playbalancer._client import MemberConnector
+    from playbalancer.proxy import ReverseProxyResource
+    from playbalancer.site import ProxySite
+
+    config = options.config
+    top = MultiService()
+    balancers = {}
+    try:
+        for name, balancerConfig in config.balancers.items():
+            factory = options.schedulers[balancerConfig.scheduler]
+            balancers[name] = buildBalancer(balancerConfig, factory, reactor)
+    except ConfigError as e:
+        sys.stderr.write(f"playbalancer: {e}\n")
+        raise SystemExit(1)
+    connectors = {}
+    for name, balancerConfig in config.balancers.items():
+        connector = MemberConnector(
+            reactor,
+            connectTimeout=balancerConfig.connectTimeout,
+            maxIdlePerMember=balancerConfig.keepalive,
+        )
+        connectors[name] = connector
+        _ConnectorService(connector).setServiceParent(top)
+    for listener in config.listeners:
+        balancerConfig = config.balancers[listener.balancer]
+        resource = ReverseProxyResource(
+            balancers[listener.balancer],
+            connectors[listener.balancer],
+            reactor,
+            preserveHost=listener.preserveHost,
+            timeout=balancerConfig.timeout,
+        )
+        site = ProxySite(resource, maxBody=listener.maxBody)
+        endpoint = serverFromString(reactor, listener.endpoint)
+        service = StreamServerEndpointService(endpoint, site)
+        service._raiseSynchronously = True
+        service.setServiceParent(top)
+    top.balancers = balancers
+    return top
