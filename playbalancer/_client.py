@@ -103,3 +103,27 @@ class MemberConnector:
         Close the idle pooled connections.
         """
         return self._pool.closeCachedConnections()
+
+
+def connectionListedHeaders(response):
+    """
+    The header names a member listed in its response's C{Connection}
+    header (hop-by-hop headers of its own), lower-cased.
+
+    L{Agent} keeps C{Connection} apart from L{IResponse.headers}, in its
+    parser; this reaches for it there, and gives an empty set if a Twisted
+    release keeps it elsewhere (a test covers the behaviour).
+    """
+    try:
+        protocol = response._transport._producer.protocol
+        protocol = getattr(protocol, "_wrappedProtocol", protocol)
+        values = protocol._parser.connHeaders.getRawHeaders(b"connection", [])
+    except AttributeError:
+        return frozenset()
+    names = set()
+    for value in values:
+        for token in value.split(b","):
+            token = token.strip().lower()
+            if token and token not in (b"close", b"keep-alive"):
+                names.add(token)
+    return names

@@ -9,6 +9,8 @@ L{Balancer.end}, L{Balancer.memberFailed} and L{Balancer.memberSucceeded}.
 
 from __future__ import annotations
 
+import math
+
 from hyperlink import URL
 from zope.interface import implementer
 
@@ -143,6 +145,19 @@ class Balancer:
         if not candidates:
             return None
         return self.scheduler.pick(candidates, request)
+
+    def secondsUntilRetry(self):
+        """
+        Seconds until the first resting member may be tried again (at least
+        1): what a C{Retry-After} header should say.
+        """
+        now = self._clock.seconds()
+        waits = [
+            m.downUntil - now
+            for m in self.members
+            if m.downUntil is not None and m.downUntil > now
+        ]
+        return max(1, math.ceil(min(waits))) if waits else 1
 
     def begin(self, member):
         """

@@ -96,12 +96,15 @@ def requestHeadersForMember(
     return outgoing
 
 
-def responseHeadersForClient(memberHeaders, rewriteLocation):
+def responseHeadersForClient(memberHeaders, rewriteLocation, listed=frozenset()):
     """
     Yield the C{(name, values)} of a member's response that go to the
     client, with C{Location}-type headers passed through C{rewriteLocation}.
+
+    @param listed: more header names to drop (lower-case), for when the
+        member's C{Connection} header is kept apart from C{memberHeaders}.
     """
-    for name, values in _endToEnd(memberHeaders, HOP_BY_HOP):
+    for name, values in _endToEnd(memberHeaders, HOP_BY_HOP | listed if listed else HOP_BY_HOP):
         if name.lower() in _LOCATION_HEADERS:
             values = [rewriteLocation(v) for v in values]
         yield name, values

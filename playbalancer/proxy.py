@@ -6,8 +6,6 @@ failover to another member when that is safe.
 
 from __future__ import annotations
 
-import math
-
 from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.protocol import Protocol
@@ -20,9 +18,11 @@ from twisted.web._newclient import (
     ResponseNeverReceived,
 )
 from twisted.web.client import PotentialDataLoss, ResponseDone
+from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from playbalancer._client import connectionListedHeaders
 from playbalancer.bodies import SpooledBody
 from playbalancer.headers import (
     LocationRewriter,
@@ -35,6 +35,9 @@ IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"
 
 _NOT_SENT = (ConnectError, DNSLookupError, ConnectTimeoutError, RequestNotSent)
 _NO_RESPONSE = (ResponseNeverReceived, RequestTransmissionFailed, ResponseFailed)
+
+#: Statuses whose responses never have a body.
+_NO_BODY = frozenset([204, 304])
 
 _log = Logger()
 
@@ -126,7 +129,9 @@ class ReverseProxyResource(Resource):
         if problem is None and target is None:
             problem = "request target must be a path"
         if problem is not None:
+            # Nothing more is read from a client that sent this.
             request.setHeader(b"connection", b"close")
+            request.channel.persistent = False
             return plainResponse(request, 400, f"Bad Request: {problem}")
         _Exchange(self, request, target).start()
         return NOT_DONE_YET
@@ -254,18 +259,8 @@ class _Exchange:
         self._respond(
             503,
             "Service Unavailable: no usable member",
-            [(b"retry-after", b"%d" % self._retryAfter())],
+            [(b"retry-after", b"%d" % self.resource.balancer.secondsUntilRetry())],
         )
-
-    def _retryAfter(self):
-        balancer = self.resource.balancer
-        now = self.resource.reactor.seconds()
-        waits = [
-            m.downUntil - now
-            for m in balancer.members
-            if m.downUntil is not None and m.downUntil > now
-        ]
-        return max(1, math.ceil(min(waits))) if waits else 1
 
     def _respond(self, code, text, headers=()):
         request = self.request
@@ -287,8 +282,16 @@ class _Exchange:
         request.setResponseCode(response.code, response.phrase)
         outgoing = request.responseHeaders
         outgoing.removeHeader(b"server")
-        for name, values in responseHeadersForClient(response.headers, self._rewrite):
+        for name, values in responseHeadersForClient(
+            response.headers, self._rewrite, connectionListedHeaders(response)
+        ):
             outgoing.setRawHeaders(name, values)
+        if (
+            response.length is not UNKNOWN_LENGTH
+            and request.method != b"HEAD"
+            and response.code not in _NO_BODY
+        ):
+            outgoing.setRawHeaders(b"content-length", [b"%d" % response.length])
         request.defaultContentType = None
         self.relay = _ResponseRelay(self, member)
         response.deliverBody(self.relay)

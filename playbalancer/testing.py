@@ -1,0 +1,294 @@
+"""
+Test doubles for playbalancer and for code built on it: members on real
+sockets that record what reached them, members that misbehave, and a raw
+HTTP client that shows the exact bytes of a response.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.policies import WrappingFactory
+from twisted.web import resource, server
+
+from playbalancer.demo import DemoInstance
+
+
+class HoldPage(resource.Resource):
+    """
+    A page that answers only when the test says so.
+
+    @ivar held: the requests waiting for L{release}.
+    """
+
+    isLeaf = True
+
+    def __init__(self):
+        resource.Resource.__init__(self)
+        self.held = []
+        self.cancelled = []
+        self._arrivals = []
+
+    def render(self, request):
+        self.held.append(request)
+        request.notifyFinish().addErrback(lambda f: self.cancelled.append(request))
+        waiting, self._arrivals = self._arrivals, []
+        for d in waiting:
+            d.callback(request)
+        return server.NOT_DONE_YET
+
+    def arrival(self):
+        """
+        A L{Deferred} that fires with the next request to arrive.
+        """
+        d = defer.Deferred()
+        self._arrivals.append(d)
+        return d
+
+    def release(self, body=b"released\n"):
+        """
+        Answer every held request that is still connected.
+        """
+        held, self.held = self.held, []
+        for request in held:
+            if request not in self.cancelled:
+                request.write(body)
+                request.finish()
+
+
+class _HeadersPage(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, member):
+        resource.Resource.__init__(self)
+        self.member = member
+
+    def render(self, request):
+        request.setHeader(b"connection", b"X-Internal")
+        request.setHeader(b"x-internal", b"secret")
+        request.setHeader(b"keep-alive", b"timeout=5")
+        request.responseHeaders.setRawHeaders(b"set-cookie", [b"a=1", b"b=2"])
+        request.setHeader(b"content-location", self.member.url.encode() + b"/c")
+        return b"headers\n"
+
+
+class _RecordingSite(server.Site):
+    def __init__(self, resource, seen):
+        server.Site.__init__(self, resource)
+        self.seen = seen
+
+    def getResourceFor(self, request):
+        self.seen.append(request)
+        return server.Site.getResourceFor(self, request)
+
+    def log(self, request):
+        pass
+
+
+class MemberServer:
+    """
+    A demo member listening on 127.0.0.1, recording every request that
+    reached it and every connection made to it.
+
+    Beyond the demo pages it has C{/hold} (a L{HoldPage}) and C{/headers}
+    (a response with hop-by-hop headers and repeated C{Set-Cookie}).
+    """
+
+    def __init__(self, name, reactor, port=0):
+        self.name = name
+        self.reactor = reactor
+        self.requested = port
+        self.seen = []
+        self.hold = HoldPage()
+        self.connections = 0
+        self._listening = None
+        self._factory = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        instance = DemoInstance(self.name, self.requested, self.reactor)
+        root = instance.resource()
+        root.putChild(b"hold", self.hold)
+        root.putChild(b"headers", _HeadersPage(self))
+        self._factory = _CountingFactory(_RecordingSite(root, self.seen), self)
+        self._listening = self.reactor.listenTCP(
+            self.requested, self._factory, interface="127.0.0.1"
+        )
+        self.port = self.requested = self._listening.getHost().port
+        instance.port = self.port
+        return self
+
+    def stop(self):
+        """
+        Stop listening and cut every open connection, as a killed process
+        would.  Fires when all are closed.
+        """
+        listening, self._listening = self._listening, None
+        d = defer.maybeDeferred(listening.stopListening) if listening else defer.succeed(None)
+        d.addCallback(lambda _: closeAll(self._factory, self.reactor))
+        return d
+
+    @property
+    def paths(self):
+        """
+        The request targets that reached this member, in order.
+        """
+        return [request.uri for request in self.seen]
+
+
+class _CountingFactory(WrappingFactory):
+    def __init__(self, wrapped, member):
+        WrappingFactory.__init__(self, wrapped)
+        self.member = member
+
+    def buildProtocol(self, addr):
+        self.member.connections += 1
+        return WrappingFactory.buildProtocol(self, addr)
+
+
+def closeAll(wrappingFactory, reactor):
+    """
+    Abort every connection of a L{WrappingFactory}; fire when all are gone.
+    """
+    if wrappingFactory is None:
+        return defer.succeed(None)
+    for protocol in list(wrappingFactory.protocols):
+        protocol.transport.abortConnection()
+    return waitUntil(lambda: not wrappingFactory.protocols, reactor)
+
+
+def waitUntil(condition, reactor, timeout=10.0):
+    """
+    Fire once C{condition()} is true, checking every few milliseconds;
+    fail after C{timeout} seconds.
+    """
+    d = defer.Deferred()
+    deadline = reactor.seconds() + timeout
+
+    def check():
+        if condition():
+            d.callback(None)
+        elif reactor.seconds() > deadline:
+            d.errback(AssertionError("condition not met in time"))
+        else:
+            reactor.callLater(0.005, check)
+
+    check()
+    return d
+
+
+class _BrokenMemberProtocol(Protocol):
+    def connectionMade(self):
+        self.buffer = b""
+
+    def dataReceived(self, data):
+        self.buffer += data
+        if b"\r\n\r\n" not in self.buffer or self.buffer is None:
+            return
+        self.factory.requests.append(self.buffer)
+        self.buffer = b""
+        how = self.factory.how
+        if how == "close":
+            self.transport.loseConnection()
+        elif how == "reset":
+            self.transport.abortConnection()
+        elif how == "truncate-length":
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"y" * 10
+            )
+            self.transport.loseConnection()
+        elif how == "truncate-chunked":
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"a\r\n" + b"z" * 10 + b"\r\n"
+            )
+            self.transport.loseConnection()
+        elif how == "silent":
+            pass
+
+
+class BrokenMember:
+    """
+    A member that misbehaves after reading a request head:
+
+      - C{"close"}: closes without answering;
+      - C{"reset"}: resets the connection;
+      - C{"truncate-length"}: promises 100 bytes, sends 10, closes;
+      - C{"truncate-chunked"}: sends one chunk, closes without the last one;
+      - C{"silent"}: never answers.
+
+    @ivar requests: the raw request heads it read.
+    """
+
+    def __init__(self, how, reactor):
+        self.how = how
+        self.reactor = reactor
+        self.requests = []
+
+    def start(self):
+        factory = Factory.forProtocol(_BrokenMemberProtocol)
+        factory.how = self.how
+        factory.requests = self.requests
+        self._factory = WrappingFactory(factory)
+        self._listening = self.reactor.listenTCP(0, self._factory, interface="127.0.0.1")
+        self.port = self._listening.getHost().port
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    def stop(self):
+        d = defer.maybeDeferred(self._listening.stopListening)
+        d.addCallback(lambda _: closeAll(self._factory, self.reactor))
+        return d
+
+
+class _RawClient(Protocol):
+    def __init__(self, data, done):
+        self.data = data
+        self.done = done
+        self.received = []
+
+    def connectionMade(self):
+        if self.data:
+            self.transport.write(self.data)
+
+    def dataReceived(self, data):
+        self.received.append(data)
+
+    def connectionLost(self, reason):
+        self.done.callback(b"".join(self.received))
+
+
+def rawExchange(reactor, port, data, timeout=15.0):
+    """
+    Send raw bytes to 127.0.0.1:C{port} and collect everything that comes
+    back until the server closes the connection.
+
+    Fails if the server has not closed the connection after C{timeout}
+    seconds.
+    """
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    done = defer.Deferred()
+    protocol = _RawClient(data, done)
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    connected = connectProtocol(endpoint, protocol)
+    expired = []
+
+    def expire():
+        expired.append(True)
+        protocol.transport.abortConnection()
+
+    timer = reactor.callLater(timeout, expire)
+
+    def finished(result):
+        if timer.active():
+            timer.cancel()
+        if expired:
+            raise AssertionError(f"server did not close within {timeout}s; got {result!r}")
+        return result
+
+    connected.addErrback(done.errback)
+    return done.addCallback(finished)

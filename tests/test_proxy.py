@@ -1,0 +1,434 @@
+"""
+The HTTP proxy over real sockets on 127.0.0.1: scheduling, failover, header
+rules, connection reuse, errors.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer, reactor
+from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.protocols.policies import WrappingFactory
+
+from playbalancer.proxy import ReverseProxyResource
+from playbalancer.testing import BrokenMember, closeAll, rawExchange
+
+from tests.proxyharness import ProxyTestCase, headerValues, servedBy
+
+
+class SchedulingTests(ProxyTestCase):
+    async def test_roundRobinAlternates(self):
+        """
+        Round robin over two equal members alternates between them.
+        """
+        a, b = self.startMembers("app1", "app2")
+        self.startBalancer([a.url, b.url], scheduler="round-robin")
+        client = self.client()
+        served = []
+        for _ in range(8):
+            response, body = await self.fetch(client, "/")
+            self.assertEqual(response.code, 200)
+            served.append(servedBy(response))
+        self.assertEqual(served, ["app1", "app2"] * 4)
+        self.assertEqual(len(a.seen), 4)
+        self.assertEqual(len(b.seen), 4)
+
+    async def test_weightsShareTraffic(self):
+        """
+        Weighted round robin gives a weight-3 member three times the share.
+        """
+        a, b = self.startMembers("app1", "app2")
+        self.startBalancer([a.url, b.url], weights=[3, 1])
+        client = self.client()
+        for _ in range(12):
+            response, _ = await self.fetch(client, "/")
+            self.assertEqual(response.code, 200)
+        self.assertEqual((len(a.seen), len(b.seen)), (9, 3))
+
+    async def test_leastConnAvoidsBusyMember(self):
+        """
+        While one member is busy with a slow request, least-conn sends new
+        requests to the other.
+        """
+        a, b = self.startMembers("app1", "app2")
+        self.startBalancer([a.url, b.url], scheduler="least-conn")
+        client = self.client()
+        arrived = defer.DeferredList([a.hold.arrival(), b.hold.arrival()], fireOnOneCallback=True)
+        slow = defer.ensureDeferred(self.fetch(self.client(), "/hold"))
+        await arrived
+        busy, idle = (a, b) if a.hold.held else (b, a)
+        served = []
+        for _ in range(6):
+            response, _ = await self.fetch(client, "/")
+            served.append(servedBy(response))
+        self.assertEqual(served, [idle.name] * 6)
+        busy.hold.release()
+        response, body = await slow
+        self.assertEqual((response.code, body), (200, b"released\n"))
+
+    async def test_standbyFailoverAndReturn(self):
+        """
+        With the standby scheduler and a hot standby, all traffic goes to the
+        first member; when it is stopped every request goes to the standby
+        and none fails; once it is back and C{retry} has passed, traffic
+        returns to it.
+        """
+        a, b = self.startMembers("app1", "app2")
+        balancer = self.startBalancer([a.url, b.url], scheduler="standby", standby={1}, retry=30)
+        client = self.client()
+        for _ in range(3):
+            response, _ = await self.fetch(client, "/")
+            self.assertEqual(servedBy(response), "app1")
+        await a.stop()
+        for _ in range(5):
+            response, body = await self.fetch(client, "/")
+            self.assertEqual((response.code, servedBy(response)), (200, "app2"), body)
+        appOne = balancer.member("app1")
+        self.assertFalse(appOne.healthy)
+        self.assertIn("refused", appOne.downReason)
+        a.start()
+        response, _ = await self.fetch(client, "/")
+        self.assertEqual(servedBy(response), "app2")
+        self.clock.advance(31)
+        for _ in range(3):
+            response, _ = await self.fetch(client, "/")
+            self.assertEqual(servedBy(response), "app1")
+        self.assertTrue(appOne.healthy)
+
+    async def test_failoverForPostBeforeSending(self):
+        """
+        A member that refuses connections gets no request, whatever the
+        method: the POST goes to the next member with its body.
+        """
+        a, b = self.startMembers("app1", "app2")
+        self.startBalancer([a.url, b.url], scheduler="standby")
+        await a.stop()
+        echoed = await self.echo(self.client(), method="POST", data=b"payload")
+        self.assertEqual((echoed["instance"], echoed["body_sample"]), ("app2", "payload"))
+
+    async def test_forceRecovery(self):
+        """
+        When every member is resting after failures, they are tried anyway:
+        one member coming back means traffic at once, not after C{retry}.
+        """
+        (a,) = self.startMembers("app1")
+        balancer = self.startBalancer([a.url], retry=60)
+        client = self.client()
+        await a.stop()
+        response, _ = await self.fetch(client, "/")
+        self.assertEqual(response.code, 503)
+        self.assertFalse(balancer.member("app1").healthy)
+        a.start()
+        response, _ = await self.fetch(client, "/")
+        self.assertEqual((response.code, servedBy(response)), (200, "app1"))
+        self.assertTrue(balancer.member("app1").healthy)
+
+
+class HeaderTests(ProxyTestCase):
+    async def test_forwardedHeadersAndHost(self):
+        """
+        The member sees the client's Host, X-Forwarded-For appended with the
+        client address, X-Forwarded-Proto and X-Forwarded-Host; hop-by-hop
+        headers (and those named in Connection) are removed; repeated
+        headers stay repeated, in order.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        headers = Headers(
+            {
+                b"Host": [b"www.example.com"],
+                b"X-Forwarded-For": [b"10.1.2.3"],
+                b"X-Forwarded-Proto": [b"https"],
+                b"Connection": [b"X-Secret"],
+                b"X-Secret": [b"do not forward"],
+                b"Keep-Alive": [b"timeout=5"],
+                b"TE": [b"trailers"],
+                b"Proxy-Authorization": [b"Basic Zm9vOmJhcg=="],
+                b"Proxy-Connection": [b"keep-alive"],
+                b"X-Multi": [b"one", b"two"],
+            }
+        )
+        echoed = await self.echo(self.client(), headers=headers)
+        self.assertEqual(headerValues(echoed, "host"), ["www.example.com"])
+        self.assertEqual(headerValues(echoed, "x-forwarded-for"), ["10.1.2.3, 127.0.0.1"])
+        self.assertEqual(headerValues(echoed, "x-forwarded-proto"), ["http"])
+        self.assertEqual(headerValues(echoed, "x-forwarded-host"), ["www.example.com"])
+        self.assertEqual(headerValues(echoed, "x-multi"), ["one", "two"])
+        for name in ["x-secret", "keep-alive", "te", "proxy-authorization", "proxy-connection"]:
+            self.assertEqual(headerValues(echoed, name), [], name)
+        connection = headerValues(echoed, "connection")
+        self.assertNotIn("X-Secret", " ".join(connection))
+
+    async def test_memberHostWhenNotPreserved(self):
+        """
+        With C{preserve_host = false} the member gets its own host and port.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url], preserveHost=False)
+        echoed = await self.echo(self.client(), headers={b"Host": [b"www.example.com"]})
+        self.assertEqual(headerValues(echoed, "host"), [f"127.0.0.1:{a.port}"])
+        self.assertEqual(headerValues(echoed, "x-forwarded-host"), ["www.example.com"])
+
+    async def test_responseHopByHopRemoved(self):
+        """
+        A member's hop-by-hop response headers do not reach the client;
+        repeated Set-Cookie headers do, each one.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        raw = await rawExchange(
+            reactor, self.port, b"GET /headers HTTP/1.1\r\nHost: front:80\r\nConnection: close\r\n\r\n"
+        )
+        head = raw.split(b"\r\n\r\n", 1)[0].lower()
+        self.assertTrue(head.startswith(b"http/1.1 200"), raw)
+        self.assertNotIn(b"x-internal", head)
+        self.assertNotIn(b"keep-alive", head)
+        self.assertEqual(head.count(b"set-cookie: "), 2)
+        self.assertIn(b"set-cookie: a=1", head)
+        self.assertIn(b"set-cookie: b=2", head)
+        self.assertIn(b"content-location: http://front:80/c", head)
+
+    async def test_locationRewritten(self):
+        """
+        A redirect to the member's own URL is rewritten to the address the
+        client used (ProxyPassReverse).
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        response, _ = await self.fetch(
+            self.client(), "/redirect", allow_redirects=False, headers={b"Host": [b"shop.example:8080"]}
+        )
+        self.assertEqual(response.code, 302)
+        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"http://shop.example:8080/"])
+
+    async def test_noContentTypeInvented(self):
+        """
+        A member response without Content-Type gets none from the proxy.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        response, body = await self.fetch(self.client(), "/hold-not-there")
+        self.assertEqual(response.code, 404)
+        # The demo's 404 page is from twisted.web (text/html); HEAD of /large
+        # is octet-stream: both are the member's own.
+        response, body = await self.fetch(self.client(), "/large?size=1000", method="HEAD")
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"application/octet-stream"])
+        self.assertEqual(response.headers.getRawHeaders(b"content-length"), [b"1000"])
+        self.assertEqual(body, b"")
+
+
+class ConnectionTests(ProxyTestCase):
+    async def test_memberConnectionsReused(self):
+        """
+        Sequential keep-alive requests reuse pooled member connections.
+        """
+        a, b = self.startMembers("app1", "app2")
+        self.startBalancer([a.url, b.url])
+        client = self.client()
+        for _ in range(40):
+            response, _ = await self.fetch(client, "/")
+            self.assertEqual(response.code, 200)
+        self.assertEqual((len(a.seen), len(b.seen)), (20, 20))
+        self.assertEqual((a.connections, b.connections), (1, 1))
+
+    async def test_chunkedUploadReachesMemberFramed(self):
+        """
+        A chunked request body reaches the member whole and correctly
+        framed.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        body = b"".join(b"%05d" % i for i in range(40000))
+        request = (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        for start in range(0, len(body), 7000):
+            piece = body[start : start + 7000]
+            request += b"%x\r\n" % len(piece) + piece + b"\r\n"
+        request += b"0\r\n\r\n"
+        raw = await rawExchange(reactor, self.port, request)
+        self.assertIn(b'"body_length": %d' % len(body), raw)
+        self.assertIn(b'"body_sample": "0000000001', raw)
+
+    async def test_clientGoneCancelsMemberRequest(self):
+        """
+        A client that goes away while its request waits on a member gets
+        that member request cancelled, and the member's count drops back.
+        """
+        (a,) = self.startMembers("app1")
+        balancer = self.startBalancer([a.url])
+        arrived = a.hold.arrival()
+        pending = rawExchange(reactor, self.port, b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        await arrived
+        self.assertEqual(balancer.member("app1").active, 1)
+        await closeAll(self.frontFactory, reactor)
+        await pending
+        from playbalancer.testing import waitUntil
+
+        await waitUntil(lambda: a.hold.cancelled, reactor)
+        self.assertEqual(balancer.member("app1").active, 0)
+
+
+class ErrorTests(ProxyTestCase):
+    async def test_503WhenNothingUsable(self):
+        """
+        With no usable member the balancer answers 503 with Retry-After.
+        """
+        (a,) = self.startMembers("app1")
+        balancer = self.startBalancer([a.url])
+        balancer.member("app1").admin = "disabled"
+        response, body = await self.fetch(self.client(), "/")
+        self.assertEqual(response.code, 503)
+        self.assertEqual(response.headers.getRawHeaders(b"retry-after"), [b"1"])
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/plain; charset=utf-8"])
+        self.assertEqual(a.seen, [])
+
+    async def test_503WhenAllRefuse(self):
+        """
+        When every member refuses connections: 503, and each is marked down.
+        """
+        a, b = self.startMembers("app1", "app2")
+        balancer = self.startBalancer([a.url, b.url], retry=30)
+        await a.stop()
+        await b.stop()
+        response, body = await self.fetch(self.client(), "/")
+        self.assertEqual(response.code, 503)
+        self.assertEqual(response.headers.getRawHeaders(b"retry-after"), [b"30"])
+        self.assertEqual([m.healthy for m in balancer.members], [False, False])
+
+    async def test_504WhenMemberTooSlow(self):
+        """
+        A member that does not answer within C{timeout} gets a 504 sent for
+        it.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url], timeout=0.2)
+        response, body = await self.fetch(self.client(), "/hold")
+        self.assertEqual(response.code, 504)
+        self.assertIn(b"Gateway Timeout", body)
+        a.hold.release()
+
+    async def test_idempotentRetriedAfterClose(self):
+        """
+        A member that closes before answering a GET: the GET is retried on
+        the next member and succeeds; the broken one is marked down.
+        """
+        broken = BrokenMember("close", reactor).start()
+        self.addCleanup(broken.stop)
+        (good,) = self.startMembers("app2")
+        balancer = self.startBalancer([broken.url, good.url], scheduler="standby")
+        response, body = await self.fetch(self.client(), "/")
+        self.assertEqual((response.code, servedBy(response)), (200, "app2"))
+        self.assertEqual(len(broken.requests), 1)
+        self.assertFalse(balancer.member("app1").healthy)
+
+    async def test_postNotRetriedAfterSend(self):
+        """
+        A POST that reached a member which then closed is not sent again:
+        502, and the other member never sees it.
+        """
+        broken = BrokenMember("reset", reactor).start()
+        self.addCleanup(broken.stop)
+        (good,) = self.startMembers("app2")
+        self.startBalancer([broken.url, good.url], scheduler="standby")
+        response, body = await self.fetch(self.client(), "/echo", method="POST", data=b"once")
+        self.assertEqual(response.code, 502)
+        self.assertEqual(len(broken.requests), 1)
+        self.assertEqual(good.seen, [])
+
+    async def test_truncatedLengthResponseClosesClient(self):
+        """
+        A member that breaks off after the headers: the client connection
+        is closed, and what it got is visibly short of Content-Length.
+        """
+        broken = BrokenMember("truncate-length", reactor).start()
+        self.addCleanup(broken.stop)
+        self.startBalancer([broken.url])
+        raw = await rawExchange(reactor, self.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        self.assertIn(b"Content-Length: 100", head)
+        self.assertEqual(body, b"y" * 10)
+
+    async def test_truncatedChunkedResponseHasNoLastChunk(self):
+        """
+        A chunked response broken off by the member never gets the last
+        chunk that would make it look complete.
+        """
+        broken = BrokenMember("truncate-chunked", reactor).start()
+        self.addCleanup(broken.stop)
+        self.startBalancer([broken.url])
+        raw = await rawExchange(reactor, self.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        self.assertIn(b"Transfer-Encoding: chunked", head)
+        self.assertIn(b"z" * 10, body)
+        self.assertNotIn(b"0\r\n\r\n", body)
+
+    async def test_malformedNeverReachesMember(self):
+        """
+        Requests twisted.web would accept but a proxy must not pass on get a
+        400 and never reach a member.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        for request in [
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET nonsense HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ]:
+            raw = await rawExchange(reactor, self.port, request)
+            self.assertTrue(raw.startswith(b"HTTP/1.1 400"), (request, raw))
+        self.assertEqual(a.seen, [])
+
+    async def test_bodyTooLarge(self):
+        """
+        A body over C{max_body} gets a 413, declared or chunked, and nothing
+        reaches the member.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url], maxBody=1000)
+        raw = await rawExchange(
+            reactor,
+            self.port,
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n" + b"x" * 1001,
+        )
+        self.assertTrue(raw.startswith(b"HTTP/1.1 413"), raw)
+        chunk = b"x" * 600
+        raw = await rawExchange(
+            reactor,
+            self.port,
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + (b"258\r\n" + chunk + b"\r\n") * 2
+            + b"0\r\n\r\n",
+        )
+        self.assertTrue(raw.startswith(b"HTTP/1.1 413"), raw)
+        echoed = await self.echo(self.client(), method="POST", data=b"x" * 1000)
+        self.assertEqual(echoed["body_length"], 1000)
+        self.assertEqual(len(a.seen), 1)
+
+
+class MountTests(ProxyTestCase):
+    async def test_mountedInsideAnotherApp(self):
+        """
+        The proxy resource mounted at C{/app} of another twisted.web site
+        sends the rest of the path on, and rewrites redirects under C{/app}.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        root = Resource()
+        root.putChild(
+            b"app", ReverseProxyResource(self.balancer, self.connector, reactor)
+        )
+        factory = WrappingFactory(Site(root))
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(lambda: closeAll(factory, reactor))
+        self.base = f"http://127.0.0.1:{port.getHost().port}"
+        echoed = await self.echo(self.client(), "/app/echo?x=1")
+        self.assertEqual(echoed["uri"], "/echo?x=1")
+        response, _ = await self.fetch(
+            self.client(), "/app/redirect", allow_redirects=False, headers={b"Host": [b"h:1"]}
+        )
+        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"http://h:1/app/"])
