@@ -11,6 +11,7 @@ from zope.interface import implementer
 from twisted.plugin import IPlugin, getPlugins
 
 from playbalancer.interfaces import IScheduler, ISchedulerFactory
+from playbalancer.plugincache import dropStaleCaches
 
 
 def _rejectOptions(name, options):
@@ -136,6 +137,7 @@ def availableSchedulers():
 
     @rtype: L{dict} of L{str} to L{ISchedulerFactory}
     """
+    dropStaleCaches()
     found = {}
     for factory in getPlugins(ISchedulerFactory):
         found.setdefault(factory.name, factory)

@@ -443,9 +443,3 @@ class StaleDropinCacheTests(unittest.TestCase):
         )
         self.assertEqual(self.available(), BUILTINS | {"p2c-renamed"})
         self.assertNotIn("Traceback", self.stderr)
-
-    test_renamedAttribute.todo = (  # type: ignore[attr-defined]
-        "Twisted keeps the stale dropin.cache entry: p2c-renamed is missing and "
-        "loading the old attribute 'p2c' logs an AttributeError traceback; "
-        "needs availableSchedulers() to drop caches older than a module's ctime"
-    )

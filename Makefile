@@ -1,0 +1,30 @@
+# playbalancer: `make demo` runs the demo, `make test` runs the test suite.
+# Both create the virtualenv in .venv and install the project into it first.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@# Build Twisted's plugin cache now, so that it is never stale later.
+	$(BIN)/python -c "from playbalancer.schedulers import availableSchedulers; print('schedulers:', ', '.join(sorted(availableSchedulers())))"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m playbalancer.demo cluster --config etc/playbalancer.toml
+
+test: $(STAMP)
+	$(BIN)/python -m twisted.trial tests
+
+clean:
+	rm -rf $(VENV) _trial_temp build *.egg-info
