@@ -125,7 +125,13 @@ class Large(_Page):
 
 class Echo(_Page):
     def render(self, request):
-        body = request.content.read() if request.content is not None else b""
+        sample, length = b"", 0
+        if request.content is not None:
+            request.content.seek(0)
+            for piece in iter(lambda: request.content.read(65536), b""):
+                if length < 64:
+                    sample += piece[: 64 - length]
+                length += len(piece)
         self._head(request, b"application/json")
         info = {
             "instance": self.instance.name,
@@ -136,8 +142,8 @@ class Echo(_Page):
                 for name, values in request.requestHeaders.getAllRawHeaders()
                 for value in values
             ],
-            "body_length": len(body),
-            "body_sample": body[:64].decode("latin-1"),
+            "body_length": length,
+            "body_sample": sample.decode("latin-1"),
         }
         return json.dumps(info).encode() + b"\n"
 
