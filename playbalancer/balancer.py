@@ -134,8 +134,7 @@ class Balancer:
             return primaries
         if standbys:
             return standbys
-        restingPrimaries = [m for m in resting if not m.standby]
-        return restingPrimaries or resting
+        return [m for m in resting if not m.standby] + [m for m in resting if m.standby]
 
     def pick(self, request, exclude=()):
         """

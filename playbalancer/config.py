@@ -7,6 +7,8 @@ C{balancer.mycluster.member[1].url: expected an http:// URL, got 'ftp://x'}.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -18,6 +20,7 @@ except ImportError:  # Python < 3.11
     import tomli as tomllib
 
 NAME = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 DEFAULT_SCHEDULER = "round-robin"
 
@@ -83,6 +86,7 @@ class _Table:
         self.path = path
 
     def at(self, key):
+        key = _key(key)
         return f"{self.path}.{key}" if self.path else key
 
     def get(self, key, kind, default=None, required=False):
@@ -98,7 +102,16 @@ class _Table:
             raise ConfigError(self.at(key), "unknown key")
 
 
+def _key(key):
+    """
+    A TOML key as it would be written: quoted unless it is a bare key.
+    """
+    return key if _BARE_KEY.match(key) else json.dumps(key)
+
+
 def _show(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
@@ -134,7 +147,12 @@ def _count(value, path):
 
 
 def _seconds(value, path):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
         raise ConfigError(path, f"expected a number of seconds >= 0, got {_show(value)}")
     return float(value)
 
@@ -164,6 +182,8 @@ def memberURL(value, path):
         raise ConfigError(path, expected)
     if url.scheme not in ("http", "https") or not url.host or not url.absolute:
         raise ConfigError(path, expected)
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ConfigError(path, f"expected a port from 1 to 65535 in {value!r}")
     if url.userinfo or url.query or url.fragment:
         raise ConfigError(path, f"expected no user, query or fragment in {value!r}")
     try:
@@ -260,7 +280,7 @@ def parseConfig(data, schedulers=None):
     top.done()
     balancers = {}
     for name, table in rawBalancers.items():
-        path = f"balancer.{name}"
+        path = f"balancer.{_key(name)}"
         _name(name, path)
         balancers[name] = _balancer(name, table, path, schedulers)
     for index, listener in enumerate(listeners):
@@ -271,7 +291,7 @@ def parseConfig(data, schedulers=None):
     used = {listener.balancer for listener in listeners}
     for name in balancers:
         if name not in used:
-            raise ConfigError(f"balancer.{name}", "no listener uses this balancer")
+            raise ConfigError(f"balancer.{_key(name)}", "no listener uses this balancer")
     return Config(listeners=listeners, balancers=balancers)
 
 
@@ -287,7 +307,7 @@ def loadConfig(path, schedulers=None):
             data = tomllib.load(f)
     except OSError as e:
         raise ConfigError("", f"{path}: cannot read: {e.strerror}")
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError("", f"{path}: not valid TOML: {e}")
     return parseConfig(data, schedulers)
 

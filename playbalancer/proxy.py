@@ -163,7 +163,6 @@ class _Exchange:
         self.timeoutCall = None
         self.relay = None
         self.lastProblem = None
-        self.baseHeaders = None
         content = request.content
         hasBody = request.requestHeaders.hasHeader(
             b"content-length"
@@ -176,20 +175,15 @@ class _Exchange:
 
     def _headersFor(self, member):
         request = self.request
-        resource = self.resource
-        if self.baseHeaders is not None and resource.preserveHost:
-            return self.baseHeaders
         peer = request.getClientAddress()
         clientAddress = getattr(peer, "host", "unknown").encode("ascii")
-        headers = requestHeadersForMember(
+        return requestHeadersForMember(
             request.requestHeaders,
             clientAddress,
             request.isSecure(),
             member.hostHeader,
-            resource.preserveHost,
+            self.resource.preserveHost,
         )
-        self.baseHeaders = headers
-        return headers
 
     def _attempt(self):
         balancer = self.resource.balancer
