@@ -6,7 +6,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean
+PYPY ?= $(shell command -v pypy3)
+PYPY_VENV ?= .venv-pypy
+
+.PHONY: install demo test test-pypy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +29,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m twisted.trial tests
 
+# The same suite on PyPy (Debian's pypy3 and pypy3-venv packages).
+test-pypy:
+	@test -n "$(PYPY)" || { echo "pypy3 not found (apt-get install pypy3 pypy3-venv)"; exit 1; }
+	test -x $(PYPY_VENV)/bin/python || $(PYPY) -m venv $(PYPY_VENV)
+	$(PYPY_VENV)/bin/python -m pip install --quiet --prefer-binary -c constraints/pypy.txt -e '.[test]'
+	$(PYPY_VENV)/bin/python -m twisted.trial tests
+
 clean:
-	rm -rf $(VENV) _trial_temp build *.egg-info
+	rm -rf $(VENV) $(PYPY_VENV) _trial_temp build *.egg-info

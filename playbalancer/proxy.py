@@ -205,6 +205,16 @@ class _Exchange:
             self.resource.timeout, self._timeOut
         )
         d.addCallbacks(self._gotResponse, self._failed, (member,), None, (member,))
+        d.addErrback(self._bug)
+
+    def _bug(self, failure):
+        """
+        Our own code raised: never leave the client hanging.
+        """
+        if not self.clientGone and not self.request.finished:
+            self.request.processingFailed(failure)
+        else:
+            _log.failure("error while proxying", failure)
 
     def _timeOut(self):
         self.timeoutCall = None

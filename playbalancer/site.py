@@ -51,6 +51,24 @@ class ProxyRequest(server.Request):
             return
         server.Request.requestReceived(self, command, path, version)
 
+    def processingFailed(self, reason):
+        """
+        A bug of ours while handling the request: log it, answer a short
+        plain-text 500 (never a traceback) if nothing was sent yet, else
+        close the connection.
+        """
+        self._log.failure("error while proxying {uri}", failure=reason, uri=self.uri)
+        if self.startedWriting:
+            self.channel.loseConnection()
+            return reason
+        body = b"Internal Server Error\n"
+        self.setResponseCode(500)
+        self.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+        self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+        self.write(body)
+        self.finish()
+        return reason
+
     def _refuse(self):
         self._refused = True
         self.content = None

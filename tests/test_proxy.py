@@ -432,3 +432,24 @@ class MountTests(ProxyTestCase):
             self.client(), "/app/redirect", allow_redirects=False, headers={b"Host": [b"h:1"]}
         )
         self.assertEqual(response.headers.getRawHeaders(b"location"), [b"http://h:1/app/"])
+
+
+class _Exploding:
+    def pick(self, candidates, request):
+        raise ZeroDivisionError("scheduler bug")
+
+
+class BugTests(ProxyTestCase):
+    async def test_bugGivesPlainTextError(self):
+        """
+        An exception in our own code (here, a scheduler) gives the client a
+        short plain-text 500, never a traceback or a hanging request.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        self.balancer.scheduler = _Exploding()
+        response, body = await self.fetch(self.client(), "/")
+        self.assertEqual((response.code, body), (500, b"Internal Server Error\n"))
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/plain; charset=utf-8"])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual(a.seen, [])

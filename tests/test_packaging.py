@@ -1,0 +1,100 @@
+"""
+Packaging promises: the dropins ship in the wheel (and only they, not a
+C{twisted/__init__.py}), nothing imports the reactor at module level, and
+C{twistd --reactor} still chooses the reactor.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import zipfile
+
+from twisted.trial.unittest import TestCase
+
+from playbalancer.demo import TWISTD
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+MODULES = [
+    "twisted.plugins.playbalancer_plugin",
+    "twisted.plugins.playbalancer_schedulers",
+    "playbalancer",
+    "playbalancer.interfaces",
+    "playbalancer.config",
+    "playbalancer.balancer",
+    "playbalancer.schedulers",
+    "playbalancer.headers",
+    "playbalancer.bodies",
+    "playbalancer._client",
+    "playbalancer.proxy",
+    "playbalancer.site",
+    "playbalancer.tap",
+    "playbalancer.demo",
+    "playbalancer.testing",
+]
+
+
+class PackagingTests(TestCase):
+    def test_noReactorImportAtModuleLevel(self):
+        """
+        Importing every module leaves the reactor unchosen.
+        """
+        code = (
+            "import sys\n"
+            f"for name in {MODULES!r}:\n"
+            "    __import__(name)\n"
+            "print('twisted.internet.reactor' in sys.modules)\n"
+        )
+        output = subprocess.check_output([sys.executable, "-c", code], cwd=ROOT)
+        self.assertEqual(output.strip(), b"False")
+
+    def test_wheelShipsDropins(self):
+        """
+        The wheel holds both dropins under twisted/plugins/ and no
+        __init__.py that would shadow Twisted's own package.
+        """
+        out = self.mktemp()
+        subprocess.check_call(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", out, ROOT],
+            stdout=subprocess.DEVNULL,
+        )
+        (wheel,) = [name for name in os.listdir(out) if name.endswith(".whl")]
+        names = set(zipfile.ZipFile(os.path.join(out, wheel)).namelist())
+        self.assertIn("twisted/plugins/playbalancer_plugin.py", names)
+        self.assertIn("twisted/plugins/playbalancer_schedulers.py", names)
+        self.assertNotIn("twisted/__init__.py", names)
+        self.assertNotIn("twisted/plugins/__init__.py", names)
+        self.assertIn("playbalancer/proxy.py", names)
+
+    def test_twistdReactorOption(self):
+        """
+        C{twistd --reactor=poll playbalancer} runs on the poll reactor.
+        """
+        log = os.path.abspath(self.mktemp())
+        child = subprocess.Popen(
+            [
+                sys.executable, "-c", TWISTD, "--reactor=poll", "-n", "--pidfile=",
+                "--logfile", log, "playbalancer",
+                "--listen", "tcp:0:interface=127.0.0.1", "--member", "http://127.0.0.1:9",
+            ],
+            cwd=ROOT,
+        )
+        try:
+            text = ""
+            for _ in range(200):
+                if os.path.exists(log):
+                    with open(log) as f:
+                        text = f.read()
+                    if "starting on" in text:
+                        break
+                self.assertIsNone(child.poll(), text)
+                time.sleep(0.05)
+            self.assertIn("PollReactor", text)
+            self.assertIn("starting on", text)
+            self.assertNotIn("Traceback", text)
+        finally:
+            child.terminate()
+            child.wait(10)
