@@ -10,15 +10,21 @@ L{Balancer.end}, L{Balancer.memberFailed} and L{Balancer.memberSucceeded}.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 from hyperlink import URL
 from zope.interface import implementer
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from playbalancer.interfaces import IMember
 
 ADMIN_STATES = ("enabled", "drain", "disabled")
+
+#: Latencies are kept for this many seconds, and at most this many.
+LATENCY_WINDOW = 60.0
+LATENCY_SAMPLES = 2048
 
 _log = Logger()
 
@@ -64,6 +70,37 @@ class Member:
         self.downSince = None
         self.downUntil = None
         self.downReason = None
+        self.removing = False
+        self._latencies = deque(maxlen=LATENCY_SAMPLES)
+        self._idleWaiters = []
+
+    def recordLatency(self, now, seconds):
+        """
+        Remember how long one request took.
+        """
+        self._latencies.append((now, seconds))
+
+    def latency(self, now):
+        """
+        C{(mean, p95)} in seconds over the recent window, or C{(None, None)}
+        with no request in it.
+        """
+        horizon = now - LATENCY_WINDOW
+        recent = sorted(s for t, s in self._latencies if t >= horizon)
+        if not recent:
+            return None, None
+        p95 = recent[min(len(recent) - 1, int(math.ceil(0.95 * len(recent))) - 1)]
+        return sum(recent) / len(recent), p95
+
+    def whenIdle(self):
+        """
+        A L{Deferred} that fires once nothing is in flight on this member.
+        """
+        if self.active == 0:
+            return succeed(self)
+        d = Deferred()
+        self._idleWaiters.append(d)
+        return d
 
     @property
     def healthy(self):
@@ -94,6 +131,26 @@ class Balancer:
         self.members = list(members)
         self.retry = retry
         self._clock = clock
+        self._observers = []
+
+    def observe(self, observer):
+        """
+        Call C{observer(balancer, member, change)} after every admin change
+        (C{change} is a C{dict} of what changed, C{"who"} included).
+        """
+        self._observers.append(observer)
+
+    def _changed(self, member, change, who):
+        change = dict(change, who=who)
+        _log.info(
+            "member {balancer}/{member} changed by {who}: {what}",
+            balancer=self.name,
+            member=member.name,
+            who=who or "config",
+            what=", ".join(f"{k}={v}" for k, v in sorted(change.items()) if k != "who"),
+        )
+        for observer in list(self._observers):
+            observer(self, member, change)
 
     def member(self, name):
         """
@@ -165,13 +222,93 @@ class Balancer:
         member.active += 1
         member.requests += 1
 
-    def end(self, member, bytesIn=0, bytesOut=0):
+    def end(self, member, bytesIn=0, bytesOut=0, latency=None):
         """
         A request (or connection) on C{member} is over.
+
+        @param latency: how long it took, in seconds, if it got an answer.
         """
         member.active -= 1
         member.bytesIn += bytesIn
         member.bytesOut += bytesOut
+        if latency is not None:
+            member.recordLatency(self._clock.seconds(), latency)
+        if member.active == 0:
+            waiters, member._idleWaiters = member._idleWaiters, []
+            for d in waiters:
+                d.callback(member)
+            if member.removing and member in self.members:
+                self.members.remove(member)
+
+    def setAdmin(self, member, state, who=None):
+        """
+        Set C{member}'s admin state: C{"enabled"}, C{"drain"} (no new
+        requests, those in flight finish) or C{"disabled"} (the same today;
+        health checks stop too once they exist).
+        """
+        if state not in ADMIN_STATES:
+            raise ValueError(f"admin must be one of {', '.join(ADMIN_STATES)}, got {state!r}")
+        if member.admin != state:
+            member.admin = state
+            self._changed(member, {"admin": state}, who)
+
+    def setStandby(self, member, standby, who=None):
+        """
+        Make C{member} a hot standby, or a primary.
+        """
+        if not isinstance(standby, bool):
+            raise ValueError(f"standby must be true or false, got {standby!r}")
+        if member.standby != standby:
+            member.standby = standby
+            self._changed(member, {"standby": standby}, who)
+
+    def setWeight(self, member, weight, who=None):
+        """
+        Set C{member}'s share of new requests (0: none).
+        """
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
+            raise ValueError(f"weight must be a whole number >= 0, got {weight!r}")
+        if member.weight != weight:
+            member.weight = weight
+            self._changed(member, {"weight": weight}, who)
+
+    def reset(self, member, who=None):
+        """
+        Forget C{member}'s failure now rather than after C{retry} (Apache's
+        force recovery).
+        """
+        if member.downSince is not None:
+            member.downSince = member.downUntil = member.downReason = None
+            self._changed(member, {"reset": True}, who)
+
+    def addMember(self, member, who=None):
+        """
+        Add C{member} at run time; it gets requests at once.
+
+        @raise ValueError: if a member of that name exists.
+        """
+        if self.member(member.name) is not None:
+            raise ValueError(f"member {member.name!r} exists")
+        self.members.append(member)
+        self._changed(
+            member,
+            {"added": member.url, "standby": member.standby, "weight": member.weight},
+            who,
+        )
+
+    def removeMember(self, member, who=None):
+        """
+        Take C{member} out: no new requests at once, gone from the balancer
+        once those in flight end.
+
+        @return: a L{Deferred} that fires when it is gone.
+        """
+        member.removing = True
+        member.admin = "disabled"
+        self._changed(member, {"removed": True}, who)
+        if member.active == 0 and member in self.members:
+            self.members.remove(member)
+        return member.whenIdle()
 
     def memberFailed(self, member, reason):
         """

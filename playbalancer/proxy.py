@@ -193,6 +193,7 @@ class _Exchange:
             return
         self.tried.append(member)
         balancer.begin(member)
+        self.started = self.resource.reactor.seconds()
         d = self.resource.connector.request(
             member,
             self.request.method,
@@ -315,7 +316,12 @@ class _Exchange:
         """
         self.relay = None
         balancer = self.resource.balancer
-        balancer.end(member, bytesIn=received, bytesOut=self.body.length or 0)
+        balancer.end(
+            member,
+            bytesIn=received,
+            bytesOut=self.body.length or 0,
+            latency=self.resource.reactor.seconds() - self.started,
+        )
         if self.clientGone:
             return
         request = self.request
