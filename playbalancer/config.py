@@ -7,6 +7,7 @@ C{balancer.mycluster.member[1].url: expected an http:// URL, got 'ftp://x'}.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -23,6 +24,8 @@ NAME = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 DEFAULT_SCHEDULER = "round-robin"
+DEFAULT_MANAGER_ENDPOINT = "tcp:8081:interface=127.0.0.1"
+DEFAULT_ALLOW = ("127.0.0.0/8", "::1")
 
 
 class ConfigError(Exception):
@@ -65,12 +68,22 @@ class ListenConfig:
     balancer: str
     preserveHost: bool = True
     maxBody: int = 0
+    managerPath: str = None
+
+
+@dataclass
+class ManagerConfig:
+    endpoint: str = DEFAULT_MANAGER_ENDPOINT
+    allow: list = field(default_factory=lambda: list(DEFAULT_ALLOW))
+    tokenFile: str = None
+    stateFile: str = None
 
 
 @dataclass
 class Config:
     listeners: list
     balancers: dict
+    manager: ManagerConfig = None
 
 
 class _Table:
@@ -259,9 +272,49 @@ def _listener(data, path):
         balancer=table.get("balancer", _name, required=True),
         preserveHost=table.get("preserve_host", _bool, True),
         maxBody=table.get("max_body", _count, 0),
+        managerPath=table.get("manager_path", _urlPath),
     )
     table.done()
     return listener
+
+
+def _urlPath(value, path):
+    _string(value, path)
+    segments = value.strip("/").split("/")
+    if not value.startswith("/") or not all(NAME.match(s) for s in segments):
+        raise ConfigError(
+            path, f"expected a path like '/balancer-manager', got {value!r}"
+        )
+    return "/" + "/".join(segments)
+
+
+def _cidrList(value, path):
+    if not isinstance(value, list) or not value:
+        raise ConfigError(path, f"expected a non-empty array of addresses, got {_show(value)}")
+    for index, item in enumerate(value):
+        _cidr(item, f"{path}[{index}]")
+    return list(value)
+
+
+def _cidr(value, path):
+    _string(value, path)
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ConfigError(path, f"expected an address or CIDR network, got {value!r}")
+    return value
+
+
+def _manager(data, path):
+    table = _Table(data, path)
+    manager = ManagerConfig(
+        endpoint=table.get("endpoint", _endpoint, DEFAULT_MANAGER_ENDPOINT),
+        allow=table.get("allow", _cidrList, list(DEFAULT_ALLOW)),
+        tokenFile=table.get("token_file", _string),
+        stateFile=table.get("state_file", _string),
+    )
+    table.done()
+    return manager
 
 
 def parseConfig(data, schedulers=None):
@@ -277,6 +330,7 @@ def parseConfig(data, schedulers=None):
         raise ConfigError("listen", "at least one [[listen]] is needed")
     listeners = [_listener(item, f"listen[{i}]") for i, item in enumerate(rawListeners)]
     rawBalancers = top.get("balancer", lambda v, p: _Table(v, p)._data, required=True)
+    manager = top.get("manager", _manager)
     top.done()
     balancers = {}
     for name, table in rawBalancers.items():
@@ -292,7 +346,12 @@ def parseConfig(data, schedulers=None):
     for name in balancers:
         if name not in used:
             raise ConfigError(f"balancer.{_key(name)}", "no listener uses this balancer")
-    return Config(listeners=listeners, balancers=balancers)
+    for index, listener in enumerate(listeners):
+        if listener.managerPath and manager is None:
+            raise ConfigError(
+                f"listen[{index}].manager_path", "needs a [manager] table (even an empty one)"
+            )
+    return Config(listeners=listeners, balancers=balancers, manager=manager)
 
 
 def loadConfig(path, schedulers=None):
@@ -312,10 +371,14 @@ def loadConfig(path, schedulers=None):
     return parseConfig(data, schedulers)
 
 
-def configFromArguments(listen, members, standbys, scheduler, retry, schedulers=None):
+def configFromArguments(
+    listen, members, standbys, scheduler, retry, schedulers=None, manager=None
+):
     """
     Build a L{Config} with one listener and one balancer (C{default}) from
     command-line values; members are named C{app1}, C{app2}, ... in order.
+
+    @param manager: the manager's endpoint, or L{None} for no manager.
     """
     entries = [(url, False) for url in members] + [(url, True) for url in standbys]
     data = {
@@ -331,4 +394,6 @@ def configFromArguments(listen, members, standbys, scheduler, retry, schedulers=
             }
         },
     }
+    if manager is not None:
+        data["manager"] = {"endpoint": manager}
     return parseConfig(data, schedulers)

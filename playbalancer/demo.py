@@ -209,7 +209,9 @@ def cluster(configPath):
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 
     def start(args):
-        children.append(subprocess.Popen([sys.executable] + args))
+        # A session of its own: Ctrl-C reaches only this launcher, which then
+        # stops each child once.
+        children.append(subprocess.Popen([sys.executable] + args, start_new_session=True))
 
     try:
         for balancer in config.balancers.values():

@@ -6,7 +6,7 @@ body arrives.
 
 from __future__ import annotations
 
-from twisted.web import server
+from twisted.web import resource, server
 
 _TOO_LARGE = (
     b"HTTP/1.1 413 Content Too Large\r\n"
@@ -97,3 +97,33 @@ class ProxySite(server.Site):
     def log(self, request):
         if self._accessLog:
             server.Site.log(self, request)
+
+
+class ManagerMount(resource.Resource):
+    """
+    A front listener's root when the manager is also served under a path
+    of it (like Apache's C{ProxyPass /balancer-manager !}): requests under
+    that path go to the manager and are never proxied; all others go to the
+    proxy, unchanged.
+
+    @param path: the manager's path, e.g. C{"/balancer-manager"}.
+    """
+
+    def __init__(self, proxy, path, manager):
+        resource.Resource.__init__(self)
+        self.proxy = proxy
+        self.manager = manager
+        self.segments = [s.encode("ascii") for s in path.strip("/").split("/")]
+
+    def getChildWithDefault(self, path, request):
+        rest = len(self.segments) - 1
+        if [path] + request.postpath[:rest] == self.segments:
+            for _ in range(rest):
+                request.prepath.append(request.postpath.pop(0))
+            return self.manager
+        # Not ours: give the proxy the whole path, as if it were the root.
+        request.postpath.insert(0, request.prepath.pop())
+        return self.proxy
+
+    def render(self, request):
+        return self.proxy.render(request)

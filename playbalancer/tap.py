@@ -5,8 +5,6 @@ configuration, balancers, schedulers and listeners together.
 
 from __future__ import annotations
 
-import sys
-
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.python import usage
@@ -30,6 +28,13 @@ class Options(usage.Options):
         ["listen", "l", "tcp:8080", "Listen on this Twisted endpoint (without --config)."],
         ["scheduler", "s", "round-robin", "Scheduler name (without --config)."],
         ["retry", None, "60", "Seconds a failed member rests (without --config)."],
+        [
+            "manager",
+            None,
+            None,
+            "Serve the manager on this endpoint (without --config), "
+            "e.g. tcp:8081:interface=127.0.0.1.",
+        ],
     ]
 
     def __init__(self):
@@ -56,8 +61,10 @@ class Options(usage.Options):
         schedulers = availableSchedulers()
         try:
             if self["config"]:
-                if self["members"] or self["standbys"]:
-                    raise usage.UsageError("use either --config or --member, not both")
+                if self["members"] or self["standbys"] or self["manager"]:
+                    raise usage.UsageError(
+                        "use either --config or --member/--standby/--manager, not both"
+                    )
                 self.config = loadConfig(self["config"], schedulers)
             else:
                 if not self["members"] and not self["standbys"]:
@@ -73,6 +80,7 @@ class Options(usage.Options):
                     self["scheduler"],
                     retry,
                     schedulers,
+                    manager=self["manager"],
                 )
         except ConfigError as e:
             # One clear line and a non-zero exit, never a traceback.
@@ -116,17 +124,65 @@ def buildBalancer(config, schedulerFactory, clock):
     )
 
 
+def _fail(message):
+    """
+    Stop start-up with one clear line and a non-zero exit.
+    """
+    raise SystemExit(f"playbalancer: {message}")
+
+
+def readToken(path):
+    """
+    The manager token from C{path}, stripped; never empty.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        _fail(f"manager.token_file: cannot read {path}: {getattr(e, 'strerror', e)}")
+    if not token:
+        _fail(f"manager.token_file: {path} is empty")
+    return token
+
+
+def makeManager(config, balancers, reactor):
+    """
+    The manager resource and its optional state keeper, or C{(None, None)}
+    when the config has no C{[manager]}.
+    """
+    if config.manager is None:
+        return None, None
+    from playbalancer.manager.api import ManagerRoot
+    from playbalancer.manager.guard import AccessPolicy
+    from playbalancer.statefile import StateFileError, StateKeeper
+
+    settings = config.manager
+    token = readToken(settings.tokenFile) if settings.tokenFile else None
+    keeper = None
+    if settings.stateFile:
+        keeper = StateKeeper(settings.stateFile, balancers)
+        try:
+            keeper.load()
+        except StateFileError as e:
+            _fail(str(e))
+        keeper.watch()
+    policy = AccessPolicy(settings.allow, token, reactor)
+    return ManagerRoot(balancers, policy, reactor), keeper
+
+
 def makeService(options, reactor=None):
     """
-    The running balancer: one listening service per C{[[listen]]}.
+    The running balancer: one listening service per C{[[listen]]}, and the
+    manager's.
     """
     if reactor is None:
         from twisted.internet import reactor
     from twisted.internet.endpoints import serverFromString
+    from twisted.web.server import Site
 
     from playbalancer._client import MemberConnector
     from playbalancer.proxy import ReverseProxyResource
-    from playbalancer.site import ProxySite
+    from playbalancer.site import ManagerMount, ProxySite
 
     config = options.config
     top = MultiService()
@@ -136,8 +192,8 @@ def makeService(options, reactor=None):
             factory = options.schedulers[balancerConfig.scheduler]
             balancers[name] = buildBalancer(balancerConfig, factory, reactor)
     except ConfigError as e:
-        sys.stderr.write(f"playbalancer: {e}\n")
-        raise SystemExit(1)
+        _fail(str(e))
+    manager, keeper = makeManager(config, balancers, reactor)
     connectors = {}
     for name, balancerConfig in config.balancers.items():
         connector = MemberConnector(
@@ -147,19 +203,29 @@ def makeService(options, reactor=None):
         )
         connectors[name] = connector
         _ConnectorService(connector).setServiceParent(top)
+
+    def listen(endpoint, factory):
+        service = StreamServerEndpointService(serverFromString(reactor, endpoint), factory)
+        service._raiseSynchronously = True
+        service.setServiceParent(top)
+
     for listener in config.listeners:
         balancerConfig = config.balancers[listener.balancer]
-        resource = ReverseProxyResource(
+        root = ReverseProxyResource(
             balancers[listener.balancer],
             connectors[listener.balancer],
             reactor,
             preserveHost=listener.preserveHost,
             timeout=balancerConfig.timeout,
         )
-        site = ProxySite(resource, maxBody=listener.maxBody)
-        endpoint = serverFromString(reactor, listener.endpoint)
-        service = StreamServerEndpointService(endpoint, site)
-        service._raiseSynchronously = True
-        service.setServiceParent(top)
+        if listener.managerPath:
+            root = ManagerMount(root, listener.managerPath, manager)
+        listen(listener.endpoint, ProxySite(root, maxBody=listener.maxBody))
+    if manager is not None:
+        site = Site(manager)
+        site.log = lambda request: None
+        listen(config.manager.endpoint, site)
     top.balancers = balancers
+    top.manager = manager
+    top.stateKeeper = keeper
     return top

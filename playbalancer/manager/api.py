@@ -1,0 +1,191 @@
+"""
+The manager's web resources: the guarded root, the JSON API and the form
+actions of the page.  State changes only through POST, PUT and DELETE.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.logger import Logger
+from twisted.web import resource, static
+from twisted.web.server import NOT_DONE_YET
+
+from playbalancer.manager import model
+from playbalancer.manager.guard import SECURITY_HEADERS, Refusal, sameOrigin
+from playbalancer.manager.model import ChangeError
+
+#: The largest request body the manager reads.
+MAX_BODY = 64 * 1024
+
+_log = Logger()
+
+
+def jsonResponse(request, code, value):
+    """
+    Answer C{request} with C{value} as JSON.
+    """
+    body = json.dumps(value, indent=1).encode("utf-8") + b"\n"
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return b"" if request.method == b"HEAD" else body
+
+
+def jsonError(request, code, message, headers=()):
+    for name, value in headers:
+        request.setHeader(name, value)
+    return jsonResponse(request, code, {"error": message})
+
+
+class _Answer(resource.Resource):
+    """
+    A fixed JSON error, whatever the path below.
+    """
+
+    isLeaf = True
+
+    def __init__(self, code, message, headers=()):
+        resource.Resource.__init__(self)
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+    def render(self, request):
+        return jsonError(request, self.code, self.message, self.headers)
+
+
+def readJSON(request):
+    """
+    The JSON body of a state-changing API request, or L{ChangeError}.
+    """
+    contentType = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+    if contentType != b"application/json":
+        raise ChangeError(415, "the API takes Content-Type: application/json")
+    data = request.content.read(MAX_BODY + 1) if request.content is not None else b""
+    if len(data) > MAX_BODY:
+        raise ChangeError(413, "request body too large")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ChangeError(400, "the body is not valid JSON")
+
+
+class ManagerRoot(resource.Resource):
+    """
+    Every manager request passes here first: the access policy, then the
+    security headers, then the page, the API, the form actions or the
+    static files.
+
+    @param balancers: the balancers by name.
+    @param policy: an L{playbalancer.manager.guard.AccessPolicy}.
+    @param clock: provides C{seconds()}.
+    """
+
+    def __init__(self, balancers, policy, clock):
+        resource.Resource.__init__(self)
+        from playbalancer.manager.page import ActionsResource, PageResource, STATIC_DIR
+
+        self.balancers = balancers
+        self.policy = policy
+        self.clock = clock
+        self.pages = {
+            b"": PageResource(self),
+            b"api": ApiResource(self),
+            b"actions": ActionsResource(self),
+            b"static": static.File(STATIC_DIR),
+        }
+        self.pages[b"static"].directoryListing = lambda: _Answer(404, "not found")
+
+    def _guard(self, request):
+        for name, value in SECURITY_HEADERS:
+            request.setHeader(name, value)
+        self.policy.check(request)
+
+    def getChildWithDefault(self, path, request):
+        try:
+            self._guard(request)
+        except Refusal as refusal:
+            return _Answer(refusal.code, refusal.message, refusal.headers)
+        child = self.pages.get(path)
+        if child is None:
+            return _Answer(404, "not found")
+        return child
+
+    def render(self, request):
+        # The manager mounted under a path, asked for without the slash.
+        try:
+            self._guard(request)
+        except Refusal as refusal:
+            return jsonError(request, refusal.code, refusal.message, refusal.headers)
+        request.redirect(request.prePathURL() + b"/")
+        return b""
+
+    def who(self, request):
+        return self.policy.who(request)
+
+
+class ApiResource(resource.Resource):
+    """
+    C{GET api/status}; C{GET, POST, PUT, DELETE
+    api/balancers/<b>/members/<m>}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, root):
+        resource.Resource.__init__(self)
+        self.root = root
+
+    def render(self, request):
+        try:
+            return self._route(request)
+        except ChangeError as e:
+            return jsonError(request, e.code, e.message)
+
+    def _route(self, request):
+        path = request.postpath
+        method = request.method
+        if path == [b"status"]:
+            if method not in (b"GET", b"HEAD"):
+                request.setHeader(b"allow", b"GET, HEAD")
+                raise ChangeError(405, "status is read with GET")
+            now = self.root.clock.seconds()
+            return jsonResponse(request, 200, model.status(self.root.balancers, now))
+        if len(path) == 4 and path[0] == b"balancers" and path[2] == b"members":
+            try:
+                balancerName, memberName = path[1].decode("utf-8"), path[3].decode("utf-8")
+            except UnicodeDecodeError:
+                raise ChangeError(400, "names must be UTF-8")
+            return self._member(request, balancerName, memberName)
+        raise ChangeError(404, "not found")
+
+    def _member(self, request, balancerName, memberName):
+        method = request.method
+        balancers = self.root.balancers
+        now = self.root.clock.seconds()
+        if method in (b"GET", b"HEAD"):
+            balancer, member = model.find(balancers, balancerName, memberName)
+            return self._answer(request, 200, balancer, member, now)
+        if method not in (b"POST", b"PUT", b"DELETE"):
+            request.setHeader(b"allow", b"GET, HEAD, POST, PUT, DELETE")
+            raise ChangeError(405, "use GET, POST, PUT or DELETE")
+        if not sameOrigin(request):
+            raise ChangeError(403, "cross-site requests are refused")
+        who = self.root.who(request)
+        if method == b"DELETE":
+            balancer, member = model.find(balancers, balancerName, memberName)
+            balancer.removeMember(member, who)
+            return self._answer(request, 200, balancer, member, now)
+        body = readJSON(request)
+        if method == b"PUT":
+            balancer, _ = model.find(balancers, balancerName)
+            member = model.addMember(balancer, memberName, body, who)
+            return self._answer(request, 201, balancer, member, now)
+        balancer, member = model.find(balancers, balancerName, memberName)
+        model.applyChange(balancer, member, body, who)
+        return self._answer(request, 200, balancer, member, now)
+
+    def _answer(self, request, code, balancer, member, now):
+        taking = member in balancer.candidates()
+        return jsonResponse(request, code, model.memberStatus(member, now, taking))

@@ -1,0 +1,156 @@
+"""
+Who may use the manager, and the headers and tokens that keep a browser
+from being turned against it (Apache's balancer-manager had CSRF and XSS
+holes: CVE-2007-6420, CVE-2007-6421, CVE-2012-4558).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import os
+
+from twisted.internet.address import IPv4Address, IPv6Address
+
+#: Sent with every manager response.
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        b"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cache-control", b"no-store"),
+]
+
+#: How long a form's anti-CSRF token stays good, in seconds.
+CSRF_LIFETIME = 12 * 3600
+
+
+class Refusal(Exception):
+    """
+    The request may not use the manager: C{code} and C{message} say why.
+    """
+
+    def __init__(self, code, message, headers=()):
+        Exception.__init__(self, message)
+        self.code = code
+        self.message = message
+        self.headers = list(headers)
+
+
+def _clientIP(request):
+    address = request.getClientAddress()
+    if not isinstance(address, (IPv4Address, IPv6Address)):
+        return None  # a Unix socket: only local users can reach it
+    ip = ipaddress.ip_address(address.host.split("%", 1)[0])
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip
+
+
+class AccessPolicy:
+    """
+    Address allow-list first, then the optional bearer token, and
+    anti-CSRF tokens for HTML forms.
+
+    @param allow: CIDR networks (strings) that may connect.
+    @param token: the secret every request must present, or L{None}.
+    @param clock: provides C{seconds()}, for the form tokens.
+    """
+
+    def __init__(self, allow, token, clock, secret=None):
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in allow]
+        self.token = token
+        self.clock = clock
+        self._secret = secret if secret is not None else os.urandom(32)
+
+    def check(self, request):
+        """
+        Raise L{Refusal} unless C{request} may use the manager.
+        """
+        ip = _clientIP(request)
+        if ip is not None and not any(ip in net for net in self.networks):
+            raise Refusal(403, f"address {ip} is not allowed to use the manager")
+        if self.token is not None and not self._presentsToken(request):
+            raise Refusal(
+                401,
+                "a valid token is required",
+                [(b"www-authenticate", b'Basic realm="playbalancer manager"')],
+            )
+
+    def _presentsToken(self, request):
+        expected = self.token.encode("utf-8")
+        for value in request.requestHeaders.getRawHeaders(b"authorization", []):
+            scheme, _, credentials = value.strip().partition(b" ")
+            scheme = scheme.lower()
+            credentials = credentials.strip()
+            if scheme == b"bearer":
+                offered = credentials
+            elif scheme == b"basic":
+                try:
+                    decoded = base64.b64decode(credentials, validate=True)
+                except ValueError:
+                    continue
+                offered = decoded.partition(b":")[2]
+            else:
+                continue
+            if hmac.compare_digest(offered, expected):
+                return True
+        return False
+
+    def who(self, request):
+        """
+        How a change made by C{request} is credited in the logs.
+        """
+        address = request.getClientAddress()
+        return getattr(address, "host", None) or "local socket"
+
+    def csrfToken(self):
+        """
+        A fresh token for one HTML form.
+        """
+        issued = b"%d" % int(self.clock.seconds())
+        nonce = base64.urlsafe_b64encode(os.urandom(12))
+        return (issued + b"." + nonce + b"." + self._sign(issued, nonce)).decode("ascii")
+
+    def checkCsrf(self, token):
+        """
+        Whether C{token} (from a form) was made here and is still good.
+        """
+        if not isinstance(token, bytes):
+            return False
+        parts = token.split(b".")
+        if len(parts) != 3 or not parts[0].isdigit():
+            return False
+        issued, nonce, signature = parts
+        if not hmac.compare_digest(signature, self._sign(issued, nonce)):
+            return False
+        age = self.clock.seconds() - int(issued)
+        return 0 <= age <= CSRF_LIFETIME
+
+    def _sign(self, issued, nonce):
+        mac = hmac.new(self._secret, issued + b"." + nonce, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=")
+
+
+def sameOrigin(request):
+    """
+    C{False} when the browser says the request comes from another site
+    (C{Origin}, or else C{Referer}, naming another host); C{True} when it
+    says nothing (curl, scripts) or names this host.
+    """
+    host = request.getHeader(b"host")
+    for header in (b"origin", b"referer"):
+        value = request.getHeader(header)
+        if value is None:
+            continue
+        if value == b"null":
+            return False
+        rest = value.partition(b"://")[2]
+        return rest.split(b"/", 1)[0].lower() == (host or b"").lower()
+    return True

@@ -1,0 +1,197 @@
+"""
+The manager's view of balancers: status as JSON-ready dicts, and changes
+from the API or the page checked and applied through the balancer's
+public methods.
+"""
+
+from __future__ import annotations
+
+from playbalancer import __version__
+from playbalancer.balancer import ADMIN_STATES, Member
+from playbalancer.config import NAME, ConfigError, memberURL
+
+
+class ChangeError(Exception):
+    """
+    A change the manager refuses; C{code} is the HTTP status to answer.
+    """
+
+    def __init__(self, code, message):
+        Exception.__init__(self, message)
+        self.code = code
+        self.message = message
+
+
+def _ms(seconds):
+    return None if seconds is None else round(seconds * 1000.0, 3)
+
+
+def memberStatus(member, now, taking):
+    """
+    One member as a JSON-ready dict.
+
+    @param taking: whether it would get a new request now.
+    """
+    mean, p95 = member.latency(now)
+    info = {
+        "name": member.name,
+        "url": member.url,
+        "admin": member.admin,
+        "standby": member.standby,
+        "weight": member.weight,
+        "healthy": member.healthy,
+        "down_reason": member.downReason,
+        "down_since": member.downSince,
+        "retry_at": member.downUntil,
+        "active": member.active,
+        "requests": member.requests,
+        "failures": member.failures,
+        "bytes_in": member.bytesIn,
+        "bytes_out": member.bytesOut,
+        "latency_mean_ms": _ms(mean),
+        "latency_p95_ms": _ms(p95),
+        "removing": member.removing,
+        "taking_traffic": taking,
+        "state": None,
+        "state_text": None,
+    }
+    info["state"], info["state_text"] = trafficState(member, now, taking)
+    return info
+
+
+def trafficState(member, now, taking):
+    """
+    What a person needs to know first about a member: C{(state, text)},
+    C{state} one of C{serving}, C{standby}, C{draining}, C{disabled},
+    C{removing}, C{down}, C{idle}.
+    """
+    inFlight = f"{member.active} in flight" if member.active else "nothing in flight"
+    if member.removing:
+        return "removing", f"removing: {inFlight}"
+    if member.admin == "drain":
+        return "draining", f"draining: {inFlight}"
+    if member.admin == "disabled":
+        return "disabled", f"disabled: {inFlight}"
+    if not member.healthy:
+        wait = max(0, int(round((member.downUntil or now) - now)))
+        again = f"retry in {wait}s" if wait else "being retried"
+        return "down", f"down: {member.downReason} ({again})"
+    if taking:
+        return "serving", "taking traffic"
+    if member.weight == 0:
+        return "idle", "weight 0: no new requests"
+    if member.standby:
+        return "standby", "hot standby, idle"
+    return "idle", "idle"
+
+
+def balancerStatus(balancer, now):
+    """
+    One balancer as a JSON-ready dict, members in configured order.
+    """
+    taking = set(balancer.candidates())
+    return {
+        "scheduler": balancer.schedulerName,
+        "retry": balancer.retry,
+        "members": {
+            m.name: memberStatus(m, now, m in taking) for m in balancer.members
+        },
+    }
+
+
+def status(balancers, now):
+    """
+    The whole cluster, as C{GET /api/status} answers it.
+    """
+    return {
+        "version": __version__,
+        "time": now,
+        "balancers": {name: balancerStatus(b, now) for name, b in balancers.items()},
+    }
+
+
+def checkName(value, what):
+    """
+    A balancer or member name, or L{ChangeError} 400.
+    """
+    if not isinstance(value, str) or not NAME.match(value):
+        raise ChangeError(400, f"bad {what} name: expected 1-64 of A-Z a-z 0-9 . _ -")
+    return value
+
+
+def find(balancers, balancerName, memberName=None):
+    """
+    The balancer (and member) named, or L{ChangeError} 400/404.
+    """
+    checkName(balancerName, "balancer")
+    balancer = balancers.get(balancerName)
+    if balancer is None:
+        raise ChangeError(404, f"no balancer named {balancerName!r}")
+    if memberName is None:
+        return balancer, None
+    checkName(memberName, "member")
+    member = balancer.member(memberName)
+    if member is None or member.removing:
+        raise ChangeError(404, f"no member named {memberName!r} in balancer {balancerName!r}")
+    return balancer, member
+
+
+_CHANGE_KEYS = {"admin", "standby", "weight", "reset"}
+
+
+def applyChange(balancer, member, change, who):
+    """
+    Apply a C{POST} body: any of C{admin}, C{standby}, C{weight}, C{reset}.
+    Everything is checked before anything changes.
+    """
+    if not isinstance(change, dict):
+        raise ChangeError(400, "expected a JSON object")
+    unknown = set(change) - _CHANGE_KEYS
+    if unknown:
+        raise ChangeError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    admin = change.get("admin", member.admin)
+    if admin not in ADMIN_STATES:
+        raise ChangeError(400, f"admin must be one of {', '.join(ADMIN_STATES)}")
+    standby = change.get("standby", member.standby)
+    if not isinstance(standby, bool):
+        raise ChangeError(400, "standby must be true or false")
+    weight = change.get("weight", member.weight)
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 1000000:
+        raise ChangeError(400, "weight must be a whole number from 0 to 1000000")
+    reset = change.get("reset", False)
+    if not isinstance(reset, bool):
+        raise ChangeError(400, "reset must be true or false")
+    balancer.setAdmin(member, admin, who)
+    balancer.setStandby(member, standby, who)
+    balancer.setWeight(member, weight, who)
+    if reset:
+        balancer.reset(member, who)
+
+
+def addMember(balancer, name, spec, who):
+    """
+    Apply a C{PUT} body: C{url}, optionally C{standby} and C{weight}.
+    """
+    checkName(name, "member")
+    if not isinstance(spec, dict):
+        raise ChangeError(400, "expected a JSON object")
+    unknown = set(spec) - {"url", "standby", "weight"}
+    if unknown:
+        raise ChangeError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    if "url" not in spec:
+        raise ChangeError(400, "url is required")
+    try:
+        url = memberURL(spec["url"], "url")
+    except ConfigError as e:
+        raise ChangeError(400, str(e))
+    standby = spec.get("standby", False)
+    weight = spec.get("weight", 1)
+    if not isinstance(standby, bool):
+        raise ChangeError(400, "standby must be true or false")
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 1000000:
+        raise ChangeError(400, "weight must be a whole number from 0 to 1000000")
+    if balancer.member(name) is not None:
+        raise ChangeError(409, f"member {name!r} exists in balancer {balancer.name!r}")
+    member = Member(name, url, weight=weight, standby=standby)
+    balancer.addMember(member, who)
+    return member

@@ -1,0 +1,237 @@
+"""
+The manager page: every balancer and member at a glance, with controls
+that work as plain HTML forms (and are taken over by C{static/manager.js}
+for live updates when JavaScript is on).  Rendered with twisted.web.template,
+so every value is escaped.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import parse_qs
+
+from twisted.web import resource
+from twisted.web.template import Tag, renderElement, tags
+
+from playbalancer import __version__
+from playbalancer.manager import model
+from playbalancer.manager.api import jsonError
+from playbalancer.manager.guard import sameOrigin
+from playbalancer.manager.model import ChangeError
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+
+#: Form buttons and the change each one makes.
+ACTIONS = {
+    "enable": {"admin": "enabled"},
+    "drain": {"admin": "drain"},
+    "disable": {"admin": "disabled"},
+    "standby-on": {"standby": True},
+    "standby-off": {"standby": False},
+    "reset": {"reset": True},
+}
+
+
+def _bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024.0
+
+
+def _latency(info):
+    mean, p95 = info["latency_mean_ms"], info["latency_p95_ms"]
+    if mean is None:
+        return "-"
+    return f"{mean:.1f} / {p95:.1f} ms"
+
+
+class ManagerPage:
+    """
+    The whole page, as twisted.web.template tags.
+    """
+
+    def __init__(self, root, csrf):
+        self.root = root
+        self.csrf = csrf
+        self.now = root.clock.seconds()
+
+    def render(self, request):
+        return tags.html(lang="en")(
+            tags.head(
+                tags.meta(charset="utf-8"),
+                tags.meta(name="viewport", content="width=device-width, initial-scale=1"),
+                tags.title("playbalancer manager"),
+                tags.link(rel="stylesheet", href="static/manager.css"),
+                tags.script(src="static/manager.js", defer="defer"),
+            ),
+            tags.body(
+                tags.header(
+                    tags.h1("playbalancer"),
+                    tags.span(f"manager · version {__version__}", class_="muted"),
+                    tags.span("live updates off (no JavaScript)", id="live", class_="muted"),
+                ),
+                Tag("main")(*[self.balancer(name, b) for name, b in self.root.balancers.items()]),
+            ),
+        )
+
+    def balancer(self, name, balancer):
+        status = model.balancerStatus(balancer, self.now)
+        return tags.section(class_="balancer", **{"data-balancer": name})(
+            tags.h2(name, " ", tags.small(f"scheduler: {status['scheduler']}, retry {balancer.retry:g}s")),
+            tags.table(
+                tags.thead(
+                    tags.tr(
+                        *[
+                            tags.th(h)
+                            for h in (
+                                "member", "state", "admin", "standby", "weight", "in flight",
+                                "requests", "failures", "latency mean / p95", "in / out",
+                                "last minutes", "controls",
+                            )
+                        ]
+                    )
+                ),
+                tags.tbody(*[self.member(name, info) for info in status["members"].values()]),
+            ),
+            self.addForm(name),
+        )
+
+    def member(self, balancerName, info):
+        def cell(field, text):
+            return tags.td(text, **{"data-field": field})
+
+        return tags.tr(class_=f"member state-{info['state']}", **{"data-member": info["name"]})(
+            tags.td(tags.strong(info["name"]), tags.br(), tags.span(info["url"], class_="muted")),
+            tags.td(tags.span(info["state_text"], class_="badge"), **{"data-field": "state_text"}),
+            cell("admin", info["admin"]),
+            cell("standby", "yes" if info["standby"] else "no"),
+            cell("weight", str(info["weight"])),
+            cell("active", str(info["active"])),
+            cell("requests", str(info["requests"])),
+            cell("failures", str(info["failures"])),
+            cell("latency", _latency(info)),
+            cell("bytes", f"{_bytes(info['bytes_in'])} / {_bytes(info['bytes_out'])}"),
+            tags.td(tags.canvas(width="160", height="40", class_="chart")),
+            tags.td(self.controls(balancerName, info)),
+        )
+
+    def _hidden(self, balancerName, memberName):
+        return [
+            tags.input(type="hidden", name="csrf", value=self.csrf),
+            tags.input(type="hidden", name="balancer", value=balancerName),
+            tags.input(type="hidden", name="member", value=memberName),
+        ]
+
+    def controls(self, balancerName, info):
+        def button(action, label, title):
+            return tags.button(label, type="submit", name="action", value=action, title=title)
+
+        standby = (
+            button("standby-off", "Standby off", "make it a primary member")
+            if info["standby"]
+            else button("standby-on", "Standby on", "use it only while no primary is usable")
+        )
+        return tags.form(method="post", action="actions", class_="controls")(
+            *self._hidden(balancerName, info["name"]),
+            button("enable", "Enable", "take new requests"),
+            button("drain", "Drain", "no new requests; those in flight finish"),
+            button("disable", "Disable", "no new requests"),
+            standby,
+            button("reset", "Reset", "forget a failure now"),
+            tags.input(type="number", name="weight", min="0", value=str(info["weight"]),
+                       class_="weight", **{"aria-label": "weight"}),
+            button("weight", "Set weight", "share of new requests"),
+            button("remove", "Remove", "remove once its requests end"),
+        )
+
+    def addForm(self, balancerName):
+        return tags.form(method="post", action="actions", class_="add")(
+            tags.input(type="hidden", name="csrf", value=self.csrf),
+            tags.input(type="hidden", name="balancer", value=balancerName),
+            tags.input(type="hidden", name="action", value="add"),
+            tags.label("Add member ", tags.input(name="member", placeholder="name", required="required")),
+            tags.input(name="url", placeholder="http://127.0.0.1:9997", required="required"),
+            tags.label(tags.input(type="checkbox", name="standby", value="on"), " standby"),
+            tags.input(type="number", name="weight", min="0", value="1", class_="weight",
+                       **{"aria-label": "weight"}),
+            tags.button("Add", type="submit"),
+        )
+
+
+
+class PageResource(resource.Resource):
+    """
+    C{GET /}: the page.
+    """
+
+    isLeaf = True
+
+    def __init__(self, root):
+        resource.Resource.__init__(self)
+        self.root = root
+
+    def render_GET(self, request):
+        if request.postpath not in ([], [b""]):
+            return jsonError(request, 404, "not found")
+        page = ManagerPage(self.root, self.root.policy.csrfToken())
+        return renderElement(request, page.render(request))
+
+    render_HEAD = render_GET
+
+
+class ActionsResource(resource.Resource):
+    """
+    C{POST actions}: the page's forms, for browsers without JavaScript;
+    answered with a redirect back to the page.
+    """
+
+    isLeaf = True
+
+    def __init__(self, root):
+        resource.Resource.__init__(self)
+        self.root = root
+
+    def render_POST(self, request):
+        fields = parse_qs(request.content.read(64 * 1024).decode("utf-8", "replace"))
+
+        def field(name, default=None):
+            return fields.get(name, [default])[0]
+
+        token = field("csrf")
+        if not sameOrigin(request) or token is None or not self.root.policy.checkCsrf(token.encode()):
+            return jsonError(request, 403, "missing or invalid anti-CSRF token; reload the page")
+        who = self.root.who(request)
+        try:
+            self._apply(field, who)
+        except ChangeError as e:
+            return jsonError(request, e.code, e.message)
+        request.setResponseCode(303)
+        request.setHeader(b"location", b"./")
+        return b""
+
+    def _apply(self, field, who):
+        balancers = self.root.balancers
+        action = field("action")
+        if action == "add":
+            balancer, _ = model.find(balancers, field("balancer"))
+            weight = field("weight", "1")
+            spec = {
+                "url": field("url"),
+                "standby": field("standby") == "on",
+                "weight": int(weight) if weight.isdigit() else weight,
+            }
+            model.addMember(balancer, field("member"), spec, who)
+            return
+        balancer, member = model.find(balancers, field("balancer"), field("member"))
+        if action == "remove":
+            balancer.removeMember(member, who)
+        elif action == "weight":
+            weight = field("weight", "")
+            model.applyChange(
+                balancer, member, {"weight": int(weight) if weight.isdigit() else weight}, who
+            )
+        elif action in ACTIONS:
+            model.applyChange(balancer, member, ACTIONS[action], who)
+        else:
+            raise ChangeError(400, f"unknown action {action!r}")
