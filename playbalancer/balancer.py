@@ -152,6 +152,12 @@ class Balancer:
         for observer in list(self._observers):
             observer(self, member, change)
 
+    def seconds(self):
+        """
+        Now, on the clock this balancer keeps its time by.
+        """
+        return self._clock.seconds()
+
     def member(self, name):
         """
         The member called C{name}, or L{None}.

@@ -14,6 +14,7 @@ from playbalancer.config import (
     Config,
     ConfigError,
     ListenConfig,
+    ManagerConfig,
     MemberConfig,
     configFromArguments,
     loadConfig,
@@ -69,6 +70,7 @@ class GoodConfigTests(SynchronousTestCase):
                         balancer="mycluster",
                         preserveHost=True,
                         maxBody=0,
+                        managerPath="/balancer-manager",
                     )
                 ],
                 balancers={
@@ -86,6 +88,10 @@ class GoodConfigTests(SynchronousTestCase):
                         keepalive=64,
                     )
                 },
+                manager=ManagerConfig(
+                    endpoint="tcp:8081:interface=127.0.0.1",
+                    allow=["127.0.0.0/8", "::1"],
+                ),
             ),
         )
         self.assertIsInstance(config.balancers["mycluster"].retry, float)

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 
-from twisted.logger import Logger
 from twisted.web import resource, static
-from twisted.web.server import NOT_DONE_YET
 
 from playbalancer.manager import model
 from playbalancer.manager.guard import SECURITY_HEADERS, Refusal, sameOrigin
@@ -17,8 +15,6 @@ from playbalancer.manager.model import ChangeError
 
 #: The largest request body the manager reads.
 MAX_BODY = 64 * 1024
-
-_log = Logger()
 
 
 def jsonResponse(request, code, value):
@@ -163,10 +159,9 @@ class ApiResource(resource.Resource):
     def _member(self, request, balancerName, memberName):
         method = request.method
         balancers = self.root.balancers
-        now = self.root.clock.seconds()
         if method in (b"GET", b"HEAD"):
             balancer, member = model.find(balancers, balancerName, memberName)
-            return self._answer(request, 200, balancer, member, now)
+            return self._answer(request, 200, balancer, member)
         if method not in (b"POST", b"PUT", b"DELETE"):
             request.setHeader(b"allow", b"GET, HEAD, POST, PUT, DELETE")
             raise ChangeError(405, "use GET, POST, PUT or DELETE")
@@ -176,16 +171,16 @@ class ApiResource(resource.Resource):
         if method == b"DELETE":
             balancer, member = model.find(balancers, balancerName, memberName)
             balancer.removeMember(member, who)
-            return self._answer(request, 200, balancer, member, now)
+            return self._answer(request, 200, balancer, member)
         body = readJSON(request)
         if method == b"PUT":
             balancer, _ = model.find(balancers, balancerName)
             member = model.addMember(balancer, memberName, body, who)
-            return self._answer(request, 201, balancer, member, now)
+            return self._answer(request, 201, balancer, member)
         balancer, member = model.find(balancers, balancerName, memberName)
         model.applyChange(balancer, member, body, who)
-        return self._answer(request, 200, balancer, member, now)
+        return self._answer(request, 200, balancer, member)
 
-    def _answer(self, request, code, balancer, member, now):
+    def _answer(self, request, code, balancer, member):
         taking = member in balancer.candidates()
-        return jsonResponse(request, code, model.memberStatus(member, now, taking))
+        return jsonResponse(request, code, model.memberStatus(member, balancer.seconds(), taking))

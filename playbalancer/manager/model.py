@@ -85,10 +85,11 @@ def trafficState(member, now, taking):
     return "idle", "idle"
 
 
-def balancerStatus(balancer, now):
+def balancerStatus(balancer):
     """
     One balancer as a JSON-ready dict, members in configured order.
     """
+    now = balancer.seconds()
     taking = set(balancer.candidates())
     return {
         "scheduler": balancer.schedulerName,
@@ -106,7 +107,7 @@ def status(balancers, now):
     return {
         "version": __version__,
         "time": now,
-        "balancers": {name: balancerStatus(b, now) for name, b in balancers.items()},
+        "balancers": {name: balancerStatus(b) for name, b in balancers.items()},
     }
 
 

@@ -54,7 +54,6 @@ class ManagerPage:
     def __init__(self, root, csrf):
         self.root = root
         self.csrf = csrf
-        self.now = root.clock.seconds()
 
     def render(self, request):
         return tags.html(lang="en")(
@@ -76,7 +75,7 @@ class ManagerPage:
         )
 
     def balancer(self, name, balancer):
-        status = model.balancerStatus(balancer, self.now)
+        status = model.balancerStatus(balancer)
         return tags.section(class_="balancer", **{"data-balancer": name})(
             tags.h2(name, " ", tags.small(f"scheduler: {status['scheduler']}, retry {balancer.retry:g}s")),
             tags.table(
