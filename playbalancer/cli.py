@@ -384,7 +384,7 @@ async def waitDrained(
         member = findMember(await client.status(), balancer, name)
         if member.get("admin") == "enabled":
             raise CommandError(f"{balancer}/{name} was enabled again while draining")
-        if progress is not None and member.get("active") != active:
+        if progress is not None and member.get("active") not in (active, 0):
             progress.write(f"{balancer}/{name}: {member.get('active')} active\n")
         active = member.get("active") or 0
     if progress is not None:
@@ -503,7 +503,7 @@ def makeParser(out=None):
     standby.add_argument("state", choices=("on", "off"), metavar="on|off")
     weigh = command("weight", setWeight, "set a member's weight")
     weigh.add_argument("weight", type=weight, metavar="N")
-    command("reset", resetMember, "mark a member up again and clear its counters")
+    command("reset", resetMember, "mark a failed member up now, without waiting for its retry")
     add = command("add", addMember, "add a member")
     add.add_argument("url", metavar="URL", help="the member's URL, e.g. http://10.0.0.5:8080")
     add.add_argument("--standby", action="store_true", help="add it as a hot standby")

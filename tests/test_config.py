@@ -744,3 +744,67 @@ class ConfigFromArgumentsTests(SynchronousTestCase):
             str(error),
             "balancer.default.retry: expected a number of seconds >= 0, got -1.0",
         )
+
+
+class ManagerConfigTests(SynchronousTestCase):
+    def parse(self, manager=None, managerPath=None):
+        data = good()
+        if manager is not None:
+            data["manager"] = manager
+        if managerPath is not None:
+            data["listen"][0]["manager_path"] = managerPath
+        return parseConfig(data, SCHEDULERS)
+
+    def assertError(self, expected, **kwargs):
+        with self.assertRaises(ConfigError) as caught:
+            self.parse(**kwargs)
+        self.assertEqual(str(caught.exception), expected)
+
+    def test_defaults(self):
+        self.assertIsNone(self.parse().manager)
+        manager = self.parse(manager={}).manager
+        self.assertEqual(
+            manager,
+            ManagerConfig("tcp:8081:interface=127.0.0.1", ["127.0.0.0/8", "::1"], None, None),
+        )
+
+    def test_values(self):
+        config = self.parse(
+            manager={
+                "endpoint": "tcp:9000",
+                "allow": ["10.0.0.0/8", "::1"],
+                "token_file": "/etc/pb/token",
+                "state_file": "/var/lib/pb/state.json",
+            },
+            managerPath="/admin/lb/",
+        )
+        self.assertEqual(
+            config.manager,
+            ManagerConfig("tcp:9000", ["10.0.0.0/8", "::1"], "/etc/pb/token", "/var/lib/pb/state.json"),
+        )
+        self.assertEqual(config.listeners[0].managerPath, "/admin/lb")
+
+    def test_badValues(self):
+        self.assertError("manager.allow[1]: expected an address or CIDR network, got 'nope'",
+                         manager={"allow": ["127.0.0.1", "nope"]})
+        self.assertError("manager.allow: expected a non-empty array of addresses, got an array",
+                         manager={"allow": []})
+        self.assertError("manager.colour: unknown key", manager={"colour": "red"})
+        self.assertError("manager.token_file: expected a string, got 3", manager={"token_file": 3})
+        self.assertError("listen[0].manager_path: needs a [manager] table (even an empty one)",
+                         managerPath="/balancer-manager")
+        self.assertError(
+            "listen[0].manager_path: expected a path like '/balancer-manager', got 'x y'",
+            manager={}, managerPath="x y",
+        )
+        self.assertError(
+            "listen[0].manager_path: expected a path like '/balancer-manager', got '/a/<b>'",
+            manager={}, managerPath="/a/<b>",
+        )
+
+    def test_fromArguments(self):
+        config = configFromArguments(
+            "tcp:8080", ["http://127.0.0.1:9999"], [], "standby", 60, SCHEDULERS,
+            manager="tcp:8081:interface=127.0.0.1",
+        )
+        self.assertEqual(config.manager.endpoint, "tcp:8081:interface=127.0.0.1")

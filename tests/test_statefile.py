@@ -1,0 +1,138 @@
+"""
+Admin state that survives a restart, and a state file that cannot be read
+stopping start-up cleanly instead of being wiped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from playbalancer import statefile
+from playbalancer.tap import Options, makeService
+
+CONFIG = """
+[[listen]]
+endpoint = "tcp:0:interface=127.0.0.1"
+balancer = "web"
+
+[manager]
+endpoint = "tcp:0:interface=127.0.0.1"
+state_file = "{state}"
+
+[balancer.web]
+[[balancer.web.member]]
+name = "app1"
+url = "http://127.0.0.1:9999"
+
+[[balancer.web.member]]
+name = "app2"
+url = "http://127.0.0.1:9998"
+standby = true
+"""
+
+
+class StateFileTests(SynchronousTestCase):
+    def setUp(self):
+        self.dir = self.mktemp()
+        os.makedirs(self.dir)
+        self.state = os.path.join(self.dir, "state.json")
+        self.config = os.path.join(self.dir, "playbalancer.toml")
+        with open(self.config, "w") as f:
+            f.write(CONFIG.format(state=self.state))
+
+    def start(self):
+        """
+        Build the service as twistd would (not listening), on a Clock.
+        """
+        options = Options()
+        options.parseOptions(["--config", self.config])
+        return makeService(options, reactor=Clock())
+
+    def test_changesSurviveRestart(self):
+        """
+        A drained member stays drained, a weight stays set, a member added
+        at run time comes back, and one removed stays gone.
+        """
+        service = self.start()
+        web = service.balancers["web"]
+        web.setAdmin(web.member("app1"), "drain", "127.0.0.1")
+        web.setWeight(web.member("app2"), 3, "127.0.0.1")
+        web.setStandby(web.member("app2"), False, "127.0.0.1")
+        from playbalancer.balancer import Member
+
+        web.addMember(Member("app3", "http://127.0.0.1:9997", weight=2), "127.0.0.1")
+        saved = json.load(open(self.state))
+        self.assertEqual(saved["balancers"]["web"]["members"]["app1"]["admin"], "drain")
+
+        web = self.start().balancers["web"]
+        self.assertEqual([m.name for m in web.members], ["app1", "app2", "app3"])
+        self.assertEqual(web.member("app1").admin, "drain")
+        self.assertEqual((web.member("app2").weight, web.member("app2").standby), (3, False))
+        self.assertEqual((web.member("app3").url, web.member("app3").weight), ("http://127.0.0.1:9997", 2))
+
+        web.removeMember(web.member("app1"), "127.0.0.1")
+        web.removeMember(web.member("app3"), "127.0.0.1")
+        web = self.start().balancers["web"]
+        self.assertEqual([m.name for m in web.members], ["app2"])
+
+    def test_noFileYet(self):
+        """
+        Without a state file, start-up uses the config, and the first change
+        writes the file.
+        """
+        web = self.start().balancers["web"]
+        self.assertEqual(web.member("app1").admin, "enabled")
+        self.assertFalse(os.path.exists(self.state))
+        web.setAdmin(web.member("app1"), "disabled", "test")
+        self.assertTrue(os.path.exists(self.state))
+
+    def test_corruptFileStopsStartup(self):
+        """
+        A corrupt state file stops start-up with one clear line, and is left
+        exactly as it was.
+        """
+        for content in [b'{"format": 1, "balancers": {', b"\xff\xfe", b'{"format": 99}',
+                        b'{"format": 1, "balancers": {"web": {"members": {"app1": {"admin": "gone"}}}}}']:
+            with open(self.state, "wb") as f:
+                f.write(content)
+            with self.assertRaises(SystemExit) as caught:
+                self.start()
+            message = str(caught.exception)
+            self.assertTrue(message.startswith("playbalancer: state file "), message)
+            self.assertIn("move it away", message)
+            self.assertNotIn("\n", message)
+            with open(self.state, "rb") as f:
+                self.assertEqual(f.read(), content)
+
+    def test_atomicWriteLeavesNoTemporaryFiles(self):
+        statefile.write(self.state, {"format": 1, "balancers": {}})
+        statefile.write(self.state, {"format": 1, "balancers": {"x": {"members": {}}}})
+        self.assertEqual(sorted(os.listdir(self.dir)), ["playbalancer.toml", "state.json"])
+        self.assertEqual(statefile.read(self.state)["balancers"], {"x": {"members": {}}})
+
+    def test_tokenFileProblems(self):
+        """
+        An unreadable or empty token file stops start-up with one line
+        naming the key.
+        """
+        text = open(self.config).read().replace(
+            "[manager]\n", f'[manager]\ntoken_file = "{self.dir}/token"\n'
+        )
+        with open(self.config, "w") as f:
+            f.write(text)
+        with self.assertRaises(SystemExit) as caught:
+            self.start()
+        self.assertIn("manager.token_file: cannot read", str(caught.exception))
+        with open(os.path.join(self.dir, "token"), "w") as f:
+            f.write("  \n")
+        with self.assertRaises(SystemExit) as caught:
+            self.start()
+        self.assertIn("manager.token_file:", str(caught.exception))
+        self.assertIn("is empty", str(caught.exception))
+        with open(os.path.join(self.dir, "token"), "w") as f:
+            f.write("s3cret\n")
+        self.assertEqual(self.start().manager.policy.token, "s3cret")
