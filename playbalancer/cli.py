@@ -77,10 +77,17 @@ _NETWORK_ERRORS = (
 )
 
 
+def _cancelled(e):
+    reasons = getattr(e, "reasons", None) or []
+    return any(r.check(defer.CancelledError) for r in reasons)
+
+
 def networkReason(e, timeout):
     """
     A few words on why a request to the manager failed on the way.
     """
+    if _cancelled(e):
+        return f"no answer within {timeout:g}s"
     if isinstance(e, error.ConnectionRefusedError):
         return "connection refused"
     if isinstance(e, (error.DNSLookupError, error.UnknownHostError)):

@@ -152,7 +152,7 @@ def makeManager(config, balancers, reactor):
     """
     if config.manager is None:
         return None, None
-    from playbalancer.manager.api import ManagerRoot
+    from playbalancer.manager import ManagerRoot
     from playbalancer.manager.guard import AccessPolicy
     from playbalancer.statefile import StateFileError, StateKeeper
 
@@ -222,7 +222,7 @@ def makeService(options, reactor=None):
             root = ManagerMount(root, listener.managerPath, manager)
         listen(listener.endpoint, ProxySite(root, maxBody=listener.maxBody))
     if manager is not None:
-        site = Site(manager)
+        site = Site(manager, timeout=60)
         site.log = lambda request: None
         listen(config.manager.endpoint, site)
     top.balancers = balancers

@@ -227,7 +227,7 @@ class CLITestCase(TestCase):
         self.addCleanup(lambda: closeAll(factory, reactor))
         return fake, f"http://127.0.0.1:{port.getHost().port}"
 
-    async def run(self, *argv, environ=None, manager=None):
+    async def command(self, *argv, environ=None, manager=None):
         """
         The command line C{argv} with C{--manager}: its exit status, output
         and error output.
@@ -238,23 +238,24 @@ class CLITestCase(TestCase):
         return code, out.getvalue(), err.getvalue()
 
     async def runOK(self, *argv, **kwargs):
-        code, out, err = await self.run(*argv, **kwargs)
+        code, out, err = await self.command(*argv, **kwargs)
         self.assertEqual((code, err), (0, ""))
         return out
 
-    async def runFailing(self, *argv, **kwargs):
+    async def runFailing(self, *argv, output="", **kwargs):
         """
-        Run a command expected to fail: its one error line.
+        Run a command expected to fail, with C{output} before: its one
+        error line.
         """
-        code, out, err = await self.run(*argv, **kwargs)
+        code, out, err = await self.command(*argv, **kwargs)
         self.assertEqual(code, 1)
-        self.assertEqual(out, "")
+        self.assertEqual(out, output)
         self.assertEqual(err.count("\n"), 1, err)
         self.assertTrue(err.startswith("playbalancer: "), err)
         return err.strip()
 
     def tokenFile(self, text):
-        path = self.mktemp()
+        path = os.path.abspath(self.mktemp())
         with open(path, "w") as f:
             f.write(text)
         return path
@@ -446,6 +447,9 @@ class ActionTests(CLITestCase):
         self.assertNotIn("spare", self.manager.balancers["web"]["members"])
 
 
+DRAINING = "web/app1 (http://127.0.0.1:9001): drain, weight 1, up, 3 active\n"
+
+
 class DrainWaitTests(CLITestCase):
     async def test_waitUntilIdle(self):
         """
@@ -485,7 +489,9 @@ class DrainWaitTests(CLITestCase):
         """
         self.manager.stuck = True
         start = reactor.seconds()
-        err = await self.runFailing("drain", "web/app1", "--wait", "--timeout", "0.5")
+        err = await self.runFailing(
+            "drain", "web/app1", "--wait", "--timeout", "0.5", output=DRAINING
+        )
         self.assertEqual(
             err, "playbalancer: web/app1 still has 3 active requests after 0.5s; it stays in drain"
         )
@@ -502,7 +508,7 @@ class DrainWaitTests(CLITestCase):
             self.manager.balancers["web"]["members"]["app1"]["admin"] = "enabled"
 
         self.manager.afterPoll = enable
-        err = await self.runFailing("drain", "web/app1", "--wait")
+        err = await self.runFailing("drain", "web/app1", "--wait", output=DRAINING)
         self.assertEqual(err, "playbalancer: web/app1 was enabled again while draining")
 
     def test_defaultTimeout(self):

@@ -14,7 +14,7 @@ from twisted.internet import defer, reactor
 from twisted.protocols.policies import WrappingFactory
 from twisted.web.server import Site
 
-from playbalancer.manager.api import ManagerRoot
+from playbalancer.manager import ManagerRoot
 from playbalancer.manager.guard import AccessPolicy
 from playbalancer.site import ManagerMount, ProxySite
 from playbalancer.testing import MemberServer, closeAll, rawExchange, waitUntil

@@ -33,6 +33,14 @@ MODULES = [
     "playbalancer.site",
     "playbalancer.tap",
     "playbalancer.demo",
+    "playbalancer.statefile",
+    "playbalancer.plugincache",
+    "playbalancer.manager",
+    "playbalancer.manager.root",
+    "playbalancer.manager.api",
+    "playbalancer.manager.page",
+    "playbalancer.manager.guard",
+    "playbalancer.manager.model",
     "playbalancer.testing",
 ]
 

@@ -1,16 +1,16 @@
 """
-The manager's web resources: the guarded root, the JSON API and the form
-actions of the page.  State changes only through POST, PUT and DELETE.
+The manager's JSON API.  State changes only through POST, PUT and DELETE,
+and only with JSON bodies.
 """
 
 from __future__ import annotations
 
 import json
 
-from twisted.web import resource, static
+from twisted.web import resource
 
 from playbalancer.manager import model
-from playbalancer.manager.guard import SECURITY_HEADERS, Refusal, sameOrigin
+from playbalancer.manager.guard import sameOrigin
 from playbalancer.manager.model import ChangeError
 
 #: The largest request body the manager reads.
@@ -34,7 +34,7 @@ def jsonError(request, code, message, headers=()):
     return jsonResponse(request, code, {"error": message})
 
 
-class _Answer(resource.Resource):
+class Answer(resource.Resource):
     """
     A fixed JSON error, whatever the path below.
     """
@@ -65,60 +65,6 @@ def readJSON(request):
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise ChangeError(400, "the body is not valid JSON")
-
-
-class ManagerRoot(resource.Resource):
-    """
-    Every manager request passes here first: the access policy, then the
-    security headers, then the page, the API, the form actions or the
-    static files.
-
-    @param balancers: the balancers by name.
-    @param policy: an L{playbalancer.manager.guard.AccessPolicy}.
-    @param clock: provides C{seconds()}.
-    """
-
-    def __init__(self, balancers, policy, clock):
-        resource.Resource.__init__(self)
-        from playbalancer.manager.page import ActionsResource, PageResource, STATIC_DIR
-
-        self.balancers = balancers
-        self.policy = policy
-        self.clock = clock
-        self.pages = {
-            b"": PageResource(self),
-            b"api": ApiResource(self),
-            b"actions": ActionsResource(self),
-            b"static": static.File(STATIC_DIR),
-        }
-        self.pages[b"static"].directoryListing = lambda: _Answer(404, "not found")
-
-    def _guard(self, request):
-        for name, value in SECURITY_HEADERS:
-            request.setHeader(name, value)
-        self.policy.check(request)
-
-    def getChildWithDefault(self, path, request):
-        try:
-            self._guard(request)
-        except Refusal as refusal:
-            return _Answer(refusal.code, refusal.message, refusal.headers)
-        child = self.pages.get(path)
-        if child is None:
-            return _Answer(404, "not found")
-        return child
-
-    def render(self, request):
-        # The manager mounted under a path, asked for without the slash.
-        try:
-            self._guard(request)
-        except Refusal as refusal:
-            return jsonError(request, refusal.code, refusal.message, refusal.headers)
-        request.redirect(request.prePathURL() + b"/")
-        return b""
-
-    def who(self, request):
-        return self.policy.who(request)
 
 
 class ApiResource(resource.Resource):

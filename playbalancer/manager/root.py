@@ -1,0 +1,63 @@
+"""
+The manager's root resource: every manager request passes here first.
+"""
+
+from __future__ import annotations
+
+from twisted.web import resource, static
+
+from playbalancer.manager.api import Answer, ApiResource, jsonError
+from playbalancer.manager.guard import SECURITY_HEADERS, Refusal
+from playbalancer.manager.page import STATIC_DIR, ActionsResource, PageResource
+
+
+class ManagerRoot(resource.Resource):
+    """
+    Every manager request passes here first: the access policy, then the
+    security headers, then the page, the API, the form actions or the
+    static files.
+
+    @param balancers: the balancers by name.
+    @param policy: an L{playbalancer.manager.guard.AccessPolicy}.
+    @param clock: provides C{seconds()}.
+    """
+
+    def __init__(self, balancers, policy, clock):
+        resource.Resource.__init__(self)
+        self.balancers = balancers
+        self.policy = policy
+        self.clock = clock
+        self.pages = {
+            b"": PageResource(self),
+            b"api": ApiResource(self),
+            b"actions": ActionsResource(self),
+            b"static": static.File(STATIC_DIR),
+        }
+        self.pages[b"static"].directoryListing = lambda: Answer(404, "not found")
+
+    def _guard(self, request):
+        for name, value in SECURITY_HEADERS:
+            request.setHeader(name, value)
+        self.policy.check(request)
+
+    def getChildWithDefault(self, path, request):
+        try:
+            self._guard(request)
+        except Refusal as refusal:
+            return Answer(refusal.code, refusal.message, refusal.headers)
+        child = self.pages.get(path)
+        if child is None:
+            return Answer(404, "not found")
+        return child
+
+    def render(self, request):
+        # The manager mounted under a path, asked for without the slash.
+        try:
+            self._guard(request)
+        except Refusal as refusal:
+            return jsonError(request, refusal.code, refusal.message, refusal.headers)
+        request.redirect(request.prePathURL() + b"/")
+        return b""
+
+    def who(self, request):
+        return self.policy.who(request)
