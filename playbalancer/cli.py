@@ -349,7 +349,7 @@ async def resetMember(client, options, out, reactor):
 
 async def addMember(client, options, out, reactor):
     balancer, name = options.target
-    standby = None
+    standby = True if options.standby else None
     member = await client.add(balancer, name, options.url, standby, options.weight)
     out.write(dumpJSON(member) if options.json else memberLine(balancer, name, member))
 

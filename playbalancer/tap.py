@@ -52,8 +52,7 @@ class Options(usage.Options):
 
     def opt_standby(self, url):
         """
-        A hot-standby member URL, used only while no other member is usable
-        (repeatable).
+        A hot-standby member URL, used only while no other is usable (repeatable).
         """
         self["standbys"].append(url)
 

@@ -10,12 +10,12 @@ binaries.  Without them these tests fail: they are not optional.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import shutil
 import signal
-import base64
 
 from twisted.internet import defer, reactor
 from twisted.internet.error import ProcessExitedAlready
@@ -189,10 +189,12 @@ class WebDriverSession:
         return found[0]
 
     async def text(self, css):
-        return await self.command("GET", f"{self.session}/element/{await self.one(css)}/text")
+        element = await self.one(css)
+        return await self.command("GET", f"{self.session}/element/{element}/text")
 
     async def click(self, css):
-        await self.command("POST", f"{self.session}/element/{await self.one(css)}/click")
+        element = await self.one(css)
+        await self.command("POST", f"{self.session}/element/{element}/click")
 
     async def script(self, source, *args):
         return await self.command(
@@ -284,7 +286,10 @@ class BrowserTests(test_manager.ManagerTestCase):
         """
         deadline = reactor.seconds() + timeout
         while True:
-            value = await read()
+            try:
+                value = await read()
+            except WebDriverError as e:  # say, the page is being replaced
+                value = e
             if value == expected or reactor.seconds() > deadline:
                 break
             await sleep(0.1)
@@ -321,6 +326,9 @@ class BrowserTests(test_manager.ManagerTestCase):
             self.assertEqual(await browser.text(self.row(name, "state_text")), "taking traffic")
             self.assertEqual(await browser.text(self.row(name, "admin")), "enabled")
 
+    async def liveStarted(self, browser):
+        return (await browser.text("#live")).startswith("live · updated")
+
     async def test_drainWithJavaScript(self):
         """
         With JavaScript the page shows live state; Drain goes through the
@@ -328,7 +336,7 @@ class BrowserTests(test_manager.ManagerTestCase):
         draining.
         """
         browser = await self.startAll(javascript=True)
-        await self.waitFor("live indicator", lambda: self._liveStarted(browser), True)
+        await self.waitFor("live indicator", lambda: self.liveStarted(browser), True)
         await self.checkShown(browser)
         await browser.script("window.playbalancerTestMarker = 'not reloaded';")
 
@@ -351,9 +359,6 @@ class BrowserTests(test_manager.ManagerTestCase):
             "member state-draining",
         )
         await self.screenshot(browser, "manager-drain.png")
-
-    async def _liveStarted(self, browser):
-        return (await browser.text("#live")).startswith("live · updated")
 
     async def test_disableWithoutJavaScript(self):
         """

@@ -42,6 +42,7 @@ MODULES = [
     "playbalancer.manager.guard",
     "playbalancer.manager.model",
     "playbalancer.testing",
+    "playbalancer.cli",
 ]
 
 
