@@ -6,7 +6,13 @@ failover to another member when that is safe.
 
 from __future__ import annotations
 
-from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.error import (
+    ConnectError,
+    ConnectionDone,
+    ConnectionLost,
+    ConnectionRefusedError,
+    DNSLookupError,
+)
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Cooperator
@@ -380,6 +386,15 @@ class _Discard(Protocol):
         self.transport.stopProducing()
 
 
+_REASONS = [
+    (ConnectionRefusedError, "connection refused"),
+    (ConnectTimeoutError, "connect timeout"),
+    (DNSLookupError, "name lookup failed"),
+    (ConnectionLost, "connection lost"),
+    (ConnectionDone, "connection closed"),
+]
+
+
 def _describe(failure):
     """
     A short text for why a member failed.
@@ -389,5 +404,8 @@ def _describe(failure):
         reasons = getattr(value, "reasons", None)
         if reasons:
             value = reasons[0].value
+    for kind, text in _REASONS:
+        if isinstance(value, kind):
+            return text
     text = str(value).strip() or type(value).__name__
     return text.splitlines()[0][:200]

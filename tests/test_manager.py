@@ -159,6 +159,12 @@ class ApiTests(ManagerTestCase):
         holderName = holder.name
         code, member, _ = await self.call("DELETE", f"api/balancers/test/members/{holderName}")
         self.assertEqual((code, member["removing"], member["active"]), (200, True, 1))
+        code, member, _ = await self.call("DELETE", f"api/balancers/test/members/{holderName}")
+        self.assertEqual((code, member["removing"]), (200, True))
+        code, member, _ = await self.call("GET", f"api/balancers/test/members/{holderName}")
+        self.assertEqual((code, member["state_text"]), (200, "removing: 1 in flight"))
+        code, _, _ = await self.call("POST", f"api/balancers/test/members/{holderName}", {"admin": "enabled"})
+        self.assertEqual(code, 404)
         members = await self.status()
         self.assertIn(holderName, members)
         other = "app1" if holderName == "app3" else "app3"

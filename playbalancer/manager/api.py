@@ -106,7 +106,7 @@ class ApiResource(resource.Resource):
         method = request.method
         balancers = self.root.balancers
         if method in (b"GET", b"HEAD"):
-            balancer, member = model.find(balancers, balancerName, memberName)
+            balancer, member = model.find(balancers, balancerName, memberName, removing=True)
             return self._answer(request, 200, balancer, member)
         if method not in (b"POST", b"PUT", b"DELETE"):
             request.setHeader(b"allow", b"GET, HEAD, POST, PUT, DELETE")
@@ -115,8 +115,9 @@ class ApiResource(resource.Resource):
             raise ChangeError(403, "cross-site requests are refused")
         who = self.root.who(request)
         if method == b"DELETE":
-            balancer, member = model.find(balancers, balancerName, memberName)
-            balancer.removeMember(member, who)
+            balancer, member = model.find(balancers, balancerName, memberName, removing=True)
+            if not member.removing:
+                balancer.removeMember(member, who)
             return self._answer(request, 200, balancer, member)
         body = readJSON(request)
         if method == b"PUT":

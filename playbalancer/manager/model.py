@@ -120,9 +120,11 @@ def checkName(value, what):
     return value
 
 
-def find(balancers, balancerName, memberName=None):
+def find(balancers, balancerName, memberName=None, removing=False):
     """
     The balancer (and member) named, or L{ChangeError} 400/404.
+
+    @param removing: whether a member being removed still counts.
     """
     checkName(balancerName, "balancer")
     balancer = balancers.get(balancerName)
@@ -132,7 +134,7 @@ def find(balancers, balancerName, memberName=None):
         return balancer, None
     checkName(memberName, "member")
     member = balancer.member(memberName)
-    if member is None or member.removing:
+    if member is None or (member.removing and not removing):
         raise ChangeError(404, f"no member named {memberName!r} in balancer {balancerName!r}")
     return balancer, member
 
