@@ -71,6 +71,10 @@ class Member:
         self.downUntil = None
         self.downReason = None
         self.removing = False
+        #: The last active health check: C{(ok, detail, at, duration)}, or None.
+        self.lastCheck = None
+        self.checkPasses = 0
+        self.checkFailures = 0
         self._latencies = deque(maxlen=LATENCY_SAMPLES)
         self._idleWaiters = []
 
@@ -132,6 +136,11 @@ class Balancer:
         self.retry = retry
         self._clock = clock
         self._observers = []
+        #: Statuses that count as a member failure (Apache's C{failonstatus}).
+        self.failOnStatus = frozenset()
+        #: With active health checks, a member that failed is brought back
+        #: by its checks, not by the end of C{retry} or by live traffic.
+        self.activeChecks = False
 
     def observe(self, observer):
         """
@@ -217,7 +226,7 @@ class Balancer:
         waits = [
             m.downUntil - now
             for m in self.members
-            if m.downUntil is not None and m.downUntil > now
+            if m.downUntil is not None and now < m.downUntil < math.inf
         ]
         return max(1, math.ceil(min(waits))) if waits else 1
 
@@ -245,6 +254,30 @@ class Balancer:
                 d.callback(member)
             if member.removing and member in self.members:
                 self.members.remove(member)
+
+    def checkResult(self, member, ok, detail, duration, rise, fall):
+        """
+        An active health check of C{member} passed or failed: C{fall}
+        failures in a row take it out, C{rise} passes in a row bring it back.
+        """
+        now = self._clock.seconds()
+        member.lastCheck = (ok, detail, now, duration)
+        if ok:
+            member.checkPasses += 1
+            member.checkFailures = 0
+            if member.downSince is not None and member.checkPasses >= rise:
+                member.downSince = member.downUntil = member.downReason = None
+                _log.info(
+                    "member {balancer}/{member} up: {rise} health checks passed",
+                    balancer=self.name,
+                    member=member.name,
+                    rise=rise,
+                )
+        else:
+            member.checkFailures += 1
+            member.checkPasses = 0
+            if member.downSince is None and member.checkFailures >= fall:
+                self._markDown(member, f"health check: {detail}", now)
 
     def setAdmin(self, member, state, who=None):
         """
@@ -295,6 +328,9 @@ class Balancer:
         """
         if self.member(member.name) is not None:
             raise ValueError(f"member {member.name!r} exists")
+        if self.activeChecks:
+            # Traffic only after its first checks pass.
+            self._markDown(member, "not checked yet", self._clock.seconds())
         self.members.append(member)
         self._changed(
             member,
@@ -323,23 +359,30 @@ class Balancer:
         """
         now = self._clock.seconds()
         member.failures += 1
+        self._markDown(member, reason, now)
+
+    def _markDown(self, member, reason, now):
         member.downReason = reason
-        member.downUntil = now + self.retry
+        member.downUntil = math.inf if self.activeChecks else now + self.retry
+        member.checkPasses = 0
         if member.downSince is None:
             member.downSince = now
             _log.warn(
-                "member {balancer}/{member} down: {reason}; retry in {retry}s",
+                "member {balancer}/{member} down: {reason}; back {when}",
                 balancer=self.name,
                 member=member.name,
                 reason=reason,
-                retry=self.retry,
+                when="when its health checks pass"
+                if self.activeChecks
+                else f"in {self.retry:g}s",
             )
 
     def memberSucceeded(self, member):
         """
-        C{member} answered: it is healthy again.
+        C{member} answered: it is healthy again (unless active checks decide
+        that).
         """
-        if member.downSince is not None:
+        if member.downSince is not None and not self.activeChecks:
             member.downSince = member.downUntil = member.downReason = None
             _log.info(
                 "member {balancer}/{member} up", balancer=self.name, member=member.name

@@ -51,6 +51,16 @@ class MemberConfig:
 
 
 @dataclass
+class HealthConfig:
+    path: str = "/health"
+    interval: float = 2.0
+    timeout: float = 1.0
+    rise: int = 2
+    fall: int = 3
+    expect: str = "200-399"
+
+
+@dataclass
 class BalancerConfig:
     name: str
     members: list
@@ -60,6 +70,8 @@ class BalancerConfig:
     timeout: float = 60.0
     connectTimeout: float = 5.0
     keepalive: int = 64
+    failOnStatus: list = field(default_factory=list)
+    health: HealthConfig = None
 
 
 @dataclass
@@ -260,9 +272,62 @@ def _balancer(name, data, path, schedulers):
         timeout=table.get("timeout", _positiveSeconds, 60.0),
         connectTimeout=table.get("connect_timeout", _positiveSeconds, 5.0),
         keepalive=table.get("keepalive", _count, 64),
+        failOnStatus=table.get("failonstatus", _statusList, []),
+        health=table.get("health", _health),
     )
     table.done()
     return balancer
+
+
+def _statusList(value, path):
+    if not isinstance(value, list):
+        raise ConfigError(path, f"expected an array of HTTP statuses, got {_show(value)}")
+    for index, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, int) or not 100 <= item <= 599:
+            raise ConfigError(f"{path}[{index}]", f"expected an HTTP status, got {_show(item)}")
+    return list(value)
+
+
+def _atLeastOne(value, path):
+    if _count(value, path) < 1:
+        raise ConfigError(path, f"expected a whole number >= 1, got {_show(value)}")
+    return value
+
+
+def _expect(value, path):
+    from playbalancer.health import parseExpect
+
+    _string(value, path)
+    try:
+        parseExpect(value)
+    except ValueError as e:
+        raise ConfigError(path, str(e))
+    return value
+
+
+def _healthPath(value, path):
+    _string(value, path)
+    if not value.startswith("/") or any(c in value for c in " \t\r\n#"):
+        raise ConfigError(path, f"expected a path starting with '/', got {value!r}")
+    try:
+        value.encode("ascii")
+    except UnicodeEncodeError:
+        raise ConfigError(path, f"expected an ASCII path, got {value!r}")
+    return value
+
+
+def _health(data, path):
+    table = _Table(data, path)
+    health = HealthConfig(
+        path=table.get("path", _healthPath, "/health"),
+        interval=table.get("interval", _positiveSeconds, 2.0),
+        timeout=table.get("timeout", _positiveSeconds, 1.0),
+        rise=table.get("rise", _atLeastOne, 2),
+        fall=table.get("fall", _atLeastOne, 3),
+        expect=table.get("expect", _expect, "200-399"),
+    )
+    table.done()
+    return health
 
 
 def _listener(data, path):

@@ -284,7 +284,15 @@ class _Exchange:
         self.pending = None
         self._stopTimer()
         balancer = self.resource.balancer
-        balancer.memberSucceeded(member)
+        if response.code in balancer.failOnStatus:
+            balancer.memberFailed(member, f"answered {response.code}")
+            if self._retryFailedStatus():
+                balancer.end(member)
+                response.deliverBody(_Discard())
+                self._attempt()
+                return
+        else:
+            balancer.memberSucceeded(member)
         if self.clientGone:
             balancer.end(member)
             response.deliverBody(_Discard())
@@ -306,6 +314,18 @@ class _Exchange:
         request.defaultContentType = None
         self.relay = _ResponseRelay(self, member)
         response.deliverBody(self.relay)
+
+    def _retryFailedStatus(self):
+        """
+        Whether a C{failonstatus} answer is worth another member: only for
+        an idempotent request, once, and when another member is usable.
+        """
+        if self.clientGone or self.retriedAfterSend or self.request.method not in IDEMPOTENT:
+            return False
+        if not self.resource.balancer.candidates(self.tried):
+            return False
+        self.retriedAfterSend = True
+        return True
 
     def _rewrite(self, value):
         request = self.request

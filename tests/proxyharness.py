@@ -72,7 +72,8 @@ class ProxyTestCase(TestCase):
             for i, url in enumerate(urls)
         ]
         self.balancer = Balancer(
-            "test", SCHEDULERS[scheduler](), members, self.clock, retry=retry
+            "test", SCHEDULERS[scheduler](), members, self.clock, retry=retry,
+            schedulerName=scheduler,
         )
         self.connector = MemberConnector(reactor, connectTimeout=5)
         self.resource = ReverseProxyResource(

@@ -6,6 +6,8 @@ public methods.
 
 from __future__ import annotations
 
+import math
+
 from playbalancer import __version__
 from playbalancer.balancer import ADMIN_STATES, Member
 from playbalancer.config import NAME, ConfigError, memberURL
@@ -20,6 +22,17 @@ class ChangeError(Exception):
         Exception.__init__(self, message)
         self.code = code
         self.message = message
+
+
+def _finite(value):
+    return value is not None and math.isfinite(value)
+
+
+def _check(lastCheck):
+    if lastCheck is None:
+        return None
+    ok, detail, at, duration = lastCheck
+    return {"ok": ok, "detail": detail, "at": at, "duration_ms": _ms(duration)}
 
 
 def _ms(seconds):
@@ -42,7 +55,8 @@ def memberStatus(member, now, taking):
         "healthy": member.healthy,
         "down_reason": member.downReason,
         "down_since": member.downSince,
-        "retry_at": member.downUntil,
+        "retry_at": member.downUntil if _finite(member.downUntil) else None,
+        "check": _check(member.lastCheck),
         "active": member.active,
         "requests": member.requests,
         "failures": member.failures,
@@ -73,8 +87,11 @@ def trafficState(member, now, taking):
     if member.admin == "disabled":
         return "disabled", f"disabled: {inFlight}"
     if not member.healthy:
-        wait = max(0, int(round((member.downUntil or now) - now)))
-        again = f"retry in {wait}s" if wait else "being retried"
+        if not _finite(member.downUntil):
+            again = "back when its health checks pass"
+        else:
+            wait = max(0, int(round((member.downUntil or now) - now)))
+            again = f"retry in {wait}s" if wait else "being retried"
         return "down", f"down: {member.downReason} ({again})"
     if taking:
         return "serving", "taking traffic"
@@ -94,6 +111,7 @@ def balancerStatus(balancer):
     return {
         "scheduler": balancer.schedulerName,
         "retry": balancer.retry,
+        "health_checks": balancer.activeChecks,
         "members": {
             m.name: memberStatus(m, now, m in taking) for m in balancer.members
         },

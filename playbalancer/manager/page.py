@@ -77,7 +77,7 @@ class ManagerPage:
     def balancer(self, name, balancer):
         status = model.balancerStatus(balancer)
         return tags.section(class_="balancer", **{"data-balancer": name})(
-            tags.h2(name, " ", tags.small(f"scheduler: {status['scheduler']}, retry {balancer.retry:g}s")),
+            tags.h2(name, " ", tags.small(self.summary(balancer, status))),
             tags.table(
                 tags.thead(
                     tags.tr(
@@ -85,7 +85,8 @@ class ManagerPage:
                             tags.th(h)
                             for h in (
                                 "member", "state", "admin", "standby", "weight", "in flight",
-                                "requests", "failures", "latency mean / p95", "in / out",
+                                "requests", "failures", "latency mean / p95",
+                                tags.span("in / out", title="bytes from / to the member"),
                                 "last minutes", "controls",
                             )
                         ]
@@ -95,6 +96,11 @@ class ManagerPage:
             ),
             self.addForm(name),
         )
+
+    def summary(self, balancer, status):
+        scheduler = status["scheduler"] or type(balancer.scheduler).__name__
+        checks = "health checks on" if status["health_checks"] else f"retry {balancer.retry:g}s"
+        return f"scheduler: {scheduler}, {checks}"
 
     def member(self, balancerName, info):
         def cell(field, text):
@@ -111,7 +117,7 @@ class ManagerPage:
             cell("failures", str(info["failures"])),
             cell("latency", _latency(info)),
             cell("bytes", f"{_bytes(info['bytes_in'])} / {_bytes(info['bytes_out'])}"),
-            tags.td(tags.canvas(width="160", height="40", class_="chart")),
+            tags.td(tags.canvas(width="160", height="40", class_="chart")("needs JavaScript")),
             tags.td(self.controls(balancerName, info)),
         )
 

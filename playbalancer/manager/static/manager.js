@@ -120,11 +120,12 @@
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var data = new FormData(form);
-    var action = event.submitter ? event.submitter.value : data.get("action");
+    var action = form.classList.contains("add") ? "add" :
+      (event.submitter ? event.submitter.value : data.get("action"));
     var path = "api/balancers/" + encodeURIComponent(data.get("balancer")) +
       "/members/" + encodeURIComponent(data.get("member"));
     var done;
-    if (action === "add" || form.classList.contains("add")) {
+    if (action === "add") {
       done = send("PUT", path, {url: data.get("url"), standby: data.get("standby") === "on",
                                 weight: parseInt(data.get("weight") || "1", 10)});
     } else if (action === "remove") {

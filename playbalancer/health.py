@@ -1,0 +1,126 @@
+"""
+Active health checks: an HTTP GET to each member every C{interval}
+seconds; C{fall} failures in a row take it out, C{rise} passes in a row
+bring it back.  The balancer keeps the state; this module only asks.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+_log = Logger()
+
+
+def parseExpect(text):
+    """
+    C{"200-399"} or C{"200,204,300-399"} as a list of C{(low, high)}.
+
+    @raise ValueError: naming what is wrong.
+    """
+    ranges = []
+    for part in text.split(","):
+        low, sep, high = part.strip().partition("-")
+        if not low.isdigit() or (sep and not high.isdigit()):
+            raise ValueError(f"expected statuses like '200-399' or '200,204', got {text!r}")
+        low = int(low)
+        high = int(high) if sep else low
+        if not 100 <= low <= high <= 599:
+            raise ValueError(f"expected statuses from 100 to 599, got {text!r}")
+        ranges.append((low, high))
+    return ranges
+
+
+class HealthChecker(Service):
+    """
+    Checks every member of one balancer.
+
+    @param balancer: the L{playbalancer.balancer.Balancer}; members added at
+        run time are checked from the next round.
+    @param settings: a L{playbalancer.config.HealthConfig}.
+    @param http: a treq-like client (C{get(url, headers=..., timeout=...)}).
+    @param clock: provides C{callLater} and C{seconds}.
+    """
+
+    def __init__(self, balancer, settings, http, clock):
+        self.balancer = balancer
+        self.settings = settings
+        self.expect = parseExpect(settings.expect)
+        self.http = http
+        self.clock = clock
+        self._loop = None
+        self._pending = {}
+
+    def startService(self):
+        Service.startService(self)
+        self._loop = LoopingCall(self.checkAll)
+        self._loop.clock = self.clock
+        self._loop.start(self.settings.interval, now=True)
+
+    def stopService(self):
+        Service.stopService(self)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        for d in list(self._pending.values()):
+            d.cancel()
+
+    def checkAll(self):
+        """
+        Start one check of every member that has none under way.
+        """
+        for member in list(self.balancer.members):
+            if member.removing or member in self._pending:
+                continue
+            self._pending[member] = self.check(member)
+
+    def check(self, member):
+        """
+        One check of C{member}; the result goes to the balancer.
+        """
+        started = self.clock.seconds()
+        url = member.origin + member.basePath + self.settings.path.encode("ascii")
+        d = self.http.get(
+            url, headers={b"Host": [member.hostHeader]}, timeout=self.settings.timeout
+        )
+
+        def answered(response):
+            code = response.code
+            d = response.content()  # read it all, so the connection closes cleanly
+            d.addCallback(lambda _: code)
+            return d
+
+        def passed(code):
+            ok = any(low <= code <= high for low, high in self.expect)
+            detail = f"HTTP {code}"
+            self._report(member, ok, detail, started)
+
+        def failed(failure):
+            if failure.check(CancelledError) and not self.running:
+                return
+            detail = _short(failure)
+            self._report(member, False, detail, started)
+
+        d.addCallback(answered)
+        d.addCallbacks(passed, failed)
+        d.addErrback(lambda f: _log.failure("health check of {m} failed", f, m=member.name))
+        d.addBoth(lambda _: self._pending.pop(member, None))
+        return d
+
+    def _report(self, member, ok, detail, started):
+        duration = self.clock.seconds() - started
+        self.balancer.checkResult(
+            member, ok, detail, duration, self.settings.rise, self.settings.fall
+        )
+
+
+def _short(failure):
+    from twisted.internet.error import ConnectionRefusedError, TimeoutError
+
+    if failure.check(ConnectionRefusedError):
+        return "connection refused"
+    if failure.check(TimeoutError, CancelledError):
+        return "timeout"
+    text = str(failure.value).strip() or type(failure.value).__name__
+    return text.splitlines()[0][:200]
