@@ -7,7 +7,6 @@ bring it back.  The balancer keeps the state; this module only asks.
 from __future__ import annotations
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -64,7 +63,8 @@ class HealthChecker(Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         for d in list(self._pending.values()):
-            d.cancel()
+            if d is not None:
+                d.cancel()
 
     def checkAll(self):
         """
@@ -73,7 +73,10 @@ class HealthChecker(Service):
         for member in list(self.balancer.members):
             if member.removing or member in self._pending:
                 continue
-            self._pending[member] = self.check(member)
+            self._pending[member] = None
+            d = self.check(member)
+            if member in self._pending:  # still under way
+                self._pending[member] = d
 
     def check(self, member):
         """
@@ -81,11 +84,18 @@ class HealthChecker(Service):
         """
         started = self.clock.seconds()
         url = member.origin + member.basePath + self.settings.path.encode("ascii")
-        d = self.http.get(
-            url, headers={b"Host": [member.hostHeader]}, timeout=self.settings.timeout
-        )
+        d = self.http.get(url, headers={b"Host": [member.hostHeader]})
+        expired = []
+
+        def expire():
+            expired.append(True)
+            d.cancel()
+
+        timer = self.clock.callLater(self.settings.timeout, expire)
 
         def answered(response):
+            if timer.active():
+                timer.cancel()
             code = response.code
             d = response.content()  # read it all, so the connection closes cleanly
             d.addCallback(lambda _: code)
@@ -97,9 +107,11 @@ class HealthChecker(Service):
             self._report(member, ok, detail, started)
 
         def failed(failure):
-            if failure.check(CancelledError) and not self.running:
+            if timer.active():
+                timer.cancel()
+            if not self.running:
                 return
-            detail = _short(failure)
+            detail = "timeout" if expired else _short(failure)
             self._report(member, False, detail, started)
 
         d.addCallback(answered)
@@ -120,7 +132,7 @@ def _short(failure):
 
     if failure.check(ConnectionRefusedError):
         return "connection refused"
-    if failure.check(TimeoutError, CancelledError):
-        return "timeout"
+    if failure.check(TimeoutError):
+        return "connect timeout"
     text = str(failure.value).strip() or type(failure.value).__name__
     return text.splitlines()[0][:200]

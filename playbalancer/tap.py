@@ -169,6 +169,20 @@ def makeManager(config, balancers, reactor):
     return ManagerRoot(balancers, policy, reactor), keeper
 
 
+def makeHealthChecker(balancer, settings, reactor):
+    """
+    The active health checks of one balancer, over fresh connections (a
+    pooled one would not show whether the member accepts new ones).
+    """
+    from treq.client import HTTPClient
+    from twisted.web.client import Agent, HTTPConnectionPool
+
+    from playbalancer.health import HealthChecker
+
+    http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+    return HealthChecker(balancer, settings, http, reactor)
+
+
 def makeService(options, reactor=None):
     """
     The running balancer: one listening service per C{[[listen]]}, and the
@@ -192,6 +206,12 @@ def makeService(options, reactor=None):
             balancers[name] = buildBalancer(balancerConfig, factory, reactor)
     except ConfigError as e:
         _fail(str(e))
+    for name, balancerConfig in config.balancers.items():
+        balancers[name].failOnStatus = frozenset(balancerConfig.failOnStatus)
+        if balancerConfig.health is not None:
+            balancers[name].activeChecks = True
+            checker = makeHealthChecker(balancers[name], balancerConfig.health, reactor)
+            checker.setServiceParent(top)
     manager, keeper = makeManager(config, balancers, reactor)
     connectors = {}
     for name, balancerConfig in config.balancers.items():

@@ -1,0 +1,177 @@
+"""
+Active health checks: rise and fall, expected statuses, timeouts, members
+added at run time, and C{failonstatus}.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer, reactor
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from playbalancer.balancer import Balancer, Member
+from playbalancer.config import HealthConfig
+from playbalancer.health import HealthChecker, parseExpect
+from playbalancer.schedulers import RoundRobinScheduler
+from playbalancer.testing import waitUntil
+
+from tests.proxyharness import ProxyTestCase, servedBy
+
+
+class _Response:
+    def __init__(self, code):
+        self.code = code
+
+    def content(self):
+        return defer.succeed(b"")
+
+
+class FakeHTTP:
+    """
+    Answers health checks as told: a status, an exception, or never.
+    """
+
+    def __init__(self):
+        self.answers = {}
+        self.asked = []
+
+    def get(self, url, headers=None):
+        self.asked.append((url, headers))
+        answer = self.answers.get(url.split(b"/health")[0], 200)
+        if answer is None:
+            return defer.Deferred()
+        if isinstance(answer, Exception):
+            return defer.fail(answer)
+        return defer.succeed(_Response(answer))
+
+
+class ExpectTests(SynchronousTestCase):
+    def test_parse(self):
+        self.assertEqual(parseExpect("200-399"), [(200, 399)])
+        self.assertEqual(parseExpect("200, 204,300-301"), [(200, 200), (204, 204), (300, 301)])
+        for bad in ["", "abc", "200-", "99", "400-300", "200-700"]:
+            self.assertRaises(ValueError, parseExpect, bad)
+
+
+class CheckerTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.a = Member("a", "http://127.0.0.1:1")
+        self.b = Member("b", "http://127.0.0.1:2")
+        self.balancer = Balancer("web", RoundRobinScheduler(), [self.a, self.b], self.clock)
+        self.balancer.activeChecks = True
+        self.http = FakeHTTP()
+        self.checker = HealthChecker(
+            self.balancer, HealthConfig(interval=2, timeout=1, rise=2, fall=3), self.http, self.clock
+        )
+        self.addCleanup(self.checker.stopService)
+
+    def start(self):
+        self.checker.startService()
+
+    def rounds(self, n):
+        for _ in range(n):
+            self.clock.advance(2)
+
+    def test_fallThenRise(self):
+        """
+        C{fall} failed checks in a row take a member out; C{rise} passes in
+        a row bring it back; live traffic success does not.
+        """
+        self.http.answers[b"http://127.0.0.1:1"] = 503
+        self.start()
+        self.rounds(1)  # checks at t=0 and t=2: two failures
+        self.assertTrue(self.a.healthy)
+        self.rounds(1)
+        self.assertFalse(self.a.healthy)
+        self.assertEqual(self.a.downReason, "health check: HTTP 503")
+        self.assertEqual(self.balancer.candidates(), [self.b])
+        self.balancer.memberSucceeded(self.a)
+        self.assertFalse(self.a.healthy)
+        self.http.answers[b"http://127.0.0.1:1"] = 200
+        self.rounds(1)
+        self.assertFalse(self.a.healthy)
+        self.rounds(1)
+        self.assertTrue(self.a.healthy)
+        self.assertEqual(self.balancer.candidates(), [self.a, self.b])
+        self.assertEqual(self.a.lastCheck[:2], (True, "HTTP 200"))
+
+    def test_timeoutAndRefused(self):
+        from twisted.internet.error import ConnectionRefusedError
+
+        self.http.answers[b"http://127.0.0.1:1"] = None
+        self.http.answers[b"http://127.0.0.1:2"] = ConnectionRefusedError()
+        self.start()
+        self.rounds(3)
+        self.assertEqual(self.a.downReason, "health check: timeout")
+        self.assertEqual(self.b.downReason, "health check: connection refused")
+
+    def test_passiveFailureWaitsForChecks(self):
+        """
+        With checks on, a member that failed live traffic stays out past
+        C{retry} until its checks pass C{rise} times.
+        """
+        self.balancer.memberFailed(self.a, "connection refused")
+        self.clock.advance(3600)
+        self.assertNotIn(self.a, self.balancer.candidates())
+        self.start()  # first pass now
+        self.assertNotIn(self.a, self.balancer.candidates())
+        self.rounds(1)  # second pass
+        self.assertIn(self.a, self.balancer.candidates())
+
+    def test_addedMemberWaitsForChecks(self):
+        self.start()
+        c = Member("c", "http://127.0.0.1:3")
+        self.balancer.addMember(c)
+        self.assertNotIn(c, self.balancer.candidates())
+        self.rounds(2)
+        self.assertIn(c, self.balancer.candidates())
+
+    def test_hostHeader(self):
+        self.start()
+        url, headers = self.http.asked[0]
+        self.assertEqual(url, b"http://127.0.0.1:1/health")
+        self.assertEqual(headers, {b"Host": [b"127.0.0.1:1"]})
+
+
+class RealCheckTests(ProxyTestCase):
+    async def test_realMemberStopsAndReturns(self):
+        """
+        Against real members: a stopped member is taken out by its checks,
+        and comes back when it listens again.
+        """
+        from playbalancer.tap import makeHealthChecker
+
+        a, b = self.startMembers("app1", "app2")
+        balancer = self.startBalancer([a.url, b.url])
+        balancer.activeChecks = True
+        checker = makeHealthChecker(balancer, HealthConfig(interval=0.05, timeout=1, rise=2, fall=2), reactor)
+        checker.startService()
+        self.addCleanup(checker.stopService)
+        await waitUntil(lambda: balancer.member("app1").checkPasses >= 2, reactor)
+        await a.stop()
+        await waitUntil(lambda: not balancer.member("app1").healthy, reactor)
+        self.assertEqual(balancer.member("app1").downReason, "health check: connection refused")
+        response, _ = await self.fetch(self.client(), "/")
+        self.assertEqual(servedBy(response), "app2")
+        a.start()
+        await waitUntil(lambda: balancer.member("app1").healthy, reactor)
+
+
+class FailOnStatusTests(ProxyTestCase):
+    async def test_idempotentRetriedPostPassedOn(self):
+        """
+        A status listed in C{failonstatus} marks the member down; a GET is
+        retried on another member, a POST gets the status as it is.
+        """
+        a, b = self.startMembers("app1", "app2")
+        balancer = self.startBalancer([a.url, b.url], scheduler="standby")
+        balancer.failOnStatus = frozenset([404])
+        response, _ = await self.fetch(self.client(), "/missing")
+        self.assertEqual((response.code, len(a.seen), len(b.seen)), (404, 1, 1))
+        self.assertFalse(balancer.member("app1").healthy)
+        self.assertEqual(balancer.member("app1").downReason, "answered 404")
+        balancer.reset(balancer.member("app1"))
+        balancer.reset(balancer.member("app2"))
+        response, _ = await self.fetch(self.client(), "/missing", method="POST", data=b"x")
+        self.assertEqual((response.code, len(a.seen), len(b.seen)), (404, 2, 1))
