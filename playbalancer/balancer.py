@@ -141,6 +141,9 @@ class Balancer:
         #: With active health checks, a member that failed is brought back
         #: by its checks, not by the end of C{retry} or by live traffic.
         self.activeChecks = False
+        #: The active checks' settings (L{playbalancer.config.HealthConfig}),
+        #: shown by the manager; L{None} without checks.
+        self.healthSettings = None
 
     def observe(self, observer):
         """

@@ -516,7 +516,35 @@ def makeParser(out=None):
     add.add_argument("--standby", action="store_true", help="add it as a hot standby")
     add.add_argument("--weight", type=weight, metavar="N", help="its weight (default 1)")
     command("remove", removeMember, "remove a member once its active requests end")
+    rolling = command(
+        "rolling-restart",
+        _rollingRestart,
+        "restart every member in turn: drain, wait, run a command, wait for health, enable",
+        targeted=False,
+    )
+    rolling.add_argument("balancer", metavar="BALANCER")
+    rolling.add_argument(
+        "--exec",
+        required=True,
+        metavar="COMMAND",
+        help="shell command that restarts one member; it gets PLAYBALANCER_BALANCER, "
+        "PLAYBALANCER_MEMBER and PLAYBALANCER_URL",
+    )
+    rolling.add_argument(
+        "--timeout",
+        type=seconds,
+        metavar="S",
+        default=DEFAULT_DRAIN_TIMEOUT,
+        help=f"longest wait for a drain, and for health checks (default {DEFAULT_DRAIN_TIMEOUT:g})",
+    )
+    rolling.add_argument("--members", metavar="a,b", help="only these members (standbys still last)")
     return parser
+
+
+async def _rollingRestart(client, options, out, reactor):
+    from playbalancer.rolling import rollingRestart
+
+    await rollingRestart(client, options, out, reactor)
 
 
 def readToken(path):
@@ -549,7 +577,7 @@ def parseArguments(argv, environ, out=None):
     resolved; L{CommandError} when they make no sense.
     """
     options = makeParser(out).parse_args(argv)
-    if getattr(options, "timeout", None) is not None and not options.wait:
+    if options.command == "drain" and options.timeout is not None and not options.wait:
         raise CommandError("--timeout goes with --wait (see playbalancer drain --help)")
     if getattr(options, "wait", False) and options.timeout is None:
         options.timeout = DEFAULT_DRAIN_TIMEOUT
@@ -622,4 +650,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable module's main, so that there is one CommandError
+    # class for this module and the ones that import it (rolling.py).
+    from playbalancer.cli import main as _main
+
+    _main()

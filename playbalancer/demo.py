@@ -186,12 +186,26 @@ class DemoInstance:
         return site
 
 
-def serve(name, port, interface="127.0.0.1"):
+def serve(name, port, interface="127.0.0.1", pidfile=None, startupDelay=0.0):
+    """
+    Run one demo instance until it is stopped.
+
+    @param pidfile: write the process id here once listening.
+    @param startupDelay: seconds to wait before listening, like an app that
+        is slow to start.
+    """
     from twisted.internet import reactor
 
     instance = DemoInstance(name, port, reactor)
-    reactor.listenTCP(port, instance.site(), interface=interface)
-    print(f"demo instance {name} on http://{interface}:{port}/", flush=True)
+
+    def listen():
+        reactor.listenTCP(port, instance.site(), interface=interface)
+        if pidfile:
+            with open(pidfile, "w") as f:
+                f.write(f"{os.getpid()}\n")
+        print(f"demo instance {name} on http://{interface}:{port}/", flush=True)
+
+    reactor.callLater(startupDelay, listen)
     reactor.run()
 
 
@@ -253,11 +267,14 @@ def main(argv=None):
     one.add_argument("--port", type=int, default=9999)
     one.add_argument("--name", default="app1")
     one.add_argument("--interface", default="127.0.0.1")
+    one.add_argument("--pidfile", help="write the process id here once listening")
+    one.add_argument("--startup-delay", type=float, default=0.0, metavar="S",
+                     help="wait S seconds before listening, like a slow-starting app")
     everything = commands.add_parser("cluster", help="run demo instances and the balancer")
     everything.add_argument("--config", default=os.path.join("etc", "playbalancer.toml"))
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.name, args.port, args.interface)
+        serve(args.name, args.port, args.interface, args.pidfile, args.startup_delay)
     else:
         cluster(args.config)
 

@@ -210,6 +210,7 @@ def makeService(options, reactor=None):
         balancers[name].failOnStatus = frozenset(balancerConfig.failOnStatus)
         if balancerConfig.health is not None:
             balancers[name].activeChecks = True
+            balancers[name].healthSettings = balancerConfig.health
             checker = makeHealthChecker(balancers[name], balancerConfig.health, reactor)
             checker.setServiceParent(top)
     manager, keeper = makeManager(config, balancers, reactor)

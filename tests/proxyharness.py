@@ -54,14 +54,18 @@ class ProxyTestCase(TestCase):
         preserveHost=True,
         maxBody=0,
         weights=None,
+        clock=None,
     ):
         """
         Listen on 127.0.0.1 with a balancer over C{urls} (names app1, app2,
         ...); C{standby} holds the indexes of standby members.  The balancer
-        keeps its down state on a L{Clock} (C{self.clock}).
+        keeps its down state on C{clock}, by default a L{Clock}
+        (C{self.clock}).
         """
-        self.clock = Clock()
-        self.clock.advance(1000)
+        if clock is None:
+            clock = Clock()
+            clock.advance(1000)
+        self.clock = clock
         members = [
             Member(
                 f"app{i + 1}",

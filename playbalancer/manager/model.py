@@ -28,6 +28,19 @@ def _finite(value):
     return value is not None and math.isfinite(value)
 
 
+def _health(settings):
+    if settings is None:
+        return None
+    return {
+        "path": settings.path,
+        "interval": settings.interval,
+        "timeout": settings.timeout,
+        "rise": settings.rise,
+        "fall": settings.fall,
+        "expect": settings.expect,
+    }
+
+
 def _check(lastCheck):
     if lastCheck is None:
         return None
@@ -57,6 +70,7 @@ def memberStatus(member, now, taking):
         "down_since": member.downSince,
         "retry_at": member.downUntil if _finite(member.downUntil) else None,
         "check": _check(member.lastCheck),
+        "check_passes": member.checkPasses,
         "active": member.active,
         "requests": member.requests,
         "failures": member.failures,
@@ -112,6 +126,7 @@ def balancerStatus(balancer):
         "scheduler": balancer.schedulerName,
         "retry": balancer.retry,
         "health_checks": balancer.activeChecks,
+        "health": _health(balancer.healthSettings),
         "members": {
             m.name: memberStatus(m, now, m in taking) for m in balancer.members
         },

@@ -1,0 +1,193 @@
+"""
+The promise the project was born for: a rolling restart of every member,
+with real member processes stopped and started again, under steady
+keep-alive load of quick GETs, slow GETs and POSTs, loses no request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+
+from twisted.internet import defer, reactor, task
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.web.client import Agent, HTTPConnectionPool
+from treq.client import HTTPClient
+
+from playbalancer.config import HealthConfig
+from playbalancer.tap import makeHealthChecker
+from playbalancer.testing import waitUntil
+
+from tests.test_manager import ManagerTestCase
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+RESTART = """\
+import os, signal, subprocess, sys, time
+member = os.environ["PLAYBALANCER_MEMBER"]
+port = os.environ["PLAYBALANCER_URL"].rsplit(":", 1)[1]
+here = os.path.dirname(os.path.abspath(__file__))
+pidfile = os.path.join(here, member + ".pid")
+pid = int(open(pidfile).read())
+os.unlink(pidfile)
+os.kill(pid, signal.SIGTERM)
+while True:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.05)
+print("stopped", member, pid, flush=True)
+child = subprocess.Popen(
+    [sys.executable, "-m", "playbalancer.demo", "serve", "--port", port, "--name", member,
+     "--pidfile", pidfile, "--startup-delay", "1"],
+    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+with open(os.path.join(here, "pids"), "a") as f:
+    f.write("%d\\n" % child.pid)
+print("started", member, child.pid, flush=True)
+"""
+
+
+def freePort():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Load:
+    """
+    Keep-alive clients that loop over quick GETs, slow GETs and 16 KiB POSTs
+    until stopped, checking every answer is complete.
+    """
+
+    def __init__(self, base, clients=6):
+        self.base = base
+        self.running = True
+        self.ok = 0
+        self.failures = []
+        self.pools = [HTTPConnectionPool(reactor) for _ in range(clients)]
+        self.loops = [defer.ensureDeferred(self.loop(i, pool)) for i, pool in enumerate(self.pools)]
+
+    async def loop(self, index, pool):
+        http = HTTPClient(Agent(reactor, pool=pool))
+        body = (b"%02d" % index) * 8192
+        step = index
+        while self.running:
+            kind = step % 3
+            step += 1
+            try:
+                if kind == 0:
+                    response = await http.get(self.base + "/")
+                    text = await response.content()
+                    good = response.code == 200 and text.startswith(b"Hello from app")
+                elif kind == 1:
+                    response = await http.get(self.base + "/slow?seconds=0.3")
+                    text = await response.content()
+                    good = response.code == 200 and b"waited 0.3s" in text
+                else:
+                    response = await http.post(self.base + "/echo", data=body)
+                    text = await response.content()
+                    good = response.code == 200 and json.loads(text)["body_length"] == len(body)
+                if good:
+                    self.ok += 1
+                else:
+                    self.failures.append((kind, response.code, text[:100]))
+            except Exception as e:
+                self.failures.append((kind, "error", repr(e)))
+
+    async def stop(self):
+        self.running = False
+        await defer.DeferredList(self.loops)
+        for pool in self.pools:
+            await pool.closeCachedConnections()
+
+
+class RollingRestartTests(ManagerTestCase):
+    timeout = 180
+
+    def startMemberProcesses(self, names):
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+        with open(os.path.join(self.dir, "restart.py"), "w") as f:
+            f.write(RESTART)
+        pids = os.path.join(self.dir, "pids")
+        open(pids, "w").close()
+        self.addCleanup(self._killAll, pids)
+        urls = []
+        for name in names:
+            port = freePort()
+            pidfile = os.path.join(self.dir, name + ".pid")
+            watcher = _Quiet()
+            self.addCleanup(lambda w=watcher: w.ended)
+            child = reactor.spawnProcess(
+                watcher,
+                sys.executable,
+                [sys.executable, "-m", "playbalancer.demo", "serve", "--port", str(port),
+                 "--name", name, "--pidfile", pidfile],
+                env=os.environ,
+                path=ROOT,
+            )
+            with open(pids, "a") as f:
+                f.write(f"{child.pid}\n")
+            urls.append(f"http://127.0.0.1:{port}")
+        return urls
+
+    def _killAll(self, pids):
+        with open(pids) as f:
+            for line in f:
+                try:
+                    os.kill(int(line), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    async def test_rollingRestartUnderLoadLosesNothing(self):
+        urls = self.startMemberProcesses(["app1", "app2"])
+        balancer = self.startBalancer(urls, retry=60, clock=reactor)
+        balancer.activeChecks = True
+        balancer.healthSettings = settings = HealthConfig(interval=0.2, timeout=1, rise=2, fall=2)
+        checker = makeHealthChecker(balancer, settings, reactor)
+        checker.startService()
+        self.addCleanup(checker.stopService)
+        self.startManager()
+        await waitUntil(
+            lambda: all(m.checkPasses >= 2 for m in balancer.members), reactor, timeout=30
+        )
+
+        load = Load(self.base)
+        await task.deferLater(reactor, 1.0, lambda: None)
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable,
+            ["-m", "playbalancer.cli", "--manager", self.managerURL, "rolling-restart", "test",
+             "--exec", f"{sys.executable} {os.path.join(self.dir, 'restart.py')}", "--timeout", "60"],
+            env=os.environ,
+            path=ROOT,
+        )
+        await task.deferLater(reactor, 1.0, lambda: None)
+        await load.stop()
+        report = out.decode() + err.decode()
+        print(f"\n{report}requests completed: {load.ok}, failed: {len(load.failures)}")
+        self.assertEqual(code, 0, report)
+        self.assertIn("app1: enabled", report)
+        self.assertIn("app2: enabled", report)
+        self.assertEqual(load.failures, [])
+        self.assertGreater(load.ok, 50)
+        self.assertEqual([m.admin for m in balancer.members], ["enabled", "enabled"])
+        for member in balancer.members:
+            self.assertGreater(member.requests, 10)
+
+
+
+class _Quiet(ProcessProtocol):
+    """
+    Ignores a child's output; C{ended} fires once it is gone.
+    """
+
+    def __init__(self):
+        self.ended = defer.Deferred()
+
+    def processEnded(self, reason):
+        self.ended.callback(None)
