@@ -13,6 +13,7 @@ from playbalancer.config import (
     BalancerConfig,
     Config,
     ConfigError,
+    HealthConfig,
     ListenConfig,
     ManagerConfig,
     MemberConfig,
@@ -86,6 +87,7 @@ class GoodConfigTests(SynchronousTestCase):
                         timeout=60.0,
                         connectTimeout=5.0,
                         keepalive=64,
+                        health=HealthConfig(),
                     )
                 },
                 manager=ManagerConfig(
