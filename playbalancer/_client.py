@@ -5,6 +5,8 @@ L{HTTPConnectionPool}, with one cached endpoint per member address.
 
 from __future__ import annotations
 
+import socket
+
 from zope.interface import implementer
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -69,6 +71,46 @@ class MemberEndpoints:
         return endpoint
 
 
+def closedByPeer(connection):
+    """
+    Whether an idle pooled connection was closed (or reset, or spoken on)
+    by the member while it sat in the pool, though the reactor has not
+    noticed yet: a peek at its socket, without reading.
+
+    Sending a request on such a connection would fail after it was sent,
+    and a POST could not be retried then; a member killed while idle must
+    not cost a request.
+    """
+    try:
+        handle = connection.transport.getHandle()
+    except AttributeError:
+        return False
+    if not isinstance(handle, socket.socket):
+        return False  # TLS and the like: no peek
+    try:
+        handle.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return False  # nothing to read: alive and idle, as it should be
+    except OSError:
+        return True
+    return True  # EOF, or bytes nobody asked for
+
+
+class _CheckingPool(HTTPConnectionPool):
+    """
+    A connection pool that drops idle connections the member has closed
+    before it hands one out.
+    """
+
+    def getConnection(self, key, endpoint):
+        connections = self._connections.get(key)
+        while connections and closedByPeer(connections[0]):
+            stale = connections.pop(0)
+            self._timeouts.pop(stale).cancel()
+            stale.transport.abortConnection()
+        return HTTPConnectionPool.getConnection(self, key, endpoint)
+
+
 class MemberConnector:
     """
     Sends requests to members over pooled HTTP/1.1 connections.
@@ -78,7 +120,7 @@ class MemberConnector:
     """
 
     def __init__(self, reactor, connectTimeout=5.0, maxIdlePerMember=64, idleTimeout=30.0):
-        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool = _CheckingPool(reactor, persistent=True)
         self._pool._factory = _QuietClientFactory
         self._pool.maxPersistentPerHost = maxIdlePerMember
         self._pool.cachedConnectionTimeout = idleTimeout

@@ -453,3 +453,39 @@ class BugTests(ProxyTestCase):
         self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/plain; charset=utf-8"])
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         self.assertEqual(a.seen, [])
+
+
+class StalePoolTests(ProxyTestCase):
+    def test_closedByPeer(self):
+        """
+        An idle pooled connection is stale once its peer closed it, reset
+        it or sent bytes on it; not while it is quiet.
+        """
+        import socket
+
+        from playbalancer._client import closedByPeer
+
+        class Connection:
+            def __init__(self, sock):
+                self.transport = self
+                self.sock = sock
+
+            def getHandle(self):
+                return self.sock
+
+        for action, stale in [("nothing", False), ("close", True), ("write", True)]:
+            ours, theirs = socket.socketpair()
+            ours.setblocking(False)
+            if action == "close":
+                theirs.close()
+            elif action == "write":
+                theirs.send(b"x")
+            self.assertEqual(closedByPeer(Connection(ours)), stale, action)
+            ours.close()
+            if action != "close":
+                theirs.close()
+
+        class NoHandle:
+            transport = object()
+
+        self.assertFalse(closedByPeer(NoHandle()))

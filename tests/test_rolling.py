@@ -64,11 +64,14 @@ class Load:
     until stopped, checking every answer is complete.
     """
 
-    def __init__(self, base, clients=6):
+    def __init__(self, base, clients=6, kinds=(0, 1, 2)):
         self.base = base
+        self.kinds = kinds
         self.running = True
         self.ok = 0
         self.failures = []
+        self.busy = 0
+        self.gate = None
         self.pools = [HTTPConnectionPool(reactor) for _ in range(clients)]
         self.loops = [defer.ensureDeferred(self.loop(i, pool)) for i, pool in enumerate(self.pools)]
 
@@ -77,8 +80,12 @@ class Load:
         body = (b"%02d" % index) * 8192
         step = index
         while self.running:
-            kind = step % 3
+            if self.gate is not None:
+                await self.gate
+                continue
+            kind = self.kinds[step % len(self.kinds)]
             step += 1
+            self.busy += 1
             try:
                 if kind == 0:
                     response = await http.get(self.base + "/")
@@ -98,15 +105,35 @@ class Load:
                     self.failures.append((kind, response.code, text[:100]))
             except Exception as e:
                 self.failures.append((kind, "error", repr(e)))
+            finally:
+                self.busy -= 1
+
+    async def pause(self):
+        """
+        Stop sending new requests; fire once none is in flight.
+        """
+        self.gate = defer.Deferred()
+        await waitUntil(lambda: self.busy == 0, reactor)
+
+    def resume(self):
+        gate, self.gate = self.gate, None
+        gate.callback(None)
 
     async def stop(self):
         self.running = False
+        if self.gate is not None:
+            self.resume()
         await defer.DeferredList(self.loops)
         for pool in self.pools:
             await pool.closeCachedConnections()
 
 
-class RollingRestartTests(ManagerTestCase):
+class MemberProcessTestCase(ManagerTestCase):
+    """
+    Members as real processes (C{python -m playbalancer.demo serve}), each
+    writing its PID to C{<dir>/<name>.pid}; all killed at the end.
+    """
+
     timeout = 180
 
     def startMemberProcesses(self, names):
@@ -116,13 +143,16 @@ class RollingRestartTests(ManagerTestCase):
             f.write(RESTART)
         pids = os.path.join(self.dir, "pids")
         open(pids, "w").close()
-        self.addCleanup(self._killAll, pids)
+        watchers = []
+        self.watchers = {}
+        self.addCleanup(self._stopAll, pids, watchers)
         urls = []
         for name in names:
             port = freePort()
             pidfile = os.path.join(self.dir, name + ".pid")
             watcher = _Quiet()
-            self.addCleanup(lambda w=watcher: w.ended)
+            watchers.append(watcher)
+            self.watchers[name] = watcher
             child = reactor.spawnProcess(
                 watcher,
                 sys.executable,
@@ -136,14 +166,17 @@ class RollingRestartTests(ManagerTestCase):
             urls.append(f"http://127.0.0.1:{port}")
         return urls
 
-    def _killAll(self, pids):
+    def _stopAll(self, pids, watchers):
         with open(pids) as f:
             for line in f:
                 try:
                     os.kill(int(line), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        return defer.DeferredList([w.ended for w in watchers])
 
+
+class RollingRestartTests(MemberProcessTestCase):
     async def test_rollingRestartUnderLoadLosesNothing(self):
         urls = self.startMemberProcesses(["app1", "app2"])
         balancer = self.startBalancer(urls, retry=60, clock=reactor)
@@ -191,3 +224,67 @@ class _Quiet(ProcessProtocol):
 
     def processEnded(self, reason):
         self.ended.callback(None)
+
+
+class AbruptKillTests(MemberProcessTestCase):
+    """
+    Members killed with SIGKILL, no drain: what was not yet answered is
+    retried elsewhere when that is safe.
+    """
+
+    async def startAll(self):
+        urls = self.startMemberProcesses(["app1", "app2"])
+        balancer = self.startBalancer(urls, retry=60, clock=reactor)
+        balancer.activeChecks = True
+        balancer.healthSettings = settings = HealthConfig(interval=0.2, timeout=1, rise=2, fall=2)
+        checker = makeHealthChecker(balancer, settings, reactor)
+        checker.startService()
+        self.addCleanup(checker.stopService)
+        await waitUntil(
+            lambda: all(m.checkPasses >= 2 for m in balancer.members), reactor, timeout=30
+        )
+        return balancer
+
+    def kill(self, name):
+        with open(os.path.join(self.dir, name + ".pid")) as f:
+            os.kill(int(f.read()), signal.SIGKILL)
+
+    async def test_killedWhileIdle(self):
+        """
+        A member killed while nothing is in flight on it (the clients pause
+        for the moment of the kill): connection failures and the pooled
+        connections it leaves behind cost no request, POSTs included.
+        """
+        balancer = await self.startAll()
+        load = Load(self.base, kinds=(0, 2))
+        app1 = balancer.member("app1")
+        await task.deferLater(reactor, 1.0, lambda: None)
+        await load.pause()
+        self.assertEqual(app1.active, 0)
+        self.kill("app1")
+        await self.watchers["app1"].ended
+        load.resume()
+        await task.deferLater(reactor, 2.0, lambda: None)
+        await load.stop()
+        print(f"\nrequests completed: {load.ok}, failed: {len(load.failures)} {load.failures[:3]}")
+        self.assertFalse(app1.healthy)
+        self.assertEqual(load.failures, [])
+        self.assertGreater(load.ok, 50)
+
+    async def test_killedDuringSlowGets(self):
+        """
+        A member killed while slow GETs wait on it: every GET that had no
+        response byte yet is retried on the other member and succeeds.
+        """
+        balancer = await self.startAll()
+        load = Load(self.base, kinds=(1,))
+        app1 = balancer.member("app1")
+        await waitUntil(lambda: app1.active >= 2, reactor)
+        inFlight = app1.active
+        self.kill("app1")
+        await task.deferLater(reactor, 2.0, lambda: None)
+        await load.stop()
+        print(f"\nin flight on the killed member: {inFlight}; requests completed: {load.ok}, "
+              f"failed: {len(load.failures)} {load.failures[:3]}")
+        self.assertEqual(load.failures, [])
+        self.assertGreater(load.ok, 10)
