@@ -47,7 +47,11 @@ class Member:
         self.scheme = parsed.scheme
         self.host = parsed.host
         self.port = parsed.port
-        self.weight = weight
+        #: The weight as configured (or set by the manager).
+        self.configuredWeight = weight
+        self._rampStart = None
+        self._rampSeconds = 0.0
+        self._rampClock = None
         self.standby = standby
         self.admin = "enabled"
         hostText = f"[{self.host}]" if ":" in self.host else self.host
@@ -77,6 +81,38 @@ class Member:
         self.checkFailures = 0
         self._latencies = deque(maxlen=LATENCY_SAMPLES)
         self._idleWaiters = []
+
+    @property
+    def weight(self):
+        """
+        The weight schedulers see: the configured one, or during a slow
+        start a share of it that grows with the time since the member came
+        up (from 5%).
+        """
+        if self._rampStart is None:
+            return self.configuredWeight
+        elapsed = self._rampClock.seconds() - self._rampStart
+        if elapsed >= self._rampSeconds:
+            self._rampStart = None
+            return self.configuredWeight
+        return self.configuredWeight * max(0.05, elapsed / self._rampSeconds)
+
+    @weight.setter
+    def weight(self, value):
+        self.configuredWeight = value
+
+    def slowStart(self, clock, seconds):
+        """
+        Ramp up from a small share to the full weight over C{seconds}.
+        """
+        if seconds > 0:
+            self._rampClock = clock
+            self._rampStart = clock.seconds()
+            self._rampSeconds = seconds
+
+    @property
+    def ramping(self):
+        return self._rampStart is not None and self.weight != self.configuredWeight
 
     def recordLatency(self, now, seconds):
         """
@@ -144,6 +180,8 @@ class Balancer:
         #: The active checks' settings (L{playbalancer.config.HealthConfig}),
         #: shown by the manager; L{None} without checks.
         self.healthSettings = None
+        #: Seconds over which a member that came back up ramps to its weight.
+        self.slowStart = 0.0
 
     def observe(self, observer):
         """
@@ -270,6 +308,7 @@ class Balancer:
             member.checkFailures = 0
             if member.downSince is not None and member.checkPasses >= rise:
                 member.downSince = member.downUntil = member.downReason = None
+                member.slowStart(self._clock, self.slowStart)
                 _log.info(
                     "member {balancer}/{member} up: {rise} health checks passed",
                     balancer=self.name,
@@ -310,8 +349,8 @@ class Balancer:
         """
         if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
             raise ValueError(f"weight must be a whole number >= 0, got {weight!r}")
-        if member.weight != weight:
-            member.weight = weight
+        if member.configuredWeight != weight:
+            member.configuredWeight = weight
             self._changed(member, {"weight": weight}, who)
 
     def reset(self, member, who=None):
@@ -387,6 +426,7 @@ class Balancer:
         """
         if member.downSince is not None and not self.activeChecks:
             member.downSince = member.downUntil = member.downReason = None
+            member.slowStart(self._clock, self.slowStart)
             _log.info(
                 "member {balancer}/{member} up", balancer=self.name, member=member.name
             )

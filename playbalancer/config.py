@@ -58,6 +58,7 @@ class HealthConfig:
     rise: int = 2
     fall: int = 3
     expect: str = "200-399"
+    slowstart: float = 0.0
 
 
 @dataclass
@@ -325,6 +326,7 @@ def _health(data, path):
         rise=table.get("rise", _atLeastOne, 2),
         fall=table.get("fall", _atLeastOne, 3),
         expect=table.get("expect", _expect, "200-399"),
+        slowstart=table.get("slowstart", _seconds, 0.0),
     )
     table.done()
     return health

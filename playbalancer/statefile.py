@@ -41,7 +41,11 @@ def snapshot(balancers, configured):
             if member.removing:
                 continue
             present.add(member.name)
-            entry = {"admin": member.admin, "standby": member.standby, "weight": member.weight}
+            entry = {
+                "admin": member.admin,
+                "standby": member.standby,
+                "weight": member.configuredWeight,
+            }
             if member.name not in configured.get(name, ()):
                 entry["url"] = member.url
             members[member.name] = entry

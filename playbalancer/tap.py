@@ -211,6 +211,7 @@ def makeService(options, reactor=None):
         if balancerConfig.health is not None:
             balancers[name].activeChecks = True
             balancers[name].healthSettings = balancerConfig.health
+            balancers[name].slowStart = balancerConfig.health.slowstart
             checker = makeHealthChecker(balancers[name], balancerConfig.health, reactor)
             checker.setServiceParent(top)
     manager, keeper = makeManager(config, balancers, reactor)

@@ -175,3 +175,37 @@ class FailOnStatusTests(ProxyTestCase):
         balancer.reset(balancer.member("app2"))
         response, _ = await self.fetch(self.client(), "/missing", method="POST", data=b"x")
         self.assertEqual((response.code, len(a.seen), len(b.seen)), (404, 2, 1))
+
+
+class SlowStartTests(SynchronousTestCase):
+    def test_rampAfterComingUp(self):
+        """
+        A member brought back by its checks ramps from a small share to its
+        full weight over C{slowstart} seconds; the configured weight is
+        unchanged throughout.
+        """
+        clock = Clock()
+        a = Member("a", "http://127.0.0.1:1", weight=4)
+        b = Member("b", "http://127.0.0.1:2", weight=4)
+        balancer = Balancer("web", RoundRobinScheduler(), [a, b], clock)
+        balancer.activeChecks = True
+        balancer.slowStart = 10.0
+        balancer.memberFailed(a, "connection refused")
+        balancer.checkResult(a, True, "HTTP 200", 0.001, rise=1, fall=1)
+        self.assertTrue(a.healthy)
+        self.assertEqual((a.weight, a.configuredWeight, a.ramping), (0.2, 4, True))
+        clock.advance(5)
+        self.assertEqual(a.weight, 2.0)
+        picks = [balancer.pick(None).name for _ in range(300)]
+        self.assertEqual(picks.count("a"), 100)
+        clock.advance(5)
+        self.assertEqual((a.weight, a.ramping), (4, False))
+        self.assertEqual(b.weight, 4)
+
+    def test_noSlowStartByDefault(self):
+        clock = Clock()
+        a = Member("a", "http://127.0.0.1:1", weight=3)
+        balancer = Balancer("web", RoundRobinScheduler(), [a], clock)
+        balancer.memberFailed(a, "x")
+        balancer.memberSucceeded(a)
+        self.assertEqual((a.weight, a.ramping), (3, False))

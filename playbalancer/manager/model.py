@@ -64,7 +64,8 @@ def memberStatus(member, now, taking):
         "url": member.url,
         "admin": member.admin,
         "standby": member.standby,
-        "weight": member.weight,
+        "weight": member.configuredWeight,
+        "effective_weight": round(member.weight, 3),
         "healthy": member.healthy,
         "down_reason": member.downReason,
         "down_since": member.downSince,
@@ -108,8 +109,11 @@ def trafficState(member, now, taking):
             again = f"retry in {wait}s" if wait else "being retried"
         return "down", f"down: {member.downReason} ({again})"
     if taking:
+        if member.ramping:
+            share = int(100 * member.weight / member.configuredWeight)
+            return "serving", f"taking traffic (slow start: {share}% of its weight)"
         return "serving", "taking traffic"
-    if member.weight == 0:
+    if member.configuredWeight == 0:
         return "idle", "weight 0: no new requests"
     if member.standby:
         return "standby", "hot standby, idle"
@@ -191,7 +195,7 @@ def applyChange(balancer, member, change, who):
     standby = change.get("standby", member.standby)
     if not isinstance(standby, bool):
         raise ChangeError(400, "standby must be true or false")
-    weight = change.get("weight", member.weight)
+    weight = change.get("weight", member.configuredWeight)
     if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 1000000:
         raise ChangeError(400, "weight must be a whole number from 0 to 1000000")
     reset = change.get("reset", False)

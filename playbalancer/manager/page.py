@@ -39,6 +39,17 @@ def _bytes(n):
         n /= 1024.0
 
 
+def checkText(info):
+    """
+    The last health check, for people: "HTTP 200 · 2 ms", or "-".
+    """
+    check = info["check"]
+    if check is None:
+        return "-"
+    mark = "" if check["ok"] else "failing: "
+    return f"{mark}{check['detail']} · {check['duration_ms']:.0f} ms"
+
+
 def _latency(info):
     mean, p95 = info["latency_mean_ms"], info["latency_p95_ms"]
     if mean is None:
@@ -84,7 +95,8 @@ class ManagerPage:
                         *[
                             tags.th(h)
                             for h in (
-                                "member", "state", "admin", "standby", "weight", "in flight",
+                                "member", "state", "last check", "admin", "standby", "weight",
+                                "in flight",
                                 "requests", "failures", "latency mean / p95",
                                 tags.span("in / out", title="bytes from / to the member"),
                                 "last minutes", "controls",
@@ -109,6 +121,7 @@ class ManagerPage:
         return tags.tr(class_=f"member state-{info['state']}", **{"data-member": info["name"]})(
             tags.td(tags.strong(info["name"]), tags.br(), tags.span(info["url"], class_="muted")),
             tags.td(tags.span(info["state_text"], class_="badge"), **{"data-field": "state_text"}),
+            cell("check", checkText(info)),
             cell("admin", info["admin"]),
             cell("standby", "yes" if info["standby"] else "no"),
             cell("weight", str(info["weight"])),

@@ -20,6 +20,12 @@
     return m.latency_mean_ms.toFixed(1) + " / " + m.latency_p95_ms.toFixed(1) + " ms";
   }
 
+  function checkText(m) {
+    if (!m.check) { return "-"; }
+    return (m.check.ok ? "" : "failing: ") + m.check.detail + " \u00b7 " +
+      m.check.duration_ms.toFixed(0) + " ms";
+  }
+
   function setField(row, field, text) {
     var cell = row.querySelector('[data-field="' + field + '"]');
     if (!cell) { return; }
@@ -60,6 +66,7 @@
         if (!row) { return; }
         row.className = "member state-" + m.state;
         setField(row, "state_text", m.state_text);
+        setField(row, "check", checkText(m));
         setField(row, "admin", m.admin);
         setField(row, "standby", m.standby ? "yes" : "no");
         setField(row, "weight", String(m.weight));
