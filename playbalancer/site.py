@@ -6,7 +6,9 @@ body arrives.
 
 from __future__ import annotations
 
-from twisted.web import resource, server
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.web import http, resource, server
 
 _TOO_LARGE = (
     b"HTTP/1.1 413 Content Too Large\r\n"
@@ -77,6 +79,21 @@ class ProxyRequest(server.Request):
         channel.loseConnection()
 
 
+class _TrackedChannel(http.HTTPChannel):
+    """
+    An HTTP/1.1 channel its site knows about, so that the site can close
+    them all gracefully when the balancer stops.
+    """
+
+    def connectionMade(self):
+        http.HTTPChannel.connectionMade(self)
+        self.site.channels.add(self)
+
+    def connectionLost(self, reason):
+        self.site.channels.discard(self)
+        http.HTTPChannel.connectionLost(self, reason)
+
+
 class ProxySite(server.Site):
     """
     A L{Site} for the proxy.
@@ -88,11 +105,46 @@ class ProxySite(server.Site):
     """
 
     requestFactory = ProxyRequest
+    protocol = _TrackedChannel
 
     def __init__(self, resource, maxBody=0, accessLog=False, timeout=75, **kwargs):
         server.Site.__init__(self, resource, timeout=timeout, **kwargs)
         self.maxBody = maxBody
         self._accessLog = accessLog
+        self.channels = set()
+
+    def closeGracefully(self, clock, grace):
+        """
+        Close every client connection without cutting off a request: idle
+        ones at once, busy ones once their response is done, with
+        C{Connection: close} on responses that have not started.  After
+        C{grace} seconds the rest are cut.
+
+        @return: a L{Deferred} that fires when all are closed.
+        """
+        for channel in list(self.channels):
+            channel.persistent = False
+            if not channel.requests:
+                channel.loseConnection()
+                continue
+            for request in channel.requests:
+                if not request.startedWriting:
+                    request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        d = Deferred()
+        deadline = clock.seconds() + grace
+
+        def check():
+            if not self.channels:
+                d.callback(None)
+            elif clock.seconds() >= deadline:
+                for channel in list(self.channels):
+                    channel.transport.abortConnection()
+                d.callback(None)
+            else:
+                clock.callLater(0.05, check)
+
+        check()
+        return d
 
     def log(self, request):
         if self._accessLog:
@@ -127,3 +179,22 @@ class ManagerMount(resource.Resource):
 
     def render(self, request):
         return self.proxy.render(request)
+
+
+class GracefulService(StreamServerEndpointService):
+    """
+    Listens for a L{ProxySite}; when stopped, stops listening and then
+    closes its client connections gracefully (see
+    L{ProxySite.closeGracefully}).
+    """
+
+    def __init__(self, endpoint, site, clock, grace=10.0):
+        StreamServerEndpointService.__init__(self, endpoint, site)
+        self._raiseSynchronously = True
+        self.clock = clock
+        self.grace = grace
+
+    def stopService(self):
+        d = maybeDeferred(StreamServerEndpointService.stopService, self)
+        d.addCallback(lambda _: self.factory.closeGracefully(self.clock, self.grace))
+        return d

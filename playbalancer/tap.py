@@ -195,7 +195,7 @@ def makeService(options, reactor=None):
 
     from playbalancer._client import MemberConnector
     from playbalancer.proxy import ReverseProxyResource
-    from playbalancer.site import ManagerMount, ProxySite
+    from playbalancer.site import GracefulService, ManagerMount, ProxySite
 
     config = options.config
     top = MultiService()
@@ -225,10 +225,11 @@ def makeService(options, reactor=None):
         connectors[name] = connector
         _ConnectorService(connector).setServiceParent(top)
 
-    def listen(endpoint, factory):
-        service = StreamServerEndpointService(serverFromString(reactor, endpoint), factory)
+    def listen(endpoint, factory, service=StreamServerEndpointService):
+        service = service(serverFromString(reactor, endpoint), factory)
         service._raiseSynchronously = True
         service.setServiceParent(top)
+        return service
 
     for listener in config.listeners:
         balancerConfig = config.balancers[listener.balancer]
@@ -241,7 +242,11 @@ def makeService(options, reactor=None):
         )
         if listener.managerPath:
             root = ManagerMount(root, listener.managerPath, manager)
-        listen(listener.endpoint, ProxySite(root, maxBody=listener.maxBody))
+        listen(
+            listener.endpoint,
+            ProxySite(root, maxBody=listener.maxBody),
+            lambda endpoint, site: GracefulService(endpoint, site, reactor),
+        )
     if manager is not None:
         site = Site(manager, timeout=60)
         site.log = lambda request: None

@@ -489,3 +489,40 @@ class StalePoolTests(ProxyTestCase):
             transport = object()
 
         self.assertFalse(closedByPeer(NoHandle()))
+
+
+class GracefulStopTests(ProxyTestCase):
+    async def test_stopClosesConnectionsWithoutCuttingRequests(self):
+        """
+        Stopping the front service closes idle client connections at once,
+        lets a request in flight finish with C{Connection: close}, then
+        closes its connection.
+        """
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+
+        from playbalancer.site import GracefulService, ProxySite
+        from playbalancer.testing import waitUntil
+
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        site = ProxySite(self.resource)
+        service = GracefulService(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), site, reactor)
+        service.startService()
+        port = service._waitingForPort.result.getHost().port
+        idle = rawExchange(reactor, port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await waitUntil(lambda: len(a.seen) == 1, reactor)
+        arrived = a.hold.arrival()
+        busy = rawExchange(reactor, port, b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        await arrived
+        stopped = service.stopService()
+        done = []
+        stopped.addCallback(done.append)
+        idleAnswer = await idle
+        self.assertIn(b"Hello from app1", idleAnswer)
+        self.assertEqual(done, [])
+        a.hold.release()
+        busyAnswer = await busy
+        self.assertIn(b"Connection: close", busyAnswer.split(b"\r\n\r\n")[0])
+        self.assertTrue(busyAnswer.endswith(b"released\n\r\n0\r\n\r\n"))
+        await waitUntil(lambda: done, reactor)
+        self.assertEqual(site.channels, set())
