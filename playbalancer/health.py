@@ -10,6 +10,8 @@ from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from playbalancer.failures import describe
+
 _log = Logger()
 
 
@@ -111,7 +113,7 @@ class HealthChecker(Service):
                 timer.cancel()
             if not self.running:
                 return
-            detail = "timeout" if expired else _short(failure)
+            detail = "timeout" if expired else describe(failure)
             self._report(member, False, detail, started)
 
         d.addCallback(answered)
@@ -125,14 +127,3 @@ class HealthChecker(Service):
         self.balancer.checkResult(
             member, ok, detail, duration, self.settings.rise, self.settings.fall
         )
-
-
-def _short(failure):
-    from twisted.internet.error import ConnectionRefusedError, TimeoutError
-
-    if failure.check(ConnectionRefusedError):
-        return "connection refused"
-    if failure.check(TimeoutError):
-        return "connect timeout"
-    text = str(failure.value).strip() or type(failure.value).__name__
-    return text.splitlines()[0][:200]

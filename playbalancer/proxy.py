@@ -6,13 +6,7 @@ failover to another member when that is safe.
 
 from __future__ import annotations
 
-from twisted.internet.error import (
-    ConnectError,
-    ConnectionDone,
-    ConnectionLost,
-    ConnectionRefusedError,
-    DNSLookupError,
-)
+from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Cooperator
@@ -29,6 +23,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from playbalancer._client import connectionListedHeaders
+from playbalancer.failures import describe
 from playbalancer.bodies import SpooledBody
 from playbalancer.headers import (
     LocationRewriter,
@@ -248,12 +243,12 @@ class _Exchange:
         reason = failure.value
         if failure.check(*_NOT_SENT):
             if not failure.check(RequestNotSent):
-                balancer.memberFailed(member, _describe(failure))
+                balancer.memberFailed(member, describe(failure))
             self.lastProblem = 503
             self._attempt()
             return
         if failure.check(*_NO_RESPONSE):
-            balancer.memberFailed(member, _describe(failure))
+            balancer.memberFailed(member, describe(failure))
             if self.request.method in IDEMPOTENT and not self.retriedAfterSend:
                 self.retriedAfterSend = True
                 self._attempt()
@@ -361,7 +356,7 @@ class _Exchange:
         _log.warn(
             "member {member} broke off a response: {reason}",
             member=member.name,
-            reason=_describe(reason),
+            reason=describe(reason),
         )
         request.channel.loseConnection()
 
@@ -404,28 +399,3 @@ class _Discard(Protocol):
 
     def connectionMade(self):
         self.transport.stopProducing()
-
-
-_REASONS = [
-    (ConnectionRefusedError, "connection refused"),
-    (ConnectTimeoutError, "connect timeout"),
-    (DNSLookupError, "name lookup failed"),
-    (ConnectionLost, "connection lost"),
-    (ConnectionDone, "connection closed"),
-]
-
-
-def _describe(failure):
-    """
-    A short text for why a member failed.
-    """
-    value = failure.value
-    if isinstance(value, (ResponseNeverReceived, RequestTransmissionFailed, ResponseFailed)):
-        reasons = getattr(value, "reasons", None)
-        if reasons:
-            value = reasons[0].value
-    for kind, text in _REASONS:
-        if isinstance(value, kind):
-            return text
-    text = str(value).strip() or type(value).__name__
-    return text.splitlines()[0][:200]

@@ -6,6 +6,8 @@ HTTP client that shows the exact bytes of a response.
 
 from __future__ import annotations
 
+import socket
+
 from twisted.internet import defer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import WrappingFactory
@@ -292,3 +294,14 @@ def rawExchange(reactor, port, data, timeout=15.0):
 
     connected.addErrback(done.errback)
     return done.addCallback(finished)
+
+
+def freePort():
+    """
+    A TCP port on 127.0.0.1 that was free a moment ago, for a child process
+    that must be told its port (there is a small race; use port 0 in
+    process).
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

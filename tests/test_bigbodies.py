@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -21,7 +20,7 @@ from twisted.web.iweb import IBodyProducer
 from treq.client import HTTPClient
 
 from playbalancer.demo import TWISTD
-from playbalancer.testing import MemberServer
+from playbalancer.testing import MemberServer, freePort
 
 MiB = 2**20
 DOWNLOAD = int(os.environ.get("PLAYBALANCER_TEST_DOWNLOAD_MIB", "1024")) * MiB
@@ -29,11 +28,6 @@ UPLOAD = int(os.environ.get("PLAYBALANCER_TEST_UPLOAD_MIB", "256")) * MiB
 #: How much the balancer's peak memory may grow while the bodies pass.
 ALLOWED_GROWTH = 48 * MiB
 
-
-def freePort():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def memoryOf(pid, field):

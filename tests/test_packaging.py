@@ -43,6 +43,9 @@ MODULES = [
     "playbalancer.manager.model",
     "playbalancer.testing",
     "playbalancer.cli",
+    "playbalancer.rolling",
+    "playbalancer.health",
+    "playbalancer.failures",
 ]
 
 

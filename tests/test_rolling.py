@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sys
 
 from twisted.internet import defer, reactor, task
@@ -20,7 +19,7 @@ from treq.client import HTTPClient
 
 from playbalancer.config import HealthConfig
 from playbalancer.tap import makeHealthChecker
-from playbalancer.testing import waitUntil
+from playbalancer.testing import freePort, waitUntil
 
 from tests.test_manager import ManagerTestCase
 
@@ -51,11 +50,6 @@ with open(os.path.join(here, "pids"), "a") as f:
 print("started", member, child.pid, flush=True)
 """
 
-
-def freePort():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Load:
