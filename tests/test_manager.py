@@ -367,3 +367,57 @@ class ProtectionTests(ManagerTestCase):
         await response.content()
         self.assertEqual(response.code, 404)
         self.assertEqual([r.uri for r in a.seen], [b"/balancer-manager-not/x"])
+
+
+class LiveCLITests(ManagerTestCase):
+    async def test_cliAgainstRealManager(self):
+        """
+        The C{playbalancer} command against the real manager: status, drain
+        with --wait while a request is in flight, enable, weight, add,
+        remove, and a one-line error for an unknown member.
+        """
+        import io
+
+        from playbalancer.cli import run
+
+        a, b = self.startMembers("app1", "app2")
+        balancer = self.startBalancer([a.url, b.url], scheduler="standby")
+        self.startManager()
+        http = self.client()
+
+        async def cli(*argv):
+            out, err = io.StringIO(), io.StringIO()
+            code = await run(reactor, ["--manager", self.managerURL] + list(argv),
+                             stdout=out, stderr=err, environ={}, http=http)
+            return code, out.getvalue(), err.getvalue()
+
+        code, out, _ = await cli("status")
+        self.assertEqual(code, 0)
+        self.assertIn("app1", out)
+        self.assertIn(a.url, out)
+        arrived = a.hold.arrival()
+        slow = defer.ensureDeferred(self.fetch(self.client(), "/hold"))
+        await arrived
+        draining = defer.ensureDeferred(cli("drain", "test/app1", "--wait", "--timeout", "30"))
+        await waitUntil(lambda: balancer.member("app1").admin == "drain", reactor)
+        done = []
+        draining.addCallback(lambda result: done.append(result) or result)
+        await defer.succeed(None)
+        self.assertEqual(done, [])
+        a.hold.release()
+        await slow
+        code, out, err = await draining
+        self.assertEqual(code, 0, err)
+        self.assertIn("drained", out)
+        self.assertEqual((await cli("enable", "test/app1"))[0], 0)
+        self.assertEqual((await cli("weight", "test/app2", "3"))[0], 0)
+        self.assertEqual(balancer.member("app2").configuredWeight, 3)
+        (c,) = self.startMembers("app3")
+        self.assertEqual((await cli("add", "test/app3", c.url))[0], 0)
+        self.assertEqual(balancer.member("app3").url, c.url)
+        self.assertEqual((await cli("remove", "test/app3"))[0], 0)
+        self.assertIsNone(balancer.member("app3"))
+        code, out, err = await cli("drain", "test/nope")
+        self.assertEqual(code, 1)
+        self.assertEqual(len(err.strip().splitlines()), 1)
+        self.assertIn("nope", err)
