@@ -243,6 +243,8 @@ def cluster(configPath):
             for member in balancer.members:
                 role = " (standby)" if member.standby else ""
                 print(f"  member {member.name}: {member.url}{role}")
+        if config.manager is not None:
+            print(f"  manager on {config.manager.endpoint}: http://127.0.0.1:8081/")
         print("Try: curl -i http://127.0.0.1:8080/   (Ctrl-C stops everything)\n", flush=True)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
