@@ -44,7 +44,18 @@ class MemberEndpoints:
         self._endpoints = {}
 
     def endpointForURI(self, uri):
-        key = (uri.scheme, uri.host, uri.port)
+        return self._cached(uri.scheme, uri.host, uri.port)
+
+    def forMember(self, member):
+        """
+        The endpoint for a member (TCP mode connects with it directly).
+        """
+        return self._cached(
+            member.scheme.encode("ascii"), member.host.encode("ascii"), member.port
+        )
+
+    def _cached(self, scheme, host, port):
+        key = (scheme, host, port)
         endpoint = self._endpoints.get(key)
         if endpoint is None:
             endpoint = self._endpoints[key] = self._build(*key)
@@ -115,18 +126,17 @@ class MemberConnector:
     """
     Sends requests to members over pooled HTTP/1.1 connections.
 
+    @param endpoints: a L{MemberEndpoints}.
     @param maxIdlePerMember: idle connections kept open per member.
     @param idleTimeout: seconds an idle pooled connection is kept.
     """
 
-    def __init__(self, reactor, connectTimeout=5.0, maxIdlePerMember=64, idleTimeout=30.0):
+    def __init__(self, reactor, endpoints, maxIdlePerMember=64, idleTimeout=30.0):
         self._pool = _CheckingPool(reactor, persistent=True)
         self._pool._factory = _QuietClientFactory
         self._pool.maxPersistentPerHost = maxIdlePerMember
         self._pool.cachedConnectionTimeout = idleTimeout
-        self._agent = Agent.usingEndpointFactory(
-            reactor, MemberEndpoints(reactor, connectTimeout), self._pool
-        )
+        self._agent = Agent.usingEndpointFactory(reactor, endpoints, self._pool)
 
     def request(self, member, method, target, headers, bodyProducer):
         """

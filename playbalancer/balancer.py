@@ -182,6 +182,8 @@ class Balancer:
         self.healthSettings = None
         #: Seconds over which a member that came back up ramps to its weight.
         self.slowStart = 0.0
+        #: C{"http"} or C{"tcp"}: what its members speak.
+        self.mode = "http"
 
     def observe(self, observer):
         """

@@ -73,6 +73,8 @@ class BalancerConfig:
     keepalive: int = 64
     failOnStatus: list = field(default_factory=list)
     health: HealthConfig = None
+    sendProxyProtocol: bool = False
+    mode: str = "http"
 
 
 @dataclass
@@ -82,6 +84,7 @@ class ListenConfig:
     preserveHost: bool = True
     maxBody: int = 0
     managerPath: str = None
+    mode: str = "http"
 
 
 @dataclass
@@ -195,19 +198,23 @@ def _array(value, path):
     return value
 
 
-def memberURL(value, path):
+def memberURL(value, path, mode="http"):
     """
     Check a member URL: C{http://} or C{https://}, a host, optionally a port
-    and a path prefix; nothing else.
+    and a path prefix; nothing else.  In TCP mode: C{tcp://host:port}.
     """
     _string(value, path)
-    expected = f"expected an http:// URL, got {value!r}"
+    schemes = ("tcp",) if mode == "tcp" else ("http", "https")
+    article = "a" if mode == "tcp" else "an"
+    expected = f"expected {article} {schemes[0]}:// URL, got {value!r}"
     try:
         url = URL.from_text(value)
     except (URLParseError, ValueError):
         raise ConfigError(path, expected)
-    if url.scheme not in ("http", "https") or not url.host or not url.absolute:
+    if url.scheme not in schemes or not url.host or not url.absolute:
         raise ConfigError(path, expected)
+    if mode == "tcp" and (url.port is None or any(url.path)):
+        raise ConfigError(path, f"expected tcp://host:port, got {value!r}")
     if url.port is not None and not 1 <= url.port <= 65535:
         raise ConfigError(path, f"expected a port from 1 to 65535 in {value!r}")
     if url.userinfo or url.query or url.fragment:
@@ -230,11 +237,11 @@ def _endpoint(value, path):
     return value
 
 
-def _member(data, path):
+def _member(data, path, mode):
     table = _Table(data, path)
     member = MemberConfig(
         name=table.get("name", _name, required=True),
-        url=table.get("url", memberURL, required=True),
+        url=table.get("url", lambda v, p: memberURL(v, p, mode), required=True),
         standby=table.get("standby", _bool, False),
         weight=table.get("weight", _count, 1),
     )
@@ -242,7 +249,7 @@ def _member(data, path):
     return member
 
 
-def _balancer(name, data, path, schedulers):
+def _balancer(name, data, path, schedulers, mode="http"):
     table = _Table(data, path)
     scheduler = table.get("scheduler", _string, DEFAULT_SCHEDULER)
     if schedulers is not None and scheduler not in schedulers:
@@ -255,7 +262,7 @@ def _balancer(name, data, path, schedulers):
     members = []
     seen = set()
     for index, item in enumerate(rawMembers):
-        member = _member(item, f"{path}.member[{index}]")
+        member = _member(item, f"{path}.member[{index}]", mode)
         if member.name in seen:
             raise ConfigError(
                 f"{path}.member[{index}].name", f"duplicate member name {member.name!r}"
@@ -274,6 +281,8 @@ def _balancer(name, data, path, schedulers):
         connectTimeout=table.get("connect_timeout", _positiveSeconds, 5.0),
         keepalive=table.get("keepalive", _count, 64),
         failOnStatus=table.get("failonstatus", _statusList, []),
+        sendProxyProtocol=table.get("send_proxy_protocol", _bool, False),
+        mode=mode,
         health=table.get("health", _health),
     )
     table.done()
@@ -340,9 +349,16 @@ def _listener(data, path):
         preserveHost=table.get("preserve_host", _bool, True),
         maxBody=table.get("max_body", _count, 0),
         managerPath=table.get("manager_path", _urlPath),
+        mode=table.get("mode", _mode, "http"),
     )
     table.done()
     return listener
+
+
+def _mode(value, path):
+    if value not in ("http", "tcp"):
+        raise ConfigError(path, f"expected \"http\" or \"tcp\", got {_show(value)}")
+    return value
 
 
 def _urlPath(value, path):
@@ -399,11 +415,21 @@ def parseConfig(data, schedulers=None):
     rawBalancers = top.get("balancer", lambda v, p: _Table(v, p)._data, required=True)
     manager = top.get("manager", _manager)
     top.done()
+    modes = {}
+    for index, listener in enumerate(listeners):
+        if listener.mode == "tcp" and listener.managerPath:
+            raise ConfigError(f"listen[{index}].manager_path", "not available in tcp mode")
+        other = modes.setdefault(listener.balancer, listener.mode)
+        if other != listener.mode:
+            raise ConfigError(
+                f"listen[{index}].mode",
+                f"balancer {listener.balancer!r} is used in both http and tcp mode",
+            )
     balancers = {}
     for name, table in rawBalancers.items():
         path = f"balancer.{_key(name)}"
         _name(name, path)
-        balancers[name] = _balancer(name, table, path, schedulers)
+        balancers[name] = _balancer(name, table, path, schedulers, modes.get(name, "http"))
     for index, listener in enumerate(listeners):
         if listener.balancer not in balancers:
             raise ConfigError(

@@ -41,12 +41,16 @@ class HealthChecker(Service):
     @param balancer: the L{playbalancer.balancer.Balancer}; members added at
         run time are checked from the next round.
     @param settings: a L{playbalancer.config.HealthConfig}.
-    @param http: a treq-like client (C{get(url, headers=..., timeout=...)}).
+    @param http: a treq-like client (C{get(url, headers=...)}).
+    @param connect: for TCP mode, instead of C{http}: C{member -> Deferred}
+        that fires with something with a C{code} and C{content()} (see
+        L{connectCheck}).
     @param clock: provides C{callLater} and C{seconds}.
     """
 
-    def __init__(self, balancer, settings, http, clock):
+    def __init__(self, balancer, settings, http, clock, connect=None):
         self.balancer = balancer
+        self.connect = connect
         self.settings = settings
         self.expect = parseExpect(settings.expect)
         self.http = http
@@ -85,8 +89,11 @@ class HealthChecker(Service):
         One check of C{member}; the result goes to the balancer.
         """
         started = self.clock.seconds()
-        url = member.origin + member.basePath + self.settings.path.encode("ascii")
-        d = self.http.get(url, headers={b"Host": [member.hostHeader]})
+        if self.connect is not None:
+            d = self.connect(member)
+        else:
+            url = member.origin + member.basePath + self.settings.path.encode("ascii")
+            d = self.http.get(url, headers={b"Host": [member.hostHeader]})
         expired = []
 
         def expire():
@@ -105,7 +112,7 @@ class HealthChecker(Service):
 
         def passed(code):
             ok = any(low <= code <= high for low, high in self.expect)
-            detail = f"HTTP {code}"
+            detail = "connected" if self.connect is not None else f"HTTP {code}"
             self._report(member, ok, detail, started)
 
         def failed(failure):
@@ -127,3 +134,35 @@ class HealthChecker(Service):
         self.balancer.checkResult(
             member, ok, detail, duration, self.settings.rise, self.settings.fall
         )
+
+
+class _Connected:
+    code = 200
+    detail = "connected"
+
+    def content(self):
+        from twisted.internet.defer import succeed
+
+        return succeed(b"")
+
+
+def connectCheck(endpointFor):
+    """
+    A TCP-mode check: connect to the member and close at once.  Reported
+    like an HTTP check that got a 200.
+    """
+    from twisted.internet.protocol import Factory, Protocol
+
+    factory = Factory.forProtocol(Protocol)
+    factory.noisy = False
+
+    def connect(member):
+        d = endpointFor(member).connect(factory)
+
+        def connected(protocol):
+            protocol.transport.loseConnection()
+            return _Connected()
+
+        return d.addCallback(connected)
+
+    return connect

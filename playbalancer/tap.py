@@ -113,7 +113,7 @@ def buildBalancer(config, schedulerFactory, clock):
     members = [
         Member(m.name, m.url, weight=m.weight, standby=m.standby) for m in config.members
     ]
-    return Balancer(
+    balancer = Balancer(
         config.name,
         scheduler,
         members,
@@ -121,6 +121,8 @@ def buildBalancer(config, schedulerFactory, clock):
         retry=config.retry,
         schedulerName=config.scheduler,
     )
+    balancer.mode = config.mode
+    return balancer
 
 
 def _fail(message):
@@ -169,16 +171,21 @@ def makeManager(config, balancers, reactor):
     return ManagerRoot(balancers, policy, reactor), keeper
 
 
-def makeHealthChecker(balancer, settings, reactor):
+def makeHealthChecker(balancer, settings, reactor, tcp=False):
     """
     The active health checks of one balancer, over fresh connections (a
-    pooled one would not show whether the member accepts new ones).
+    pooled one would not show whether the member accepts new ones): HTTP
+    GETs, or in TCP mode plain connects.
     """
     from treq.client import HTTPClient
     from twisted.web.client import Agent, HTTPConnectionPool
 
-    from playbalancer.health import HealthChecker
+    from playbalancer._client import MemberEndpoints
+    from playbalancer.health import HealthChecker, connectCheck
 
+    if tcp:
+        endpoints = MemberEndpoints(reactor, settings.timeout)
+        return HealthChecker(balancer, settings, None, reactor, connectCheck(endpoints.forMember))
     http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
     return HealthChecker(balancer, settings, http, reactor)
 
@@ -193,9 +200,10 @@ def makeService(options, reactor=None):
     from twisted.internet.endpoints import serverFromString
     from twisted.web.server import Site
 
-    from playbalancer._client import MemberConnector
+    from playbalancer._client import MemberConnector, MemberEndpoints
     from playbalancer.proxy import ReverseProxyResource
     from playbalancer.site import GracefulService, ManagerMount, ProxySite
+    from playbalancer.tcp import TCPFrontFactory
 
     config = options.config
     top = MultiService()
@@ -212,15 +220,19 @@ def makeService(options, reactor=None):
             balancers[name].activeChecks = True
             balancers[name].healthSettings = balancerConfig.health
             balancers[name].slowStart = balancerConfig.health.slowstart
-            checker = makeHealthChecker(balancers[name], balancerConfig.health, reactor)
+            checker = makeHealthChecker(
+                balancers[name], balancerConfig.health, reactor, tcp=balancerConfig.mode == "tcp"
+            )
             checker.setServiceParent(top)
     manager, keeper = makeManager(config, balancers, reactor)
     connectors = {}
+    endpoints = {}
     for name, balancerConfig in config.balancers.items():
+        endpoints[name] = MemberEndpoints(reactor, balancerConfig.connectTimeout)
+        if balancerConfig.mode == "tcp":
+            continue
         connector = MemberConnector(
-            reactor,
-            connectTimeout=balancerConfig.connectTimeout,
-            maxIdlePerMember=balancerConfig.keepalive,
+            reactor, endpoints[name], maxIdlePerMember=balancerConfig.keepalive
         )
         connectors[name] = connector
         _ConnectorService(connector).setServiceParent(top)
@@ -233,6 +245,14 @@ def makeService(options, reactor=None):
 
     for listener in config.listeners:
         balancerConfig = config.balancers[listener.balancer]
+        if listener.mode == "tcp":
+            front = TCPFrontFactory(
+                balancers[listener.balancer],
+                endpoints[listener.balancer].forMember,
+                sendProxyProtocol=balancerConfig.sendProxyProtocol,
+            )
+            listen(listener.endpoint, front)
+            continue
         root = ReverseProxyResource(
             balancers[listener.balancer],
             connectors[listener.balancer],

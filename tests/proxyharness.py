@@ -15,7 +15,7 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from playbalancer._client import MemberConnector
+from playbalancer._client import MemberConnector, MemberEndpoints
 from playbalancer.balancer import Balancer, Member
 from playbalancer.proxy import ReverseProxyResource
 from playbalancer.schedulers import LeastConnScheduler, RoundRobinScheduler, StandbyScheduler
@@ -79,7 +79,7 @@ class ProxyTestCase(TestCase):
             "test", SCHEDULERS[scheduler](), members, self.clock, retry=retry,
             schedulerName=scheduler,
         )
-        self.connector = MemberConnector(reactor, connectTimeout=5)
+        self.connector = MemberConnector(reactor, MemberEndpoints(reactor, 5))
         self.resource = ReverseProxyResource(
             self.balancer, self.connector, reactor, preserveHost=preserveHost, timeout=timeout
         )

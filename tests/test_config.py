@@ -810,3 +810,35 @@ class ManagerConfigTests(SynchronousTestCase):
             manager="tcp:8081:interface=127.0.0.1",
         )
         self.assertEqual(config.manager.endpoint, "tcp:8081:interface=127.0.0.1")
+
+
+class TCPModeConfigTests(SynchronousTestCase):
+    def config(self, url="tcp://127.0.0.1:5432", mode="tcp", extra=None):
+        data = {
+            "listen": [{"endpoint": "tcp:5433", "balancer": "db", "mode": mode}],
+            "balancer": {"db": {"member": [{"name": "db1", "url": url}]}},
+        }
+        if extra:
+            data["listen"].append(extra)
+        return parseConfig(data, SCHEDULERS)
+
+    def assertError(self, expected, **kwargs):
+        with self.assertRaises(ConfigError) as caught:
+            self.config(**kwargs)
+        self.assertEqual(str(caught.exception), expected)
+
+    def test_good(self):
+        config = self.config()
+        self.assertEqual((config.listeners[0].mode, config.balancers["db"].mode), ("tcp", "tcp"))
+
+    def test_errors(self):
+        self.assertError("balancer.db.member[0].url: expected a tcp:// URL, got 'http://127.0.0.1:1'",
+                         url="http://127.0.0.1:1")
+        self.assertError("balancer.db.member[0].url: expected tcp://host:port, got 'tcp://h'", url="tcp://h")
+        self.assertError("balancer.db.member[0].url: expected an http:// URL, got 'tcp://h:1'",
+                         url="tcp://h:1", mode="http")
+        self.assertError("listen[0].mode: expected \"http\" or \"tcp\", got 'udp'", mode="udp")
+        self.assertError(
+            "listen[1].mode: balancer 'db' is used in both http and tcp mode",
+            extra={"endpoint": "tcp:8080", "balancer": "db"},
+        )

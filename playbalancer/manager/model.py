@@ -128,6 +128,7 @@ def balancerStatus(balancer):
     taking = set(balancer.candidates())
     return {
         "scheduler": balancer.schedulerName,
+        "mode": balancer.mode,
         "retry": balancer.retry,
         "health_checks": balancer.activeChecks,
         "health": _health(balancer.healthSettings),
@@ -221,7 +222,7 @@ def addMember(balancer, name, spec, who):
     if "url" not in spec:
         raise ChangeError(400, "url is required")
     try:
-        url = memberURL(spec["url"], "url")
+        url = memberURL(spec["url"], "url", balancer.mode)
     except ConfigError as e:
         raise ChangeError(400, str(e))
     standby = spec.get("standby", False)

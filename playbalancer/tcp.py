@@ -1,0 +1,203 @@
+"""
+TCP mode: each client connection goes to the member the balancer picks,
+and bytes are relayed both ways unchanged, with backpressure in both
+directions and half-close honoured.  A member that refuses is marked down
+and the next one is tried, so the client sees no failure.
+"""
+
+from __future__ import annotations
+
+from zope.interface import implementer
+
+from twisted.internet.interfaces import IHalfCloseableProtocol, ITCPTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from playbalancer.failures import describe
+
+_log = Logger()
+
+
+def proxyHeader(client, local):
+    """
+    A PROXY protocol v1 line for a connection from C{client} to C{local}
+    (Twisted addresses), as HAProxy sends it.
+    """
+    family = {"TCP": "TCP4", "TCP6": "TCP6"}.get(getattr(client, "type", ""), None)
+    if family is None or getattr(local, "type", None) != client.type:
+        return b"PROXY UNKNOWN\r\n"
+    return (
+        f"PROXY {family} {client.host} {local.host} {client.port} {local.port}\r\n"
+    ).encode("ascii")
+
+
+def _noDelay(transport):
+    if ITCPTransport.providedBy(transport):
+        transport.setTcpNoDelay(True)
+
+
+@implementer(IHalfCloseableProtocol)
+class _MemberSide(Protocol):
+    """
+    The connection to the member, relaying to the client.
+    """
+
+    def __init__(self, relay):
+        self.relay = relay
+
+    def dataReceived(self, data):
+        self.relay.received += len(data)
+        self.relay.transport.write(data)
+
+    def readConnectionLost(self):
+        # The member is done sending: so are we, towards the client.  Once
+        # both directions are done, close for good.
+        relay = self.relay
+        relay.memberDone = True
+        relay.transport.loseWriteConnection()
+        if relay.clientDone:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self):
+        pass
+
+    def connectionLost(self, reason):
+        self.relay.memberLost()
+
+
+class _MemberSideFactory(Factory):
+    noisy = False
+
+    def __init__(self, relay):
+        self.relay = relay
+
+    def buildProtocol(self, addr):
+        return _MemberSide(self.relay)
+
+
+@implementer(IHalfCloseableProtocol)
+class TCPRelay(Protocol):
+    """
+    One client connection and its member connection.
+    """
+
+    member = None
+    memberSide = None
+    pending = None
+    clientDone = False
+    memberDone = False
+    ended = False
+
+    def __init__(self, front):
+        self.front = front
+        self.tried = []
+        self.early = []
+        self.received = 0
+        self.sent = 0
+
+    def connectionMade(self):
+        self.front.relays.add(self)
+        _noDelay(self.transport)
+        self.transport.pauseProducing()
+        self._attempt()
+
+    def _attempt(self):
+        balancer = self.front.balancer
+        member = balancer.pick(None, self.tried)
+        if member is None:
+            _log.info("no usable member for a connection to {balancer}", balancer=balancer.name)
+            self.transport.loseConnection()
+            return
+        self.tried.append(member)
+        self.member = member
+        balancer.begin(member)
+        d = self.pending = self.front.endpointFor(member).connect(_MemberSideFactory(self))
+        d.addCallbacks(self._connected, self._refused)
+
+    def _connected(self, memberSide):
+        self.pending = None
+        self.front.balancer.memberSucceeded(self.member)
+        self.memberSide = memberSide
+        transport = memberSide.transport
+        _noDelay(transport)
+        if self.front.sendProxyProtocol:
+            transport.write(proxyHeader(self.transport.getPeer(), self.transport.getHost()))
+        # Each side stops reading while the other cannot keep up.
+        transport.registerProducer(self.transport, True)
+        self.transport.registerProducer(transport, True)
+        for data in self.early:
+            transport.write(data)
+        self.early = []
+        if self.clientDone:
+            transport.loseWriteConnection()
+        if self.ended:
+            transport.loseConnection()
+        else:
+            self.transport.resumeProducing()
+
+    def _refused(self, failure):
+        self.pending = None
+        balancer = self.front.balancer
+        balancer.end(self.member)
+        member, self.member = self.member, None
+        if self.ended:
+            return
+        balancer.memberFailed(member, describe(failure))
+        self._attempt()
+
+    def dataReceived(self, data):
+        self.sent += len(data)
+        if self.memberSide is not None:
+            self.memberSide.transport.write(data)
+        else:
+            self.early.append(data)
+
+    def readConnectionLost(self):
+        self.clientDone = True
+        if self.memberSide is not None:
+            if self.memberDone:
+                self.memberSide.transport.loseConnection()
+            else:
+                self.memberSide.transport.loseWriteConnection()
+
+    def writeConnectionLost(self):
+        pass
+
+    def connectionLost(self, reason):
+        self.front.relays.discard(self)
+        self.ended = True
+        if self.pending is not None:
+            self.pending.cancel()
+        elif self.memberSide is not None:
+            self.memberSide.transport.loseConnection()
+
+    def memberLost(self):
+        """
+        The member connection is gone: close the client's once its last
+        bytes are out, and count the connection as over.
+        """
+        self.front.balancer.end(self.member, bytesIn=self.received, bytesOut=self.sent)
+        self.transport.loseConnection()
+
+
+class TCPFrontFactory(Factory):
+    """
+    Accepts client connections for one balancer in TCP mode.
+
+    @param endpointFor: C{member -> IStreamClientEndpoint}.
+    @param sendProxyProtocol: send a PROXY protocol v1 line to members first.
+    """
+
+    noisy = False
+
+    def __init__(self, balancer, endpointFor, sendProxyProtocol=False):
+        self.balancer = balancer
+        self.endpointFor = endpointFor
+        self.sendProxyProtocol = sendProxyProtocol
+        #: The open client connections.
+        self.relays = set()
+
+    def buildProtocol(self, addr):
+        relay = TCPRelay(self)
+        relay.factory = self
+        return relay
