@@ -29,6 +29,7 @@ import json
 import os
 import pwd
 import grp
+import re
 import shlex
 import shutil
 import signal
@@ -264,9 +265,9 @@ class Load:
                 served = response.getheader("x-served-by")
                 body = response.read()
                 if status != 200:
-                    failure, detail = f"status {status}", body[:80].decode("latin-1").strip()
+                    failure, detail = f"status {status}", oneLine(body)
                 elif self.checkContent and not self.complete(kind, body):
-                    failure, detail = "wrong body", body[:80].decode("latin-1")
+                    failure, detail = "wrong body", oneLine(body)
                 if response.will_close:
                     conn.close()
             except http.client.IncompleteRead as e:
@@ -334,6 +335,14 @@ class Load:
                 "served_by": dict(self.servedBy),
                 "failures": list(self.failures),
             }
+
+
+def oneLine(body, limit=60):
+    """
+    The start of a response body as one line of text, HTML tags dropped.
+    """
+    text = re.sub(r"<[^>]*>", " ", body[:400].decode("latin-1"))
+    return " ".join(text.split())[:limit]
 
 
 def get(url, timeout=2.0):
@@ -873,7 +882,8 @@ def table(results):
                                for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    legend = [f"  {r['balancer']}: {r['setup']}" for r in results if r.get("setup")]
+    return "\n".join(lines + [""] + legend)
 
 
 def details(results, limit):

@@ -85,6 +85,7 @@ class ListenConfig:
     maxBody: int = 0
     managerPath: str = None
     mode: str = "http"
+    acceptProxyProtocol: bool = False
 
 
 @dataclass
@@ -350,6 +351,7 @@ def _listener(data, path):
         maxBody=table.get("max_body", _count, 0),
         managerPath=table.get("manager_path", _urlPath),
         mode=table.get("mode", _mode, "http"),
+        acceptProxyProtocol=table.get("accept_proxy_protocol", _bool, False),
     )
     table.done()
     return listener
@@ -419,6 +421,10 @@ def parseConfig(data, schedulers=None):
     for index, listener in enumerate(listeners):
         if listener.mode == "tcp" and listener.managerPath:
             raise ConfigError(f"listen[{index}].manager_path", "not available in tcp mode")
+        if listener.mode == "tcp" and listener.acceptProxyProtocol:
+            raise ConfigError(
+                f"listen[{index}].accept_proxy_protocol", "not available in tcp mode yet"
+            )
         other = modes.setdefault(listener.balancer, listener.mode)
         if other != listener.mode:
             raise ConfigError(

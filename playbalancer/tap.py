@@ -198,6 +198,7 @@ def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     from twisted.internet.endpoints import serverFromString
+    from twisted.protocols.haproxy import proxyEndpoint
     from twisted.web.server import Site
 
     from playbalancer._client import MemberConnector, MemberEndpoints
@@ -237,8 +238,13 @@ def makeService(options, reactor=None):
         connectors[name] = connector
         _ConnectorService(connector).setServiceParent(top)
 
-    def listen(endpoint, factory, service=StreamServerEndpointService):
-        service = service(serverFromString(reactor, endpoint), factory)
+    def listen(endpoint, factory, service=StreamServerEndpointService, proxyProtocol=False):
+        endpoint = serverFromString(reactor, endpoint)
+        if proxyProtocol:
+            # Behind another balancer: the PROXY line it sends (v1 or v2)
+            # gives the real client address.
+            endpoint = proxyEndpoint(endpoint)
+        service = service(endpoint, factory)
         service._raiseSynchronously = True
         service.setServiceParent(top)
         return service
@@ -251,7 +257,7 @@ def makeService(options, reactor=None):
                 endpoints[listener.balancer].forMember,
                 sendProxyProtocol=balancerConfig.sendProxyProtocol,
             )
-            listen(listener.endpoint, front)
+            listen(listener.endpoint, front, proxyProtocol=listener.acceptProxyProtocol)
             continue
         root = ReverseProxyResource(
             balancers[listener.balancer],
@@ -266,6 +272,7 @@ def makeService(options, reactor=None):
             listener.endpoint,
             ProxySite(root, maxBody=listener.maxBody),
             lambda endpoint, site: GracefulService(endpoint, site, reactor),
+            proxyProtocol=listener.acceptProxyProtocol,
         )
     if manager is not None:
         site = Site(manager, timeout=60)

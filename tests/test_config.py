@@ -842,3 +842,19 @@ class TCPModeConfigTests(SynchronousTestCase):
             "listen[1].mode: balancer 'db' is used in both http and tcp mode",
             extra={"endpoint": "tcp:8080", "balancer": "db"},
         )
+
+
+class AcceptProxyProtocolConfigTests(SynchronousTestCase):
+    def test_httpOnlyForNow(self):
+        data = good()
+        data["listen"][0]["accept_proxy_protocol"] = True
+        self.assertTrue(parseConfig(data, SCHEDULERS).listeners[0].acceptProxyProtocol)
+        data = {
+            "listen": [{"endpoint": "tcp:1", "balancer": "db", "mode": "tcp",
+                        "accept_proxy_protocol": True}],
+            "balancer": {"db": {"member": [{"name": "a", "url": "tcp://h:1"}]}},
+        }
+        with self.assertRaises(ConfigError) as caught:
+            parseConfig(data, SCHEDULERS)
+        self.assertEqual(str(caught.exception),
+                         "listen[0].accept_proxy_protocol: not available in tcp mode yet")

@@ -526,3 +526,26 @@ class GracefulStopTests(ProxyTestCase):
         self.assertTrue(busyAnswer.endswith(b"released\n\r\n0\r\n\r\n"))
         await waitUntil(lambda: done, reactor)
         self.assertEqual(site.channels, set())
+
+
+class AcceptProxyProtocolTests(ProxyTestCase):
+    async def test_clientAddressFromProxyLine(self):
+        """
+        Behind another balancer that sends a PROXY line, X-Forwarded-For
+        names the real client.
+        """
+        from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
+
+        from playbalancer.site import ProxySite
+
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        port = reactor.listenTCP(0, HAProxyWrappingFactory(ProxySite(self.resource)), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        raw = await rawExchange(
+            reactor,
+            port.getHost().port,
+            b"PROXY TCP4 192.0.2.7 198.51.100.1 40000 80\r\n"
+            b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        self.assertIn(b'["X-Forwarded-For", "192.0.2.7"]', raw)

@@ -152,7 +152,7 @@ class _TCPCase(TestCase):
             self.clock,
         )
         self.balancer.mode = "tcp"
-        front = TCPFrontFactory(
+        front = self.front = TCPFrontFactory(
             self.balancer, MemberEndpoints(reactor, 5).forMember, sendProxyProtocol=proxyProtocol
         )
         port = reactor.listenTCP(0, front, interface="127.0.0.1")
@@ -300,3 +300,4 @@ url = "tcp://127.0.0.1:{b.port}"
         self.assertEqual(names, ["db1", "db2"])
         relays = [s.factory for s in service if hasattr(s, "_waitingForPort")][0].relays
         self.addCleanup(lambda: abortAll(list(relays)))
+
