@@ -254,6 +254,42 @@ class TCPModeTests(_TCPCase):
         self.assertLess(max(peak) - before, 48 * MiB)
 
 
+    async def test_bigUploadBoundedMemory(self):
+        """
+        256 MiB from the client through the relay to a member: memory stays
+        bounded.
+        """
+        a = self.startMember("app1", echo=False)
+        self.startBalancer([a])
+        client, _ = await self.greeting()
+        before = memory()
+        peak = [before]
+        sampler = task.LoopingCall(lambda: peak.append(memory()))
+        sampler.start(0.05)
+        _Filler(client.transport, 256 * MiB).start()
+        await client.closed
+        await waitUntil(lambda: a.received == 256 * MiB, reactor)
+        sampler.stop()
+        self.assertLess(max(peak) - before, 48 * MiB)
+
+    async def test_slowReaderBackpressure(self):
+        """
+        A client that stops reading stops the member's data at the relay:
+        the balancer does not buffer the member's whole answer.
+        """
+        a = self.startMember("app1")
+        self.startBalancer([a])
+        client, _ = await self.greeting()
+        client.transport.pauseProducing()
+        before = memory()
+        client.transport.write(b"/big %d" % (128 * MiB))
+        await task.deferLater(reactor, 1.0, lambda: None)
+        self.assertLess(memory() - before, 32 * MiB)
+        self.assertLess(client.count, 8 * MiB)
+        client.transport.resumeProducing()
+        await client.closed
+        self.assertEqual(client.count, len(b"app1\n") + 128 * MiB)
+
 class TCPServiceTests(_TCPCase):
     async def test_configuredThroughTwistdService(self):
         """
