@@ -813,7 +813,7 @@ def runOne(balancer, options):
                 env["BENCH_RESTART"] = restart
                 env["BENCH_MEMBER_URL"] = f"http://127.0.0.1:{members[member]}"
                 command = command or balancer.upgradeCommand(member, restart)
-            if command:
+            if command and at < options.duration:
                 plan.append((at, label, command, env))
         log(f"== {balancer.name}: {balancer.setup}")
         load.start()
