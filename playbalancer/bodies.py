@@ -75,6 +75,8 @@ class SpooledBody:
         if self.length is not None and self.length <= _SMALL:
             file.seek(0)
             self._small = file.read()
+        #: Whether attempts read the body from the spooled file.
+        self.spooled = self.length is not None and self._small is None
 
     def producer(self):
         """

@@ -94,6 +94,7 @@ class ManagerConfig:
     allow: list = field(default_factory=lambda: list(DEFAULT_ALLOW))
     tokenFile: str = None
     stateFile: str = None
+    allowedHosts: list = field(default_factory=list)
 
 
 @dataclass
@@ -373,6 +374,15 @@ def _urlPath(value, path):
     return "/" + "/".join(segments)
 
 
+def _hostList(value, path):
+    if not isinstance(value, list):
+        raise ConfigError(path, f"expected an array of host names, got {_show(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not re.match(r"[A-Za-z0-9.-]{1,253}\Z", item):
+            raise ConfigError(f"{path}[{index}]", f"expected a host name, got {_show(item)}")
+    return list(value)
+
+
 def _cidrList(value, path):
     if not isinstance(value, list) or not value:
         raise ConfigError(path, f"expected a non-empty array of addresses, got {_show(value)}")
@@ -397,6 +407,7 @@ def _manager(data, path):
         allow=table.get("allow", _cidrList, list(DEFAULT_ALLOW)),
         tokenFile=table.get("token_file", _string),
         stateFile=table.get("state_file", _string),
+        allowedHosts=table.get("allowed_hosts", _hostList, []),
     )
     table.done()
     return manager

@@ -103,14 +103,14 @@ class HealthChecker(Service):
         timer = self.clock.callLater(self.settings.timeout, expire)
 
         def answered(response):
-            if timer.active():
-                timer.cancel()
             code = response.code
             d = response.content()  # read it all, so the connection closes cleanly
             d.addCallback(lambda _: code)
             return d
 
         def passed(code):
+            if timer.active():
+                timer.cancel()
             ok = any(low <= code <= high for low, high in self.expect)
             detail = "connected" if self.connect is not None else f"HTTP {code}"
             self._report(member, ok, detail, started)

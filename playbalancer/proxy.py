@@ -18,7 +18,8 @@ from twisted.web._newclient import (
     ResponseNeverReceived,
 )
 from twisted.web.client import PotentialDataLoss, ResponseDone
-from twisted.web.iweb import UNKNOWN_LENGTH
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from zope.interface import implementer
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
@@ -195,17 +196,15 @@ class _Exchange:
         self.tried.append(member)
         balancer.begin(member)
         self.started = self.resource.reactor.seconds()
+        producer = self.body.producer()
+        if producer is not None:
+            producer = _TimeAfterBody(producer, self._startTimer)
         d = self.resource.connector.request(
-            member,
-            self.request.method,
-            self.target,
-            self._headersFor(member),
-            self.body.producer(),
+            member, self.request.method, self.target, self._headersFor(member), producer
         )
         self.pending = d
-        self.timeoutCall = self.resource.reactor.callLater(
-            self.resource.timeout, self._timeOut
-        )
+        if producer is None:
+            self._startTimer()
         d.addCallbacks(self._gotResponse, self._failed, (member,), None, (member,))
         d.addErrback(self._bug)
 
@@ -217,6 +216,16 @@ class _Exchange:
             self.request.processingFailed(failure)
         else:
             _log.failure("error while proxying", failure)
+
+    def _startTimer(self):
+        """
+        The member has the whole request: from now on it has C{timeout}
+        seconds to answer.
+        """
+        if self.pending is not None and self.timeoutCall is None:
+            self.timeoutCall = self.resource.reactor.callLater(
+                self.resource.timeout, self._timeOut
+            )
 
     def _timeOut(self):
         self.timeoutCall = None
@@ -292,6 +301,14 @@ class _Exchange:
             balancer.end(member)
             response.deliverBody(_Discard())
             return
+        try:
+            self._relayResponse(response, member)
+        except BaseException:
+            balancer.end(member)
+            response.deliverBody(_Discard())
+            raise
+
+    def _relayResponse(self, response, member):
         request = self.request
         request.setResponseCode(response.code, response.phrase)
         outgoing = request.responseHeaders
@@ -316,6 +333,9 @@ class _Exchange:
         an idempotent request, once, and when another member is usable.
         """
         if self.clientGone or self.retriedAfterSend or self.request.method not in IDEMPOTENT:
+            return False
+        if self.body.spooled:
+            # The first attempt may still be reading the spooled body.
             return False
         if not self.resource.balancer.candidates(self.tried):
             return False
@@ -379,17 +399,61 @@ class _ResponseRelay(Protocol):
         self.exchange = exchange
         self.member = member
         self.received = 0
+        self.idle = None
 
     def connectionMade(self):
         self.exchange.request.registerProducer(self.transport, True)
+        resource = self.exchange.resource
+        self.idle = resource.reactor.callLater(resource.timeout, self._stalled)
 
     def dataReceived(self, data):
         self.received += len(data)
+        self.idle.reset(self.exchange.resource.timeout)
         if not self.exchange.clientGone:
             self.exchange.request.write(data)
 
+    def _stalled(self):
+        # The member sent nothing for `timeout` seconds mid-body (or the
+        # client read nothing that long): give up on this response.
+        self.idle = None
+        self.transport.stopProducing()
+
     def connectionLost(self, reason):
+        if self.idle is not None and self.idle.active():
+            self.idle.cancel()
+        self.idle = None
         self.exchange.responseEnded(self.member, reason, self.received)
+
+
+@implementer(IBodyProducer)
+class _TimeAfterBody:
+    """
+    A request body producer that says when the whole body was sent, so that
+    the response timeout does not count a slow upload.
+    """
+
+    def __init__(self, producer, sent):
+        self._producer = producer
+        self._sent = sent
+        self.length = producer.length
+
+    def startProducing(self, consumer):
+        d = self._producer.startProducing(consumer)
+
+        def done(result):
+            self._sent()
+            return result
+
+        return d.addCallback(done)
+
+    def pauseProducing(self):
+        self._producer.pauseProducing()
+
+    def resumeProducing(self):
+        self._producer.resumeProducing()
+
+    def stopProducing(self):
+        self._producer.stopProducing()
 
 
 class _Discard(Protocol):

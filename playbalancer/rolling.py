@@ -139,6 +139,10 @@ async def rollingRestart(client, options, out, reactor):
     for name in order:
         balancer = (await client.status())["balancers"][balancerName]
         member = balancer["members"][name]
+        if member["admin"] != "enabled":
+            # Drained or disabled on purpose: restarting it would enable it.
+            step(name, f"skipped: it is {member['admin']}")
+            continue
         if not othersUsable(balancer, name):
             raise CommandError(
                 f"refusing to drain {balancerName}/{name}: no other member could take its traffic"

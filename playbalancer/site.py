@@ -74,6 +74,8 @@ class ProxyRequest(server.Request):
     def _refuse(self):
         self._refused = True
         self.content = None
+        # No "100 Continue" after the refusal: the client must not send.
+        self.requestHeaders.removeHeader(b"expect")
         channel = self.channel
         channel.transport.write(_TOO_LARGE)
         channel.loseConnection()

@@ -127,7 +127,8 @@ def _check(state):
                 return f"member {mname!r}: bad weight"
             if "url" in m:
                 try:
-                    memberURL(m["url"], "url")
+                    mode = "tcp" if str(m["url"]).startswith("tcp://") else "http"
+                    memberURL(m["url"], "url", mode)
                 except ConfigError:
                     return f"member {mname!r}: bad url"
     return None

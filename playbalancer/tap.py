@@ -167,7 +167,7 @@ def makeManager(config, balancers, reactor):
         except StateFileError as e:
             _fail(str(e))
         keeper.watch()
-    policy = AccessPolicy(settings.allow, token, reactor)
+    policy = AccessPolicy(settings.allow, token, reactor, hosts=settings.allowedHosts)
     return ManagerRoot(balancers, policy, reactor), keeper
 
 

@@ -208,6 +208,8 @@ class _BrokenMemberProtocol(Protocol):
                 b"a\r\n" + b"z" * 10 + b"\r\n"
             )
             self.transport.loseConnection()
+        elif how == "stall":
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
         elif how == "silent":
             pass
 
@@ -220,6 +222,7 @@ class BrokenMember:
       - C{"reset"}: resets the connection;
       - C{"truncate-length"}: promises 100 bytes, sends 10, closes;
       - C{"truncate-chunked"}: sends one chunk, closes without the last one;
+      - C{"stall"}: sends the headers and 3 of 100 bytes, then nothing;
       - C{"silent"}: never answers.
 
     @ivar requests: the raw request heads it read.

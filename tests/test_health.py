@@ -53,7 +53,7 @@ class ExpectTests(SynchronousTestCase):
             self.assertRaises(ValueError, parseExpect, bad)
 
 
-class CheckerTests(SynchronousTestCase):
+class _CheckerCase(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.a = Member("a", "http://127.0.0.1:1")
@@ -73,6 +73,8 @@ class CheckerTests(SynchronousTestCase):
         for _ in range(n):
             self.clock.advance(2)
 
+
+class CheckerTests(_CheckerCase):
     def test_fallThenRise(self):
         """
         C{fall} failed checks in a row take a member out; C{rise} passes in
@@ -209,3 +211,33 @@ class SlowStartTests(SynchronousTestCase):
         balancer.memberFailed(a, "x")
         balancer.memberSucceeded(a)
         self.assertEqual((a.weight, a.ramping), (3, False))
+
+
+class _StallingResponse:
+    code = 200
+
+    def content(self):
+        return defer.Deferred()
+
+
+class StalledCheckTests(_CheckerCase):
+    def test_bodyStallIsATimeout(self):
+        """
+        A member that sends headers and then stalls fails its check by
+        timeout, and keeps being checked.
+        """
+        self.http.answers[b"http://127.0.0.1:1"] = "stall"
+        original = self.http.get
+
+        def get(url, headers=None):
+            if url.startswith(b"http://127.0.0.1:1"):
+                return defer.succeed(_StallingResponse())
+            return original(url, headers)
+
+        self.http.get = get
+        self.start()
+        self.rounds(3)
+        self.assertEqual(self.a.downReason, "health check: timeout")
+        self.clock.advance(1.5)  # the check under way times out too
+        self.assertNotIn(self.a, self.checker._pending)
+        self.assertEqual(self.a.checkFailures, 4)

@@ -421,3 +421,27 @@ class LiveCLITests(ManagerTestCase):
         self.assertEqual(code, 1)
         self.assertEqual(len(err.strip().splitlines()), 1)
         self.assertIn("nope", err)
+
+
+class RebindingTests(ManagerTestCase):
+    async def test_foreignHostNameRefused(self):
+        """
+        A request naming another site in Host (a DNS-rebinding attack from a
+        browser on this machine) is refused and changes nothing; IP
+        addresses, localhost and the configured names pass.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        self.startManager()
+        self.policy.hosts.add("lb.example.org")
+        evil = {b"Host": [b"evil.example:8081"], b"Origin": [b"http://evil.example:8081"]}
+        code, answer, _ = await self.call("PUT", "api/balancers/test/members/x",
+                                          {"url": "http://203.0.113.7:80"}, headers=evil)
+        self.assertEqual(code, 403)
+        self.assertIn("evil.example", answer["error"])
+        code, _, _ = await self.call("GET", "api/status", headers={b"Host": [b"evil.example"]})
+        self.assertEqual(code, 403)
+        self.assertIsNone(self.balancer.member("x"))
+        for host in [b"localhost:8081", b"[::1]:8081", b"127.0.0.1", b"LB.example.org:443"]:
+            code, _, _ = await self.call("GET", "api/status", headers={b"Host": [host]})
+            self.assertEqual(code, 200, host)

@@ -549,3 +549,31 @@ class AcceptProxyProtocolTests(ProxyTestCase):
             b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         )
         self.assertIn(b'["X-Forwarded-For", "192.0.2.7"]', raw)
+
+
+class StallTests(ProxyTestCase):
+    async def test_memberStallsMidBody(self):
+        """
+        A member that goes quiet in the middle of a body for C{timeout}
+        seconds is given up on: the client connection is closed short of
+        Content-Length, and nothing stays in flight.
+        """
+        broken = BrokenMember("stall", reactor).start()
+        self.addCleanup(broken.stop)
+        balancer = self.startBalancer([broken.url], timeout=0.3)
+        raw = await rawExchange(reactor, self.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        self.assertIn(b"Content-Length: 100", head)
+        self.assertEqual(body, b"abc")
+        self.assertEqual(balancer.member("app1").active, 0)
+
+    async def test_noContinueAfter413(self):
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url], maxBody=10)
+        raw = await rawExchange(
+            reactor,
+            self.port,
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n",
+        )
+        self.assertTrue(raw.startswith(b"HTTP/1.1 413"), raw)
+        self.assertNotIn(b"100 Continue", raw)

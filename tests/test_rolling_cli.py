@@ -18,7 +18,7 @@ from playbalancer.testing import waitUntil
 from tests.test_manager import ManagerTestCase
 
 
-class RollingFailureTests(ManagerTestCase):
+class _RollingCase(ManagerTestCase):
     def setUpCluster(self, names=("app1", "app2"), path="/health"):
         members = self.startMembers(*names)
         balancer = self.startBalancer([m.url for m in members], clock=reactor)
@@ -38,6 +38,8 @@ class RollingFailureTests(ManagerTestCase):
                          stdout=out, stderr=err, environ={}, http=self.client())
         return code, out.getvalue(), err.getvalue()
 
+
+class RollingFailureTests(_RollingCase):
     async def test_commandFails(self):
         balancer = self.setUpCluster()
         await waitUntil(lambda: all(m.checkPasses >= 2 for m in balancer.members), reactor)
@@ -92,3 +94,17 @@ class RollingFailureTests(ManagerTestCase):
         for step in ["app2: drain", "app2: waiting for 2 passing health checks", "app2: enabled"]:
             self.assertIn(step, out)
         self.assertEqual([m.admin for m in balancer.members], ["enabled"] * 3)
+
+
+class RollingSkipTests(_RollingCase):
+    async def test_leavesDrainedMembersAlone(self):
+        """
+        A member drained or disabled on purpose is skipped, not enabled.
+        """
+        balancer = self.setUpCluster(names=("app1", "app2", "app3"))
+        await waitUntil(lambda: all(m.checkPasses >= 2 for m in balancer.members), reactor)
+        balancer.setAdmin(balancer.member("app3"), "disabled", "test")
+        code, out, err = await self.cli("rolling-restart", "test", "--exec", "true")
+        self.assertEqual(code, 0, err)
+        self.assertIn("test/app3: skipped: it is disabled", out)
+        self.assertEqual([m.admin for m in balancer.members], ["enabled", "enabled", "disabled"])

@@ -136,3 +136,18 @@ class StateFileTests(SynchronousTestCase):
         with open(os.path.join(self.dir, "token"), "w") as f:
             f.write("s3cret\n")
         self.assertEqual(self.start().manager.policy.token, "s3cret")
+
+
+class TCPStateTests(SynchronousTestCase):
+    def test_tcpMemberAddedAtRuntime(self):
+        from playbalancer.balancer import Balancer
+        from playbalancer.schedulers import RoundRobinScheduler
+
+        path = os.path.join(self.mktemp() + ".json")
+        state = {"format": 1, "balancers": {"db": {"members": {
+            "db9": {"admin": "enabled", "standby": False, "weight": 1, "url": "tcp://127.0.0.1:5439"}},
+            "removed": []}}}
+        statefile.write(path, state)
+        balancers = {"db": Balancer("db", RoundRobinScheduler(), [], Clock())}
+        statefile.apply(statefile.read(path), balancers)
+        self.assertEqual(balancers["db"].member("db9").url, "tcp://127.0.0.1:5439")

@@ -53,6 +53,27 @@ def _clientIP(request):
     return ip
 
 
+def hostName(value):
+    """
+    The host name of a C{Host} header value, lower-cased, without the port
+    or IPv6 brackets; L{None} without a header.
+    """
+    if not value:
+        return None
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:].split("]", 1)[0]
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+def _isIP(name):
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 class AccessPolicy:
     """
     Address allow-list first, then the optional bearer token, and
@@ -60,11 +81,14 @@ class AccessPolicy:
 
     @param allow: CIDR networks (strings) that may connect.
     @param token: the secret every request must present, or L{None}.
+    @param hosts: host names (besides IP addresses and C{localhost}) that
+        requests may name in C{Host}.
     @param clock: provides C{seconds()}, for the form tokens.
     """
 
-    def __init__(self, allow, token, clock, secret=None):
+    def __init__(self, allow, token, clock, secret=None, hosts=()):
         self.networks = [ipaddress.ip_network(n, strict=False) for n in allow]
+        self.hosts = {"localhost"} | {h.lower() for h in hosts}
         self.token = token
         self.clock = clock
         self._secret = secret if secret is not None else os.urandom(32)
@@ -76,6 +100,13 @@ class AccessPolicy:
         ip = _clientIP(request)
         if ip is not None and not any(ip in net for net in self.networks):
             raise Refusal(403, f"address {ip} is not allowed to use the manager")
+        host = hostName(request.getHeader(b"host"))
+        if host is not None and host not in self.hosts and not _isIP(host):
+            # A page on another site whose name was rebound to us (DNS
+            # rebinding) sends its own name here.
+            raise Refusal(
+                403, f"host name {host!r} is not allowed (see manager.allowed_hosts)"
+            )
         if self.token is not None and not self._presentsToken(request):
             raise Refusal(
                 401,

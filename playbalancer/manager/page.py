@@ -237,7 +237,7 @@ class ActionsResource(resource.Resource):
             spec = {
                 "url": field("url"),
                 "standby": field("standby") == "on",
-                "weight": int(weight) if weight.isdigit() else weight,
+                "weight": int(weight) if weight.isdecimal() and weight.isascii() else weight,
             }
             model.addMember(balancer, field("member"), spec, who)
             return
@@ -247,7 +247,7 @@ class ActionsResource(resource.Resource):
         elif action == "weight":
             weight = field("weight", "")
             model.applyChange(
-                balancer, member, {"weight": int(weight) if weight.isdigit() else weight}, who
+                balancer, member, {"weight": int(weight) if weight.isdecimal() and weight.isascii() else weight}, who
             )
         elif action in ACTIONS:
             model.applyChange(balancer, member, ACTIONS[action], who)
