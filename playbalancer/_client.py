@@ -19,6 +19,8 @@ from twisted.internet.endpoints import (
 from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.iweb import IAgentEndpointFactory
 
+from playbalancer.headers import connectionTokens
+
 
 class _QuietClientFactory(_HTTP11ClientFactory):
     """
@@ -172,10 +174,4 @@ def connectionListedHeaders(response):
         values = protocol._parser.connHeaders.getRawHeaders(b"connection", [])
     except AttributeError:
         return frozenset()
-    names = set()
-    for value in values:
-        for token in value.split(b","):
-            token = token.strip().lower()
-            if token and token not in (b"close", b"keep-alive"):
-                names.add(token)
-    return names
+    return connectionTokens(values) - {b"close", b"keep-alive"}

@@ -2,7 +2,7 @@
 Balancers and their members: configuration, live state and counters, and
 the choice of usable candidates for a new request.
 
-Nothing here knows HTTP: the proxy (and later the TCP relay) asks
+Nothing here knows HTTP: the proxy and the TCP relay ask
 L{Balancer.pick} for a member, and reports back with L{Balancer.begin},
 L{Balancer.end}, L{Balancer.memberFailed} and L{Balancer.memberSucceeded}.
 """
@@ -326,8 +326,9 @@ class Balancer:
     def setAdmin(self, member, state, who=None):
         """
         Set C{member}'s admin state: C{"enabled"}, C{"drain"} (no new
-        requests, those in flight finish) or C{"disabled"} (the same today;
-        health checks stop too once they exist).
+        requests, those in flight finish) or C{"disabled"} (the same, meant
+        for a member that is off for longer; its health checks go on, so the
+        manager shows whether it is ready to come back).
         """
         if state not in ADMIN_STATES:
             raise ValueError(f"admin must be one of {', '.join(ADMIN_STATES)}, got {state!r}")
@@ -395,6 +396,13 @@ class Balancer:
         if member.active == 0 and member in self.members:
             self.members.remove(member)
         return member.whenIdle()
+
+    def countFailure(self, member):
+        """
+        A request on C{member} failed in a way that says nothing about its
+        health (a timeout, a response broken off): count it only.
+        """
+        member.failures += 1
 
     def memberFailed(self, member, reason):
         """

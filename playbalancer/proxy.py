@@ -33,7 +33,7 @@ from playbalancer.headers import (
 )
 
 #: Methods that may be sent again after a member broke off before answering.
-IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"])
+IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"])
 
 _NOT_SENT = (ConnectError, DNSLookupError, ConnectTimeoutError, RequestNotSent)
 _NO_RESPONSE = (ResponseNeverReceived, RequestTransmissionFailed, ResponseFailed)
@@ -246,7 +246,7 @@ class _Exchange:
         if self.clientGone:
             return
         if self.timedOut:
-            member.failures += 1
+            balancer.countFailure(member)
             self._respond(504, "Gateway Timeout: the member did not answer in time")
             return
         reason = failure.value
@@ -372,7 +372,7 @@ class _Exchange:
             return
         # Broken off after the headers went out: close the client connection
         # so that the client cannot take a truncated body for a whole one.
-        member.failures += 1
+        balancer.countFailure(member)
         _log.warn(
             "member {member} broke off a response: {reason}",
             member=member.name,
