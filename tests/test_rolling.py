@@ -169,9 +169,11 @@ class MemberProcessTestCase(ManagerTestCase):
                     pass
         return defer.DeferredList([w.ended for w in watchers])
 
-
-class RollingRestartTests(MemberProcessTestCase):
-    async def test_rollingRestartUnderLoadLosesNothing(self):
+    async def startAll(self):
+        """
+        Two member processes, the balancer with fast health checks, once
+        both members passed their checks.
+        """
         urls = self.startMemberProcesses(["app1", "app2"])
         balancer = self.startBalancer(urls, retry=60, clock=reactor)
         balancer.activeChecks = True
@@ -179,10 +181,16 @@ class RollingRestartTests(MemberProcessTestCase):
         checker = makeHealthChecker(balancer, settings, reactor)
         checker.startService()
         self.addCleanup(checker.stopService)
-        self.startManager()
         await waitUntil(
             lambda: all(m.checkPasses >= 2 for m in balancer.members), reactor, timeout=30
         )
+        return balancer
+
+
+class RollingRestartTests(MemberProcessTestCase):
+    async def test_rollingRestartUnderLoadLosesNothing(self):
+        balancer = await self.startAll()
+        self.startManager()
 
         load = Load(self.base)
         await task.deferLater(reactor, 1.0, lambda: None)
@@ -225,19 +233,6 @@ class AbruptKillTests(MemberProcessTestCase):
     Members killed with SIGKILL, no drain: what was not yet answered is
     retried elsewhere when that is safe.
     """
-
-    async def startAll(self):
-        urls = self.startMemberProcesses(["app1", "app2"])
-        balancer = self.startBalancer(urls, retry=60, clock=reactor)
-        balancer.activeChecks = True
-        balancer.healthSettings = settings = HealthConfig(interval=0.2, timeout=1, rise=2, fall=2)
-        checker = makeHealthChecker(balancer, settings, reactor)
-        checker.startService()
-        self.addCleanup(checker.stopService)
-        await waitUntil(
-            lambda: all(m.checkPasses >= 2 for m in balancer.members), reactor, timeout=30
-        )
-        return balancer
 
     def kill(self, name):
         with open(os.path.join(self.dir, name + ".pid")) as f:
