@@ -124,6 +124,7 @@ class ReverseProxyResource(Resource):
         self.preserveHost = preserveHost
         self.timeout = timeout
         self.cooperator = Cooperator(scheduler=lambda f: reactor.callLater(0, f))
+        self._rewriter = None
 
     def render(self, request):
         problem = _malformed(request)
@@ -140,12 +141,16 @@ class ReverseProxyResource(Resource):
 
     def locationRewriter(self):
         """
-        The rewriter for the balancer's current members.
+        The rewriter for the balancer's current members (rebuilt only when
+        they change).
         """
-        bases = []
-        for member in self.balancer.members:
-            bases.extend(_memberBases(member))
-        return LocationRewriter(bases)
+        members = tuple(self.balancer.members)
+        if self._rewriter is None or self._rewriter[0] != members:
+            bases = []
+            for member in members:
+                bases.extend(_memberBases(member))
+            self._rewriter = (members, LocationRewriter(bases))
+        return self._rewriter[1]
 
 
 class _Exchange:

@@ -188,6 +188,8 @@ class StateKeeper:
             balancer.observe(self._changed)
 
     def _changed(self, balancer, member, change):
+        if set(change) <= {"reset", "who"}:
+            return  # a forgotten failure is not admin state
         self.save()
 
     def save(self):
