@@ -299,12 +299,26 @@ def rawExchange(reactor, port, data, timeout=15.0):
     return done.addCallback(finished)
 
 
+def freePorts(count):
+    """
+    C{count} distinct TCP ports on 127.0.0.1 that were free a moment ago,
+    for child processes that must be told their port (there is a small
+    race; in process, listen on port 0 instead).
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def freePort():
     """
-    A TCP port on 127.0.0.1 that was free a moment ago, for a child process
-    that must be told its port (there is a small race; use port 0 in
-    process).
+    One port, as L{freePorts}.
     """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return freePorts(1)[0]

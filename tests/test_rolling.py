@@ -19,7 +19,7 @@ from treq.client import HTTPClient
 
 from playbalancer.config import HealthConfig
 from playbalancer.tap import makeHealthChecker
-from playbalancer.testing import freePort, waitUntil
+from playbalancer.testing import freePorts, waitUntil
 
 from tests.test_manager import ManagerTestCase
 
@@ -141,8 +141,7 @@ class MemberProcessTestCase(ManagerTestCase):
         self.watchers = {}
         self.addCleanup(self._stopAll, pids, watchers)
         urls = []
-        for name in names:
-            port = freePort()
+        for name, port in zip(names, freePorts(len(names))):
             pidfile = os.path.join(self.dir, name + ".pid")
             watcher = _Quiet()
             watchers.append(watcher)
