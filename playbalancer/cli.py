@@ -29,6 +29,8 @@ from twisted.web.client import (
 )
 from twisted.web.error import SchemeNotSupported
 
+from playbalancer.tokens import readTokenFile
+
 DEFAULT_MANAGER = "http://127.0.0.1:8081"
 MANAGER_ENV = "PLAYBALANCER_MANAGER"
 TOKEN_FILE_ENV = "PLAYBALANCER_TOKEN_FILE"
@@ -552,13 +554,9 @@ def readToken(path):
     The token in the file at C{path}, stripped; never empty.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
-    except (OSError, UnicodeDecodeError) as e:
-        raise CommandError(f"--token-file: cannot read {path}: {getattr(e, 'strerror', None) or e}")
-    if not token:
-        raise CommandError(f"--token-file: {path} is empty")
-    return token
+        return readTokenFile(path)
+    except ValueError as e:
+        raise CommandError(f"--token-file: {e}")
 
 
 def checkManagerURL(value):

@@ -12,6 +12,7 @@ from twisted.python import usage
 from playbalancer.balancer import Balancer, Member
 from playbalancer.config import ConfigError, configFromArguments, loadConfig
 from playbalancer.schedulers import availableSchedulers
+from playbalancer.tokens import readTokenFile
 
 
 class Options(usage.Options):
@@ -134,16 +135,12 @@ def _fail(message):
 
 def readToken(path):
     """
-    The manager token from C{path}, stripped; never empty.
+    The token in the file at C{path}, stripped; never empty.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
-    except (OSError, UnicodeDecodeError) as e:
-        _fail(f"manager.token_file: cannot read {path}: {getattr(e, 'strerror', e)}")
-    if not token:
-        _fail(f"manager.token_file: {path} is empty")
-    return token
+        return readTokenFile(path)
+    except ValueError as e:
+        _fail(f"manager.token_file: {e}")
 
 
 def makeManager(config, balancers, reactor):

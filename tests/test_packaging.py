@@ -46,6 +46,7 @@ MODULES = [
     "playbalancer.rolling",
     "playbalancer.health",
     "playbalancer.failures",
+    "playbalancer.tokens",
 ]
 
 
