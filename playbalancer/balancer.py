@@ -66,6 +66,8 @@ class Member:
         self.basePath = "/".join(("",) + tuple(s for s in parsed.path if s)).encode(
             "ascii"
         )
+        #: What identifies its connection pool.
+        self.poolKey = (self.scheme, self.host, self.port)
         self.active = 0
         self.requests = 0
         self.failures = 0

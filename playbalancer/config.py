@@ -75,6 +75,9 @@ class BalancerConfig:
     health: HealthConfig = None
     sendProxyProtocol: bool = False
     mode: str = "http"
+    maxConnections: int = 0
+    queue: int = 128
+    queueTimeout: float = 10.0
 
 
 @dataclass
@@ -86,6 +89,15 @@ class ListenConfig:
     managerPath: str = None
     mode: str = "http"
     acceptProxyProtocol: bool = False
+    trustedProxies: list = field(default_factory=list)
+    headerTimeout: float = 10.0
+    idleTimeout: float = 75.0
+    bodyTimeout: float = 60.0
+    maxConnections: int = 10000
+    maxRequestLine: int = 8192
+    maxHeaderLine: int = 8192
+    maxHeaderBytes: int = 65536
+    maxHeaders: int = 100
 
 
 @dataclass
@@ -285,6 +297,9 @@ def _balancer(name, data, path, schedulers, mode="http"):
         failOnStatus=table.get("failonstatus", _statusList, []),
         sendProxyProtocol=table.get("send_proxy_protocol", _bool, False),
         mode=mode,
+        maxConnections=table.get("max_connections_per_member", _count, 0),
+        queue=table.get("queue", _count, 128),
+        queueTimeout=table.get("queue_timeout", _positiveSeconds, 10.0),
         health=table.get("health", _health),
     )
     table.done()
@@ -353,9 +368,28 @@ def _listener(data, path):
         managerPath=table.get("manager_path", _urlPath),
         mode=table.get("mode", _mode, "http"),
         acceptProxyProtocol=table.get("accept_proxy_protocol", _bool, False),
+        trustedProxies=table.get("trusted_proxies", _cidrList, []),
+        headerTimeout=table.get("header_timeout", _positiveSeconds, 10.0),
+        idleTimeout=table.get("idle_timeout", _positiveSeconds, 75.0),
+        bodyTimeout=table.get("body_timeout", _positiveSeconds, 60.0),
+        maxConnections=table.get("max_connections", _count, 10000),
+        maxRequestLine=table.get("max_request_line", _atLeast(256), 8192),
+        maxHeaderLine=table.get("max_header_line", _atLeast(256), 8192),
+        maxHeaderBytes=table.get("max_header_bytes", _atLeast(1024), 65536),
+        maxHeaders=table.get("max_headers", _atLeast(8), 100),
     )
     table.done()
     return listener
+
+
+def _atLeast(minimum):
+    def check(value, path):
+        value = _count(value, path)
+        if value < minimum:
+            raise ConfigError(path, f"expected at least {minimum}, got {value}")
+        return value
+
+    return check
 
 
 def _mode(value, path):

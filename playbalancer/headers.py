@@ -1,13 +1,14 @@
 """
 Header rules for a reverse proxy: hop-by-hop headers stay on their own
-connection, X-Forwarded-* tell the member who asked, and redirects that
-name a member are turned back into the address the client used
-(Apache's C{ProxyPassReverse}).
+connection, X-Forwarded-* and Forwarded tell the member who asked, and
+redirects that name a member are turned back into the address the client
+used (Apache's C{ProxyPassReverse}).
+
+Headers are lists of C{(name, value)} pairs, in the order sent, names as
+sent (compare them lower-cased).
 """
 
 from __future__ import annotations
-
-from twisted.web.http_headers import Headers
 
 #: Headers that describe one connection and never cross the proxy
 #: (RFC 9110 section 7.6.1), plus the proxy's own framing.
@@ -22,17 +23,24 @@ HOP_BY_HOP = frozenset(
         b"proxy-authorization",
         b"proxy-authenticate",
         b"proxy-connection",
+        b"http2-settings",
     ]
 )
 
-#: Request headers the proxy replaces: framing is recomputed for the member,
-#: and C{Expect} was already answered by the front end.
-_REQUEST_REPLACED = HOP_BY_HOP | frozenset(
-    [b"content-length", b"expect", b"host", b"x-forwarded-proto", b"x-forwarded-host"]
+#: Headers about who asked, which only a trusted proxy in front may set.
+FORWARDING = frozenset(
+    [b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"]
 )
 
+#: Request headers the proxy replaces: framing is recomputed for the member,
+#: C{Expect} is sent only when the client asked for it.
+_REQUEST_REPLACED = HOP_BY_HOP | frozenset([b"content-length", b"expect", b"host"])
+
+#: Response headers the proxy recomputes.
+_RESPONSE_REPLACED = HOP_BY_HOP | frozenset([b"content-length"])
+
 #: Response headers that may carry a member's URL.
-_LOCATION_HEADERS = (b"location", b"content-location", b"uri")
+_LOCATION_HEADERS = frozenset([b"location", b"content-location", b"uri"])
 
 
 def connectionTokens(values):
@@ -48,66 +56,95 @@ def connectionTokens(values):
     return tokens
 
 
-def _endToEnd(headers, extraDropped):
-    """
-    Yield C{(name, values)} for every header of C{headers} that crosses.
-    """
-    dropped = extraDropped
-    listed = headers.getRawHeaders(b"connection")
-    if listed:
-        dropped = dropped | connectionTokens(listed)
-    for name, values in headers.getAllRawHeaders():
-        if name.lower() not in dropped:
-            yield name, values
+def _forwardedNode(address):
+    if b":" in address:
+        return b'"[' + address + b']"'
+    return address
 
 
 def requestHeadersForMember(
-    incoming, clientAddress, secure, memberHostHeader, preserveHost
+    incoming,
+    clientAddress,
+    secure,
+    memberHostHeader,
+    preserveHost,
+    clientHost,
+    listed=frozenset(),
+    trusted=False,
 ):
     """
-    Build the headers sent to a member.
+    The headers sent to a member.
 
-    @param incoming: the client's L{Headers}.
-    @param clientAddress: the client's IP address as bytes, appended to
-        C{X-Forwarded-For}.
+    @param incoming: the client's C{(name, value)} pairs.
+    @param clientAddress: the client's IP address as bytes.
     @param secure: whether the client reached us over TLS.
     @param memberHostHeader: the I{Host} value naming the member, used when
         C{preserveHost} is false or the client sent none.
-    @return: a new L{Headers}.
+    @param clientHost: the authority the client asked for, or L{None}.
+    @param listed: the lower-case header names the client's I{Connection}
+        header lists; they are dropped before ours are added.
+    @param trusted: whether the client is a proxy we trust to say who asked
+        it: its X-Forwarded-For and Forwarded are extended, not replaced.
+    @return: a new list of pairs.
     """
-    outgoing = Headers()
-    setRaw = outgoing.setRawHeaders
-    for name, values in _endToEnd(incoming, _REQUEST_REPLACED):
-        setRaw(name, list(values))
-    hosts = incoming.getRawHeaders(b"host")
-    clientHost = hosts[0] if hosts else None
+    dropped = _REQUEST_REPLACED | listed if listed else _REQUEST_REPLACED
+    outgoing = []
+    forwardedFor = []
+    forwarded = []
+    proto = host = None
+    for name, value in incoming:
+        lowered = name.lower()
+        if lowered in dropped:
+            continue
+        if lowered in FORWARDING:
+            if trusted:
+                if lowered == b"x-forwarded-for":
+                    forwardedFor.append(value)
+                elif lowered == b"forwarded":
+                    forwarded.append(value)
+                elif lowered == b"x-forwarded-proto":
+                    proto = value
+                elif lowered == b"x-forwarded-host":
+                    host = value
+                else:
+                    outgoing.append((name, value))
+            continue
+        outgoing.append((name, value))
     if preserveHost and clientHost:
-        setRaw(b"Host", [clientHost])
+        outgoing.insert(0, (b"Host", clientHost))
     else:
-        setRaw(b"Host", [memberHostHeader])
+        outgoing.insert(0, (b"Host", memberHostHeader))
+    scheme = b"https" if secure else b"http"
+    forwardedFor.append(clientAddress)
+    outgoing.append((b"X-Forwarded-For", b", ".join(forwardedFor)))
+    outgoing.append((b"X-Forwarded-Proto", proto or scheme))
+    if host or clientHost:
+        outgoing.append((b"X-Forwarded-Host", host or clientHost))
+    ours = b"for=" + _forwardedNode(clientAddress) + b";proto=" + scheme
     if clientHost:
-        setRaw(b"X-Forwarded-Host", [clientHost])
-    setRaw(b"X-Forwarded-Proto", [b"https" if secure else b"http"])
-    forwardedFor = incoming.getRawHeaders(b"x-forwarded-for")
-    if forwardedFor:
-        setRaw(b"X-Forwarded-For", [b", ".join(forwardedFor + [clientAddress])])
-    else:
-        setRaw(b"X-Forwarded-For", [clientAddress])
+        ours += b';host="' + clientHost + b'"'
+    forwarded.append(ours)
+    outgoing.append((b"Forwarded", b", ".join(forwarded)))
     return outgoing
 
 
 def responseHeadersForClient(memberHeaders, rewriteLocation, listed=frozenset()):
     """
-    Yield the C{(name, values)} of a member's response that go to the
-    client, with C{Location}-type headers passed through C{rewriteLocation}.
+    Yield the C{(name, value)} pairs of a member's response that go to the
+    client, with C{Location}-type headers passed through
+    C{rewriteLocation}.
 
-    @param listed: more header names to drop (lower-case), for when the
-        member's C{Connection} header is kept apart from C{memberHeaders}.
+    @param listed: more header names to drop (lower-case): those the
+        member's I{Connection} header lists.
     """
-    for name, values in _endToEnd(memberHeaders, HOP_BY_HOP | listed if listed else HOP_BY_HOP):
-        if name.lower() in _LOCATION_HEADERS:
-            values = [rewriteLocation(v) for v in values]
-        yield name, values
+    dropped = _RESPONSE_REPLACED | listed if listed else _RESPONSE_REPLACED
+    for name, value in memberHeaders:
+        lowered = name.lower()
+        if lowered in dropped:
+            continue
+        if lowered in _LOCATION_HEADERS:
+            value = rewriteLocation(value)
+        yield name, value
 
 
 class LocationRewriter:

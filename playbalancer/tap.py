@@ -5,6 +5,8 @@ configuration, balancers, schedulers and listeners together.
 
 from __future__ import annotations
 
+import ipaddress
+
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.python import usage
@@ -88,17 +90,17 @@ class Options(usage.Options):
         self.schedulers = schedulers
 
 
-class _ConnectorService(Service):
+class _PoolService(Service):
     """
-    Closes the pooled member connections when the balancer stops.
+    Closes the idle member connections when the balancer stops.
     """
 
-    def __init__(self, connector):
-        self.connector = connector
+    def __init__(self, pools):
+        self.pools = pools
 
     def stopService(self):
         Service.stopService(self)
-        return self.connector.close()
+        self.pools.close()
 
 
 def buildBalancer(config, schedulerFactory, clock):
@@ -177,7 +179,7 @@ def makeHealthChecker(balancer, settings, reactor, tcp=False):
     from treq.client import HTTPClient
     from twisted.web.client import Agent, HTTPConnectionPool
 
-    from playbalancer._client import MemberEndpoints
+    from playbalancer.endpoints import MemberEndpoints
     from playbalancer.health import HealthChecker, connectCheck
 
     if tcp:
@@ -185,6 +187,28 @@ def makeHealthChecker(balancer, settings, reactor, tcp=False):
         return HealthChecker(balancer, settings, None, reactor, connectCheck(endpoints.forMember))
     http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
     return HealthChecker(balancer, settings, http, reactor)
+
+
+def frontSettings(listener):
+    """
+    The L{playbalancer.front.FrontSettings} of a listener's config.
+    """
+    from playbalancer.front import FrontSettings
+    from playbalancer.wire import Limits
+
+    return FrontSettings(
+        limits=Limits(
+            maxRequestLine=listener.maxRequestLine,
+            maxHeaderLine=listener.maxHeaderLine,
+            maxHeaderBytes=listener.maxHeaderBytes,
+            maxHeaders=listener.maxHeaders,
+        ),
+        headerTimeout=listener.headerTimeout,
+        idleTimeout=listener.idleTimeout,
+        bodyTimeout=listener.bodyTimeout,
+        maxBody=listener.maxBody,
+        maxConnections=listener.maxConnections,
+    )
 
 
 def makeService(options, reactor=None):
@@ -198,10 +222,13 @@ def makeService(options, reactor=None):
     from twisted.protocols.haproxy import proxyEndpoint
     from twisted.web.server import Site
 
-    from playbalancer._client import MemberConnector, MemberEndpoints
-    from playbalancer.proxy import ReverseProxyResource
-    from playbalancer.site import GracefulService, ManagerMount, ProxySite
+    from playbalancer.endpoints import MemberEndpoints
+    from playbalancer.exchange import HTTPProxy
+    from playbalancer.front import HTTPFrontFactory, ManagerMount
+    from playbalancer.site import GracefulService
+    from playbalancer.sweeper import Sweeper
     from playbalancer.tcp import TCPFrontFactory
+    from playbalancer.upstream import MemberPools
 
     config = options.config
     top = MultiService()
@@ -223,17 +250,22 @@ def makeService(options, reactor=None):
             )
             checker.setServiceParent(top)
     manager, keeper = makeManager(config, balancers, reactor)
-    connectors = {}
+    sweeper = Sweeper(reactor)
+    pools = {}
     endpoints = {}
     for name, balancerConfig in config.balancers.items():
         endpoints[name] = MemberEndpoints(reactor, balancerConfig.connectTimeout)
         if balancerConfig.mode == "tcp":
             continue
-        connector = MemberConnector(
-            reactor, endpoints[name], maxIdlePerMember=balancerConfig.keepalive
+        pools[name] = MemberPools(
+            endpoints[name].forMember,
+            sweeper,
+            maxIdle=balancerConfig.keepalive,
+            maxConnections=balancerConfig.maxConnections,
+            queueLimit=balancerConfig.queue,
+            queueTimeout=balancerConfig.queueTimeout,
         )
-        connectors[name] = connector
-        _ConnectorService(connector).setServiceParent(top)
+        _PoolService(pools[name]).setServiceParent(top)
 
     def listen(endpoint, factory, service=StreamServerEndpointService, proxyProtocol=False):
         endpoint = serverFromString(reactor, endpoint)
@@ -256,19 +288,19 @@ def makeService(options, reactor=None):
             )
             listen(listener.endpoint, front, proxyProtocol=listener.acceptProxyProtocol)
             continue
-        root = ReverseProxyResource(
+        proxy = HTTPProxy(
             balancers[listener.balancer],
-            connectors[listener.balancer],
+            pools[listener.balancer],
             reactor,
             preserveHost=listener.preserveHost,
             timeout=balancerConfig.timeout,
+            trustedProxies=[ipaddress.ip_network(n, strict=False) for n in listener.trustedProxies],
         )
-        if listener.managerPath:
-            root = ManagerMount(root, listener.managerPath, manager)
+        mount = ManagerMount(listener.managerPath, manager) if listener.managerPath else None
         listen(
             listener.endpoint,
-            ProxySite(root, maxBody=listener.maxBody),
-            lambda endpoint, site: GracefulService(endpoint, site, reactor),
+            HTTPFrontFactory(proxy, frontSettings(listener), mount),
+            lambda endpoint, factory: GracefulService(endpoint, factory, reactor),
             proxyProtocol=listener.acceptProxyProtocol,
         )
     if manager is not None:

@@ -15,11 +15,13 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from playbalancer._client import MemberConnector, MemberEndpoints
 from playbalancer.balancer import Balancer, Member
-from playbalancer.proxy import ReverseProxyResource
+from playbalancer.endpoints import MemberEndpoints
+from playbalancer.exchange import HTTPProxy
+from playbalancer.front import FrontSettings, HTTPFrontFactory
 from playbalancer.schedulers import LeastConnScheduler, RoundRobinScheduler, StandbyScheduler
-from playbalancer.site import ProxySite
+from playbalancer.sweeper import Sweeper
+from playbalancer.upstream import MemberPools
 from playbalancer.testing import MemberServer, closeAll
 
 SCHEDULERS = {
@@ -55,6 +57,10 @@ class ProxyTestCase(TestCase):
         maxBody=0,
         weights=None,
         clock=None,
+        settings=None,
+        mount=None,
+        trustedProxies=(),
+        **poolSettings,
     ):
         """
         Listen on 127.0.0.1 with a balancer over C{urls} (names app1, app2,
@@ -79,16 +85,26 @@ class ProxyTestCase(TestCase):
             "test", SCHEDULERS[scheduler](), members, self.clock, retry=retry,
             schedulerName=scheduler,
         )
-        self.connector = MemberConnector(reactor, MemberEndpoints(reactor, 5))
-        self.resource = ReverseProxyResource(
-            self.balancer, self.connector, reactor, preserveHost=preserveHost, timeout=timeout
+        self.sweeper = Sweeper(reactor, interval=0.05)
+        self.pools = MemberPools(
+            MemberEndpoints(reactor, 5).forMember, self.sweeper, **poolSettings
         )
-        site = ProxySite(self.resource, maxBody=maxBody)
-        self.frontFactory = WrappingFactory(site)
+        self.proxy = HTTPProxy(
+            self.balancer,
+            self.pools,
+            reactor,
+            preserveHost=preserveHost,
+            timeout=timeout,
+            trustedProxies=trustedProxies,
+        )
+        if settings is None:
+            settings = FrontSettings(maxBody=maxBody)
+        self.front = HTTPFrontFactory(self.proxy, settings, mount)
+        self.frontFactory = WrappingFactory(self.front)
         port = reactor.listenTCP(0, self.frontFactory, interface="127.0.0.1")
         self.port = port.getHost().port
         self.base = f"http://127.0.0.1:{self.port}"
-        self.addCleanup(self.connector.close)
+        self.addCleanup(self.pools.close)
         self.addCleanup(port.stopListening)
         self.addCleanup(lambda: closeAll(self.frontFactory, reactor))
         return self.balancer

@@ -16,7 +16,7 @@ from twisted.web.server import Site
 
 from playbalancer.manager import ManagerRoot
 from playbalancer.manager.guard import AccessPolicy
-from playbalancer.site import ManagerMount, ProxySite
+from playbalancer.front import ManagerMount
 from playbalancer.testing import MemberServer, closeAll, rawExchange, waitUntil
 
 from tests.proxyharness import ProxyTestCase, servedBy
@@ -349,12 +349,8 @@ class ProtectionTests(ManagerTestCase):
         (a,) = self.startMembers("app1")
         self.startBalancer([a.url])
         self.startManager()
-        root = ManagerMount(self.resource, "/balancer-manager", self.manager)
-        factory = WrappingFactory(ProxySite(root))
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.addCleanup(lambda: closeAll(factory, reactor))
-        front = f"http://127.0.0.1:{port.getHost().port}"
+        self.front.mount = ManagerMount("/balancer-manager", self.manager)
+        front = self.base
         client = self.client()
         response = await client.get(front + "/balancer-manager/api/status")
         body = json.loads(await response.content())

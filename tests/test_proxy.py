@@ -11,7 +11,6 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.protocols.policies import WrappingFactory
 
-from playbalancer.proxy import ReverseProxyResource
 from playbalancer.testing import BrokenMember, closeAll, rawExchange
 
 from tests.proxyharness import ProxyTestCase, headerValues, servedBy
@@ -128,8 +127,9 @@ class SchedulingTests(ProxyTestCase):
 class HeaderTests(ProxyTestCase):
     async def test_forwardedHeadersAndHost(self):
         """
-        The member sees the client's Host, X-Forwarded-For appended with the
-        client address, X-Forwarded-Proto and X-Forwarded-Host; hop-by-hop
+        The member sees the client's Host, X-Forwarded-For and Forwarded
+        made from the socket peer (what an untrusted client sent is
+        dropped), X-Forwarded-Proto and X-Forwarded-Host; hop-by-hop
         headers (and those named in Connection) are removed; repeated
         headers stay repeated, in order.
         """
@@ -140,7 +140,8 @@ class HeaderTests(ProxyTestCase):
                 b"Host": [b"www.example.com"],
                 b"X-Forwarded-For": [b"10.1.2.3"],
                 b"X-Forwarded-Proto": [b"https"],
-                b"Connection": [b"X-Secret"],
+                b"Forwarded": [b"for=10.9.9.9"],
+                b"Connection": [b"X-Secret, X-Forwarded-For"],
                 b"X-Secret": [b"do not forward"],
                 b"Keep-Alive": [b"timeout=5"],
                 b"TE": [b"trailers"],
@@ -151,7 +152,10 @@ class HeaderTests(ProxyTestCase):
         )
         echoed = await self.echo(self.client(), headers=headers)
         self.assertEqual(headerValues(echoed, "host"), ["www.example.com"])
-        self.assertEqual(headerValues(echoed, "x-forwarded-for"), ["10.1.2.3, 127.0.0.1"])
+        self.assertEqual(headerValues(echoed, "x-forwarded-for"), ["127.0.0.1"])
+        self.assertEqual(
+            headerValues(echoed, "forwarded"), ['for=127.0.0.1;proto=http;host="www.example.com"']
+        )
         self.assertEqual(headerValues(echoed, "x-forwarded-proto"), ["http"])
         self.assertEqual(headerValues(echoed, "x-forwarded-host"), ["www.example.com"])
         self.assertEqual(headerValues(echoed, "x-multi"), ["one", "two"])
@@ -159,6 +163,38 @@ class HeaderTests(ProxyTestCase):
             self.assertEqual(headerValues(echoed, name), [], name)
         connection = headerValues(echoed, "connection")
         self.assertNotIn("X-Secret", " ".join(connection))
+
+    async def test_trustedProxyChainExtended(self):
+        """
+        From a proxy in C{trusted_proxies}, X-Forwarded-For and Forwarded
+        are extended, and its X-Forwarded-Proto and -Host are kept; a
+        C{Connection} header naming X-Forwarded-For cannot remove ours.
+        """
+        import ipaddress
+
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url], trustedProxies=[ipaddress.ip_network("127.0.0.0/8")])
+        headers = Headers(
+            {
+                b"Host": [b"www.example.com"],
+                b"X-Forwarded-For": [b"10.1.2.3"],
+                b"X-Forwarded-Proto": [b"https"],
+                b"X-Forwarded-Host": [b"public.example"],
+                b"Forwarded": [b"for=10.1.2.3;proto=https"],
+                b"Connection": [b"X-Forwarded-For"],
+            }
+        )
+        echoed = await self.echo(self.client(), headers=headers)
+        self.assertEqual(headerValues(echoed, "x-forwarded-for"), ["127.0.0.1"])
+        headers.removeHeader(b"connection")
+        echoed = await self.echo(self.client(), headers=headers)
+        self.assertEqual(headerValues(echoed, "x-forwarded-for"), ["10.1.2.3, 127.0.0.1"])
+        self.assertEqual(headerValues(echoed, "x-forwarded-proto"), ["https"])
+        self.assertEqual(headerValues(echoed, "x-forwarded-host"), ["public.example"])
+        self.assertEqual(
+            headerValues(echoed, "forwarded"),
+            ['for=10.1.2.3;proto=https, for=127.0.0.1;proto=http;host="www.example.com"'],
+        )
 
     async def test_memberHostWhenNotPreserved(self):
         """
@@ -409,31 +445,6 @@ class ErrorTests(ProxyTestCase):
         self.assertEqual(len(a.seen), 1)
 
 
-class MountTests(ProxyTestCase):
-    async def test_mountedInsideAnotherApp(self):
-        """
-        The proxy resource mounted at C{/app} of another twisted.web site
-        sends the rest of the path on, and rewrites redirects under C{/app}.
-        """
-        (a,) = self.startMembers("app1")
-        self.startBalancer([a.url])
-        root = Resource()
-        root.putChild(
-            b"app", ReverseProxyResource(self.balancer, self.connector, reactor)
-        )
-        factory = WrappingFactory(Site(root))
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.addCleanup(lambda: closeAll(factory, reactor))
-        self.base = f"http://127.0.0.1:{port.getHost().port}"
-        echoed = await self.echo(self.client(), "/app/echo?x=1")
-        self.assertEqual(echoed["uri"], "/echo?x=1")
-        response, _ = await self.fetch(
-            self.client(), "/app/redirect", allow_redirects=False, headers={b"Host": [b"h:1"]}
-        )
-        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"http://h:1/app/"])
-
-
 class _Exploding:
     def pick(self, candidates, request):
         raise ZeroDivisionError("scheduler bug")
@@ -463,7 +474,7 @@ class StalePoolTests(ProxyTestCase):
         """
         import socket
 
-        from playbalancer._client import closedByPeer
+        from playbalancer.upstream import closedByPeer
 
         class Connection:
             def __init__(self, sock):
@@ -500,12 +511,12 @@ class GracefulStopTests(ProxyTestCase):
         """
         from twisted.internet.endpoints import TCP4ServerEndpoint
 
-        from playbalancer.site import GracefulService, ProxySite
+        from playbalancer.site import GracefulService
         from playbalancer.testing import waitUntil
 
         (a,) = self.startMembers("app1")
         self.startBalancer([a.url])
-        site = ProxySite(self.resource)
+        site = self.front
         service = GracefulService(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), site, reactor)
         service.startService()
         port = service._waitingForPort.result.getHost().port
@@ -525,7 +536,7 @@ class GracefulStopTests(ProxyTestCase):
         self.assertIn(b"Connection: close", busyAnswer.split(b"\r\n\r\n")[0])
         self.assertTrue(busyAnswer.endswith(b"released\n\r\n0\r\n\r\n"))
         await waitUntil(lambda: done, reactor)
-        self.assertEqual(site.channels, set())
+        self.assertEqual(site.connections, set())
 
 
 class AcceptProxyProtocolTests(ProxyTestCase):
@@ -536,11 +547,9 @@ class AcceptProxyProtocolTests(ProxyTestCase):
         """
         from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
 
-        from playbalancer.site import ProxySite
-
         (a,) = self.startMembers("app1")
         self.startBalancer([a.url])
-        port = reactor.listenTCP(0, HAProxyWrappingFactory(ProxySite(self.resource)), interface="127.0.0.1")
+        port = reactor.listenTCP(0, HAProxyWrappingFactory(self.front), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         raw = await rawExchange(
             reactor,

@@ -15,7 +15,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from playbalancer._client import MemberEndpoints
+from playbalancer.endpoints import MemberEndpoints
 from playbalancer.balancer import Balancer, Member
 from playbalancer.schedulers import RoundRobinScheduler, StandbyScheduler
 from playbalancer.tcp import TCPFrontFactory, proxyHeader

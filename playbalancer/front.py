@@ -1,0 +1,471 @@
+"""
+The client side of the HTTP proxy: a strict HTTP/1.1 server connection
+that reads requests (heads through L{playbalancer.wire}, bodies through
+L{playbalancer.chunked}), hands each to an L{Exchange}, and enforces the
+listener's limits and timeouts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from twisted.web import http, resource, server
+
+from playbalancer.chunked import ChunkedDecoder, LengthCounter
+from playbalancer.exchange import Exchange, plainResponse
+from playbalancer.wire import HTTPError, Limits, findBareLF, parseRequestHead
+
+_HEAD, _BODY, _WAIT, _TUNNEL, _CLOSED, _HANDED_OVER = range(6)
+
+#: Pipelined bytes read ahead of the current response before the client is
+#: paused.
+PIPELINE_LIMIT = 65536
+
+
+@dataclass(frozen=True)
+class FrontSettings:
+    """
+    A listener's limits and timeouts (seconds).
+
+    @ivar headerTimeout: to receive a whole request head, from its first
+        byte (or from the connection's start): slowloris.
+    @ivar idleTimeout: a keep-alive connection may wait for its next
+        request.
+    @ivar bodyTimeout: the request body may pause.
+    @ivar maxBody: the largest request body (0: no limit).
+    @ivar maxConnections: client connections open at once (0: no limit).
+    """
+
+    limits: Limits = Limits()
+    headerTimeout: float = 10.0
+    idleTimeout: float = 75.0
+    bodyTimeout: float = 60.0
+    maxBody: int = 0
+    maxConnections: int = 10000
+
+
+class FrontConnection(Protocol):
+    """
+    One client connection.
+    """
+
+    def __init__(self, factory):
+        self.factory = factory
+        self.settings = factory.settings
+        self.state = _HEAD
+        self.buffer = b""
+        self.exchange = None
+        self.deadline = None
+        self.closing = False
+        self.client = None
+        self.secure = False
+        self._body = None
+        self._headStarted = False
+        self._processing = False
+        self._paused = False
+        self._handedOver = None
+
+    def connectionMade(self):
+        factory = self.factory
+        transport = self.transport
+        try:
+            transport.setTcpNoDelay(True)
+        except (AttributeError, OSError):
+            pass
+        self.secure = ISSLTransport.providedBy(transport)
+        factory.connections.add(self)
+        factory.accepted += 1
+        factory.sweeper.watch(self)
+        self.deadline = factory.sweeper.now + self.settings.headerTimeout
+
+    # Reading
+
+    def dataReceived(self, data):
+        state = self.state
+        if state == _BODY and not self.buffer:
+            self._feedBody(data)
+            if self.state == _BODY:
+                return
+        elif state == _TUNNEL:
+            self.exchange.clientData(data)
+            return
+        elif state == _HANDED_OVER:
+            self._handedOver.dataReceived(data)
+            return
+        elif state == _CLOSED:
+            return
+        else:
+            self.buffer = self.buffer + data if self.buffer else data
+        if not self._processing:
+            self._process()
+
+    def _process(self):
+        self._processing = True
+        try:
+            while True:
+                state = self.state
+                if state == _HEAD:
+                    if not self._readHead():
+                        return
+                elif state == _BODY:
+                    if not self.buffer:
+                        return
+                    data, self.buffer = self.buffer, b""
+                    self._feedBody(data)
+                    if self.state == _BODY:
+                        return
+                else:
+                    if state == _WAIT and len(self.buffer) > PIPELINE_LIMIT:
+                        self.pauseReading()
+                    return
+        finally:
+            self._processing = False
+
+    def _readHead(self):
+        """
+        Read a request head from the buffer and start its exchange.
+
+        @return: whether to go on processing.
+        """
+        buffer = self.buffer
+        if not buffer:
+            return False
+        if buffer[:1] in (b"\r", b"\n"):
+            buffer = self.buffer = buffer.lstrip(b"\r\n")
+            if not buffer:
+                return False
+        sweeper = self.factory.sweeper
+        limits = self.settings.limits
+        end = buffer.find(b"\r\n\r\n")
+        if end == -1:
+            if not self._headStarted:
+                self._headStarted = True
+                self.deadline = sweeper.now + self.settings.headerTimeout
+            if buffer.find(b"\r\n", 0, limits.maxRequestLine + 2) == -1 and (
+                len(buffer) > limits.maxRequestLine
+            ):
+                self.refuse(HTTPError(414, "the request line is too long"))
+            elif len(buffer) > limits.maxHeaderBytes + limits.maxRequestLine:
+                self.refuse(HTTPError(431, "the request head is too large"))
+            elif findBareLF(buffer):
+                self.refuse(HTTPError(400, "a bare LF line ending"))
+            return False
+        raw = buffer[: end + 4]
+        self.buffer = buffer[end + 4 :]
+        try:
+            if end > limits.maxHeaderBytes + limits.maxRequestLine:
+                raise HTTPError(431, "the request head is too large")
+            request = parseRequestHead(buffer[:end], limits)
+            maxBody = self.settings.maxBody
+            if maxBody and request.length and request.length > maxBody:
+                raise HTTPError(413, "the body is too big")
+        except HTTPError as e:
+            self.refuse(e)
+            return False
+        if self.client is None:
+            # Asked only now: a PROXY protocol wrapper knows the real peer
+            # once its header was read.
+            self.client = getattr(self.transport.getPeer(), "host", None) or "unknown"
+        request.client = self.client
+        request.secure = self.secure
+        self._headStarted = False
+        mount = self.factory.mount
+        if mount is not None and mount.claims(request.path):
+            self._handOver(mount, raw)
+            return False
+        exchange = self.exchange = Exchange(self.factory.proxy, self, request)
+        length = request.length
+        if length == 0:
+            self.state = _WAIT
+            self.deadline = None
+        else:
+            self.state = _BODY
+            self._bodySize = 0
+            onData = self._bodyData
+            self._body = (
+                ChunkedDecoder(onData, 400) if length is None else LengthCounter(onData, length)
+            )
+            self.deadline = sweeper.now + self.settings.bodyTimeout
+        try:
+            exchange.start()
+        except Exception:
+            exchange.failed(Failure())
+        return True
+
+    def _bodyData(self, data):
+        maxBody = self.settings.maxBody
+        if maxBody:
+            self._bodySize += len(data)
+            if self._bodySize > maxBody:
+                raise HTTPError(413, "the body is too big")
+        self.exchange.bodyData(data)
+
+    def _feedBody(self, data):
+        try:
+            left = self._body.feed(data)
+        except HTTPError as e:
+            exchange = self.exchange
+            if exchange is not None and exchange.responseStarted:
+                self.abort()
+            else:
+                if exchange is not None:
+                    exchange.clientGone()
+                self.refuse(e)
+            return
+        if left is None:
+            self.deadline = self.factory.sweeper.now + self.settings.bodyTimeout
+            return
+        self._body = None
+        self.buffer = left + self.buffer if self.buffer else left
+        exchange = self.exchange
+        if exchange is None:
+            # Its response went out already; the connection closes.
+            self.state = _CLOSED
+            self.transport.loseConnection()
+            return
+        self.state = _WAIT
+        self.deadline = None
+        exchange.bodyEnd()
+
+    # Flow control
+
+    def pauseReading(self):
+        if not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def resumeReading(self):
+        if self._paused:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    # Answers
+
+    def responseDone(self, keepAlive):
+        """
+        The current exchange wrote its whole response.
+        """
+        self.exchange = None
+        if self.state == _CLOSED:
+            return
+        if not keepAlive or self.closing or self.state == _BODY:
+            self._close()
+            return
+        self.state = _HEAD
+        self.deadline = self.factory.sweeper.now + self.settings.idleTimeout
+        self.resumeReading()
+        if self.buffer and not self._processing:
+            self._process()
+
+    def _close(self):
+        self.state = _CLOSED
+        self.deadline = None
+        self.transport.loseConnection()
+
+    def refuse(self, error):
+        """
+        Answer a request we will not pass on, and close.
+        """
+        if self.state == _CLOSED:
+            return
+        self.factory.refused += 1
+        self.transport.write(plainResponse(error.status, _text(error), keepAlive=False))
+        self._close()
+
+    def abort(self):
+        """
+        Close the connection short of a complete response: what was sent
+        goes out, and cannot look complete (short of its Content-Length, or
+        without its last chunk).
+        """
+        self.state = _CLOSED
+        self.deadline = None
+        self.transport.loseConnection()
+
+    def expired(self):
+        """
+        A timeout passed (see L{FrontSettings}).
+        """
+        self.deadline = None
+        state = self.state
+        if state == _HEAD:
+            if self.buffer or self._headStarted:
+                self.refuse(HTTPError(408, "the request head took too long"))
+            else:
+                self._close()
+        elif state == _BODY:
+            exchange = self.exchange
+            if exchange is not None:
+                exchange.clientTimedOut()
+            else:
+                self.refuse(HTTPError(408, "the request body stopped"))
+
+    def startTunnel(self, exchange):
+        """
+        From now on, bytes from the client go to the member as they are.
+        """
+        self.state = _TUNNEL
+        self.deadline = None
+        buffered, self.buffer = self.buffer, b""
+        if buffered:
+            exchange.clientData(buffered)
+
+    def closeGracefully(self):
+        """
+        Close once the current response is done; at once if idle.
+        """
+        self.closing = True
+        if self.state == _HEAD and self.exchange is None and not self.buffer:
+            self._close()
+
+    # Handing over to another protocol (the manager on the same listener)
+
+    def _handOver(self, mount, raw):
+        self.state = _HANDED_OVER
+        self.deadline = None
+        self.factory.sweeper.unwatch(self)
+        channel = self._handedOver = mount.buildProtocol(self.transport.getPeer())
+        channel.makeConnection(self.transport)
+        rest, self.buffer = self.buffer, b""
+        channel.dataReceived(raw + rest)
+
+    def connectionLost(self, reason):
+        factory = self.factory
+        factory.connections.discard(self)
+        factory.sweeper.unwatch(self)
+        self.state = _CLOSED
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.clientGone()
+        if self._handedOver is not None:
+            self._handedOver.connectionLost(reason)
+
+
+def _text(error):
+    reason = error.reason
+    return f"{_PHRASES.get(error.status, 'Error')}: {reason}"
+
+
+_PHRASES = {
+    400: "Bad Request",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    417: "Expectation Failed",
+    431: "Request Header Fields Too Large",
+    501: "Not Implemented",
+    505: "HTTP Version Not Supported",
+}
+
+
+class _Rejected(Protocol):
+    """
+    A connection over the listener's limit: closed at once.
+    """
+
+    def connectionMade(self):
+        self.transport.abortConnection()
+
+
+class HTTPFrontFactory(Factory):
+    """
+    Builds L{FrontConnection}s for one listener.
+
+    @param proxy: the L{playbalancer.exchange.HTTPProxy} requests go to.
+    @param settings: the listener's L{FrontSettings}.
+    @param mount: optional L{ManagerMount}: requests under its path go to
+        it, not to the proxy.
+    """
+
+    noisy = False
+
+    def __init__(self, proxy, settings=FrontSettings(), mount=None):
+        self.proxy = proxy
+        self.settings = settings
+        self.sweeper = proxy.sweeper
+        self.mount = mount
+        self.connections = set()
+        self.accepted = 0
+        self.rejected = 0
+        self.refused = 0
+
+    def buildProtocol(self, addr):
+        limit = self.settings.maxConnections
+        if limit and len(self.connections) >= limit:
+            self.rejected += 1
+            return _Rejected()
+        return FrontConnection(self)
+
+    def closeGracefully(self, clock, grace):
+        """
+        Close every client connection without cutting off a request: idle
+        ones at once, busy ones once their response is done (with
+        C{Connection: close} on responses that have not started).  After
+        C{grace} seconds the rest are cut.
+
+        @return: a L{Deferred} that fires when all are closed.
+        """
+        for connection in list(self.connections):
+            connection.closeGracefully()
+        d = Deferred()
+        deadline = clock.seconds() + grace
+
+        def check():
+            if not self.connections:
+                d.callback(None)
+            elif clock.seconds() >= deadline:
+                for connection in list(self.connections):
+                    connection.transport.abortConnection()
+                d.callback(None)
+            else:
+                clock.callLater(0.05, check)
+
+        check()
+        return d
+
+
+class _OneRequestChannel(http.HTTPChannel):
+    """
+    A twisted.web channel that closes after its first response.
+    """
+
+    def checkPersistence(self, request, version):
+        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        return False
+
+
+class ManagerMount:
+    """
+    Serves the manager under a path of a front listener (like Apache's
+    C{ProxyPass /balancer-manager !}): a request under that path is handed,
+    with its connection, to a twisted.web channel serving the manager, and
+    that connection closes after its response.
+
+    @param path: the manager's path, e.g. C{"/balancer-manager"}.
+    @param manager: the manager's root resource.
+    """
+
+    def __init__(self, path, manager):
+        segments = [s.encode("ascii") for s in path.strip("/").split("/")]
+        self.prefix = b"/" + b"/".join(segments)
+        root = parent = resource.Resource()
+        for segment in segments[:-1]:
+            child = resource.Resource()
+            parent.putChild(segment, child)
+            parent = child
+        parent.putChild(segments[-1], manager)
+        self.site = server.Site(root, timeout=60)
+        self.site.protocol = _OneRequestChannel
+        self.site.log = lambda request: None
+
+    def claims(self, path):
+        prefix = self.prefix
+        return path == prefix or path.startswith(prefix + b"/")
+
+    def buildProtocol(self, addr):
+        return self.site.buildProtocol(addr)

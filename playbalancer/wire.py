@@ -1,0 +1,369 @@
+"""
+Strict HTTP/1.1 message heads (RFC 9110 / RFC 9112) for a proxy: parse a
+client's request head or a member's response head, and refuse anything two
+parsers could read differently.
+
+A balancer's parser is its attack surface: a request that we and a member
+frame differently is a smuggled request.  So these parsers accept only the
+grammar of RFC 9112, with CRLF line endings everywhere, and raise
+L{HTTPError} with the status to answer otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
+
+_REQUEST_LINE = re.compile(rb"([%s]+) ([^\x00-\x20\x7f#]+) (HTTP/[0-9]\.[0-9])\Z" % _TCHAR)
+_HEADER_LINE = re.compile(rb"([%s]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\Z" % _TCHAR)
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\Z")
+_DIGITS = re.compile(rb"[0-9]{1,18}\Z")
+_HOST = re.compile(
+    rb"(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?\Z"
+)
+_BARE_LF = re.compile(rb"(?:\A|[^\r])\n")
+
+#: Methods a reverse proxy does not pass on.
+_REFUSED_METHODS = {
+    b"CONNECT": "a reverse proxy does not tunnel (CONNECT)",
+    b"TRACE": "TRACE would reflect headers to the client",
+}
+
+
+class HTTPError(Exception):
+    """
+    A message we refuse: answer C{status} (and close the connection).
+    """
+
+    def __init__(self, status, reason):
+        Exception.__init__(self, status, reason)
+        self.status = status
+        self.reason = reason
+
+    def __str__(self):
+        return f"{self.status}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """
+    Sizes a client's request head may reach.
+    """
+
+    maxRequestLine: int = 8192
+    maxHeaderLine: int = 8192
+    maxHeaderBytes: int = 65536
+    maxHeaders: int = 100
+
+
+class RequestHead:
+    """
+    A parsed, checked request head.
+
+    @ivar headers: C{(name, value)} pairs in order, names as sent.
+    @ivar host: the authority the request is for (from an absolute-form
+        target, else from I{Host}), or L{None} (HTTP/1.0 without one).
+    @ivar target: origin-form (path and query) or C{b"*"}.
+    @ivar length: the body length from I{Content-Length}, 0 if none, or
+        L{None} for a chunked body.
+    """
+
+    __slots__ = (
+        "method",
+        "target",
+        "version",
+        "headers",
+        "host",
+        "length",
+        "keepAlive",
+        "expectContinue",
+        "connection",
+        "upgrade",
+        "client",
+        "secure",
+    )
+
+    def __init__(self, method, target, version, headers):
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.host = None
+        self.length = 0
+        self.keepAlive = True
+        self.expectContinue = False
+        self.connection = frozenset()
+        self.upgrade = None
+        self.client = None
+        self.secure = False
+
+    @property
+    def chunked(self):
+        return self.length is None
+
+    def getHeader(self, name):
+        """
+        The last value of header C{name} (case-insensitive), or L{None}.
+        """
+        name = name.lower()
+        found = None
+        for key, value in self.headers:
+            if key.lower() == name:
+                found = value
+        return found
+
+    @property
+    def path(self):
+        return self.target.partition(b"?")[0]
+
+
+class ResponseHead:
+    """
+    A parsed, checked member response head.
+
+    @ivar length: the body length, L{None} for chunked, or C{-1} for a body
+        that ends when the member closes.
+    """
+
+    __slots__ = ("status", "reason", "version", "headers", "length", "keepAlive", "connection")
+
+    def __init__(self, status, reason, version, headers):
+        self.status = status
+        self.reason = reason
+        self.version = version
+        self.headers = headers
+        self.length = 0
+        self.keepAlive = True
+        self.connection = frozenset()
+
+
+def findBareLF(data):
+    """
+    Whether C{data} has a line feed that is not preceded by a carriage
+    return (a line ending we refuse).
+    """
+    return _BARE_LF.search(data) is not None
+
+
+def _splitLines(head):
+    lines = head.split(b"\r\n")
+    for line in lines:
+        if b"\r" in line or b"\n" in line:
+            raise HTTPError(400, "bare CR or LF in the message head")
+    return lines
+
+
+def _parseHeaders(lines, limits, problem):
+    """
+    C{(name, value)} pairs from header lines, and a dict of lower-case names
+    to lists of values for the few headers that frame the message.
+    """
+    headers = []
+    if limits is not None and len(lines) > limits.maxHeaders:
+        raise HTTPError(431, "too many header fields")
+    maxLine = limits.maxHeaderLine if limits is not None else None
+    match = _HEADER_LINE.match
+    for line in lines:
+        if maxLine is not None and len(line) > maxLine:
+            raise HTTPError(431, "a header field is too long")
+        found = match(line)
+        if found is None:
+            if line[:1] in (b" ", b"\t"):
+                raise HTTPError(problem, "obsolete line folding in a header")
+            name = line.partition(b":")[0]
+            if not line.count(b":"):
+                raise HTTPError(problem, "a header line without a colon")
+            if name != name.rstrip(b" \t"):
+                raise HTTPError(problem, "whitespace before the colon of a header")
+            raise HTTPError(problem, "an invalid header name or value")
+        headers.append(found.groups())
+    return headers
+
+
+def _tokens(values):
+    tokens = []
+    for value in values:
+        for token in value.split(b","):
+            token = token.strip(b" \t").lower()
+            if token:
+                tokens.append(token)
+    return tokens
+
+
+def _contentLength(values, status):
+    if len(values) > 1:
+        raise HTTPError(status, "more than one Content-Length")
+    if not _DIGITS.match(values[0]):
+        raise HTTPError(status, "Content-Length is not a plain decimal number")
+    return int(values[0])
+
+
+def _chunkedCodings(values, status, unsupported):
+    codings = _tokens(values)
+    if not codings or codings[-1] != b"chunked":
+        raise HTTPError(status, "Transfer-Encoding does not end with chunked")
+    if codings.count(b"chunked") > 1:
+        raise HTTPError(status, "chunked is listed more than once")
+    if len(codings) > 1:
+        raise HTTPError(unsupported, "transfer codings other than chunked are not supported")
+
+
+#: The headers whose values parseRequestHead needs.
+_FRAMING = frozenset(
+    [b"content-length", b"transfer-encoding", b"host", b"connection", b"expect", b"upgrade"]
+)
+
+
+def _framingHeaders(headers):
+    found = {}
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in _FRAMING:
+            found.setdefault(lowered, []).append(value)
+    return found
+
+
+def parseRequestHead(head, limits):
+    """
+    Parse and check a request head.
+
+    @param head: the bytes up to, not including, the empty line that ends
+        the head (leading empty lines already skipped).
+    @param limits: a L{Limits}.
+    @raise HTTPError: the request must be refused with that status.
+    @return: a L{RequestHead}.
+    """
+    lines = _splitLines(head)
+    requestLine = lines[0]
+    if len(requestLine) > limits.maxRequestLine:
+        raise HTTPError(414, "the request line is too long")
+    found = _REQUEST_LINE.match(requestLine)
+    if found is None:
+        raise HTTPError(400, "a malformed request line")
+    method, target, version = found.groups()
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise HTTPError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
+    if len(head) - len(requestLine) - 2 > limits.maxHeaderBytes:
+        raise HTTPError(431, "the header fields are too large")
+    headers = _parseHeaders(lines[1:], limits, 400)
+    if method in _REFUSED_METHODS:
+        raise HTTPError(405, _REFUSED_METHODS[method])
+    request = RequestHead(method, target, version, headers)
+    framing = _framingHeaders(headers)
+    _checkTarget(request, framing)
+    lengths = framing.get(b"content-length")
+    codings = framing.get(b"transfer-encoding")
+    if codings is not None:
+        if lengths is not None:
+            raise HTTPError(400, "both Content-Length and Transfer-Encoding")
+        if version == b"HTTP/1.0":
+            raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        _chunkedCodings(codings, 400, 501)
+        request.length = None
+    elif lengths is not None:
+        request.length = _contentLength(lengths, 400)
+    connection = frozenset(_tokens(framing.get(b"connection", ())))
+    request.connection = connection
+    if version == b"HTTP/1.1":
+        request.keepAlive = b"close" not in connection
+    else:
+        request.keepAlive = b"keep-alive" in connection
+    expect = framing.get(b"expect")
+    if expect is not None:
+        if [v.lower() for v in expect] != [b"100-continue"]:
+            raise HTTPError(417, "only Expect: 100-continue is supported")
+        request.expectContinue = version == b"HTTP/1.1"
+    upgrade = framing.get(b"upgrade")
+    if upgrade is not None and b"upgrade" in connection:
+        protocols = [p for p in _tokens(upgrade) if not p.startswith(b"h2c")]
+        if protocols:
+            request.upgrade = b", ".join(protocols)
+    return request
+
+
+def _checkTarget(request, framing):
+    """
+    Check the request target and the I{Host}; turn an absolute-form target
+    into origin-form with its authority as the host.
+    """
+    hosts = framing.get(b"host", [])
+    if len(hosts) > 1:
+        raise HTTPError(400, "more than one Host header")
+    if hosts:
+        if not _HOST.match(hosts[0]):
+            raise HTTPError(400, "an invalid Host header")
+        request.host = hosts[0]
+    elif request.version == b"HTTP/1.1":
+        raise HTTPError(400, "an HTTP/1.1 request without a Host header")
+    target = request.target
+    if target[:1] == b"/":
+        return
+    if target == b"*":
+        if request.method != b"OPTIONS":
+            raise HTTPError(400, "the * target is only for OPTIONS")
+        return
+    lowered = target[:8].lower()
+    if lowered.startswith(b"http://"):
+        rest = target[7:]
+    elif lowered.startswith(b"https://"):
+        rest = target[8:]
+    else:
+        raise HTTPError(400, "the request target must be a path")
+    slash = rest.find(b"/")
+    question = rest.find(b"?")
+    ends = [i for i in (slash, question) if i != -1]
+    end = min(ends) if ends else len(rest)
+    authority, path = rest[:end], rest[end:]
+    if not authority or b"@" in authority or not _HOST.match(authority):
+        raise HTTPError(400, "an invalid authority in the request target")
+    # RFC 9112 section 3.2.2: the target's authority wins over Host.
+    request.host = authority
+    request.target = path if path[:1] == b"/" else b"/" + path
+
+
+def parseResponseHead(head, method):
+    """
+    Parse and check a member's response head.
+
+    @param method: the request's method (a response to HEAD has no body).
+    @raise HTTPError: (502) the response cannot be relayed safely.
+    @return: a L{ResponseHead}.
+    """
+    lines = _splitLines(head)
+    found = _STATUS_LINE.match(lines[0])
+    if found is None:
+        raise HTTPError(502, "a malformed status line")
+    minor, status, reason = found.groups()
+    status = int(status)
+    headers = _parseHeaders(lines[1:], None, 502)
+    response = ResponseHead(status, reason or b"", minor, headers)
+    framing = _framingHeaders(headers)
+    lengths = framing.get(b"content-length")
+    codings = framing.get(b"transfer-encoding")
+    connection = frozenset(_tokens(framing.get(b"connection", ())))
+    response.connection = connection
+    response.keepAlive = (
+        b"close" not in connection if minor == b"1" else b"keep-alive" in connection
+    )
+    if codings is not None and lengths is not None:
+        raise HTTPError(502, "both Content-Length and Transfer-Encoding")
+    if lengths is not None:
+        length = _contentLength(lengths, 502)
+    if status < 200 or status in (204, 304) or method == b"HEAD":
+        if codings is not None:
+            raise HTTPError(502, "Transfer-Encoding on a response without a body")
+        if status == 204 and lengths is not None and length != 0:
+            raise HTTPError(502, "a body length on a 204 response")
+        response.length = 0
+        return response
+    if codings is not None:
+        _chunkedCodings(codings, 502, 502)
+        response.length = None
+    elif lengths is not None:
+        response.length = length
+    else:
+        response.length = -1
+        response.keepAlive = False
+    return response
