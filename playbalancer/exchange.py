@@ -560,9 +560,11 @@ class Exchange:
         self._stopContinue()
         self.front.responseDone(self.keepAlive)
 
-    def memberLost(self, reason, inBody):
+    def memberLost(self, reason, answered):
         """
         The member connection closed before the response was complete.
+
+        @param answered: whether some of the response had come.
         """
         member = self.member
         balancer = self.proxy.balancer
@@ -579,7 +581,9 @@ class Exchange:
             )
             self.front.abort()
             return
-        if not self.reused:
+        if answered or not self.reused:
+            # (A pooled connection that closes with no answer at all was
+            # most likely closed by the member while idle: no failure.)
             balancer.memberFailed(member, describe(reason))
         if self._canRetry():
             self.retried = True

@@ -322,3 +322,62 @@ def freePort():
     One port, as L{freePorts}.
     """
     return freePorts(1)[0]
+
+
+class RawConversation(Protocol):
+    """
+    A raw client that sends in steps and waits for what comes back, for
+    tests of timeouts and interim responses.
+
+    Use L{RawConversation.open}; C{received} holds every byte so far and
+    C{closed} fires (with the reason) when the connection ends.
+    """
+
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self.received = b""
+        self.closed = defer.Deferred()
+        self.closedReason = None
+
+    @classmethod
+    def open(cls, reactor, port):
+        """
+        Connect to 127.0.0.1:C{port}; fires with the conversation.
+        """
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+        return connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), cls(reactor))
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.closedReason = reason
+        self.closed.callback(reason)
+
+    def send(self, data):
+        self.transport.write(data)
+
+    def waitFor(self, needle, timeout=10.0):
+        """
+        Fire once C{needle} (bytes) was received; fail after C{timeout}.
+        """
+        return waitUntil(
+            lambda: needle in self.received or self.closedReason is not None, self.reactor, timeout
+        ).addCallback(lambda _: self._found(needle))
+
+    def _found(self, needle):
+        if needle not in self.received:
+            raise AssertionError(f"{needle!r} never came; got {self.received!r}")
+        return self.received
+
+    def waitClosed(self, timeout=10.0):
+        """
+        Fire once the server closed the connection; fail after C{timeout}.
+        """
+        return waitUntil(lambda: self.closedReason is not None, self.reactor, timeout)
+
+    def close(self):
+        if self.closedReason is None:
+            self.transport.abortConnection()
+        return self.closed

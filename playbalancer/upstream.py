@@ -15,7 +15,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from playbalancer.chunked import ChunkedDecoder, LengthCounter
-from playbalancer.wire import HTTPError, parseResponseHead
+from playbalancer.wire import HTTPError, findBareLF, parseResponseHead
 
 #: The largest response head a member may send.
 MAX_RESPONSE_HEAD = 65536
@@ -39,8 +39,9 @@ class MemberConnection(Protocol):
 
     The exchange it serves gets: C{memberInterim(status)},
     C{memberResponse(head)}, C{memberData(data)}, C{memberDone()},
-    C{memberSwitched(leftover)} (after a 101) and
-    C{memberLost(reason, answered)}.
+    C{memberSwitched(leftover)} (after a 101), C{memberBroken(error)},
+    C{memberTimedOut()}, C{memberTunnelClosed()} and
+    C{memberLost(reason, answered)} (answered: some of the response came).
     """
 
     def __init__(self, pool):
@@ -119,11 +120,15 @@ class MemberConnection(Protocol):
         if end == -1:
             if len(buffer) > MAX_RESPONSE_HEAD:
                 self._malformed(HTTPError(502, "the response head is too large"))
-                return
-            self._buffer = buffer
+            elif findBareLF(buffer):
+                self._malformed(HTTPError(502, "a bare LF line ending"))
+            else:
+                self._buffer = buffer
             return
         self._buffer = b""
         try:
+            if end > MAX_RESPONSE_HEAD:
+                raise HTTPError(502, "the response head is too large")
             head = parseResponseHead(buffer[:end], self._method)
         except HTTPError as e:
             self._malformed(e)
@@ -234,7 +239,7 @@ class MemberConnection(Protocol):
         elif state == _TUNNEL:
             exchange.memberTunnelClosed()
         else:
-            exchange.memberLost(reason, state == _BODY)
+            exchange.memberLost(reason, state == _BODY or bool(self._buffer))
 
 
 def closedByPeer(connection):
