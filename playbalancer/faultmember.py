@@ -171,6 +171,8 @@ class FaultMember:
         self.size = size
         self.delay = delay
         self.status = status
+        #: Whether it answers C{Expect: 100-continue} with C{100 Continue}.
+        self.continues = True
         self.port = None
         self.requests = 0
         self.connections = 0
@@ -189,7 +191,8 @@ class FaultMember:
     @behaviour.setter
     def behaviour(self, value):
         if value not in BEHAVIOURS:
-            raise ValueError(f"unknown behaviour {value!r}; known: {', '.join(sorted(BEHAVIOURS))}")
+            known = ", ".join(sorted(BEHAVIOURS))
+            raise ValueError(f"unknown behaviour {value!r}; known: {known}")
         self._behaviour = value
         if self._started:
             self._followBehaviour()
@@ -294,7 +297,7 @@ class FaultMember:
         d = defer.Deferred()
         self._goneWaiters.append(d)
         for protocol in list(self._protocols):
-            pass
+            protocol.transport.abortConnection()
         return d
 
     def _opened(self, protocol):
@@ -544,7 +547,12 @@ class _FaultProtocol(Protocol):
             behaviour = self.member.behaviour
             if behaviour == "close":
                 return self.finish()
-            if request.expectsContinue and request.hasBody and behaviour in _ANSWERING:
+            if (
+                request.expectsContinue
+                and request.hasBody
+                and behaviour in _ANSWERING
+                and self.member.continues
+            ):
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.pending = (behaviour, request)
 
@@ -585,7 +593,7 @@ class _FaultProtocol(Protocol):
             if data:
                 self.transport.registerProducer(_SendThenReset(self.transport, data), False)
             else:
-                self.transport.loseConnection()
+                self.transport.abortConnection()
         elif behaviour == "refuse":
             self.state = "over"
             self.transport.abortConnection()

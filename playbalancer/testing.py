@@ -330,7 +330,7 @@ class RawConversation(Protocol):
     tests of timeouts and interim responses.
 
     Use L{RawConversation.open}; C{received} holds every byte so far and
-    C{closed} fires (with the reason) when the connection ends.
+    C{closed} fires when the connection ends (C{closedReason} says how).
     """
 
     def __init__(self, reactor):
@@ -353,7 +353,7 @@ class RawConversation(Protocol):
 
     def connectionLost(self, reason):
         self.closedReason = reason
-        self.closed.callback(reason)
+        self.closed.callback(None)
 
     def send(self, data):
         self.transport.write(data)

@@ -147,11 +147,11 @@ def findBareLF(data):
     return _BARE_LF.search(data) is not None
 
 
-def _splitLines(head):
+def _splitLines(head, status):
     lines = head.split(b"\r\n")
     for line in lines:
         if b"\r" in line or b"\n" in line:
-            raise HTTPError(400, "bare CR or LF in the message head")
+            raise HTTPError(status, "bare CR or LF in the message head")
     return lines
 
 
@@ -235,7 +235,7 @@ def parseRequestHead(head, limits):
     @raise HTTPError: the request must be refused with that status.
     @return: a L{RequestHead}.
     """
-    lines = _splitLines(head)
+    lines = _splitLines(head, 400)
     requestLine = lines[0]
     if len(requestLine) > limits.maxRequestLine:
         raise HTTPError(414, "the request line is too long")
@@ -331,7 +331,7 @@ def parseResponseHead(head, method):
     @raise HTTPError: (502) the response cannot be relayed safely.
     @return: a L{ResponseHead}.
     """
-    lines = _splitLines(head)
+    lines = _splitLines(head, 502)
     found = _STATUS_LINE.match(lines[0])
     if found is None:
         raise HTTPError(502, "a malformed status line")

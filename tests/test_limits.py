@@ -1,0 +1,212 @@
+"""
+The front end's limits and timeouts, and C{Expect: 100-continue}, over
+real sockets.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
+
+from playbalancer.faultmember import FaultMember
+from playbalancer.front import FrontSettings
+from playbalancer.testing import RawConversation, rawExchange, waitUntil
+
+from proxyharness import ProxyTestCase
+
+GET = b"GET /x HTTP/1.1\r\nHost: front\r\n\r\n"
+
+
+class TimeoutTests(ProxyTestCase):
+    def setUp(self):
+        self.member = FaultMember(reactor, "ok", name="app1").start()
+        self.addCleanup(self.member.stop)
+        self.startBalancer(
+            [self.member.url],
+            settings=FrontSettings(headerTimeout=0.3, idleTimeout=0.3, bodyTimeout=0.3),
+        )
+
+    async def test_slowHeadGets408(self):
+        """
+        A head that does not arrive in full within C{header_timeout}
+        (slowloris) gets 408 and the connection is closed.
+        """
+        talk = await RawConversation.open(reactor, self.port)
+        talk.send(b"GET / HTTP/1.1\r\nHost: front\r\nX-Slow: ")
+        await talk.waitClosed()
+        self.assertTrue(talk.received.startswith(b"HTTP/1.1 408 "), talk.received)
+        self.assertEqual(self.member.requests, 0)
+
+    async def test_silentNewConnectionClosed(self):
+        talk = await RawConversation.open(reactor, self.port)
+        await talk.waitClosed()
+        self.assertEqual(talk.received, b"")
+
+    async def test_idleKeepAliveClosedQuietly(self):
+        talk = await RawConversation.open(reactor, self.port)
+        talk.send(GET)
+        await talk.waitFor(b"app1\n")
+        await talk.waitClosed()
+        self.assertTrue(talk.received.endswith(b"app1\n"), talk.received)
+        self.assertEqual(talk.received.count(b"HTTP/1.1"), 1)
+
+    async def test_stalledBodyGets408(self):
+        talk = await RawConversation.open(reactor, self.port)
+        talk.send(b"POST /x HTTP/1.1\r\nHost: front\r\nContent-Length: 10\r\n\r\nabc")
+        await talk.waitClosed()
+        self.assertTrue(talk.received.startswith(b"HTTP/1.1 408 "), talk.received)
+        self.assertEqual(self.balancer.member("app1").active, 0)
+
+
+class ConnectionLimitTests(ProxyTestCase):
+    async def test_overTheLimitClosedAtOnce(self):
+        """
+        Beyond C{max_connections}, new connections are closed at once and
+        counted; once one closes, new ones are served again.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url], settings=FrontSettings(maxConnections=2))
+        first = await RawConversation.open(reactor, self.port)
+        second = await RawConversation.open(reactor, self.port)
+        await waitUntil(lambda: len(self.front.connections) == 2, reactor)
+        third = await RawConversation.open(reactor, self.port)
+        await third.waitClosed()
+        self.assertEqual(third.received, b"")
+        self.assertEqual(self.front.rejected, 1)
+        await first.close()
+        await waitUntil(lambda: len(self.front.connections) == 1, reactor)
+        raw = await rawExchange(reactor, self.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertTrue(raw.startswith(b"HTTP/1.1 200 "), raw)
+        await second.close()
+
+
+class MemberQueueTests(ProxyTestCase):
+    async def test_queueThenServeThen503(self):
+        """
+        At C{max_connections_per_member}, requests wait in a bounded queue:
+        one waiting request is served when the busy one ends; one more than
+        the queue holds gets 503 at once.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url], maxConnections=1, queueLimit=1, queueTimeout=30.0)
+        arrived = a.hold.arrival()
+        busy = rawExchange(reactor, self.port, b"GET /hold HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await arrived
+        queued = rawExchange(reactor, self.port, b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        pool = self.pools.forMember(self.balancer.member("app1"))
+        await waitUntil(lambda: len(pool._queue) == 1, reactor)
+        refused = await rawExchange(reactor, self.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertTrue(refused.startswith(b"HTTP/1.1 503 "), refused)
+        self.assertIn(b"queue is full", refused)
+        a.hold.release()
+        self.assertTrue((await busy).startswith(b"HTTP/1.1 200 "))
+        self.assertTrue((await queued).startswith(b"HTTP/1.1 200 "))
+        self.assertEqual(pool.open, 1)
+
+    async def test_queueWaitExpires(self):
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url], maxConnections=1, queueLimit=5, queueTimeout=0.2)
+        arrived = a.hold.arrival()
+        busy = rawExchange(reactor, self.port, b"GET /hold HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await arrived
+        waited = await rawExchange(reactor, self.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertTrue(waited.startswith(b"HTTP/1.1 503 "), waited)
+        self.assertIn(b"waited too long", waited)
+        a.hold.release()
+        await busy
+
+
+class _EarlyAnswer(Protocol):
+    """
+    A member that answers 413 as soon as it has a request head, without
+    reading a body, and records everything it got.
+    """
+
+    def connectionMade(self):
+        self.factory.connections.append(self)
+        self.received = b""
+
+    def dataReceived(self, data):
+        self.received += data
+        if b"\r\n\r\n" in self.received and not getattr(self, "answered", False):
+            self.answered = True
+            self.transport.write(
+                b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n\r\nbig\n"
+            )
+
+
+class ContinueTests(ProxyTestCase):
+    async def test_memberContinueRelayed(self):
+        """
+        A client that waits for C{100 Continue} gets it (from the member,
+        a twisted.web server) and then its answer.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        talk = await RawConversation.open(reactor, self.port)
+        talk.send(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        await talk.waitFor(b"HTTP/1.1 100 Continue\r\n\r\n")
+        talk.send(b"hello")
+        await talk.waitFor(b'"body_length": 5')
+        self.assertEqual(talk.received.count(b"100 Continue"), 1)
+        await talk.close()
+
+    async def test_continueWhenMemberIsSilent(self):
+        """
+        A member that never sends 100 (it reads the body regardless): after
+        a second the balancer sends its own, so the client is not stuck.
+        """
+        member = FaultMember(reactor, "ok", name="quiet").start()
+        self.addCleanup(member.stop)
+        member.continues = False
+        self.startBalancer([member.url])
+        talk = await RawConversation.open(reactor, self.port)
+        talk.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        await talk.waitFor(b"100 Continue\r\n\r\n", timeout=5)
+        talk.send(b"hello")
+        await talk.waitFor(b"quiet\n")
+        await talk.close()
+
+    async def test_earlyFinalStatusWithoutBody(self):
+        """
+        A member's early final status reaches the client, which never has
+        to send its body; nothing of a body reaches the member; the client
+        connection is closed after the answer.
+        """
+        factory = Factory.forProtocol(_EarlyAnswer)
+        factory.connections = []
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.startBalancer([f"http://127.0.0.1:{port.getHost().port}"])
+        talk = await RawConversation.open(reactor, self.port)
+        talk.send(
+            b"PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n"
+        )
+        await talk.waitClosed()
+        self.assertTrue(talk.received.startswith(b"HTTP/1.1 413 "), talk.received)
+        self.assertNotIn(b"100 Continue", talk.received)
+        self.assertIn(b"Connection: close", talk.received)
+        (member,) = factory.connections
+        self.assertTrue(member.received.endswith(b"Expect: 100-continue\r\n\r\n"), member.received)
+        for c in factory.connections:
+            c.transport.loseConnection()
+
+
+class BodyLimitTests(ProxyTestCase):
+    async def test_chunkedOverTheLimit(self):
+        """
+        A chunked body that grows past C{max_body} gets 413 and never
+        reaches the member whole.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url], maxBody=10)
+        raw = await rawExchange(
+            reactor,
+            self.port,
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n",
+        )
+        self.assertTrue(raw.startswith(b"HTTP/1.1 413 "), raw)
+        self.assertEqual([r for r in a.seen if r.uri == b"/echo" and r.content.read()], [])
