@@ -121,6 +121,8 @@ class ClockedReactor:
 
 
 class Base(TestCase):
+    timeout = 15  # a broken stop() fails here rather than after trial's 120 s
+
     def member(self, behaviour="ok", reactor=reactor, **options):
         member = FaultMember(reactor, behaviour, **options).start()
         self.addCleanup(member.stop)
@@ -222,7 +224,8 @@ class OkTests(Base):
         wire.send(b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
         self.assertEqual(await wire.atLeast(25), b"HTTP/1.1 100 Continue\r\n\r\n")
         wire.send(b"abc" + GET_CLOSE)
-        await self.assertClosed(wire, b"HTTP/1.1 100 Continue\r\n\r\n" + ok("a") + ok("a", close=True))
+        expected = b"HTTP/1.1 100 Continue\r\n\r\n" + ok("a") + ok("a", close=True)
+        await self.assertClosed(wire, expected)
 
     async def test_badRequests(self):
         """
@@ -345,7 +348,8 @@ class FaultTests(Base):
         """
         Spot checks of the malformed responses.
         """
-        self.assertIn(b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", MALFORMED["both-cl-te"][0])
+        both = b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+        self.assertIn(both, MALFORMED["both-cl-te"][0])
         self.assertIn(b"\r\nzz\r\n", MALFORMED["bad-chunk"][0])
         self.assertNotIn(b"\r\n", MALFORMED["bare-lf"][0])
         self.assertFalse(MALFORMED["garbage-status"][0].startswith(b"HTTP/"))

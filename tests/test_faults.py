@@ -13,7 +13,7 @@ from playbalancer.faultmember import FaultMember
 from playbalancer.manager.model import memberStatus
 from playbalancer.testing import rawExchange
 
-from proxyharness import ProxyTestCase
+from tests.proxyharness import ProxyTestCase
 
 REQUEST = b"GET /x HTTP/1.1\r\nHost: front\r\nConnection: close\r\n\r\n"
 

@@ -12,7 +12,7 @@ from playbalancer.faultmember import FaultMember
 from playbalancer.front import FrontSettings
 from playbalancer.testing import RawConversation, rawExchange, waitUntil
 
-from proxyharness import ProxyTestCase
+from tests.proxyharness import ProxyTestCase
 
 GET = b"GET /x HTTP/1.1\r\nHost: front\r\n\r\n"
 

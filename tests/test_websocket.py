@@ -17,7 +17,7 @@ from twisted.internet import defer, reactor
 
 from playbalancer.testing import rawExchange, waitUntil
 
-from proxyharness import ProxyTestCase
+from tests.proxyharness import ProxyTestCase
 
 
 class _EchoMember(WebSocketServerProtocol):
