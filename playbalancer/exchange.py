@@ -228,11 +228,24 @@ class Exchange:
         self.continueSent = False
         self.continueCall = None
         self.tunnel = False
+        self.buffering = False
         self._ended = True
 
     # The request
 
     def start(self):
+        """
+        Pick a member and send the request, or, for a small body of known
+        length, first read the whole body (as nginx buffers request
+        bodies): a client that sends slowly then holds no member
+        connection, and the request can be sent again if a member fails.
+        """
+        length = self.request.length
+        if length is not None and 0 < length <= REPLAY_LIMIT:
+            self.buffering = True
+            if self.request.expectContinue:
+                self._sendContinue()
+            return
         self._attempt()
 
     def bodyData(self, data):
@@ -251,6 +264,11 @@ class Exchange:
         The whole request body arrived.
         """
         self.bodyDone = True
+        if self.buffering:
+            self.buffering = False
+            if not self.done:
+                self._attempt()
+            return
         connection = self.connection
         if self.responseHead is not None:
             return  # answered early: the member got what it needed

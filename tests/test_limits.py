@@ -58,6 +58,26 @@ class TimeoutTests(ProxyTestCase):
         self.assertEqual(self.balancer.member("app1").active, 0)
 
 
+class BufferedBodyTests(ProxyTestCase):
+    async def test_smallBodyReadBeforeMemberIsChosen(self):
+        """
+        A small body is read whole before a member is chosen: a client
+        that sends it slowly holds no member connection meanwhile.
+        """
+        member = FaultMember(reactor, "ok", name="app1").start()
+        self.addCleanup(member.stop)
+        self.startBalancer([member.url])
+        talk = await RawConversation.open(reactor, self.port)
+        talk.send(b"POST /x HTTP/1.1\r\nHost: front\r\nContent-Length: 10\r\n\r\nabc")
+        await waitUntil(lambda: self.front.connections, reactor)
+        pool = self.pools.forMember(self.balancer.member("app1"))
+        self.assertEqual((pool.open, member.connections), (0, 0))
+        talk.send(b"defghij")
+        await talk.waitFor(b"app1\n")
+        self.assertEqual(member.requests, 1)
+        await talk.close()
+
+
 class ConnectionLimitTests(ProxyTestCase):
     async def test_overTheLimitClosedAtOnce(self):
         """
