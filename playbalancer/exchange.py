@@ -327,7 +327,12 @@ class Exchange:
             self.pendingBytes += self.sentBytes
             self.sentBody = []
             self.sentBytes = 0
-        d = self.pending = proxy.pools.forMember(member).acquire()
+        pool = proxy.pools.forMember(member)
+        idle = pool.idleConnection()
+        if idle is not None:
+            self._connected((idle, True))
+            return
+        d = self.pending = pool.acquire()
         d.addCallbacks(self._connected, self._notConnected, errbackArgs=(member,))
         d.addErrback(self.failed)
 

@@ -310,13 +310,10 @@ class MemberPool:
         self._factory = _ConnectionFactory(self)
         self._all = set()
 
-    def acquire(self):
+    def idleConnection(self):
         """
-        A connection for one request: an idle one, a new one, or (at the
-        limit) the next one released.
-
-        @return: a cancellable L{Deferred} firing with a L{MemberConnection}
-            and a flag saying whether it was reused.
+        An idle connection that is still open, taken from the pool, or
+        L{None}: the fast path, with no L{Deferred}.
         """
         idle = self.idle
         while idle:
@@ -325,6 +322,19 @@ class MemberPool:
                 self._give_up_idle(connection)
                 continue
             connection.deadline = None
+            return connection
+        return None
+
+    def acquire(self):
+        """
+        A connection for one request: an idle one, a new one, or (at the
+        limit) the next one released.
+
+        @return: a cancellable L{Deferred} firing with a L{MemberConnection}
+            and a flag saying whether it was reused.
+        """
+        connection = self.idleConnection()
+        if connection is not None:
             return _succeed((connection, True))
         if self.maxConnections and self.open >= self.maxConnections:
             return self._wait()
