@@ -466,10 +466,6 @@ def parseConfig(data, schedulers=None):
     for index, listener in enumerate(listeners):
         if listener.mode == "tcp" and listener.managerPath:
             raise ConfigError(f"listen[{index}].manager_path", "not available in tcp mode")
-        if listener.mode == "tcp" and listener.acceptProxyProtocol:
-            raise ConfigError(
-                f"listen[{index}].accept_proxy_protocol", "not available in tcp mode yet"
-            )
         other = modes.setdefault(listener.balancer, listener.mode)
         if other != listener.mode:
             raise ConfigError(

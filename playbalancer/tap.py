@@ -285,8 +285,9 @@ def makeService(options, reactor=None):
                 balancers[listener.balancer],
                 endpoints[listener.balancer].forMember,
                 sendProxyProtocol=balancerConfig.sendProxyProtocol,
+                acceptProxyProtocol=listener.acceptProxyProtocol,
             )
-            listen(listener.endpoint, front, proxyProtocol=listener.acceptProxyProtocol)
+            listen(listener.endpoint, front)
             continue
         proxy = HTTPProxy(
             balancers[listener.balancer],

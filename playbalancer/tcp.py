@@ -14,6 +14,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from playbalancer.failures import describe
+from playbalancer.proxyline import ProxyHeaderError, parseProxyHeader
 
 _log = Logger()
 
@@ -94,12 +95,45 @@ class TCPRelay(Protocol):
         self.early = []
         self.received = 0
         self.sent = 0
+        self.client = None
+        self._header = b"" if front.acceptProxyProtocol else None
 
     def connectionMade(self):
         self.front.relays.add(self)
         _noDelay(self.transport)
+        self.client = self.transport.getPeer()
+        if self._header is None:
+            self._start()
+
+    def _start(self):
         self.transport.pauseProducing()
         self._attempt()
+
+    def _readHeader(self, data):
+        """
+        Behind another balancer: the connection starts with its PROXY
+        header, which names the real client.
+        """
+        header = self._header + data
+        try:
+            parsed = parseProxyHeader(header)
+        except ProxyHeaderError as e:
+            _log.info("refused a connection to {balancer}: {problem}", balancer=self.front.balancer.name, problem=str(e))
+            self._header = None
+            self.transport.abortConnection()
+            return
+        if parsed is None:
+            self._header = header
+            return
+        consumed, address = parsed
+        self._header = None
+        if address is not None:
+            self.client = address
+        rest = header[consumed:]
+        if rest:
+            self.early.append(rest)
+            self.sent += len(rest)
+        self._start()
 
     def _attempt(self):
         balancer = self.front.balancer
@@ -121,7 +155,7 @@ class TCPRelay(Protocol):
         transport = memberSide.transport
         _noDelay(transport)
         if self.front.sendProxyProtocol:
-            transport.write(proxyHeader(self.transport.getPeer(), self.transport.getHost()))
+            transport.write(proxyHeader(self.client, self.transport.getHost()))
         # Each side stops reading while the other cannot keep up.
         transport.registerProducer(self.transport, True)
         self.transport.registerProducer(transport, True)
@@ -146,6 +180,9 @@ class TCPRelay(Protocol):
         self._attempt()
 
     def dataReceived(self, data):
+        if self._header is not None:
+            self._readHeader(data)
+            return
         self.sent += len(data)
         if self.memberSide is not None:
             self.memberSide.transport.write(data)
@@ -186,14 +223,17 @@ class TCPFrontFactory(Factory):
 
     @param endpointFor: C{member -> IStreamClientEndpoint}.
     @param sendProxyProtocol: send a PROXY protocol v1 line to members first.
+    @param acceptProxyProtocol: every connection starts with a PROXY header
+        (v1 or v2) from a balancer in front, naming the real client.
     """
 
     noisy = False
 
-    def __init__(self, balancer, endpointFor, sendProxyProtocol=False):
+    def __init__(self, balancer, endpointFor, sendProxyProtocol=False, acceptProxyProtocol=False):
         self.balancer = balancer
         self.endpointFor = endpointFor
         self.sendProxyProtocol = sendProxyProtocol
+        self.acceptProxyProtocol = acceptProxyProtocol
         #: The open client connections.
         self.relays = set()
 

@@ -854,7 +854,4 @@ class AcceptProxyProtocolConfigTests(SynchronousTestCase):
                         "accept_proxy_protocol": True}],
             "balancer": {"db": {"member": [{"name": "a", "url": "tcp://h:1"}]}},
         }
-        with self.assertRaises(ConfigError) as caught:
-            parseConfig(data, SCHEDULERS)
-        self.assertEqual(str(caught.exception),
-                         "listen[0].accept_proxy_protocol: not available in tcp mode yet")
+        self.assertTrue(parseConfig(data, SCHEDULERS).listeners[0].acceptProxyProtocol)

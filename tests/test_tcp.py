@@ -35,10 +35,13 @@ class Greeter(Protocol):
         self.factory.connections.append(self)
         self.gone = False
         self.first = b""
+        self.seen = b""
         self.transport.write(self.factory.name + b"\n")
 
     def dataReceived(self, data):
         self.factory.received += len(data)
+        if len(self.seen) < 4096:
+            self.seen += data[:4096]
         if not self.factory.echo:
             return
         if data.startswith(b"PROXY ") and not self.first:
@@ -143,7 +146,9 @@ class _TCPCase(TestCase):
         self.addCleanup(stop)
         return factory
 
-    def startBalancer(self, members, scheduler=RoundRobinScheduler, proxyProtocol=False):
+    def startBalancer(
+        self, members, scheduler=RoundRobinScheduler, proxyProtocol=False, acceptProxyProtocol=False
+    ):
         self.clock = Clock()
         self.balancer = Balancer(
             "tcp",
@@ -153,7 +158,10 @@ class _TCPCase(TestCase):
         )
         self.balancer.mode = "tcp"
         front = self.front = TCPFrontFactory(
-            self.balancer, MemberEndpoints(reactor, 5).forMember, sendProxyProtocol=proxyProtocol
+            self.balancer,
+            MemberEndpoints(reactor, 5).forMember,
+            sendProxyProtocol=proxyProtocol,
+            acceptProxyProtocol=acceptProxyProtocol,
         )
         port = reactor.listenTCP(0, front, interface="127.0.0.1")
         self.port = port.getHost().port
@@ -231,6 +239,45 @@ class TCPModeTests(_TCPCase):
             f"PROXY TCP4 127.0.0.1 127.0.0.1 {client.transport.getHost().port} {self.port}\r\n".encode(),
         )
 
+    async def test_acceptedProxyHeaderPassedOn(self):
+        """
+        Behind another balancer: the PROXY header it sends (v1 or v2) names
+        the client, which is what the member's own PROXY line says; bytes
+        after the header reach the member.
+        """
+        import struct
+
+        a = self.startMember("app1", echo=True)
+        self.startBalancer([a], proxyProtocol=True, acceptProxyProtocol=True)
+        v2 = (
+            b"\r\n\r\n\x00\r\nQUIT\n\x21\x11"
+            + struct.pack("!H", 12)
+            + bytes([198, 51, 100, 9, 127, 0, 0, 1])
+            + struct.pack("!HH", 50001, 80)
+        )
+        for index, (header, expected) in enumerate([
+            (b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 5433\r\n", b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 "),
+            (v2, b"PROXY TCP4 198.51.100.9 127.0.0.1 50001 "),
+        ]):
+            client = await self.connect()
+            client.transport.write(header[:5])
+            client.transport.write(header[5:] + b"ping\n")
+            await waitUntil(
+                lambda: len(a.connections) > index and b"ping" in a.connections[index].seen, reactor
+            )
+            seen = a.connections[index].seen
+            self.assertTrue(seen.startswith(expected), seen)
+            self.assertTrue(seen.endswith(b"\r\nping\n"), seen)
+            client.transport.loseConnection()
+
+    async def test_missingProxyHeaderRefused(self):
+        a = self.startMember("app1")
+        self.startBalancer([a], acceptProxyProtocol=True)
+        client = await self.connect()
+        client.transport.write(b"GET / HTTP/1.1\r\n\r\n")
+        await client.closed
+        self.assertEqual(a.connections, [])
+
     def test_proxyHeaderUnknown(self):
         from twisted.internet.address import UNIXAddress
 
@@ -238,7 +285,7 @@ class TCPModeTests(_TCPCase):
 
     async def test_bigDownloadBoundedMemory(self):
         """
-        256 MiB from the member through the relay: memory stays bounded.
+        1 GiB from the member through the relay: memory stays bounded.
         """
         a = self.startMember("app1")
         self.startBalancer([a])
@@ -247,16 +294,16 @@ class TCPModeTests(_TCPCase):
         peak = [before]
         sampler = task.LoopingCall(lambda: peak.append(memory()))
         sampler.start(0.05)
-        client.transport.write(b"/big %d" % (256 * MiB))
+        client.transport.write(b"/big %d" % (1024 * MiB))
         await client.closed
         sampler.stop()
-        self.assertEqual(client.count, len(b"app1\n") + 256 * MiB)
+        self.assertEqual(client.count, len(b"app1\n") + 1024 * MiB)
         self.assertLess(max(peak) - before, 48 * MiB)
 
 
     async def test_bigUploadBoundedMemory(self):
         """
-        256 MiB from the client through the relay to a member: memory stays
+        1 GiB from the client through the relay to a member: memory stays
         bounded.
         """
         a = self.startMember("app1", echo=False)
@@ -266,9 +313,9 @@ class TCPModeTests(_TCPCase):
         peak = [before]
         sampler = task.LoopingCall(lambda: peak.append(memory()))
         sampler.start(0.05)
-        _Filler(client.transport, 256 * MiB).start()
+        _Filler(client.transport, 1024 * MiB).start()
         await client.closed
-        await waitUntil(lambda: a.received == 256 * MiB, reactor)
+        await waitUntil(lambda: a.received == 1024 * MiB, reactor)
         sampler.stop()
         self.assertLess(max(peak) - before, 48 * MiB)
 

@@ -180,3 +180,36 @@ class ChunkedTests(SynchronousTestCase):
         self.assertIsNone(counter.feed(b"abc"))
         self.assertEqual(counter.feed(b"defgh"), b"fgh")
         self.assertEqual(data, [b"abc", b"de"])
+
+
+class ProxyHeaderTests(SynchronousTestCase):
+    def test_v1(self):
+        from playbalancer.proxyline import parseProxyHeader
+
+        consumed, address = parseProxyHeader(b"PROXY TCP6 2001:db8::1 ::1 4000 80\r\nrest")
+        self.assertEqual((consumed, address.host, address.port), (36, "2001:db8::1", 4000))
+        self.assertEqual(parseProxyHeader(b"PROXY UNKNOWN\r\n"), (15, None))
+        self.assertIsNone(parseProxyHeader(b"PROXY TCP4 1.2"))
+        self.assertIsNone(parseProxyHeader(b"PRO"))
+
+    def test_invalid(self):
+        from playbalancer.proxyline import ProxyHeaderError, parseProxyHeader
+
+        for bad in [
+            b"GET / HTTP/1.1\r\n",
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 x 80\r\n",
+            b"PROXY TCP4 ::1 ::1 1 2\r\n",
+            b"PROXY TCP4 1.2.3.4\r\n",
+            b"PROXY TCP4 " + b"1" * 200,
+            b"\r\n\r\n\x00\r\nQUIT\nxxxxxxx",
+            b"\r\nX",
+        ]:
+            with self.assertRaises(ProxyHeaderError, msg=bad):
+                parseProxyHeader(bad)
+
+    def test_v2Local(self):
+        from playbalancer.proxyline import parseProxyHeader
+
+        header = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
+        self.assertEqual(parseProxyHeader(header + b"x"), (16, None))
+        self.assertIsNone(parseProxyHeader(header[:10]))
