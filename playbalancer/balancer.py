@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from playbalancer.interfaces import IMember
+from playbalancer.stats import MemberStats
 
 ADMIN_STATES = ("enabled", "drain", "disabled")
 
@@ -83,6 +84,8 @@ class Member:
         self.checkFailures = 0
         self._latencies = deque(maxlen=LATENCY_SAMPLES)
         self._idleWaiters = []
+        #: Counters by kind, and recent state changes.
+        self.stats = MemberStats()
 
     @property
     def weight(self):
@@ -186,6 +189,8 @@ class Balancer:
         self.slowStart = 0.0
         #: C{"http"} or C{"tcp"}: what its members speak.
         self.mode = "http"
+        #: Requests answered 503 because no member was usable.
+        self.unavailable = 0
 
     def observe(self, observer):
         """
@@ -196,13 +201,17 @@ class Balancer:
 
     def _changed(self, member, change, who):
         change = dict(change, who=who)
+        what = ", ".join(f"{k}={v}" for k, v in sorted(change.items()) if k != "who")
         _log.info(
             "member {balancer}/{member} changed by {who}: {what}",
             balancer=self.name,
             member=member.name,
             who=who or "config",
-            what=", ".join(f"{k}={v}" for k, v in sorted(change.items()) if k != "who"),
+            what=what,
+            playbalancer_event="member.admin",
+            change={k: v for k, v in change.items() if k != "who"},
         )
+        member.stats.note(self._clock.seconds(), f"{what} by {who or 'config'}")
         for observer in list(self._observers):
             observer(self, member, change)
 
@@ -318,7 +327,9 @@ class Balancer:
                     balancer=self.name,
                     member=member.name,
                     rise=rise,
+                    playbalancer_event="member.up",
                 )
+                member.stats.note(now, f"up: {rise} checks passed")
         else:
             member.checkFailures += 1
             member.checkPasses = 0
@@ -421,10 +432,12 @@ class Balancer:
         member.checkPasses = 0
         if member.downSince is None:
             member.downSince = now
+            member.stats.note(now, f"down: {reason}")
             _log.warn(
                 "member {balancer}/{member} down: {reason}; back {when}",
                 balancer=self.name,
                 member=member.name,
+                playbalancer_event="member.down",
                 reason=reason,
                 when="when its health checks pass"
                 if self.activeChecks
@@ -440,5 +453,9 @@ class Balancer:
             member.downSince = member.downUntil = member.downReason = None
             member.slowStart(self._clock, self.slowStart)
             _log.info(
-                "member {balancer}/{member} up", balancer=self.name, member=member.name
+                "member {balancer}/{member} up",
+                balancer=self.name,
+                member=member.name,
+                playbalancer_event="member.up",
             )
+            member.stats.note(self._clock.seconds(), "up: answered")

@@ -90,6 +90,7 @@ class ListenConfig:
     mode: str = "http"
     acceptProxyProtocol: bool = False
     trustedProxies: list = field(default_factory=list)
+    accessLog: str = None
     headerTimeout: float = 10.0
     idleTimeout: float = 75.0
     bodyTimeout: float = 60.0
@@ -107,6 +108,7 @@ class ManagerConfig:
     tokenFile: str = None
     stateFile: str = None
     allowedHosts: list = field(default_factory=list)
+    metricsEndpoint: str = None
 
 
 @dataclass
@@ -369,6 +371,7 @@ def _listener(data, path):
         mode=table.get("mode", _mode, "http"),
         acceptProxyProtocol=table.get("accept_proxy_protocol", _bool, False),
         trustedProxies=table.get("trusted_proxies", _cidrList, []),
+        accessLog=table.get("access_log", _string),
         headerTimeout=table.get("header_timeout", _positiveSeconds, 10.0),
         idleTimeout=table.get("idle_timeout", _positiveSeconds, 75.0),
         bodyTimeout=table.get("body_timeout", _positiveSeconds, 60.0),
@@ -442,6 +445,7 @@ def _manager(data, path):
         tokenFile=table.get("token_file", _string),
         stateFile=table.get("state_file", _string),
         allowedHosts=table.get("allowed_hosts", _hostList, []),
+        metricsEndpoint=table.get("metrics_endpoint", _endpoint),
     )
     table.done()
     return manager
@@ -466,6 +470,8 @@ def parseConfig(data, schedulers=None):
     for index, listener in enumerate(listeners):
         if listener.mode == "tcp" and listener.managerPath:
             raise ConfigError(f"listen[{index}].manager_path", "not available in tcp mode")
+        if listener.mode == "tcp" and listener.accessLog:
+            raise ConfigError(f"listen[{index}].access_log", "not available in tcp mode")
         other = modes.setdefault(listener.balancer, listener.mode)
         if other != listener.mode:
             raise ConfigError(

@@ -9,6 +9,8 @@ it here; a L{playbalancer.upstream.MemberConnection} carries it.
 
 from __future__ import annotations
 
+import os
+
 from twisted.internet.defer import CancelledError
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -115,6 +117,15 @@ class HTTPProxy:
         self.trustedProxies = tuple(trustedProxies)
         self._rewriter = None
         self._trusted = {}
+        self._idPrefix = os.urandom(6).hex().encode("ascii") + b"-"
+        self._idCounter = 0
+
+    def nextRequestId(self):
+        """
+        A new request id, unique in this process and across processes.
+        """
+        self._idCounter += 1
+        return self._idPrefix + b"%x" % self._idCounter
 
     def trusts(self, address):
         """
@@ -230,6 +241,11 @@ class Exchange:
         self.tunnel = False
         self.buffering = False
         self._ended = True
+        self.logged = False
+        self.ownStatus = 0
+        self.ownBytes = 0
+        self.firstByte = None
+        self.arrived = proxy.clock.seconds()
 
     # The request
 
@@ -321,7 +337,7 @@ class Exchange:
         self.member = member
         balancer.begin(member)
         self._ended = False
-        self.started = proxy.sweeper.now
+        self.started = proxy.clock.seconds()
         if self.sentBody:
             self.pendingBody[:0] = self.sentBody
             self.pendingBytes += self.sentBytes
@@ -344,7 +360,7 @@ class Exchange:
         if not self.done and not self.responseStarted:
             self._respond(500, "Internal Server Error", keepAlive=False)
         elif not self.done:
-            self.front.abort()
+            self._cutShort()
 
     def _connected(self, result):
         connection, reused = result
@@ -381,6 +397,7 @@ class Exchange:
         if failure.check(CancelledError):
             return
         if failure.check(QueueFull):
+            member.stats.failures["queue_full"] += 1
             self._respond(
                 503,
                 f"Service Unavailable: {failure.value}",
@@ -388,6 +405,8 @@ class Exchange:
             )
             return
         self.proxy.balancer.memberFailed(member, describe(failure))
+        member.stats.failures["connect"] += 1
+        member.stats.retries += 1
         self.lastProblem = 503
         self._attempt()
 
@@ -395,6 +414,7 @@ class Exchange:
         if self.lastProblem is None and self.tried:
             self._respond(502, "Bad Gateway: no member answered")
             return
+        self.proxy.balancer.unavailable += 1
         self._respond(
             503,
             "Service Unavailable: no usable member",
@@ -438,6 +458,7 @@ class Exchange:
             request.host,
             listed,
             proxy.trusts(address),
+            self.requestId(),
         )
         parts = [request.method, b" ", target, b" HTTP/1.1\r\n"]
         for name, value in headers:
@@ -482,10 +503,15 @@ class Exchange:
         if head.status == 101 and not self.request.upgrade:
             self.memberBroken(_Broken("101 Switching Protocols without an Upgrade request"))
             return
+        stats = member.stats
+        stats.answered(head.status)
+        self.firstByte = self.proxy.clock.seconds() - self.started
+        stats.firstByte.observe(self.firstByte)
         if head.status in balancer.failOnStatus:
             balancer.memberFailed(member, f"answered {head.status}")
             if self._canRetry() and self.bodyDone and balancer.candidates(self.tried):
                 self.retried = True
+                stats.retries += 1
                 self.connection = None
                 connection.abandon()
                 self._end(member)
@@ -575,11 +601,52 @@ class Exchange:
         if self.responseHead is not None and self.responseHead.length != 0:
             _stopPausing(front.transport)
         self.connection = None
-        self._end(self.member, latency=self.proxy.sweeper.now - self.started)
+        took = self.proxy.clock.seconds() - self.started
+        self.member.stats.total.observe(took)
+        self._end(self.member, latency=took)
         self._finish()
 
+    def requestId(self):
+        """
+        The client's valid C{X-Request-Id}, or one made here (a per-process
+        random prefix and a counter: unique without a syscall).
+        """
+        request = self.request
+        if request.requestId is None:
+            request.requestId = self.proxy.nextRequestId()
+        return request.requestId
+
+    def _record(self, status):
+        """
+        Write the access log line, once.
+        """
+        log = self.front.factory.accessLog
+        if log is None or self.logged:
+            return
+        self.logged = True
+        head = self.responseHead
+        now = self.proxy.clock.seconds()
+        log.request(
+            self.request,
+            status,
+            self.bytesIn if head is not None else self.ownBytes,
+            self.member.name if self.member is not None else None,
+            head.status if head is not None else None,
+            self.firstByte,
+            now - self.arrived,
+            len(self.tried) - 1 if self.tried else 0,
+        )
+
+    def _cutShort(self):
+        """
+        End a response that cannot be completed: close the client
+        connection short of it.
+        """
+        self._record(self.responseHead.status if self.responseHead is not None else 502)
+        self.front.abort()
+
     def _finish(self):
-        self.done = True
+        self._record(self.responseHead.status if self.responseHead is not None else self.ownStatus)
         self._stopContinue()
         self.front.responseDone(self.keepAlive)
 
@@ -595,6 +662,7 @@ class Exchange:
         self._end(member)
         if self.done:
             return
+        member.stats.failures["reset"] += 1
         if self.responseStarted:
             balancer.countFailure(member)
             _log.warn(
@@ -602,7 +670,7 @@ class Exchange:
                 member=member.name,
                 reason=describe(reason),
             )
-            self.front.abort()
+            self._cutShort()
             return
         if answered or not self.reused:
             # (A pooled connection that closes with no answer at all was
@@ -610,6 +678,7 @@ class Exchange:
             balancer.memberFailed(member, describe(reason))
         if self._canRetry():
             self.retried = True
+            member.stats.retries += 1
             self._attempt()
             return
         self._respond(502, "Bad Gateway: the member closed the connection")
@@ -624,8 +693,9 @@ class Exchange:
         if self.done:
             return
         self.proxy.balancer.memberFailed(member, f"bad response: {error.reason}")
+        member.stats.failures["bad_response"] += 1
         if self.responseStarted:
-            self.front.abort()
+            self._cutShort()
             return
         self._respond(502, f"Bad Gateway: {error.reason}")
 
@@ -636,8 +706,9 @@ class Exchange:
         if self.done:
             return
         self.proxy.balancer.countFailure(member)
+        member.stats.failures["timeout"] += 1
         if self.responseStarted:
-            self.front.abort()
+            self._cutShort()
             return
         self._respond(504, "Gateway Timeout: the member did not answer in time")
 
@@ -663,6 +734,7 @@ class Exchange:
     def memberTunnelClosed(self):
         self.connection = None
         self._end(self.member)
+        self._record(101)
         self.done = True
         self.front.transport.loseConnection()
 
@@ -678,9 +750,10 @@ class Exchange:
         keepAlive = keepAlive and self.bodyDone and request.keepAlive and not self.front.closing
         self.keepAlive = keepAlive
         self.responseStarted = True
-        self.front.transport.write(
-            plainResponse(status, text, keepAlive, request.method == b"HEAD", extra)
-        )
+        self.ownStatus = status
+        response = plainResponse(status, text, keepAlive, request.method == b"HEAD", extra)
+        self.ownBytes = len(response) - response.find(b"\r\n\r\n") - 4
+        self.front.transport.write(response)
         self._finish()
 
     def clientGone(self):
@@ -689,6 +762,7 @@ class Exchange:
         """
         if self.done:
             return
+        self._record(499)  # nginx's "client closed request"
         self.done = True
         self._stopContinue()
         if self.pending is not None:
@@ -708,7 +782,7 @@ class Exchange:
         The client stopped sending its request body.
         """
         if self.responseStarted:
-            self.front.abort()
+            self._cutShort()
             return
         self.bodyDone = True
         connection, self.connection = self.connection, None

@@ -19,7 +19,14 @@ from playbalancer.chunked import ChunkedDecoder, LengthCounter
 from playbalancer.exchange import Exchange, plainResponse
 from playbalancer.wire import HTTPError, Limits, findBareLF, parseRequestHead
 
-_HEAD, _BODY, _WAIT, _TUNNEL, _CLOSED, _HANDED_OVER = range(6)
+_HEAD, _BODY, _WAIT, _TUNNEL, _CLOSED, _HANDED_OVER, _LINGER = range(7)
+
+#: After refusing a request: seconds, and bytes, of what the client still
+#: sends that are read and dropped before the connection is closed, so
+#: that unread bytes do not make the kernel reset the connection and lose
+#: the refusal (a "lingering close", as nginx and Apache do).
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 262144
 
 #: Pipelined bytes read ahead of the current response before the client is
 #: paused.
@@ -95,6 +102,11 @@ class FrontConnection(Protocol):
             return
         elif state == _HANDED_OVER:
             self._handedOver.dataReceived(data)
+            return
+        elif state == _LINGER:
+            self._lingered += len(data)
+            if self._lingered > LINGER_BYTES:
+                self.transport.abortConnection()
             return
         elif state == _CLOSED:
             return
@@ -273,8 +285,22 @@ class FrontConnection(Protocol):
         if self.state == _CLOSED:
             return
         self.factory.refused += 1
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.clientGone()
+        elif self.factory.accessLog is not None:
+            client = self.client or getattr(self.transport.getPeer(), "host", None)
+            self.factory.accessLog.refused(client, error.status, error.reason)
         self.transport.write(plainResponse(error.status, _text(error), keepAlive=False))
-        self._close()
+        halfClose = getattr(self.transport, "loseWriteConnection", None)
+        if halfClose is None:
+            self._close()
+            return
+        halfClose()
+        self.state = _LINGER
+        self._lingered = 0
+        self.buffer = b""
+        self.deadline = self.factory.sweeper.now + LINGER_SECONDS
 
     def abort(self):
         """
@@ -292,7 +318,9 @@ class FrontConnection(Protocol):
         """
         self.deadline = None
         state = self.state
-        if state == _HEAD:
+        if state == _LINGER:
+            self.transport.abortConnection()
+        elif state == _HEAD:
             if self.buffer or self._headStarted:
                 self.refuse(HTTPError(408, "the request head took too long"))
             else:
@@ -390,6 +418,8 @@ class HTTPFrontFactory(Factory):
         self.sweeper = proxy.sweeper
         self.mount = mount
         self.connections = set()
+        #: An L{playbalancer.accesslog.AccessLog}, or L{None}.
+        self.accessLog = None
         self.accepted = 0
         self.rejected = 0
         self.refused = 0

@@ -34,7 +34,9 @@ FORWARDING = frozenset(
 
 #: Request headers the proxy replaces: framing is recomputed for the member,
 #: C{Expect} is sent only when the client asked for it.
-_REQUEST_REPLACED = HOP_BY_HOP | frozenset([b"content-length", b"expect", b"host"])
+_REQUEST_REPLACED = HOP_BY_HOP | frozenset(
+    [b"content-length", b"expect", b"host", b"x-request-id"]
+)
 
 #: Response headers the proxy recomputes.
 _RESPONSE_REPLACED = HOP_BY_HOP | frozenset([b"content-length"])
@@ -71,6 +73,7 @@ def requestHeadersForMember(
     clientHost,
     listed=frozenset(),
     trusted=False,
+    requestId=None,
 ):
     """
     The headers sent to a member.
@@ -85,6 +88,8 @@ def requestHeadersForMember(
         header lists; they are dropped before ours are added.
     @param trusted: whether the client is a proxy we trust to say who asked
         it: its X-Forwarded-For and Forwarded are extended, not replaced.
+    @param requestId: the C{X-Request-Id} to send, if any (the client's own
+        is dropped: the caller passes it here when it is valid).
     @return: a new list of pairs.
     """
     dropped = _REQUEST_REPLACED | listed if listed else _REQUEST_REPLACED
@@ -125,6 +130,8 @@ def requestHeadersForMember(
         ours += b';host="' + clientHost + b'"'
     forwarded.append(ours)
     outgoing.append((b"Forwarded", b", ".join(forwarded)))
+    if requestId is not None:
+        outgoing.append((b"X-Request-Id", requestId))
     return outgoing
 
 

@@ -9,12 +9,16 @@ import ipaddress
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
+from twisted.logger import Logger
 from twisted.python import usage
 
 from playbalancer.balancer import Balancer, Member
 from playbalancer.config import ConfigError, configFromArguments, loadConfig
 from playbalancer.schedulers import availableSchedulers
 from playbalancer.tokens import readTokenFile
+
+
+_log = Logger()
 
 
 class Options(usage.Options):
@@ -145,14 +149,18 @@ def readToken(path):
         _fail(f"manager.token_file: {e}")
 
 
-def makeManager(config, balancers, reactor):
+def makeManager(config, balancers, reactor, listeners=()):
     """
     The manager resource and its optional state keeper, or C{(None, None)}
     when the config has no C{[manager]}.
+
+    @param listeners: the C{[(name, factory)]} of the front listeners, for
+        the metrics (filled in later is fine).
     """
     if config.manager is None:
         return None, None
     from playbalancer.manager import ManagerRoot
+    from playbalancer.metrics import MetricsPage, registryFor
     from playbalancer.manager.guard import AccessPolicy
     from playbalancer.statefile import StateFileError, StateKeeper
 
@@ -167,7 +175,9 @@ def makeManager(config, balancers, reactor):
             _fail(str(e))
         keeper.watch()
     policy = AccessPolicy(settings.allow, token, reactor, hosts=settings.allowedHosts)
-    return ManagerRoot(balancers, policy, reactor), keeper
+    metrics = MetricsPage(registryFor(balancers, listeners))
+    root = ManagerRoot(balancers, policy, reactor, metrics=metrics)
+    return root, keeper
 
 
 def makeHealthChecker(balancer, settings, reactor, tcp=False):
@@ -211,6 +221,27 @@ def frontSettings(listener):
     )
 
 
+def listenerName(endpoint):
+    """
+    A listener's name in metrics and logs: its endpoint's kind and port
+    (C{"tcp:8080"}), without options such as key file paths.
+    """
+    return ":".join(endpoint.split(":")[:2])
+
+
+def makeAccessLog(path, endpoint, parent, reactor):
+    """
+    The access log of a listener, or L{None} when it has none.
+    """
+    if not path:
+        return None
+    from playbalancer.accesslog import AccessLog, ReopenOnSignal
+
+    log = AccessLog.open(path, reactor)
+    ReopenOnSignal(log, reactor).setServiceParent(parent)
+    return log
+
+
 def makeService(options, reactor=None):
     """
     The running balancer: one listening service per C{[[listen]]}, and the
@@ -249,7 +280,8 @@ def makeService(options, reactor=None):
                 balancers[name], balancerConfig.health, reactor, tcp=balancerConfig.mode == "tcp"
             )
             checker.setServiceParent(top)
-    manager, keeper = makeManager(config, balancers, reactor)
+    listeners = []
+    manager, keeper = makeManager(config, balancers, reactor, listeners)
     sweeper = Sweeper(reactor)
     pools = {}
     endpoints = {}
@@ -288,6 +320,7 @@ def makeService(options, reactor=None):
                 acceptProxyProtocol=listener.acceptProxyProtocol,
             )
             listen(listener.endpoint, front)
+            listeners.append((listenerName(listener.endpoint), front))
             continue
         proxy = HTTPProxy(
             balancers[listener.balancer],
@@ -298,16 +331,31 @@ def makeService(options, reactor=None):
             trustedProxies=[ipaddress.ip_network(n, strict=False) for n in listener.trustedProxies],
         )
         mount = ManagerMount(listener.managerPath, manager) if listener.managerPath else None
+        front = HTTPFrontFactory(proxy, frontSettings(listener), mount)
+        front.accessLog = makeAccessLog(listener.accessLog, listener.endpoint, top, reactor)
         listen(
             listener.endpoint,
-            HTTPFrontFactory(proxy, frontSettings(listener), mount),
+            front,
             lambda endpoint, factory: GracefulService(endpoint, factory, reactor),
             proxyProtocol=listener.acceptProxyProtocol,
         )
+        listeners.append((listenerName(listener.endpoint), front))
     if manager is not None:
         site = Site(manager, timeout=60)
         site.log = lambda request: None
         listen(config.manager.endpoint, site)
+        if config.manager.metricsEndpoint:
+            from playbalancer.manager.root import MetricsRoot
+
+            metricsSite = Site(MetricsRoot(manager.policy, manager.pages[b"metrics"]), timeout=60)
+            metricsSite.log = lambda request: None
+            listen(config.manager.metricsEndpoint, metricsSite)
+    _log.info(
+        "configuration loaded: {listeners} listener(s), balancers {balancers}",
+        listeners=len(config.listeners),
+        balancers=", ".join(sorted(balancers)),
+        playbalancer_event="config.loaded",
+    )
     top.balancers = balancers
     top.manager = manager
     top.stateKeeper = keeper

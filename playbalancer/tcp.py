@@ -100,6 +100,7 @@ class TCPRelay(Protocol):
 
     def connectionMade(self):
         self.front.relays.add(self)
+        self.front.accepted += 1
         _noDelay(self.transport)
         self.client = self.transport.getPeer()
         if self._header is None:
@@ -236,6 +237,8 @@ class TCPFrontFactory(Factory):
         self.acceptProxyProtocol = acceptProxyProtocol
         #: The open client connections.
         self.relays = set()
+        #: Client connections accepted so far.
+        self.accepted = 0
 
     def buildProtocol(self, addr):
         relay = TCPRelay(self)

@@ -83,6 +83,7 @@ class RequestHead:
         "upgrade",
         "client",
         "secure",
+        "requestId",
     )
 
     def __init__(self, method, target, version, headers):
@@ -98,6 +99,7 @@ class RequestHead:
         self.upgrade = None
         self.client = None
         self.secure = False
+        self.requestId = None
 
     @property
     def chunked(self):
@@ -212,8 +214,17 @@ def _chunkedCodings(values, status, unsupported):
 
 #: The headers whose values parseRequestHead needs.
 _FRAMING = frozenset(
-    [b"content-length", b"transfer-encoding", b"host", b"connection", b"expect", b"upgrade"]
+    [
+        b"content-length",
+        b"transfer-encoding",
+        b"host",
+        b"connection",
+        b"expect",
+        b"upgrade",
+        b"x-request-id",
+    ]
 )
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}\Z")
 
 
 def _framingHeaders(headers):
@@ -275,6 +286,9 @@ def parseRequestHead(head, limits):
         if [v.lower() for v in expect] != [b"100-continue"]:
             raise HTTPError(417, "only Expect: 100-continue is supported")
         request.expectContinue = version == b"HTTP/1.1"
+    ids = framing.get(b"x-request-id")
+    if ids is not None and len(ids) == 1 and _REQUEST_ID.match(ids[0]):
+        request.requestId = ids[0]
     upgrade = framing.get(b"upgrade")
     if upgrade is not None and b"upgrade" in connection:
         protocols = [p for p in _tokens(upgrade) if not p.startswith(b"h2c")]

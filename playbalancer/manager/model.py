@@ -81,6 +81,9 @@ def memberStatus(member, now, taking):
         "latency_p95_ms": _ms(p95),
         "removing": member.removing,
         "taking_traffic": taking,
+        "events": [
+            {"at": at, "text": text} for at, text in reversed(member.stats.history)
+        ],
         "state": None,
         "state_text": None,
     }

@@ -8,6 +8,7 @@ so every value is escaped.
 from __future__ import annotations
 
 import os
+import time
 from urllib.parse import parse_qs
 
 from twisted.web import resource
@@ -37,6 +38,17 @@ def _bytes(n):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024.0
+
+
+def eventsText(info, count=3):
+    """
+    The member's latest state changes, newest first, e.g.
+    C{"down: connection refused, 12:01:03"}.
+    """
+    return " \u00b7 ".join(
+        f"{event['text']}, {time.strftime('%H:%M:%S', time.gmtime(event['at']))}"
+        for event in info["events"][:count]
+    )
 
 
 def checkText(info):
@@ -120,7 +132,11 @@ class ManagerPage:
 
         return tags.tr(class_=f"member state-{info['state']}", **{"data-member": info["name"]})(
             tags.td(tags.strong(info["name"]), tags.br(), tags.span(info["url"], class_="muted")),
-            tags.td(tags.span(info["state_text"], class_="badge"), **{"data-field": "state_text"}),
+            tags.td(
+                tags.span(info["state_text"], class_="badge", **{"data-field": "state_text"}),
+                tags.br(),
+                tags.small(eventsText(info), class_="muted events", **{"data-field": "events"}),
+            ),
             cell("check", checkText(info)),
             cell("admin", info["admin"]),
             cell("standby", "yes" if info["standby"] else "no"),

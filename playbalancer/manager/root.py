@@ -20,9 +20,11 @@ class ManagerRoot(resource.Resource):
     @param balancers: the balancers by name.
     @param policy: an L{playbalancer.manager.guard.AccessPolicy}.
     @param clock: provides C{seconds()}.
+    @param metrics: the resource for C{/metrics}, if any (see
+        L{playbalancer.metrics.MetricsPage}).
     """
 
-    def __init__(self, balancers, policy, clock):
+    def __init__(self, balancers, policy, clock, metrics=None):
         resource.Resource.__init__(self)
         self.balancers = balancers
         self.policy = policy
@@ -34,6 +36,8 @@ class ManagerRoot(resource.Resource):
             b"static": static.File(STATIC_DIR),
         }
         self.pages[b"static"].directoryListing = lambda: Answer(404, "not found")
+        if metrics is not None:
+            self.pages[b"metrics"] = metrics
 
     def _guard(self, request):
         for name, value in SECURITY_HEADERS:
@@ -61,3 +65,26 @@ class ManagerRoot(resource.Resource):
 
     def who(self, request):
         return self.policy.who(request)
+
+
+class MetricsRoot(resource.Resource):
+    """
+    The root of a listener that serves only C{/metrics}, behind the same
+    access policy as the manager.
+    """
+
+    def __init__(self, policy, metrics):
+        resource.Resource.__init__(self)
+        self.policy = policy
+        self.metrics = metrics
+
+    def getChildWithDefault(self, path, request):
+        for name, value in SECURITY_HEADERS:
+            request.setHeader(name, value)
+        try:
+            self.policy.check(request)
+        except Refusal as refusal:
+            return Answer(refusal.code, refusal.message, refusal.headers)
+        if path == b"metrics":
+            return self.metrics
+        return Answer(404, "not found")

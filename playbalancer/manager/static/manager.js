@@ -20,6 +20,12 @@
     return m.latency_mean_ms.toFixed(1) + " / " + m.latency_p95_ms.toFixed(1) + " ms";
   }
 
+  function eventsText(m) {
+    return m.events.slice(0, 3).map(function (e) {
+      return e.text + ", " + new Date(e.at * 1000).toISOString().substr(11, 8);
+    }).join(" \u00b7 ");
+  }
+
   function checkText(m) {
     if (!m.check) { return "-"; }
     return (m.check.ok ? "" : "failing: ") + m.check.detail + " \u00b7 " +
@@ -66,6 +72,7 @@
         if (!row) { return; }
         row.className = "member state-" + m.state;
         setField(row, "state_text", m.state_text);
+        setField(row, "events", eventsText(m));
         setField(row, "check", checkText(m));
         setField(row, "admin", m.admin);
         setField(row, "standby", m.standby ? "yes" : "no");
