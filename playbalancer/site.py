@@ -1,27 +1,60 @@
 """
-The listening service of an HTTP front listener, which stops gracefully.
+The listening services of front listeners: they log when they start and
+stop, and an HTTP listener stops gracefully.
 """
 
 from __future__ import annotations
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import maybeDeferred
+from twisted.logger import Logger
+
+_log = Logger()
 
 
-class GracefulService(StreamServerEndpointService):
+class ListenerService(StreamServerEndpointService):
+    """
+    Listens on an endpoint; start-up errors are raised at once, and
+    starting and stopping are structured log events.
+
+    @param name: the listener's name in logs and metrics.
+    """
+
+    def __init__(self, endpoint, factory, name="listener"):
+        StreamServerEndpointService.__init__(self, endpoint, factory)
+        self._raiseSynchronously = True
+        self.listenerName = name
+
+    def startService(self):
+        StreamServerEndpointService.startService(self)
+        _log.info(
+            "listener {listener} started",
+            listener=self.listenerName,
+            playbalancer_event="listener.started",
+        )
+
+    def stopService(self):
+        _log.info(
+            "listener {listener} stopping",
+            listener=self.listenerName,
+            playbalancer_event="listener.stopped",
+        )
+        return StreamServerEndpointService.stopService(self)
+
+
+class GracefulService(ListenerService):
     """
     Listens for an L{playbalancer.front.HTTPFrontFactory}; when stopped,
     stops listening and then closes its client connections gracefully (see
     L{HTTPFrontFactory.closeGracefully}).
     """
 
-    def __init__(self, endpoint, factory, clock, grace=10.0):
-        StreamServerEndpointService.__init__(self, endpoint, factory)
-        self._raiseSynchronously = True
+    def __init__(self, endpoint, factory, clock, grace=10.0, name="listener"):
+        ListenerService.__init__(self, endpoint, factory, name)
         self.clock = clock
         self.grace = grace
 
     def stopService(self):
-        d = maybeDeferred(StreamServerEndpointService.stopService, self)
+        d = maybeDeferred(ListenerService.stopService, self)
         d.addCallback(lambda _: self.factory.closeGracefully(self.clock, self.grace))
         return d

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 from twisted.python import usage
@@ -256,7 +255,7 @@ def makeService(options, reactor=None):
     from playbalancer.endpoints import MemberEndpoints
     from playbalancer.exchange import HTTPProxy
     from playbalancer.front import HTTPFrontFactory, ManagerMount
-    from playbalancer.site import GracefulService
+    from playbalancer.site import GracefulService, ListenerService
     from playbalancer.sweeper import Sweeper
     from playbalancer.tcp import TCPFrontFactory
     from playbalancer.upstream import MemberPools
@@ -299,7 +298,10 @@ def makeService(options, reactor=None):
         )
         _PoolService(pools[name]).setServiceParent(top)
 
-    def listen(endpoint, factory, service=StreamServerEndpointService, proxyProtocol=False):
+    def listen(endpoint, factory, service=None, proxyProtocol=False):
+        name = listenerName(endpoint)
+        if service is None:
+            service = lambda e, f: ListenerService(e, f, name)  # noqa: E731
         endpoint = serverFromString(reactor, endpoint)
         if proxyProtocol:
             # Behind another balancer: the PROXY line it sends (v1 or v2)
@@ -336,7 +338,9 @@ def makeService(options, reactor=None):
         listen(
             listener.endpoint,
             front,
-            lambda endpoint, factory: GracefulService(endpoint, factory, reactor),
+            lambda endpoint, factory: GracefulService(
+                endpoint, factory, reactor, name=listenerName(listener.endpoint)
+            ),
             proxyProtocol=listener.acceptProxyProtocol,
         )
         listeners.append((listenerName(listener.endpoint), front))
