@@ -116,6 +116,10 @@ class Config:
     listeners: list
     balancers: dict
     manager: ManagerConfig = None
+    #: Worker processes serving the listeners (1: this process serves).
+    workers: int = 1
+    #: The decoded TOML, as given (what worker processes are started with).
+    raw: dict = None
 
 
 class _Table:
@@ -465,6 +469,7 @@ def parseConfig(data, schedulers=None):
     listeners = [_listener(item, f"listen[{i}]") for i, item in enumerate(rawListeners)]
     rawBalancers = top.get("balancer", lambda v, p: _Table(v, p)._data, required=True)
     manager = top.get("manager", _manager)
+    workers = top.get("workers", _workerCount, 1)
     top.done()
     modes = {}
     for index, listener in enumerate(listeners):
@@ -497,7 +502,32 @@ def parseConfig(data, schedulers=None):
             raise ConfigError(
                 f"listen[{index}].manager_path", "needs a [manager] table (even an empty one)"
             )
-    return Config(listeners=listeners, balancers=balancers, manager=manager)
+    if workers > 1:
+        for index, listener in enumerate(listeners):
+            if listener.endpoint.split(":")[0] not in ("tcp", "tcp6"):
+                raise ConfigError(
+                    f"listen[{index}].endpoint", "with workers > 1, listeners must be tcp: or tcp6:"
+                )
+            if listener.managerPath:
+                raise ConfigError(
+                    f"listen[{index}].manager_path",
+                    "not available with workers > 1 (use the [manager] endpoint)",
+                )
+            if listener.acceptProxyProtocol and listener.mode == "http":
+                raise ConfigError(
+                    f"listen[{index}].accept_proxy_protocol",
+                    "not available in http mode with workers > 1",
+                )
+    return Config(
+        listeners=listeners, balancers=balancers, manager=manager, workers=workers, raw=data
+    )
+
+
+def _workerCount(value, path):
+    _count(value, path)
+    if not 1 <= value <= 64:
+        raise ConfigError(path, f"expected 1 to 64 worker processes, got {value}")
+    return value
 
 
 def loadConfig(path, schedulers=None):
@@ -518,7 +548,7 @@ def loadConfig(path, schedulers=None):
 
 
 def configFromArguments(
-    listen, members, standbys, scheduler, retry, schedulers=None, manager=None
+    listen, members, standbys, scheduler, retry, schedulers=None, manager=None, workers=1
 ):
     """
     Build a L{Config} with one listener and one balancer (C{default}) from
@@ -542,4 +572,6 @@ def configFromArguments(
     }
     if manager is not None:
         data["manager"] = {"endpoint": manager}
+    if workers != 1:
+        data["workers"] = workers
     return parseConfig(data, schedulers)

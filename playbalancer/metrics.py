@@ -33,7 +33,7 @@ class BalancerCollector:
 
     def __init__(self, balancers, listeners=()):
         self.balancers = balancers
-        self.listeners = list(listeners)
+        self.listeners = listeners
 
     def collect(self):
         yield from self._members()
@@ -128,10 +128,11 @@ class BalancerCollector:
             labels=labels,
         )
         for name, factory in self.listeners:
-            connections = getattr(factory, "connections", None)
-            if connections is None:
-                connections = factory.relays
-            open_.add_metric([name], len(connections))
+            count = getattr(factory, "openConnections", None)
+            if count is None:
+                connections = getattr(factory, "connections", None)
+                count = len(connections if connections is not None else factory.relays)
+            open_.add_metric([name], count)
             accepted.add_metric([name], factory.accepted)
             rejected.add_metric([name], getattr(factory, "rejected", 0))
             refused.add_metric([name], getattr(factory, "refused", 0))

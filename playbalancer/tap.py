@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from playbalancer.balancer import Balancer, Member
-from playbalancer.config import ConfigError, configFromArguments, loadConfig
+from playbalancer.config import ConfigError, configFromArguments, loadConfig, parseConfig
 from playbalancer.schedulers import availableSchedulers
 from playbalancer.tokens import readTokenFile
 
@@ -34,6 +34,7 @@ class Options(usage.Options):
         ["listen", "l", "tcp:8080", "Listen on this Twisted endpoint (without --config)."],
         ["scheduler", "s", "round-robin", "Scheduler name (without --config)."],
         ["retry", None, "60", "Seconds a failed member rests (without --config)."],
+        ["workers", "w", None, "Worker processes serving the listeners (overrides workers =)."],
         [
             "manager",
             None,
@@ -62,6 +63,9 @@ class Options(usage.Options):
         """
         self["standbys"].append(url)
 
+    def _workers(self):
+        return _workersOption(self["workers"])
+
     def postOptions(self):
         schedulers = availableSchedulers()
         try:
@@ -71,6 +75,9 @@ class Options(usage.Options):
                         "use either --config or --member/--standby/--manager, not both"
                     )
                 self.config = loadConfig(self["config"], schedulers)
+                if self["workers"] is not None:
+                    self.config.raw = dict(self.config.raw, workers=self._workers())
+                    self.config = parseConfig(self.config.raw, schedulers)
             else:
                 if not self["members"] and not self["standbys"]:
                     raise usage.UsageError("give --config FILE, or at least one --member URL")
@@ -86,11 +93,19 @@ class Options(usage.Options):
                     retry,
                     schedulers,
                     manager=self["manager"],
+                    workers=self._workers() if self["workers"] is not None else 1,
                 )
         except ConfigError as e:
             # One clear line and a non-zero exit, never a traceback.
             raise SystemExit(f"playbalancer: {e}")
         self.schedulers = schedulers
+
+
+def _workersOption(value):
+    try:
+        return int(value)
+    except ValueError:
+        raise usage.UsageError(f"--workers: expected a number, got {value!r}")
 
 
 class _PoolService(Service):
@@ -241,46 +256,47 @@ def makeAccessLog(path, endpoint, parent, reactor):
     return log
 
 
-def makeService(options, reactor=None):
+def buildBalancers(config, schedulers, reactor, top=None):
     """
-    The running balancer: one listening service per C{[[listen]]}, and the
-    manager's.
+    The balancers of a config, with their health checkers under C{top} (if
+    given; worker processes get health from their parent).
     """
-    if reactor is None:
-        from twisted.internet import reactor
-    from twisted.internet.endpoints import serverFromString
-    from twisted.protocols.haproxy import proxyEndpoint
-    from twisted.web.server import Site
-
-    from playbalancer.endpoints import MemberEndpoints
-    from playbalancer.exchange import HTTPProxy
-    from playbalancer.front import HTTPFrontFactory, ManagerMount
-    from playbalancer.site import GracefulService, ListenerService
-    from playbalancer.sweeper import Sweeper
-    from playbalancer.tcp import TCPFrontFactory
-    from playbalancer.upstream import MemberPools
-
-    config = options.config
-    top = MultiService()
     balancers = {}
     try:
         for name, balancerConfig in config.balancers.items():
-            factory = options.schedulers[balancerConfig.scheduler]
+            factory = schedulers[balancerConfig.scheduler]
             balancers[name] = buildBalancer(balancerConfig, factory, reactor)
     except ConfigError as e:
         _fail(str(e))
     for name, balancerConfig in config.balancers.items():
-        balancers[name].failOnStatus = frozenset(balancerConfig.failOnStatus)
+        balancer = balancers[name]
+        balancer.failOnStatus = frozenset(balancerConfig.failOnStatus)
         if balancerConfig.health is not None:
-            balancers[name].activeChecks = True
-            balancers[name].healthSettings = balancerConfig.health
-            balancers[name].slowStart = balancerConfig.health.slowstart
-            checker = makeHealthChecker(
-                balancers[name], balancerConfig.health, reactor, tcp=balancerConfig.mode == "tcp"
-            )
-            checker.setServiceParent(top)
-    listeners = []
-    manager, keeper = makeManager(config, balancers, reactor, listeners)
+            balancer.activeChecks = True
+            balancer.healthSettings = balancerConfig.health
+            balancer.slowStart = balancerConfig.health.slowstart
+            if top is not None:
+                checker = makeHealthChecker(
+                    balancer, balancerConfig.health, reactor, tcp=balancerConfig.mode == "tcp"
+                )
+                checker.setServiceParent(top)
+    return balancers
+
+
+def buildFronts(config, balancers, reactor, top, manager=None):
+    """
+    The front factory of every listener (not listening yet), and the member
+    connection pools (closed when C{top} stops).
+
+    @return: C{[(listener config, factory)]}.
+    """
+    from playbalancer.endpoints import MemberEndpoints
+    from playbalancer.exchange import HTTPProxy
+    from playbalancer.front import HTTPFrontFactory, ManagerMount
+    from playbalancer.sweeper import Sweeper
+    from playbalancer.tcp import TCPFrontFactory
+    from playbalancer.upstream import MemberPools
+
     sweeper = Sweeper(reactor)
     pools = {}
     endpoints = {}
@@ -297,6 +313,54 @@ def makeService(options, reactor=None):
             queueTimeout=balancerConfig.queueTimeout,
         )
         _PoolService(pools[name]).setServiceParent(top)
+    fronts = []
+    for listener in config.listeners:
+        balancerConfig = config.balancers[listener.balancer]
+        if listener.mode == "tcp":
+            front = TCPFrontFactory(
+                balancers[listener.balancer],
+                endpoints[listener.balancer].forMember,
+                sendProxyProtocol=balancerConfig.sendProxyProtocol,
+                acceptProxyProtocol=listener.acceptProxyProtocol,
+            )
+        else:
+            proxy = HTTPProxy(
+                balancers[listener.balancer],
+                pools[listener.balancer],
+                reactor,
+                preserveHost=listener.preserveHost,
+                timeout=balancerConfig.timeout,
+                trustedProxies=[
+                    ipaddress.ip_network(n, strict=False) for n in listener.trustedProxies
+                ],
+            )
+            mount = None
+            if listener.managerPath:
+                mount = ManagerMount(listener.managerPath, manager)
+            front = HTTPFrontFactory(proxy, frontSettings(listener), mount)
+            front.accessLog = makeAccessLog(listener.accessLog, listener.endpoint, top, reactor)
+        fronts.append((listener, front))
+    return fronts
+
+
+def makeService(options, reactor=None):
+    """
+    The running balancer: one listening service per C{[[listen]]} (or the
+    worker processes that serve them), the health checks and the manager.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+    from twisted.protocols.haproxy import proxyEndpoint
+    from twisted.web.server import Site
+
+    from playbalancer.site import GracefulService, ListenerService
+
+    config = options.config
+    top = MultiService()
+    balancers = buildBalancers(config, options.schedulers, reactor, top)
+    listeners = []
+    manager, keeper = makeManager(config, balancers, reactor, listeners)
 
     def listen(endpoint, factory, service=None, proxyProtocol=False):
         name = listenerName(endpoint)
@@ -312,38 +376,36 @@ def makeService(options, reactor=None):
         service.setServiceParent(top)
         return service
 
-    for listener in config.listeners:
-        balancerConfig = config.balancers[listener.balancer]
-        if listener.mode == "tcp":
-            front = TCPFrontFactory(
-                balancers[listener.balancer],
-                endpoints[listener.balancer].forMember,
-                sendProxyProtocol=balancerConfig.sendProxyProtocol,
-                acceptProxyProtocol=listener.acceptProxyProtocol,
+    supervisor = None
+    if config.workers > 1:
+        from playbalancer.workers import WorkerSupervisor
+
+        try:
+            supervisor = WorkerSupervisor(
+                config,
+                balancers,
+                reactor,
+                listeners,
+                [listenerName(listener.endpoint) for listener in config.listeners],
             )
-            listen(listener.endpoint, front)
-            listeners.append((listenerName(listener.endpoint), front))
-            continue
-        proxy = HTTPProxy(
-            balancers[listener.balancer],
-            pools[listener.balancer],
-            reactor,
-            preserveHost=listener.preserveHost,
-            timeout=balancerConfig.timeout,
-            trustedProxies=[ipaddress.ip_network(n, strict=False) for n in listener.trustedProxies],
-        )
-        mount = ManagerMount(listener.managerPath, manager) if listener.managerPath else None
-        front = HTTPFrontFactory(proxy, frontSettings(listener), mount)
-        front.accessLog = makeAccessLog(listener.accessLog, listener.endpoint, top, reactor)
-        listen(
-            listener.endpoint,
-            front,
-            lambda endpoint, factory: GracefulService(
-                endpoint, factory, reactor, name=listenerName(listener.endpoint)
-            ),
-            proxyProtocol=listener.acceptProxyProtocol,
-        )
-        listeners.append((listenerName(listener.endpoint), front))
+        except (OSError, ValueError) as e:
+            _fail(f"cannot listen: {e}")
+        supervisor.setServiceParent(top)
+    else:
+        for listener, front in buildFronts(config, balancers, reactor, top, manager):
+            name = listenerName(listener.endpoint)
+            if listener.mode == "tcp":
+                listen(listener.endpoint, front)
+            else:
+                listen(
+                    listener.endpoint,
+                    front,
+                    lambda endpoint, factory, name=name: GracefulService(
+                        endpoint, factory, reactor, name=name
+                    ),
+                    proxyProtocol=listener.acceptProxyProtocol,
+                )
+            listeners.append((name, front))
     if manager is not None:
         site = Site(manager, timeout=60)
         site.log = lambda request: None
@@ -355,12 +417,14 @@ def makeService(options, reactor=None):
             metricsSite.log = lambda request: None
             listen(config.manager.metricsEndpoint, metricsSite)
     _log.info(
-        "configuration loaded: {listeners} listener(s), balancers {balancers}",
+        "configuration loaded: {listeners} listener(s), balancers {balancers}, {workers} worker(s)",
         listeners=len(config.listeners),
         balancers=", ".join(sorted(balancers)),
+        workers=config.workers,
         playbalancer_event="config.loaded",
     )
     top.balancers = balancers
     top.manager = manager
     top.stateKeeper = keeper
+    top.supervisor = supervisor
     return top

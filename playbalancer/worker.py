@@ -1,0 +1,64 @@
+"""
+A worker process (see L{playbalancer.workers}): started by the parent with
+the configuration and the listening sockets, it serves them until the
+parent goes away or tells it to stop.
+
+Run as C{python -m playbalancer.worker} by the parent only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def main():
+    from twisted.internet import reactor
+    from twisted.internet.stdio import StandardIO
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from playbalancer.balancer import Member
+    from playbalancer.config import parseConfig
+    from playbalancer.schedulers import availableSchedulers
+    from playbalancer.tap import buildBalancers, buildFronts
+    from playbalancer.workers import WorkerAgent
+
+    setup = json.loads(os.environ.pop("PLAYBALANCER_WORKER"))
+    globalLogBeginner.beginLoggingTo(
+        [textFileLogObserver(sys.stderr, timeFormat=None)], redirectStandardIO=False
+    )
+    schedulers = availableSchedulers()
+    config = parseConfig(setup["config"], schedulers)
+    from twisted.application.service import MultiService
+
+    top = MultiService()
+    balancers = buildBalancers(config, schedulers, reactor)
+    fronts = buildFronts(config, balancers, reactor, top)
+    ports = []
+    for (listener, front), (fd, family) in zip(fronts, setup["fds"]):
+        ports.append(reactor.adoptStreamPort(fd, family, front))
+        os.close(fd)
+
+    def makeMember(spec):
+        return Member(spec["name"], spec["url"], weight=spec["weight"], standby=spec["standby"])
+
+    StandardIO(WorkerAgent(balancers, fronts, reactor, makeMember))
+
+    def stopping():
+        from twisted.internet.defer import DeferredList, maybeDeferred
+
+        waits = [maybeDeferred(port.stopListening) for port in ports]
+        for listener, front in fronts:
+            if hasattr(front, "closeGracefully"):
+                waits.append(front.closeGracefully(reactor, 10.0))
+        waits.append(maybeDeferred(top.stopService))
+        return DeferredList(waits)
+
+    top.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", stopping)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,524 @@
+"""
+Several worker processes serving the same listeners (C{workers = N}).
+
+The parent process opens the listening sockets and hands them to N worker
+processes, which accept from them (the kernel spreads connections); it
+keeps running the manager, the health checks and the admin state.  Parent
+and workers talk AMP over each worker's standard input and output:
+
+  - L{SetState}, parent to worker: the members of every balancer with their
+    admin state, standby flag, weight and (with health checks) health, as
+    one versioned snapshot, pushed within a tenth of a second of a change.
+  - L{Report}, worker to parent, twice a second: its counters, its
+    requests in flight per member, and the state version it applied.
+
+The manager shows the sums.  A drained member counts as idle only once
+every worker has applied the drain and has nothing in flight on it.  A
+worker that dies is started again; the others keep serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+
+from twisted.application.service import Service
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.protocols import amp
+
+from playbalancer.stats import BUCKETS, FAILURE_KINDS
+
+_log = Logger()
+
+#: Seconds between a worker's reports.
+REPORT_INTERVAL = 0.5
+#: Seconds between the parent's checks for state to push.
+PUSH_INTERVAL = 0.1
+#: Seconds before a worker that died is started again.
+RESTART_DELAY = 0.5
+
+
+class SetState(amp.Command):
+    arguments = [(b"version", amp.Integer()), (b"state", amp.Unicode())]
+    response = []
+
+
+class Report(amp.Command):
+    arguments = [(b"report", amp.Unicode())]
+    response = []
+    requiresAnswer = False
+
+
+# The parent's side
+
+
+def listeningSocket(endpoint):
+    """
+    Open the listening socket of a C{tcp:} or C{tcp6:} endpoint string.
+
+    @raise ValueError: for other kinds of endpoint.
+    """
+    parts = endpoint.split(":")
+    kind = parts[0]
+    if kind not in ("tcp", "tcp6") or len(parts) < 2:
+        raise ValueError(f"{endpoint!r}: workers need tcp: or tcp6: listeners")
+    options = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+    family = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
+    interface = options.get("interface", "::" if kind == "tcp6" else "")
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((interface, int(parts[1])))
+    sock.listen(int(options.get("backlog", 1024)))
+    sock.setblocking(False)
+    return sock
+
+
+class _WorkerControl(amp.AMP):
+    def __init__(self, supervisor, index):
+        amp.AMP.__init__(self)
+        self.supervisor = supervisor
+        self.index = index
+
+    @Report.responder
+    def report(self, report):
+        self.supervisor.gotReport(self.index, json.loads(report))
+        return {}
+
+
+class _ProcessAddress:
+    def __init__(self, pid):
+        self.pid = pid
+
+    def __repr__(self):
+        return f"<worker process {self.pid}>"
+
+
+class _ToWorker:
+    """
+    The transport AMP writes to: a worker's standard input.
+    """
+
+    def __init__(self, process):
+        self.process = process
+
+    def write(self, data):
+        self.process.write(data)
+
+    def writeSequence(self, data):
+        self.process.writeSequence(data)
+
+    def loseConnection(self):
+        self.process.closeStdin()
+
+    def getPeer(self):
+        return _ProcessAddress(self.process.pid)
+
+    getHost = getPeer
+
+
+class _WorkerProcess(ProcessProtocol):
+    """
+    One worker process: AMP on its standard input and output, its
+    standard error into our log.
+    """
+
+    def __init__(self, supervisor, index):
+        self.supervisor = supervisor
+        self.index = index
+        self.control = _WorkerControl(supervisor, index)
+        self.pid = None
+
+    def connectionMade(self):
+        self.pid = self.transport.pid
+        self.control.makeConnection(_ToWorker(self.transport))
+        self.supervisor.workerStarted(self)
+
+    def outReceived(self, data):
+        self.control.dataReceived(data)
+
+    def errReceived(self, data):
+        for line in data.decode("utf-8", "replace").splitlines():
+            _log.info("worker {index}: {line}", index=self.index, line=line)
+
+    def processEnded(self, reason):
+        self.control.connectionLost(reason)
+        self.supervisor.workerEnded(self, reason)
+
+
+class _SummedListener:
+    """
+    A listener's counters summed over the workers, for the metrics.
+    """
+
+    def __init__(self):
+        self.openConnections = 0
+        self.accepted = self.rejected = self.refused = 0
+
+
+class WorkerSupervisor(Service):
+    """
+    Runs the workers and keeps them and the parent's view in step.
+
+    @param config: the L{playbalancer.config.Config} (with its C{raw} data).
+    @param balancers: the parent's balancers (admin state, health, manager).
+    @param listeners: filled with C{(name, summed counters)} for metrics.
+    """
+
+    def __init__(self, config, balancers, reactor, listeners, names):
+        self.config = config
+        self.balancers = balancers
+        self.reactor = reactor
+        self.count = config.workers
+        self.sockets = [listeningSocket(l.endpoint) for l in config.listeners]
+        self.ports = [s.getsockname()[1] for s in self.sockets]
+        self.summed = [_SummedListener() for _ in config.listeners]
+        listeners.extend(zip(names, self.summed))
+        self.workers = {}
+        self.reports = {}
+        self.retired = {}
+        self.version = 0
+        self._state = None
+        self._push = None
+        self._stopping = False
+
+    def startService(self):
+        Service.startService(self)
+        self._stopping = False
+        for index in range(self.count):
+            self._spawn(index)
+        self._push = LoopingCall(self._pushState)
+        self._push.clock = self.reactor
+        self._push.start(PUSH_INTERVAL)
+
+    def _spawn(self, index):
+        if self._stopping:
+            return
+        childFDs = {0: "w", 1: "r", 2: "r"}
+        fds = []
+        for offset, sock in enumerate(self.sockets):
+            childFDs[3 + offset] = sock.fileno()
+            fds.append([3 + offset, sock.family])
+        env = dict(os.environ)
+        env["PLAYBALANCER_WORKER"] = json.dumps(
+            {"config": self.config.raw, "fds": fds, "index": index}
+        )
+        self.reactor.spawnProcess(
+            _WorkerProcess(self, index),
+            sys.executable,
+            [sys.executable, "-m", "playbalancer.worker"],
+            env=env,
+            childFDs=childFDs,
+        )
+
+    def workerStarted(self, process):
+        self.workers[process.index] = process
+        _log.info(
+            "worker {index} started (pid {pid})",
+            index=process.index,
+            pid=process.pid,
+            playbalancer_event="worker.started",
+        )
+        self._send(process, self.version, self._state)
+
+    def workerEnded(self, process, reason):
+        if self.workers.get(process.index) is process:
+            del self.workers[process.index]
+        last = self.reports.pop(process.index, None)
+        if last is not None:
+            _fold(self.retired, last)
+        self._sum()
+        if not self._stopping:
+            _log.warn(
+                "worker {index} (pid {pid}) ended: {reason}; starting it again",
+                index=process.index,
+                pid=process.pid,
+                reason=reason.getErrorMessage(),
+                playbalancer_event="worker.ended",
+            )
+            self.reactor.callLater(RESTART_DELAY, self._spawn, process.index)
+
+    # State, parent to workers
+
+    def snapshot(self):
+        state = {}
+        for name, balancer in self.balancers.items():
+            state[name] = [
+                {
+                    "name": m.name,
+                    "url": m.url,
+                    "admin": m.admin,
+                    "standby": m.standby,
+                    "weight": m.configuredWeight,
+                    "down": m.downReason if balancer.activeChecks and not m.healthy else None,
+                }
+                for m in balancer.members
+                if not m.removing
+            ]
+        return json.dumps(state, sort_keys=True)
+
+    def _pushState(self):
+        state = self.snapshot()
+        if state == self._state:
+            return
+        self.version += 1
+        self._state = state
+        for process in list(self.workers.values()):
+            self._send(process, self.version, state)
+
+    def _send(self, process, version, state):
+        if state is None:
+            return
+        d = process.control.callRemote(SetState, version=version, state=state)
+        d.addErrback(lambda f: None)  # a worker that went away
+
+    # Reports, workers to parent
+
+    def gotReport(self, index, report):
+        self.reports[index] = report
+        self._sum()
+
+    def _sum(self):
+        totals = {}
+        _fold(totals, {"members": self.retired.get("members", {})})
+        for report in self.reports.values():
+            _fold(totals, report)
+        consistent = len(self.reports) == len(self.workers) and all(
+            r["version"] >= self.version for r in self.reports.values()
+        )
+        for name, balancer in self.balancers.items():
+            for member in list(balancer.members):
+                counts = totals.get("members", {}).get(f"{name}/{member.name}")
+                if counts is None:
+                    continue
+                _apply(member, counts)
+                if member.active == 0 and consistent:
+                    waiters, member._idleWaiters = member._idleWaiters, []
+                    for d in waiters:
+                        d.callback(member)
+                    if member.removing and member in balancer.members:
+                        balancer.members.remove(member)
+        for summed, counts in zip(self.summed, totals.get("listeners", [])):
+            summed.openConnections = counts["open"]
+            summed.accepted = counts["accepted"]
+            summed.rejected = counts["rejected"]
+            summed.refused = counts["refused"]
+
+    def status(self):
+        """
+        The workers as the manager shows them.
+        """
+        return [
+            {
+                "index": index,
+                "pid": process.pid,
+                "version": self.reports.get(index, {}).get("version"),
+            }
+            for index, process in sorted(self.workers.items())
+        ]
+
+    def stopService(self):
+        Service.stopService(self)
+        self._stopping = True
+        if self._push is not None and self._push.running:
+            self._push.stop()
+        from twisted.internet.defer import Deferred, DeferredList
+
+        waits = []
+        for process in list(self.workers.values()):
+            d = Deferred()
+            original = process.processEnded
+
+            def ended(reason, original=original, d=d):
+                original(reason)
+                d.callback(None)
+
+            process.processEnded = ended
+            try:
+                process.transport.signalProcess("TERM")
+            except Exception:
+                d.callback(None)
+            waits.append(d)
+        for sock in self.sockets:
+            sock.close()
+        return DeferredList(waits)
+
+
+_COUNTERS = ("requests", "failures", "bytesIn", "bytesOut", "retries")
+
+
+def _fold(into, report):
+    """
+    Add a report's counters to C{into} (in place).
+    """
+    members = into.setdefault("members", {})
+    for key, counts in report.get("members", {}).items():
+        total = members.setdefault(key, _empty())
+        for name in _COUNTERS + ("active",):
+            total[name] += counts[name]
+        for kind, value in counts["classes"].items():
+            total["classes"][kind] = total["classes"].get(kind, 0) + value
+        for kind, value in counts["kinds"].items():
+            total["kinds"][kind] = total["kinds"].get(kind, 0) + value
+        for histogram in ("firstByte", "total"):
+            mine, theirs = total[histogram], counts[histogram]
+            mine["counts"] = [a + b for a, b in zip(mine["counts"], theirs["counts"])]
+            mine["sum"] += theirs["sum"]
+            mine["count"] += theirs["count"]
+    listeners = into.setdefault("listeners", [])
+    for index, counts in enumerate(report.get("listeners", [])):
+        if index >= len(listeners):
+            listeners.append(dict.fromkeys(("open", "accepted", "rejected", "refused"), 0))
+        for name, value in counts.items():
+            listeners[index][name] += value
+
+
+def _empty():
+    histogram = {"counts": [0] * (len(BUCKETS) + 1), "sum": 0.0, "count": 0}
+    return dict(
+        dict.fromkeys(_COUNTERS + ("active",), 0),
+        classes={},
+        kinds={},
+        firstByte=dict(histogram),
+        total=dict(histogram, counts=list(histogram["counts"])),
+    )
+
+
+def _apply(member, counts):
+    """
+    Show the workers' summed counters on the parent's member.
+    """
+    member.active = counts["active"]
+    member.requests = counts["requests"]
+    member.failures = counts["failures"]
+    member.bytesIn = counts["bytesIn"]
+    member.bytesOut = counts["bytesOut"]
+    stats = member.stats
+    stats.retries = counts["retries"]
+    stats.statusClasses.update(counts["classes"])
+    stats.failures.update(counts["kinds"])
+    for name in ("firstByte", "total"):
+        histogram = getattr(stats, name)
+        histogram.counts = list(counts[name]["counts"])
+        histogram.sum = counts[name]["sum"]
+        histogram.count = counts[name]["count"]
+
+
+# The worker's side
+
+
+def memberCounts(member):
+    """
+    One member's counters, for a L{Report}.
+    """
+    stats = member.stats
+    return {
+        "active": member.active,
+        "requests": member.requests,
+        "failures": member.failures,
+        "bytesIn": member.bytesIn,
+        "bytesOut": member.bytesOut,
+        "retries": stats.retries,
+        "classes": dict(stats.statusClasses),
+        "kinds": {k: stats.failures[k] for k in FAILURE_KINDS},
+        "firstByte": {
+            "counts": list(stats.firstByte.counts),
+            "sum": stats.firstByte.sum,
+            "count": stats.firstByte.count,
+        },
+        "total": {"counts": list(stats.total.counts), "sum": stats.total.sum, "count": stats.total.count},
+    }
+
+
+class WorkerAgent(amp.AMP):
+    """
+    A worker's end of the control channel: applies the parent's state and
+    reports counters.
+
+    @param fronts: the worker's C{[(listener config, factory)]}.
+    """
+
+    def __init__(self, balancers, fronts, clock, makeMember):
+        amp.AMP.__init__(self)
+        self.balancers = balancers
+        self.fronts = fronts
+        self.clock = clock
+        self.makeMember = makeMember
+        self.version = 0
+        self._loop = None
+
+    def connectionMade(self):
+        amp.AMP.connectionMade(self)
+        self._loop = LoopingCall(self.report)
+        self._loop.clock = self.clock
+        self._loop.start(REPORT_INTERVAL)
+
+    def connectionLost(self, reason):
+        amp.AMP.connectionLost(self, reason)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        # The parent is gone: so is this worker's reason to run.
+        if self.clock.running:
+            self.clock.stop()
+
+    @SetState.responder
+    def setState(self, version, state):
+        self.apply(json.loads(state))
+        self.version = version
+        self.report()
+        return {}
+
+    def apply(self, state):
+        """
+        Make the balancers' members match the parent's snapshot.
+        """
+        for name, members in state.items():
+            balancer = self.balancers.get(name)
+            if balancer is None:
+                continue
+            wanted = {m["name"]: m for m in members}
+            for member in list(balancer.members):
+                if member.name not in wanted and not member.removing:
+                    balancer.removeMember(member, "parent")
+            for spec in members:
+                member = balancer.member(spec["name"])
+                if member is None or member.url != spec["url"] or member.removing:
+                    if member is not None and not member.removing:
+                        balancer.removeMember(member, "parent")
+                    member = self.makeMember(spec)
+                    balancer.members.append(member)
+                member.admin = spec["admin"]
+                member.standby = spec["standby"]
+                member.configuredWeight = spec["weight"]
+                if balancer.activeChecks:
+                    if spec["down"] is None:
+                        member.downSince = member.downUntil = member.downReason = None
+                    elif member.downSince is None:
+                        member.downSince = self.clock.seconds()
+                        member.downUntil = float("inf")
+                        member.downReason = spec["down"]
+
+    def report(self):
+        members = {}
+        for name, balancer in self.balancers.items():
+            for member in balancer.members:
+                members[f"{name}/{member.name}"] = memberCounts(member)
+        listeners = []
+        for listener, factory in self.fronts:
+            connections = getattr(factory, "connections", None)
+            if connections is None:
+                connections = factory.relays
+            listeners.append(
+                {
+                    "open": len(connections),
+                    "accepted": factory.accepted,
+                    "rejected": getattr(factory, "rejected", 0),
+                    "refused": getattr(factory, "refused", 0),
+                }
+            )
+        report = {"version": self.version, "members": members, "listeners": listeners}
+        self.callRemote(Report, report=json.dumps(report))
+

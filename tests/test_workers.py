@@ -1,0 +1,212 @@
+"""
+C{workers = 2}: a real C{twistd playbalancer} whose listeners are served
+by two worker processes, while the parent runs the manager.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import treq
+from treq.client import HTTPClient
+from twisted.internet import reactor, task
+from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from playbalancer.demo import TWISTD
+from playbalancer.testing import MemberServer, freePorts
+
+from tests.proxyharness import servedBy
+
+
+def childrenOf(pid):
+    """
+    The process ids whose parent is C{pid}.
+    """
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(entry))
+    return found
+
+
+class WorkerTests(TestCase):
+    timeout = 90
+
+    async def setUp(self):
+        self.members = [MemberServer(name, reactor).start() for name in ("app1", "app2")]
+        for member in self.members:
+            self.addCleanup(member.stop)
+        front, manager = freePorts(2)
+        config = self.mktemp()
+        with open(config, "w") as f:
+            f.write(
+                f"""
+workers = 2
+
+[[listen]]
+endpoint = "tcp:{front}:interface=127.0.0.1"
+balancer = "web"
+
+[balancer.web]
+scheduler = "round-robin"
+
+[[balancer.web.member]]
+name = "app1"
+url = "{self.members[0].url}"
+
+[[balancer.web.member]]
+name = "app2"
+url = "{self.members[1].url}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+            )
+        self.log = open(self.mktemp(), "w+")
+        self.child = subprocess.Popen(
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "playbalancer", "--config", config],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.addCleanup(self.stopChild)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.client = HTTPClient(Agent(reactor, pool=pool))
+        self.base = f"http://127.0.0.1:{front}"
+        self.manager = f"http://127.0.0.1:{manager}"
+        await self.waitFor(lambda: len(childrenOf(self.child.pid)) == 2)
+        for _ in range(200):
+            try:
+                if (await self.get("/")).code == 200:
+                    break
+            except Exception:
+                await task.deferLater(reactor, 0.05, lambda: None)
+
+    def stopChild(self):
+        if self.child.poll() is None:
+            os.kill(self.child.pid, signal.SIGTERM)
+            try:
+                self.child.wait(15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.child.pid, signal.SIGKILL)
+                self.child.wait()
+        self.log.close()
+
+    async def waitFor(self, condition, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            self.assertIsNone(self.child.poll(), "twistd exited")
+            if time.monotonic() > deadline:
+                self.fail("condition never came true")
+            await task.deferLater(reactor, 0.05, lambda: None)
+
+    async def get(self, path):
+        response = await self.client.get(self.base + path)
+        await treq.content(response)
+        return response
+
+    async def metric(self, name, **labels):
+        response = await self.client.get(self.manager + "/metrics")
+        text = (await treq.content(response)).decode()
+        wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+        for line in text.splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.split()[-1])
+        return None
+
+    async def test_servesAndAppliesDrain(self):
+        """
+        Both members are served; a drain sent to the parent's manager
+        reaches every worker within a fraction of a second.
+        """
+        served = {servedBy(await self.get("/")) for _ in range(20)}
+        self.assertEqual(served, {"app1", "app2"})
+        response = await self.client.post(
+            self.manager + "/api/balancers/web/members/app1",
+            data=json.dumps({"admin": "drain"}).encode(),
+            headers={b"Content-Type": [b"application/json"]},
+        )
+        self.assertEqual(response.code, 200, await treq.content(response))
+        await task.deferLater(reactor, 0.5, lambda: None)
+        served = [servedBy(await self.get("/")) for _ in range(20)]
+        self.assertEqual(set(served), {"app2"})
+
+    async def test_deadWorkerRestarted(self):
+        before = childrenOf(self.child.pid)
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        await self.waitFor(lambda: len(childrenOf(self.child.pid) - {victim}) == 2)
+        self.assertNotIn(victim, childrenOf(self.child.pid))
+        for _ in range(20):
+            self.assertEqual((await self.get("/")).code, 200)
+
+    async def test_countersSummed(self):
+        """
+        The manager's metrics sum the workers' counters.
+        """
+        async def total():
+            values = [
+                await self.metric("playbalancer_member_responses_total", balancer="web", member=m, code="2xx")
+                for m in ("app1", "app2")
+            ]
+            return sum(v or 0 for v in values)
+
+        await task.deferLater(reactor, 1.2, lambda: None)  # reports of set-up requests
+        start = await total()
+        for _ in range(30):
+            await self.get("/")
+        deadline = time.monotonic() + 10
+        while await total() < start + 30 and time.monotonic() < deadline:
+            await task.deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(await total(), start + 30)
+
+    async def test_inFlightSummedForDrain(self):
+        """
+        A request held in a worker shows as in flight on the parent's
+        manager (what C{drain --wait} waits on), and is gone once it ends.
+        """
+        from twisted.internet import defer
+
+        response = await self.client.post(
+            self.manager + "/api/balancers/web/members/app2",
+            data=json.dumps({"admin": "drain"}).encode(),
+            headers={b"Content-Type": [b"application/json"]},
+        )
+        await treq.content(response)
+        await task.deferLater(reactor, 0.5, lambda: None)
+        app1 = self.members[0]
+        arrived = app1.hold.arrival()
+        held = defer.ensureDeferred(self.get("/hold"))
+        await arrived
+        inFlight = []
+
+        async def flight():
+            values = [
+                await self.metric("playbalancer_member_in_flight", balancer="web", member=m)
+                for m in ("app1", "app2")
+            ]
+            inFlight[:] = values
+            return values
+
+        deadline = time.monotonic() + 5
+        while (await flight())[0] != 1 and time.monotonic() < deadline:
+            await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(inFlight[0], 1)
+        app1.hold.release()
+        await held
+        deadline = time.monotonic() + 5
+        while (await flight()) != [0, 0] and time.monotonic() < deadline:
+            await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(inFlight, [0, 0])
