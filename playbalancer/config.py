@@ -119,7 +119,7 @@ class Config:
     #: Worker processes serving the listeners (1: this process serves).
     workers: int = 1
     #: The decoded TOML, as given (what worker processes are started with).
-    raw: dict = None
+    raw: dict = field(default=None, compare=False, repr=False)
 
 
 class _Table:
