@@ -372,6 +372,18 @@ def findMember(status, balancer, name):
     return member
 
 
+def remaining(member):
+    """
+    What a drain still waits for: the member's requests in flight, or in
+    cluster mode those of the whole tier plus one for each node that has
+    not applied the drain yet.
+    """
+    tier = member.get("tier")
+    if tier is None:
+        return member.get("active") or 0
+    return tier["inflight"] + len(tier["behind"])
+
+
 async def waitDrained(
     client, clock, balancer, name, member, timeout, progress=None, interval=POLL_INTERVAL
 ):
@@ -382,7 +394,7 @@ async def waitDrained(
     @param progress: where to tell how many requests remain, or C{None}.
     """
     deadline = clock.seconds() + timeout if timeout else None
-    active = member.get("active") or 0
+    active = remaining(member)
     while active:
         if deadline is not None and clock.seconds() >= deadline:
             raise CommandError(
@@ -393,9 +405,10 @@ async def waitDrained(
         member = findMember(await client.status(), balancer, name)
         if member.get("admin") == "enabled":
             raise CommandError(f"{balancer}/{name} was enabled again while draining")
-        if progress is not None and member.get("active") not in (active, 0):
-            progress.write(f"{balancer}/{name}: {member.get('active')} active\n")
-        active = member.get("active") or 0
+        now = remaining(member)
+        if progress is not None and now not in (active, 0):
+            progress.write(f"{balancer}/{name}: {now} active\n")
+        active = now
     if progress is not None:
         progress.write(f"{balancer}/{name}: drained\n")
     return member

@@ -112,12 +112,24 @@ class ManagerConfig:
 
 
 @dataclass
+class ClusterConfig:
+    endpoints: list
+    tier: str
+    node: str
+    store: str = "etcd"
+    cacheFile: str = None
+    leaseTTL: int = 3
+    startupTimeout: float = 5.0
+
+
+@dataclass
 class Config:
     listeners: list
     balancers: dict
     manager: ManagerConfig = None
     #: Worker processes serving the listeners (1: this process serves).
     workers: int = 1
+    cluster: ClusterConfig = None
     #: The decoded TOML, as given (what worker processes are started with).
     raw: dict = field(default=None, compare=False, repr=False)
 
@@ -470,6 +482,7 @@ def parseConfig(data, schedulers=None):
     rawBalancers = top.get("balancer", lambda v, p: _Table(v, p)._data, required=True)
     manager = top.get("manager", _manager)
     workers = top.get("workers", _workerCount, 1)
+    cluster = top.get("cluster", _cluster)
     top.done()
     modes = {}
     for index, listener in enumerate(listeners):
@@ -518,9 +531,45 @@ def parseConfig(data, schedulers=None):
                     f"listen[{index}].accept_proxy_protocol",
                     "not available in http mode with workers > 1",
                 )
+    if cluster is not None and workers > 1:
+        raise ConfigError("cluster", "not available with workers > 1 yet")
     return Config(
-        listeners=listeners, balancers=balancers, manager=manager, workers=workers, raw=data
+        listeners=listeners,
+        balancers=balancers,
+        manager=manager,
+        workers=workers,
+        cluster=cluster,
+        raw=data,
     )
+
+
+def _cluster(data, path):
+    import socket
+
+    table = _Table(data, path)
+    store = table.get("store", _string, "etcd")
+    if store != "etcd":
+        raise ConfigError(table.at("store"), f"expected \"etcd\", got {store!r}")
+    endpoints = table.get("endpoints", _array, required=True)
+    if not endpoints:
+        raise ConfigError(table.at("endpoints"), "at least one endpoint is needed")
+    for index, endpoint in enumerate(endpoints):
+        if not isinstance(endpoint, str) or not re.match(r"https?://[^/\s]+\Z", endpoint):
+            raise ConfigError(
+                f"{table.at('endpoints')}[{index}]",
+                f"expected a URL like http://127.0.0.1:2379, got {_show(endpoint)}",
+            )
+    cluster = ClusterConfig(
+        store=store,
+        endpoints=list(endpoints),
+        tier=table.get("tier", _name, required=True),
+        node=table.get("node", _name, socket.gethostname().split(".")[0][:64] or "node"),
+        cacheFile=table.get("cache_file", _string),
+        leaseTTL=table.get("lease_ttl", _atLeast(2), 3),
+        startupTimeout=table.get("startup_timeout", _positiveSeconds, 5.0),
+    )
+    table.done()
+    return cluster
 
 
 def _workerCount(value, path):

@@ -343,6 +343,31 @@ def buildFronts(config, balancers, reactor, top, manager=None):
     return fronts
 
 
+def makeClusterNode(settings, balancers, reactor):
+    """
+    The L{playbalancer.cluster.node.ClusterNode} of a C{[cluster]} table.
+    """
+    from treq.client import HTTPClient
+    from twisted.web.client import Agent, HTTPConnectionPool
+
+    from playbalancer.cluster.etcd import EtcdStore
+    from playbalancer.cluster.node import ClusterNode
+
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = 4
+    store = EtcdStore(settings.endpoints, HTTPClient(Agent(reactor, pool=pool)), reactor)
+    return ClusterNode(
+        store,
+        balancers,
+        settings.tier,
+        settings.node,
+        reactor,
+        cachePath=settings.cacheFile,
+        leaseTTL=settings.leaseTTL,
+        startupTimeout=settings.startupTimeout,
+    )
+
+
 def makeService(options, reactor=None):
     """
     The running balancer: one listening service per C{[[listen]]} (or the
@@ -361,8 +386,20 @@ def makeService(options, reactor=None):
     balancers = buildBalancers(config, options.schedulers, reactor, top)
     listeners = []
     manager, keeper = makeManager(config, balancers, reactor, listeners)
+    fronts = top
+    node = None
+    if config.cluster is not None:
+        from playbalancer.cluster.node import AfterReady
 
-    def listen(endpoint, factory, service=None, proxyProtocol=False):
+        node = makeClusterNode(config.cluster, balancers, reactor)
+        node.setServiceParent(top)
+        if manager is not None:
+            manager.cluster = node
+        # Traffic only once the tier's state is applied.
+        fronts = AfterReady(node.ready)
+        fronts.setServiceParent(top)
+
+    def listen(endpoint, factory, service=None, proxyProtocol=False, parent=None):
         name = listenerName(endpoint)
         if service is None:
             service = lambda e, f: ListenerService(e, f, name)  # noqa: E731
@@ -373,7 +410,7 @@ def makeService(options, reactor=None):
             endpoint = proxyEndpoint(endpoint)
         service = service(endpoint, factory)
         service._raiseSynchronously = True
-        service.setServiceParent(top)
+        service.setServiceParent(parent if parent is not None else fronts)
         return service
 
     supervisor = None
@@ -409,13 +446,13 @@ def makeService(options, reactor=None):
     if manager is not None:
         site = Site(manager, timeout=60)
         site.log = lambda request: None
-        listen(config.manager.endpoint, site)
+        listen(config.manager.endpoint, site, parent=top)
         if config.manager.metricsEndpoint:
             from playbalancer.manager.root import MetricsRoot
 
             metricsSite = Site(MetricsRoot(manager.policy, manager.pages[b"metrics"]), timeout=60)
             metricsSite.log = lambda request: None
-            listen(config.manager.metricsEndpoint, metricsSite)
+            listen(config.manager.metricsEndpoint, metricsSite, parent=top)
     _log.info(
         "configuration loaded: {listeners} listener(s), balancers {balancers}, {workers} worker(s)",
         listeners=len(config.listeners),
@@ -427,4 +464,5 @@ def makeService(options, reactor=None):
     top.manager = manager
     top.stateKeeper = keeper
     top.supervisor = supervisor
+    top.cluster = node
     return top

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 
+from twisted.internet.defer import ensureDeferred
 from twisted.web import resource
+from twisted.web.server import NOT_DONE_YET
 
+from playbalancer.cluster.interfaces import StoreError
 from playbalancer.manager import model
 from playbalancer.manager.guard import sameOrigin
 from playbalancer.manager.model import ChangeError
@@ -93,7 +96,14 @@ class ApiResource(resource.Resource):
                 request.setHeader(b"allow", b"GET, HEAD")
                 raise ChangeError(405, "status is read with GET")
             now = self.root.clock.seconds()
-            return jsonResponse(request, 200, model.status(self.root.balancers, now))
+            status = model.status(self.root.balancers, now)
+            cluster = getattr(self.root, "cluster", None)
+            if cluster is not None:
+                status["cluster"] = cluster.summary()
+                for balancerName, info in status["balancers"].items():
+                    for memberName, member in info["members"].items():
+                        member["tier"] = cluster.tierState(balancerName, memberName)
+            return jsonResponse(request, 200, status)
         if len(path) == 4 and path[0] == b"balancers" and path[2] == b"members":
             try:
                 balancerName, memberName = path[1].decode("utf-8"), path[3].decode("utf-8")
@@ -114,6 +124,9 @@ class ApiResource(resource.Resource):
         if not sameOrigin(request):
             raise ChangeError(403, "cross-site requests are refused")
         who = self.root.who(request)
+        cluster = getattr(self.root, "cluster", None)
+        if cluster is not None:
+            return self._clusterChange(request, cluster, balancerName, memberName, who)
         if method == b"DELETE":
             balancer, member = model.find(balancers, balancerName, memberName, removing=True)
             if not member.removing:
@@ -128,6 +141,71 @@ class ApiResource(resource.Resource):
         model.applyChange(balancer, member, body, who)
         return self._answer(request, 200, balancer, member)
 
+    def _clusterChange(self, request, cluster, balancerName, memberName, who):
+        """
+        In cluster mode a change goes to the store, for every node; the
+        answer comes once this node applied it, with its revision.
+        """
+        balancers = self.root.balancers
+        method = request.method
+        body = readJSON(request) if method != b"DELETE" else {}
+        forceLocal = isinstance(body, dict) and body.pop("force_local", False) is True
+        if method == b"DELETE":
+            balancer, member = model.find(balancers, balancerName, memberName, removing=True)
+            fields = {"removed": True}
+        elif method == b"PUT":
+            balancer, _ = model.find(balancers, balancerName)
+            member = model.addMember(balancer, memberName, body, who, apply=False)
+            fields = {
+                "url": member.url,
+                "standby": member.standby,
+                "weight": member.configuredWeight,
+                "admin": "enabled",
+                "removed": False,
+            }
+        else:
+            balancer, member = model.find(balancers, balancerName, memberName)
+            checked = model.checkChange(member, body)
+            if checked.pop("reset"):
+                balancer.reset(member, who)  # passive failures are this node's own
+            fields = checked
+        if forceLocal:
+            if not cluster.degraded:
+                raise ChangeError(409, "force_local is only for when the store is degraded")
+            if method == b"DELETE":
+                balancer.removeMember(member, who)
+            elif method == b"PUT":
+                balancer.addMember(member, who)
+            else:
+                model.applyChange(balancer, member, body, who)
+            return self._answer(request, 200, balancer, member)
+        if cluster.degraded:
+            raise ChangeError(503, f"the cluster store is degraded ({cluster.reason}); "
+                                   "send \"force_local\": true to change this node only")
+
+        def written(revision):
+            current = balancer.member(memberName) or member
+            taking = current in balancer.candidates()
+            answer = model.memberStatus(current, balancer.seconds(), taking)
+            answer["revision"] = revision
+            answer["tier"] = cluster.tierState(balancerName, memberName)
+            request.write(jsonResponse(request, 201 if method == b"PUT" else 200, answer))
+            request.finish()
+
+        def failed(failure):
+            failure.trap(StoreError)
+            request.write(jsonResponse(request, 503, {"error": str(failure.value)}))
+            request.finish()
+
+        d = ensureDeferred(cluster.write(balancerName, memberName, fields, who))
+        d.addCallbacks(written, failed)
+        d.addErrback(lambda f: (request.processingFailed(f), None)[1])
+        return NOT_DONE_YET
+
     def _answer(self, request, code, balancer, member):
         taking = member in balancer.candidates()
-        return jsonResponse(request, code, model.memberStatus(member, balancer.seconds(), taking))
+        answer = model.memberStatus(member, balancer.seconds(), taking)
+        cluster = getattr(self.root, "cluster", None)
+        if cluster is not None:
+            answer["tier"] = cluster.tierState(balancer.name, member.name)
+        return jsonResponse(request, code, answer)

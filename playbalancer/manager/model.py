@@ -188,6 +188,19 @@ def applyChange(balancer, member, change, who):
     Apply a C{POST} body: any of C{admin}, C{standby}, C{weight}, C{reset}.
     Everything is checked before anything changes.
     """
+    checked = checkChange(member, change)
+    balancer.setAdmin(member, checked["admin"], who)
+    balancer.setStandby(member, checked["standby"], who)
+    balancer.setWeight(member, checked["weight"], who)
+    if checked["reset"]:
+        balancer.reset(member, who)
+
+
+def checkChange(member, change):
+    """
+    Check a C{POST} body; the member's admin, standby and weight after it,
+    and whether to reset.
+    """
     if not isinstance(change, dict):
         raise ChangeError(400, "expected a JSON object")
     unknown = set(change) - _CHANGE_KEYS
@@ -205,14 +218,10 @@ def applyChange(balancer, member, change, who):
     reset = change.get("reset", False)
     if not isinstance(reset, bool):
         raise ChangeError(400, "reset must be true or false")
-    balancer.setAdmin(member, admin, who)
-    balancer.setStandby(member, standby, who)
-    balancer.setWeight(member, weight, who)
-    if reset:
-        balancer.reset(member, who)
+    return {"admin": admin, "standby": standby, "weight": weight, "reset": reset}
 
 
-def addMember(balancer, name, spec, who):
+def addMember(balancer, name, spec, who, apply=True):
     """
     Apply a C{PUT} body: C{url}, optionally C{standby} and C{weight}.
     """
@@ -237,5 +246,7 @@ def addMember(balancer, name, spec, who):
     if balancer.member(name) is not None:
         raise ChangeError(409, f"member {name!r} exists in balancer {balancer.name!r}")
     member = Member(name, url, weight=weight, standby=standby)
+    if not apply:
+        return member  # checked only: the caller adds it
     balancer.addMember(member, who)
     return member

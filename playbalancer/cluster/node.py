@@ -1,0 +1,417 @@
+"""
+One playbalancer node of a tier: follows the tier's admin state in the
+store, writes admin changes to it with compare-and-set, and publishes its
+own status (applied revision, requests in flight) under a lease.
+
+Keys, under C{/playbalancer/v1/<tier>/}:
+
+  - C{admin/<balancer>/<member>}: C{{"admin", "standby", "weight", "who"}},
+    plus C{"url"} for a member added at run time and C{"removed"}.
+  - C{nodes/<node>}: C{{"revision", "inflight": {"<balancer>/<member>": n},
+    "at"}}, bound to the node's lease.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import LoopingCall, deferLater
+from twisted.logger import Logger
+
+from playbalancer.balancer import Member
+from playbalancer.cluster.etcd import CompactedError
+from playbalancer.cluster.interfaces import StoreError
+
+_log = Logger()
+
+#: Seconds between status publications (and lease renewals).
+PUBLISH_INTERVAL = 0.5
+#: Seconds to wait before reconnecting after the store failed.
+RECONNECT_DELAY = 0.5
+
+
+class ClusterNode(Service):
+    """
+    Keeps this node's balancers in step with the tier.
+
+    @param store: an L{IStateStore}.
+    @param balancers: C{{name: Balancer}}.
+    @param cachePath: a file for the last snapshot, used when the store
+        cannot be reached at start-up.
+    """
+
+    def __init__(
+        self,
+        store,
+        balancers,
+        tier,
+        node,
+        clock,
+        cachePath=None,
+        leaseTTL=3,
+        startupTimeout=5.0,
+    ):
+        self.store = store
+        self.balancers = balancers
+        self.tier = tier
+        self.node = node
+        self.clock = clock
+        self.cachePath = cachePath
+        self.leaseTTL = leaseTTL
+        self.startupTimeout = startupTimeout
+        self.prefix = f"/playbalancer/v1/{tier}/".encode("utf-8")
+        self.adminPrefix = self.prefix + b"admin/"
+        self.nodesPrefix = self.prefix + b"nodes/"
+        self.revision = 0
+        self.degraded = True
+        self.reason = "starting"
+        self.nodes = {}
+        self.records = {}
+        self.modRevisions = {}
+        self.ready = Deferred()
+        self._lease = None
+        self._publish = None
+        self._running = False
+        self._waiters = []
+
+    # Running
+
+    def startService(self):
+        Service.startService(self)
+        self._running = True
+        ensureDeferred(self._follow()).addErrback(
+            lambda f: _log.failure("cluster follower stopped", f)
+        )
+        self._publish = LoopingCall(lambda: ensureDeferred(self._publishStatus()))
+        self._publish.clock = self.clock
+        self._publish.start(PUBLISH_INTERVAL)
+        self.clock.callLater(self.startupTimeout, self._startupTimedOut)
+
+    def stopService(self):
+        Service.stopService(self)
+        self._running = False
+        if self._publish is not None and self._publish.running:
+            self._publish.stop()
+        self.store.stopWatching()
+
+    def _startupTimedOut(self):
+        if self.ready.called:
+            return
+        cached = self._readCache()
+        _log.warn(
+            "store not reachable at start-up: serving {how}",
+            how="from the cached snapshot" if cached else "from the configuration",
+            playbalancer_event="cluster.startup_timeout",
+        )
+        if cached:
+            for key, record in cached["records"].items():
+                self._applyRecord(key.encode("utf-8"), record)
+            self.revision = cached["revision"]
+        self.ready.callback(None)
+
+    async def _follow(self):
+        while self._running:
+            try:
+                revision, found = await self.store.range(self.prefix)
+                self._applySnapshot(revision, found)
+                await self.store.watch(self.prefix, revision + 1, self._onEvents)
+            except CompactedError as e:
+                _log.warn("cluster: {problem}; reading everything again", problem=str(e))
+                continue
+            except StoreError as e:
+                if not self._running:
+                    return
+                self._degrade(str(e))
+                self.store.rotate()
+                await deferLater(self.clock, RECONNECT_DELAY, lambda: None)
+
+    def _degrade(self, reason):
+        if not self.degraded:
+            _log.warn(
+                "store degraded: {reason}; keeping the last known state",
+                reason=reason,
+                playbalancer_event="cluster.degraded",
+            )
+        self.degraded = True
+        self.reason = reason
+
+    # Applying
+
+    def _applySnapshot(self, revision, found):
+        admin = {}
+        nodes = {}
+        for key, (value, modRevision) in found.items():
+            if key.startswith(self.adminPrefix):
+                admin[key] = (value, modRevision)
+            elif key.startswith(self.nodesPrefix):
+                nodes[key] = value
+        for key in list(self.records):
+            if key not in admin:
+                self._forget(key)
+        for key, (value, modRevision) in admin.items():
+            self.modRevisions[key] = modRevision
+            self._applyValue(key, value)
+        self.nodes = {}
+        for key, value in nodes.items():
+            self._nodeStatus(key, value)
+        self.revision = revision
+        if self.degraded:
+            _log.info(
+                "store connected at revision {revision}",
+                revision=revision,
+                playbalancer_event="cluster.connected",
+            )
+        self.degraded = False
+        self.reason = None
+        self._saveCache()
+        self._wake()
+        if not self.ready.called:
+            self.ready.callback(None)
+
+    def _onEvents(self, revision, changes):
+        for key, value, modRevision in changes:
+            if key.startswith(self.adminPrefix):
+                self.modRevisions[key] = modRevision
+                if value is None:
+                    self._forget(key)
+                else:
+                    self._applyValue(key, value)
+            elif key.startswith(self.nodesPrefix):
+                if value is None:
+                    self.nodes.pop(key[len(self.nodesPrefix) :].decode("utf-8"), None)
+                else:
+                    self._nodeStatus(key, value)
+        if revision > self.revision:
+            self.revision = revision
+        if any(key.startswith(self.adminPrefix) for key, _, _ in changes):
+            self._saveCache()
+        self._wake()
+
+    def _nodeStatus(self, key, value):
+        try:
+            self.nodes[key[len(self.nodesPrefix) :].decode("utf-8")] = json.loads(value)
+        except ValueError:
+            pass
+
+    def _applyValue(self, key, value):
+        try:
+            record = json.loads(value)
+        except ValueError:
+            _log.warn("cluster: ignoring a record that is not JSON at {key!r}", key=key)
+            return
+        if not isinstance(record, dict):
+            return
+        self._applyRecord(key, record)
+
+    def _memberOf(self, key):
+        name = key[len(self.adminPrefix) :].decode("utf-8")
+        balancerName, _, memberName = name.partition("/")
+        return self.balancers.get(balancerName), memberName
+
+    def _applyRecord(self, key, record):
+        """
+        Make one member match its record (never because of an error or an
+        empty answer: only records that were read are applied).
+        """
+        balancer, memberName = self._memberOf(key)
+        if balancer is None:
+            return
+        self.records[key] = record
+        who = record.get("who") or "cluster"
+        member = balancer.member(memberName)
+        if record.get("removed"):
+            if member is not None and not member.removing:
+                balancer.removeMember(member, who)
+            return
+        if member is None or member.removing:
+            url = record.get("url")
+            if not url:
+                return
+            member = Member(
+                memberName, url, weight=record.get("weight", 1), standby=record.get("standby", False)
+            )
+            balancer.addMember(member, who)
+        if record.get("admin") in ("enabled", "drain", "disabled"):
+            balancer.setAdmin(member, record["admin"], who)
+        if isinstance(record.get("standby"), bool):
+            balancer.setStandby(member, record["standby"], who)
+        weight = record.get("weight")
+        if isinstance(weight, int) and not isinstance(weight, bool):
+            balancer.setWeight(member, weight, who)
+
+    def _forget(self, key):
+        record = self.records.pop(key, None)
+        self.modRevisions.pop(key, None)
+        if record and record.get("url"):
+            balancer, memberName = self._memberOf(key)
+            member = balancer.member(memberName) if balancer is not None else None
+            if member is not None and not member.removing:
+                balancer.removeMember(member, "cluster")
+
+    # Writing
+
+    async def write(self, balancerName, memberName, fields, who):
+        """
+        Change a member for the whole tier: compare-and-set its record,
+        then wait until this node applied it (from its own watch).
+
+        @return: the revision of the change.
+        @raise StoreError: the store is degraded or refused.
+        """
+        if self.degraded:
+            raise StoreError(f"store degraded: {self.reason}")
+        key = self.adminPrefix + f"{balancerName}/{memberName}".encode("utf-8")
+        balancer = self.balancers[balancerName]
+        for _ in range(5):
+            value, modRevision = await self.store.get(key)
+            if value is not None:
+                record = json.loads(value)
+            else:
+                member = balancer.member(memberName)
+                record = {}
+                if member is not None:
+                    record = {
+                        "admin": member.admin,
+                        "standby": member.standby,
+                        "weight": member.configuredWeight,
+                    }
+            record.update(fields)
+            record["who"] = who
+            revision = await self.store.compareAndSet(
+                key, json.dumps(record, sort_keys=True).encode("utf-8"), modRevision
+            )
+            if revision is not None:
+                await self.applied(revision)
+                return revision
+        raise StoreError("the record kept changing; try again")
+
+    def applied(self, revision, timeout=2.0):
+        """
+        Fire once this node applied C{revision} (or after C{timeout}).
+        """
+        d = Deferred()
+        if self.revision >= revision:
+            d.callback(self.revision)
+            return d
+        self._waiters.append((revision, d))
+        self.clock.callLater(timeout, lambda: d.called or d.callback(self.revision))
+        return d
+
+    def _wake(self):
+        waiting, self._waiters = self._waiters, []
+        for revision, d in waiting:
+            if d.called:
+                continue
+            if self.revision >= revision:
+                d.callback(self.revision)
+            else:
+                self._waiters.append((revision, d))
+
+    # Publishing this node's status
+
+    def status(self):
+        inflight = {}
+        for name, balancer in self.balancers.items():
+            for member in balancer.members:
+                inflight[f"{name}/{member.name}"] = member.active
+        return {"revision": self.revision, "inflight": inflight, "at": time.time()}
+
+    async def _publishStatus(self):
+        if self.degraded:
+            return
+        key = self.nodesPrefix + self.node.encode("utf-8")
+        try:
+            if self._lease is None or not await self.store.keepAlive(self._lease):
+                self._lease = await self.store.grant(self.leaseTTL)
+            await self.store.put(key, json.dumps(self.status()).encode("utf-8"), self._lease)
+        except StoreError as e:
+            _log.debug("cluster: could not publish status: {problem}", problem=str(e))
+
+    def tierState(self, balancerName, memberName):
+        """
+        What the tier knows of one member: whether every known node applied
+        its last change and has nothing in flight on it.
+        """
+        key = self.adminPrefix + f"{balancerName}/{memberName}".encode("utf-8")
+        needed = self.modRevisions.get(key, 0)
+        member = f"{balancerName}/{memberName}"
+        nodes = dict(self.nodes)
+        nodes[self.node] = self.status()
+        inflight = 0
+        behind = []
+        for name, status in sorted(nodes.items()):
+            inflight += int(status.get("inflight", {}).get(member, 0))
+            if int(status.get("revision", 0)) < needed:
+                behind.append(name)
+        return {
+            "nodes": sorted(nodes),
+            "behind": behind,
+            "inflight": inflight,
+            "idle": not behind and inflight == 0,
+        }
+
+    def summary(self):
+        """
+        The cluster as the manager shows it.
+        """
+        nodes = dict(self.nodes)
+        nodes[self.node] = self.status()
+        return {
+            "tier": self.tier,
+            "node": self.node,
+            "store": "degraded" if self.degraded else "ok",
+            "reason": self.reason,
+            "revision": self.revision,
+            "nodes": [
+                {
+                    "name": name,
+                    "revision": status.get("revision"),
+                    "inflight": sum(status.get("inflight", {}).values()),
+                }
+                for name, status in sorted(nodes.items())
+            ],
+        }
+
+    # The local cache of the last snapshot
+
+    def _saveCache(self):
+        if not self.cachePath:
+            return
+        data = {
+            "revision": self.revision,
+            "records": {k.decode("utf-8"): v for k, v in self.records.items()},
+        }
+        temporary = self.cachePath + ".tmp"
+        try:
+            with open(temporary, "w") as f:
+                json.dump(data, f)
+            os.replace(temporary, self.cachePath)
+        except OSError as e:
+            _log.warn("cluster: cannot write the cache {path}: {problem}", path=self.cachePath, problem=e.strerror)
+
+    def _readCache(self):
+        if not self.cachePath:
+            return None
+        try:
+            with open(self.cachePath) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+
+class AfterReady(MultiService):
+    """
+    Starts its services only once C{ready} fired: the listeners of a
+    cluster node serve traffic only with the tier's state applied.
+    """
+
+    def __init__(self, ready):
+        MultiService.__init__(self)
+        self._ready = ready
+
+    def startService(self):
+        self._ready.addCallback(lambda _: MultiService.startService(self))
