@@ -355,7 +355,7 @@ def makeClusterNode(settings, balancers, reactor):
 
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = 4
-    store = EtcdStore(settings.endpoints, HTTPClient(Agent(reactor, pool=pool)), reactor)
+    store = EtcdStore(settings.endpoints, HTTPClient(Agent(reactor, pool=pool)), reactor, pool=pool)
     return ClusterNode(
         store,
         balancers,

@@ -76,13 +76,22 @@ class EtcdStore:
     @param timeout: seconds for each unary request.
     """
 
-    def __init__(self, endpoints, http, reactor, timeout=2.0):
+    def __init__(self, endpoints, http, reactor, timeout=2.0, pool=None):
+        self.pool = pool
         self.endpoints = list(endpoints)
         self.http = http
         self.reactor = reactor
         self.timeout = timeout
         self._current = 0
         self._stream = None
+
+    def close(self):
+        """
+        Close the connections to the store (when the node stops).
+        """
+        if self.pool is not None:
+            return self.pool.closeCachedConnections()
+        return None
 
     def stopWatching(self):
         """

@@ -65,6 +65,11 @@ class IStateStore(Interface):
         Use another endpoint of the store from now on.
         """
 
+    def close():
+        """
+        Close the connections to the store; may return a L{Deferred}.
+        """
+
     def stopWatching():
         """
         End the current watch.

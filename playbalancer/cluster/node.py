@@ -18,7 +18,7 @@ import os
 import time
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
@@ -77,6 +77,10 @@ class ClusterNode(Service):
         self._publish = None
         self._running = False
         self._waiters = []
+        self._startupCall = None
+        self._sleep = None
+        self._publishing = None
+        self._operation = None
 
     # Running
 
@@ -86,17 +90,27 @@ class ClusterNode(Service):
         ensureDeferred(self._follow()).addErrback(
             lambda f: _log.failure("cluster follower stopped", f)
         )
-        self._publish = LoopingCall(lambda: ensureDeferred(self._publishStatus()))
+        self._publish = LoopingCall(self._publishOnce)
         self._publish.clock = self.clock
         self._publish.start(PUBLISH_INTERVAL)
-        self.clock.callLater(self.startupTimeout, self._startupTimedOut)
+        self._startupCall = self.clock.callLater(self.startupTimeout, self._startupTimedOut)
 
     def stopService(self):
         Service.stopService(self)
         self._running = False
         if self._publish is not None and self._publish.running:
             self._publish.stop()
+        for call in [self._startupCall] + [c for _, _, c in self._waiters]:
+            if call is not None and call.active():
+                call.cancel()
+        if self._sleep is not None:
+            self._sleep.cancel()
+        if self._operation is not None and not self._operation.called:
+            self._operation.cancel()
         self.store.stopWatching()
+        # A publication under way ends first, then the connections close.
+        publishing = self._publishing if self._publishing is not None else succeed(None)
+        return publishing.addBoth(lambda _: self.store.close())
 
     def _startupTimedOut(self):
         if self.ready.called:
@@ -116,18 +130,28 @@ class ClusterNode(Service):
     async def _follow(self):
         while self._running:
             try:
-                revision, found = await self.store.range(self.prefix)
+                self._operation = ensureDeferred(self.store.range(self.prefix))
+                revision, found = await self._operation
                 self._applySnapshot(revision, found)
-                await self.store.watch(self.prefix, revision + 1, self._onEvents)
+                self._operation = ensureDeferred(
+                    self.store.watch(self.prefix, revision + 1, self._onEvents)
+                )
+                await self._operation
             except CompactedError as e:
                 _log.warn("cluster: {problem}; reading everything again", problem=str(e))
                 continue
-            except StoreError as e:
+            except (StoreError, CancelledError) as e:
                 if not self._running:
                     return
                 self._degrade(str(e))
                 self.store.rotate()
-                await deferLater(self.clock, RECONNECT_DELAY, lambda: None)
+                self._sleep = deferLater(self.clock, RECONNECT_DELAY, lambda: None)
+                try:
+                    await self._sleep
+                except CancelledError:
+                    return
+                finally:
+                    self._sleep = None
 
     def _degrade(self, reason):
         if not self.degraded:
@@ -297,19 +321,21 @@ class ClusterNode(Service):
         if self.revision >= revision:
             d.callback(self.revision)
             return d
-        self._waiters.append((revision, d))
-        self.clock.callLater(timeout, lambda: d.called or d.callback(self.revision))
+        call = self.clock.callLater(timeout, lambda: d.called or d.callback(self.revision))
+        self._waiters.append((revision, d, call))
         return d
 
     def _wake(self):
         waiting, self._waiters = self._waiters, []
-        for revision, d in waiting:
+        for revision, d, call in waiting:
             if d.called:
                 continue
             if self.revision >= revision:
+                if call.active():
+                    call.cancel()
                 d.callback(self.revision)
             else:
-                self._waiters.append((revision, d))
+                self._waiters.append((revision, d, call))
 
     # Publishing this node's status
 
@@ -319,6 +345,10 @@ class ClusterNode(Service):
             for member in balancer.members:
                 inflight[f"{name}/{member.name}"] = member.active
         return {"revision": self.revision, "inflight": inflight, "at": time.time()}
+
+    def _publishOnce(self):
+        self._publishing = ensureDeferred(self._publishStatus())
+        return self._publishing
 
     async def _publishStatus(self):
         if self.degraded:

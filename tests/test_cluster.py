@@ -1,0 +1,272 @@
+"""
+Cluster mode against a real three-member etcd cluster (Debian's
+etcd-server) on 127.0.0.1: two balancer nodes and two members.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+
+import treq
+from treq.client import HTTPClient
+from twisted.internet import defer, reactor, task
+from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from playbalancer.cli import run
+from playbalancer.cluster.testing import EtcdCluster
+from playbalancer.config import parseConfig
+from playbalancer.schedulers import availableSchedulers
+from playbalancer.tap import makeService
+from playbalancer.testing import MemberServer, freePorts
+
+from tests.proxyharness import servedBy
+
+if shutil.which("etcd") is None:  # pragma: no cover - CI installs it
+    raise SkipTest("etcd is not installed (apt-get install etcd-server)")
+
+
+class _Options:
+    def __init__(self, config):
+        self.config = config
+        self.schedulers = availableSchedulers()
+
+
+class ClusterTests(TestCase):
+    timeout = 120
+
+    async def setUp(self):
+        self.etcd = EtcdCluster().start()
+        self.addCleanup(self.etcd.stop)
+        self.etcd.waitReady()
+        self.members = [MemberServer(name, reactor).start() for name in ("app1", "app2")]
+        for member in self.members:
+            self.addCleanup(member.stop)
+        self.tier = "web" + str(int(time.time() * 1000))
+        self.nodes = {}
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.http = HTTPClient(Agent(reactor, pool=pool))
+        for name in ("lb1", "lb2"):
+            await self.startNode(name)
+
+    def nodeConfig(self, name, ports):
+        front, manager = ports
+        endpoints = json.dumps(self.etcd.endpoints)
+        return f"""
+[[listen]]
+endpoint = "tcp:{front}:interface=127.0.0.1"
+balancer = "web"
+
+[balancer.web]
+scheduler = "round-robin"
+
+[[balancer.web.member]]
+name = "app1"
+url = "{self.members[0].url}"
+
+[[balancer.web.member]]
+name = "app2"
+url = "{self.members[1].url}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+
+[cluster]
+endpoints = {endpoints}
+tier = "{self.tier}"
+node = "{name}"
+lease_ttl = 2
+cache_file = "{self.mktemp()}"
+"""
+
+    async def startNode(self, name, ports=None):
+        from playbalancer.config import tomllib
+
+        ports = ports or freePorts(2)
+        config = parseConfig(tomllib.loads(self.nodeConfig(name, ports)), availableSchedulers())
+        service = makeService(_Options(config), reactor)
+        service.startService()
+        await service.cluster.ready
+        node = {
+            "service": service,
+            "ports": ports,
+            "front": f"http://127.0.0.1:{ports[0]}",
+            "manager": f"http://127.0.0.1:{ports[1]}",
+            "balancer": service.balancers["web"],
+            "cluster": service.cluster,
+        }
+        self.nodes[name] = node
+        self.addCleanup(self.stopNode, name)
+        await self.waitFor(lambda: len(node["cluster"].nodes) >= len(self.nodes) - 1)
+        return node
+
+    async def stopNode(self, name):
+        node = self.nodes.pop(name, None)
+        if node is not None:
+            await node["service"].stopService()
+
+    async def waitFor(self, condition, timeout=15.0, interval=0.01):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                self.fail("condition never came true")
+            await task.deferLater(reactor, interval, lambda: None)
+        return time.monotonic()
+
+    async def get(self, node, path="/"):
+        response = await self.http.get(self.nodes[node]["front"] + path)
+        await treq.content(response)
+        return response
+
+    async def admin(self, node, member, body):
+        response = await self.http.post(
+            self.nodes[node]["manager"] + f"/api/balancers/web/members/{member}",
+            data=json.dumps(body).encode(),
+            headers={b"Content-Type": [b"application/json"]},
+        )
+        return response.code, json.loads(await treq.content(response))
+
+    def admin2(self, node, member):
+        return self.nodes[node]["balancer"].member(member).admin
+
+    async def test_drainReachesTheOtherNode(self):
+        started = time.monotonic()
+        code, answer = await self.admin("lb1", "app1", {"admin": "drain"})
+        self.assertEqual(code, 200, answer)
+        self.assertGreater(answer["revision"], 0)
+        reached = await self.waitFor(lambda: self.admin2("lb2", "app1") == "drain")
+        delay = reached - started
+        print(f"\ndrain sent to lb1 took effect on lb2 after {delay * 1000:.0f} ms")
+        self.assertLess(delay, 1.0)
+        before = len(self.members[0].seen)
+        for node in ("lb1", "lb2"):
+            for _ in range(10):
+                self.assertEqual(servedBy(await self.get(node)), "app2")
+        self.assertEqual(len(self.members[0].seen), before)
+
+    async def test_drainWaitsForOtherNodesRequests(self):
+        """
+        C{drain --wait} sent to lb1 blocks while a request is in flight on
+        app1 through lb2, and returns when it ends.
+        """
+        app1 = self.members[0]
+        arrived = app1.hold.arrival()
+        await self.admin("lb2", "app2", {"admin": "disabled"})
+        slow = defer.ensureDeferred(self.get("lb2", "/hold"))
+        await arrived
+        await self.admin("lb2", "app2", {"admin": "enabled"})
+        await task.deferLater(reactor, 0.8, lambda: None)  # lb2 publishes its in-flight count
+        out, err = io.StringIO(), io.StringIO()
+        waiting = defer.ensureDeferred(
+            run(
+                reactor,
+                ["--manager", self.nodes["lb1"]["manager"], "drain", "web/app1", "--wait"],
+                stdout=out,
+                stderr=err,
+                environ={},
+                http=self.http,
+            )
+        )
+        await task.deferLater(reactor, 1.5, lambda: None)
+        self.assertFalse(waiting.called, out.getvalue() + err.getvalue())
+        app1.hold.release()
+        await slow
+        self.assertEqual(await waiting, 0, err.getvalue())
+        self.assertIn("drained", out.getvalue())
+
+    async def test_restartedNodeComesUpDrained(self):
+        await self.admin("lb1", "app1", {"admin": "drain"})
+        await self.waitFor(lambda: self.admin2("lb2", "app1") == "drain")
+        ports = self.nodes["lb2"]["ports"]
+        await self.stopNode("lb2")
+        node = await self.startNode("lb2", ports)
+        self.assertEqual(node["balancer"].member("app1").admin, "drain")
+        for _ in range(6):
+            self.assertEqual(servedBy(await self.get("lb2")), "app2")
+
+    async def test_storeGoneKeepsTrafficAndState(self):
+        """
+        SIGKILL every etcd member under load: no request fails, the state
+        stays, the nodes say "degraded" and refuse admin writes with 503;
+        with etcd back, they reconnect and converge.
+        """
+        await self.admin("lb1", "app1", {"admin": "drain"})
+        await self.waitFor(lambda: self.admin2("lb2", "app1") == "drain")
+        failures = []
+        served = []
+        running = [True]
+
+        async def load(node):
+            while running[0]:
+                try:
+                    response = await self.get(node)
+                    served.append(servedBy(response))
+                    if response.code != 200:
+                        failures.append(response.code)
+                except Exception as e:
+                    failures.append(repr(e))
+
+        loads = [defer.ensureDeferred(load(n)) for n in ("lb1", "lb2", "lb1", "lb2")]
+        await task.deferLater(reactor, 0.3, lambda: None)
+        for index in range(3):
+            self.etcd.kill(index)
+        await self.waitFor(lambda: all(n["cluster"].degraded for n in self.nodes.values()))
+        await task.deferLater(reactor, 1.0, lambda: None)
+        code, answer = await self.admin("lb1", "app1", {"admin": "enabled"})
+        self.assertEqual(code, 503, answer)
+        self.assertIn("degraded", answer["error"])
+        response = await self.http.get(self.nodes["lb2"]["manager"] + "/api/status")
+        status = json.loads(await treq.content(response))
+        self.assertEqual(status["cluster"]["store"], "degraded")
+        self.assertEqual(self.admin2("lb1", "app1"), "drain")
+        self.assertEqual(self.admin2("lb2", "app1"), "drain")
+        self.etcd.start()
+        await self.waitFor(lambda: not any(n["cluster"].degraded for n in self.nodes.values()), timeout=30)
+        running[0] = False
+        await defer.gatherResults(loads)
+        self.assertEqual(failures, [])
+        self.assertNotIn("app1", served)
+        code, answer = await self.admin("lb2", "app1", {"admin": "enabled"})
+        self.assertEqual(code, 200, answer)
+        await self.waitFor(lambda: self.admin2("lb1", "app1") == "enabled")
+
+    async def test_lostLeaderDetected(self):
+        """
+        With two of three etcd members killed there is no leader: both nodes
+        notice within ten seconds and change nothing.
+        """
+        await self.admin("lb1", "app2", {"weight": 3})
+        await self.waitFor(lambda: self.nodes["lb2"]["balancer"].member("app2").configuredWeight == 3)
+        started = time.monotonic()
+        self.etcd.kill(1)
+        self.etcd.kill(2)
+        noticed = await self.waitFor(
+            lambda: all(n["cluster"].degraded for n in self.nodes.values()), timeout=10
+        )
+        print(f"\nlost leader noticed after {noticed - started:.1f} s")
+        for node in self.nodes.values():
+            self.assertEqual(node["balancer"].member("app2").configuredWeight, 3)
+            self.assertEqual(node["balancer"].member("app1").admin, "enabled")
+        self.assertEqual(servedBy(await self.get("lb1")) in ("app1", "app2"), True)
+
+    async def test_deadNodeStopsCountingOnlyOnceGone(self):
+        """
+        A node that stops without a word (its lease not revoked) still
+        counts for tier-wide drain checks until its lease lapses, then not.
+        """
+        lb1 = self.nodes["lb1"]["cluster"]
+        await self.waitFor(lambda: "lb2" in lb1.nodes)
+        lb2 = self.nodes["lb2"]["cluster"]
+        await self.admin("lb1", "app1", {"admin": "drain"})
+        # lb2 "dies": it stops publishing and following; nothing is revoked.
+        lb2._publish.stop()
+        lb2._running = False
+        lb2.store.stopWatching()
+        lb2.degraded = True
+        self.assertIn("lb2", lb1.tierState("web", "app1")["nodes"])
+        gone = await self.waitFor(lambda: "lb2" not in lb1.nodes, timeout=10)
+        self.assertNotIn("lb2", lb1.tierState("web", "app1")["nodes"])
+        self.assertTrue(lb1.tierState("web", "app1")["idle"])
