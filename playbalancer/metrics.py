@@ -35,10 +35,28 @@ class BalancerCollector:
         self.balancers = balancers
         self.listeners = listeners
 
+    #: The L{playbalancer.cluster.node.ClusterNode}, in cluster mode.
+    cluster = None
+
     def collect(self):
         yield from self._members()
         yield from self._balancers()
         yield from self._listeners()
+        if self.cluster is not None:
+            up = GaugeMetricFamily(
+                _PREFIX + "cluster_store_up",
+                "1 while the cluster store is reachable, 0 while degraded.",
+                labels=["tier"],
+            )
+            up.add_metric([self.cluster.tier], 0 if self.cluster.degraded else 1)
+            revision = GaugeMetricFamily(
+                _PREFIX + "cluster_applied_revision",
+                "The last store revision this node applied.",
+                labels=["tier"],
+            )
+            revision.add_metric([self.cluster.tier], self.cluster.revision)
+            yield up
+            yield revision
 
     def _members(self):
         labels = ["balancer", "member"]
@@ -141,11 +159,13 @@ class BalancerCollector:
 
 def registryFor(balancers, listeners=()):
     """
-    A fresh L{CollectorRegistry} with a L{BalancerCollector} and nothing
-    else (no process or platform collectors of the default registry).
+    A fresh L{CollectorRegistry} with a L{BalancerCollector} (as
+    C{registry.collector}) and nothing else (no process or platform
+    collectors of the default registry).
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(BalancerCollector(balancers, listeners))
+    registry.collector = BalancerCollector(balancers, listeners)
+    registry.register(registry.collector)
     return registry
 
 

@@ -395,6 +395,7 @@ def makeService(options, reactor=None):
         node.setServiceParent(top)
         if manager is not None:
             manager.cluster = node
+            manager.pages[b"metrics"].registry.collector.cluster = node
         # Traffic only once the tier's state is applied.
         fronts = AfterReady(node.ready)
         fronts.setServiceParent(top)

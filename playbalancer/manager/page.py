@@ -93,7 +93,36 @@ class ManagerPage:
                     tags.span(f"manager · version {__version__}", class_="muted"),
                     tags.span("live updates off (no JavaScript)", id="live", class_="muted"),
                 ),
-                Tag("main")(*[self.balancer(name, b) for name, b in self.root.balancers.items()]),
+                Tag("main")(
+                    self.cluster(),
+                    *[self.balancer(name, b) for name, b in self.root.balancers.items()],
+                ),
+            ),
+        )
+
+    def cluster(self):
+        """
+        The tier's nodes, in cluster mode; nothing otherwise.
+        """
+        cluster = getattr(self.root, "cluster", None)
+        if cluster is None:
+            return ""
+        summary = cluster.summary()
+        store = "store ok" if summary["store"] == "ok" else f"store degraded: {summary['reason']}"
+        return tags.section(class_="cluster")(
+            tags.h2(
+                f"tier {summary['tier']} ",
+                tags.small(f"this node: {summary['node']} · revision {summary['revision']} · "),
+                tags.span(store, class_="badge" + ("" if summary["store"] == "ok" else " bad")),
+            ),
+            tags.table(
+                tags.thead(tags.tr(tags.th("node"), tags.th("applied revision"), tags.th("in flight"))),
+                tags.tbody(
+                    *[
+                        tags.tr(tags.td(n["name"]), tags.td(str(n["revision"])), tags.td(str(n["inflight"])))
+                        for n in summary["nodes"]
+                    ]
+                ),
             ),
         )
 
