@@ -274,3 +274,55 @@ cache_file = "{self.mktemp()}"
         gone = await self.waitFor(lambda: "lb2" not in lb1.nodes, timeout=10)
         self.assertNotIn("lb2", lb1.tierState("web", "app1")["nodes"])
         self.assertTrue(lb1.tierState("web", "app1")["idle"])
+
+    async def test_killedNodeProcess(self):
+        """
+        SIGKILL a balancer node (a real process) while it has a request in
+        flight: its lease-bound status stays (and a drain keeps waiting on
+        it) until the lease lapses; then it is known gone.
+        """
+        import os
+        import signal
+        import subprocess
+        import sys
+
+        from playbalancer.demo import TWISTD
+
+        ports = freePorts(2)
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(self.nodeConfig("lb3", ports))
+        child = subprocess.Popen(
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "playbalancer", "--config", path],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def reap():
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+
+        self.addCleanup(reap)
+        lb1 = self.nodes["lb1"]["cluster"]
+        await self.waitFor(lambda: "lb3" in lb1.nodes, timeout=30)
+        await self.admin("lb1", "app2", {"admin": "disabled"})
+        app1 = self.members[0]
+        arrived = app1.hold.arrival()
+        held = defer.ensureDeferred(
+            self.http.get(f"http://127.0.0.1:{ports[0]}/hold")
+        ).addErrback(lambda f: None)
+        await arrived
+        await self.waitFor(lambda: lb1.tierState("web", "app1")["inflight"] == 1)
+        await self.admin("lb1", "app1", {"admin": "drain"})
+        os.kill(child.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        await task.deferLater(reactor, 0.5, lambda: None)
+        state = lb1.tierState("web", "app1")
+        self.assertIn("lb3", state["nodes"])
+        self.assertFalse(state["idle"])
+        gone = await self.waitFor(lambda: "lb3" not in lb1.nodes, timeout=15)
+        print(f"\nkilled node known gone after {gone - killed:.1f} s (lease TTL 2 s)")
+        self.assertTrue(lb1.tierState("web", "app1")["idle"])
+        app1.hold.release()
+        await held
