@@ -1,0 +1,1223 @@
+#!/usr/bin/env python3
+"""
+Throughput benchmark: playbalancer side by side with HAProxy, nginx, Apache
+httpd (mod_proxy_balancer) and Twisted's stock proxies.
+
+Two nginx members on 127.0.0.1 serve /small (100 bytes) and /big (1 MiB);
+each balancer in turn sits in front of them and ``wrk -t1 --latency`` drives
+it over keep-alive connections.  For every run it records requests/s, MiB/s,
+p50/p99 latency, errors, and the CPU seconds the balancer's whole process
+tree used, giving requests (and MiB) per balancer CPU-second: the fair
+figure when wrk, the members and the balancer share a small machine.
+
+    python benchmarks/throughput.py --python .venv/bin/python --runs 3 --duration 10 --json out.json
+    python benchmarks/throughput.py --only playbalancer,haproxy --tests small-50 --runs 1 --duration 3
+    python benchmarks/throughput.py --report out.json --table rst   # a table from an earlier run
+
+The script uses only the standard library (Python 3.9+).  The playbalancer
+rows and the Twisted floors run under --python (default: this interpreter),
+which must have playbalancer and Twisted; --pypy adds a PyPy row.  Missing
+wrk/nginx/haproxy/apache2 are installed with apt-get (as root) unless
+--no-install.  Members and balancers listen only on 127.0.0.1 ports 20000 to
+20999, each config and log lives in one temporary directory, and every
+process is stopped by its PID when the script ends, also on Ctrl-C.  Peer
+configs are templates in benchmarks/peers/.  See benchmarks/README.rst.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import pwd
+import random
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from collections import namedtuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEERS = os.path.join(HERE, "peers")
+REPO = os.path.dirname(HERE)
+PORTS = range(20000, 21000)
+SMALL = 100
+BIG = 1 << 20
+MIB = float(1 << 20)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+Test = namedtuple("Test", "name mode path connections title")
+
+TESTS = [
+    Test("small-50", "http", "/small", 50, "HTTP, 100 B body, 50 conns"),
+    Test("small-200", "http", "/small", 200, "HTTP, 100 B body, 200 conns"),
+    Test("big-10", "http", "/big", 10, "HTTP, 1 MiB body, 10 conns"),
+    Test("tcp-small-50", "tcp", "/small", 50, "TCP mode, 100 B body, 50 conns"),
+    Test("tcp-big-10", "tcp", "/big", 10, "TCP mode, 1 MiB body, 10 conns"),
+]
+
+#: The Debian package that brings each binary.
+PACKAGES = {"wrk": "wrk", "nginx": "nginx", "haproxy": "haproxy", "apache2": "apache2"}
+
+#: Apache modules the balancer config loads (besides unixd when root).
+APACHE_MODULES = [
+    "mpm_event",
+    "authz_core",
+    "proxy",
+    "proxy_http",
+    "slotmem_shm",
+    "proxy_balancer",
+    "lbmethod_byrequests",
+]
+
+#: Prints an interpreter's versions as JSON (run with --python / --pypy).
+VERSIONS_SNIPPET = """\
+import json, platform, sys
+info = {"python": platform.python_implementation() + " " + platform.python_version(),
+        "executable": sys.executable}
+try:
+    from twisted import version
+    info["twisted"] = version.short()
+except Exception as e:
+    info["twisted"] = "not importable: %s" % (e,)
+try:
+    from playbalancer._version import __version__
+    info["playbalancer"] = __version__
+except Exception as e:
+    info["playbalancer"] = "not importable: %s" % (e,)
+print(json.dumps(info))
+"""
+
+
+def log(text):
+    """
+    A progress line on stderr (stdout gets the table).
+    """
+    print(text, file=sys.stderr, flush=True)
+
+
+def fill(template, path, **values):
+    """
+    Write the template C{benchmarks/peers/TEMPLATE}, its C{$names} filled in
+    from C{values}, to C{path}.
+    """
+    with open(os.path.join(PEERS, template)) as f:
+        text = string.Template(f.read()).substitute(values)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def findBinary(name):
+    """
+    The path of the program C{name} on PATH or in /usr/sbin, or L{None}.
+    """
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+
+
+def ensurePackages(names, install):
+    """
+    Make sure the programs C{names} exist, installing the missing ones with
+    apt-get (one C{apt-get update} first) when C{install} is true and we are
+    root.  Returns C{{name: path or None}}.
+    """
+    missing = [n for n in names if findBinary(n) is None]
+    if missing and install:
+        if os.geteuid() != 0:
+            log(f"not root: cannot install {', '.join(missing)}")
+        else:
+            log(f"installing {', '.join(PACKAGES[n] for n in missing)} with apt-get")
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+            subprocess.run(
+                ["apt-get", "install", "-y", "-qq"] + [PACKAGES[n] for n in missing],
+                env=env,
+                check=False,
+            )
+    return {n: findBinary(n) for n in names}
+
+
+# Processes: only those this script started, each in its own process group.
+
+
+class Processes:
+    """
+    Every process this script started.  Each runs in a new session (its own
+    process group, with the PID as the group ID), so stopping one stops its
+    children too (Apache's, nginx's workers) and nothing else.
+    """
+
+    def __init__(self):
+        self.running = []
+
+    def spawn(self, argv, logPath, cwd=None):
+        """
+        Start C{argv} with its output going to C{logPath}; returns the
+        L{subprocess.Popen}.
+        """
+        with open(logPath, "ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        self.running.append(proc)
+        return proc
+
+    def stop(self, proc, grace=5.0):
+        """
+        SIGTERM to C{proc}'s process group, then SIGKILL after C{grace}
+        seconds if it is still there.  The group is signalled by its ID only
+        while C{proc} has not been waited for (until then its PID, the group
+        ID, cannot be reused); anything left in the group afterwards is
+        killed by its own PID.
+        """
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if proc.poll() is not None:
+                break
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                continue
+        for pid in groupMembers(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if proc in self.running:
+            self.running.remove(proc)
+
+    def stopAll(self):
+        """
+        Stop every process still registered, newest first.
+        """
+        for proc in list(reversed(self.running)):
+            self.stop(proc)
+
+
+class PortPool:
+    """
+    Free ports on 127.0.0.1 within L{PORTS}, each handed out once.
+    """
+
+    def __init__(self):
+        self.taken = set()
+
+    def take(self):
+        """
+        A port that nothing listens on now (a test bind succeeds).
+        """
+        candidates = list(PORTS)
+        random.shuffle(candidates)
+        for port in candidates:
+            if port in self.taken:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            self.taken.add(port)
+            return port
+        raise RuntimeError("no free port in 20000-20999")
+
+
+def tail(path, lines=15):
+    """
+    The last C{lines} lines of the file at C{path} (for error messages).
+    """
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def fetch(port, path, timeout=2.0):
+    """
+    GET C{path} from 127.0.0.1:C{port} on a new connection; returns
+    C{(status, member header, body length)}.
+    """
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        return response.status, response.getheader("X-Member"), len(body)
+    finally:
+        conn.close()
+
+
+def waitReady(proc, port, logPath, timeout=30.0):
+    """
+    Wait until C{GET /small} on C{port} gives a complete 200.  Raises
+    L{RuntimeError} with the log's tail if the process exits or time runs out.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}:\n{tail(logPath)}")
+        try:
+            status, _, length = fetch(port, "/small")
+            if status == 200 and length == SMALL:
+                return
+        except (OSError, http.client.HTTPException):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not answering on port {port} after {timeout:.0f} s:\n"
+                               f"{tail(logPath)}")
+        time.sleep(0.1)
+
+
+def membersSeen(port, tries=6):
+    """
+    Which members answered C{tries} requests on new connections through the
+    balancer on C{port} (both should, for a balancer that balances).
+    """
+    seen = set()
+    for _ in range(tries):
+        try:
+            seen.add(fetch(port, "/small")[1])
+        except (OSError, http.client.HTTPException):
+            pass
+    return sorted(str(s) for s in seen)
+
+
+# CPU accounting from /proc.
+
+
+def readStat(pid):
+    """
+    C{(ppid, cpu seconds, process group)} of C{pid} from /proc/PID/stat.
+    The CPU seconds are utime + stime, plus cutime + cstime (children that
+    ended and were waited for, so a worker replaced in the middle of a run
+    still counts).  L{None} if the process is gone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name is in parentheses and may hold spaces: split after it.
+    fields = data[data.rindex(")") + 2:].split()
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return int(fields[1]), ticks / CLOCK_TICKS, int(fields[2])
+
+
+def allStats():
+    """
+    L{readStat} of every process in /proc, by PID.
+    """
+    stats = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = readStat(int(name))
+            if stat is not None:
+                stats[int(name)] = stat
+    return stats
+
+
+def groupMembers(pgid):
+    """
+    The PIDs of the processes in the process group C{pgid}.
+    """
+    return [pid for pid, stat in allStats().items() if stat[2] == pgid]
+
+
+def treeCpu(root):
+    """
+    CPU seconds used so far by C{root} and all its descendants (found
+    through the ppid of every process in /proc).
+    """
+    stats = allStats()
+    children = {}
+    for pid, (ppid, _, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1]
+        todo.extend(children.get(pid, ()))
+    return total
+
+
+def machineCpu():
+    """
+    C{(busy, total)} jiffies of the whole machine from /proc/stat.
+    """
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+# wrk.
+
+
+def wrkCommand(wrk, port, test, seconds, timeout):
+    """
+    The wrk command line for one C{test} against 127.0.0.1:C{port}.
+    """
+    return [wrk, "-t1", f"-c{test.connections}", f"-d{seconds}s", "--latency",
+            f"--timeout={timeout}s", f"http://127.0.0.1:{port}{test.path}"]
+
+
+TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+SIZE_UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+
+
+def parseWrk(text):
+    """
+    The figures in wrk's C{--latency} output: requests, seconds, bytes read,
+    p50/p99 in ms, socket errors, non-2xx/3xx responses.  Raises
+    L{ValueError} if the summary is missing.
+    """
+    done = re.search(r"(\d+) requests in ([\d.]+)(\w+), ([\d.]+)(\w+) read", text)
+    if done is None:
+        raise ValueError("no summary in wrk output:\n" + text[-800:])
+    latency = dict(
+        (pct, float(value) * TIME_UNITS[unit])
+        for pct, value, unit in re.findall(r"^\s+(\d+)%\s+([\d.]+)(\w+)\s*$", text, re.M)
+    )
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                        text)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {
+        "requests": int(done.group(1)),
+        "seconds": float(done.group(2)) * TIME_UNITS[done.group(3)] / 1e3,
+        "bytes": float(done.group(4)) * SIZE_UNITS[done.group(5)],
+        "p50_ms": latency.get("50"),
+        "p99_ms": latency.get("99"),
+        "socket_errors": sum(int(v) for v in sockets.groups()) if sockets else 0,
+        "socket_errors_detail": sockets.group(0) if sockets else "",
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def runWrk(procs, wrk, port, test, seconds, timeout, logPath):
+    """
+    Run wrk to the end and return its output.  It is started like the
+    servers (own process group, registered) so that Ctrl-C stops it too.
+    """
+    with open(logPath, "w"):
+        pass
+    proc = procs.spawn(wrkCommand(wrk, port, test, seconds, timeout), logPath)
+    try:
+        proc.wait(seconds + timeout + 30)
+    finally:
+        procs.stop(proc)
+    with open(logPath, errors="replace") as f:
+        return f.read()
+
+
+def measure(ctx, balancer, test):
+    """
+    One measured run of C{test} through C{balancer}: a warm-up, then wrk
+    with the balancer's CPU time (and wrk's, and the machine's) sampled
+    around it.  Returns the run's figures.
+    """
+    port = balancer.ports[test.mode]
+    wrkLog = os.path.join(ctx.workdir, "wrk.log")
+    if ctx.args.warmup > 0:
+        runWrk(ctx.procs, ctx.binaries["wrk"], port, test, ctx.args.warmup,
+               ctx.args.wrk_timeout, wrkLog)
+    cpuBefore = treeCpu(balancer.proc.pid)
+    boxBefore = machineCpu()
+    wrkBefore = resource.getrusage(resource.RUSAGE_CHILDREN)
+    output = runWrk(ctx.procs, ctx.binaries["wrk"], port, test, ctx.args.duration,
+                    ctx.args.wrk_timeout, wrkLog)
+    wrkAfter = resource.getrusage(resource.RUSAGE_CHILDREN)
+    boxAfter = machineCpu()
+    cpu = treeCpu(balancer.proc.pid) - cpuBefore
+    if balancer.proc.poll() is not None:
+        raise RuntimeError(f"balancer exited with {balancer.proc.returncode} during the run:\n"
+                           f"{tail(balancer.logPath)}")
+    figures = parseWrk(output)
+    seconds = figures["seconds"] or ctx.args.duration
+    mib = figures["bytes"] / MIB
+    busy = (boxAfter[0] - boxBefore[0]) / max(1, boxAfter[1] - boxBefore[1])
+    figures.update(
+        rps=figures["requests"] / seconds,
+        mib_s=mib / seconds,
+        errors=figures["socket_errors"] + figures["non_2xx"],
+        cpu_s=cpu,
+        cpu_cores=cpu / seconds,
+        req_per_cpu_s=figures["requests"] / cpu if cpu > 0 else None,
+        mib_per_cpu_s=mib / cpu if cpu > 0 else None,
+        wrk_cpu_s=(wrkAfter.ru_utime + wrkAfter.ru_stime)
+        - (wrkBefore.ru_utime + wrkBefore.ru_stime),
+        machine_busy_cores=busy * (os.cpu_count() or 1),
+    )
+    return figures
+
+
+# Members.
+
+
+class Member:
+    """
+    One nginx member serving /small and /big, in its own directory.
+    """
+
+    def __init__(self, name):
+        self.name = name
+        self.port = None
+        self.proc = None
+
+    def start(self, ctx):
+        """
+        Write the member's files and config, start nginx, wait until it answers.
+        """
+        workdir = os.path.join(ctx.workdir, self.name)
+        os.makedirs(os.path.join(workdir, "html"))
+        os.makedirs(os.path.join(workdir, "tmp"))
+        with open(os.path.join(workdir, "html", "small"), "wb") as f:
+            f.write(b"s" * (SMALL - 1) + b"\n")
+        with open(os.path.join(workdir, "html", "big"), "wb") as f:
+            f.write(os.urandom(BIG))
+        self.port = ctx.ports.take()
+        config = fill("member-nginx.conf", os.path.join(workdir, "nginx.conf"),
+                      workdir=workdir, port=self.port, name=self.name)
+        logPath = os.path.join(workdir, "stdout.log")
+        self.proc = ctx.procs.spawn(
+            [ctx.binaries["nginx"], "-p", workdir, "-c", config,
+             "-e", os.path.join(workdir, "error.log")], logPath)
+        waitReady(self.proc, self.port, os.path.join(workdir, "error.log"))
+        status, member, length = fetch(self.port, "/big", timeout=10)
+        if (status, member, length) != (200, self.name, BIG):
+            raise RuntimeError(f"member {self.name}: /big gave {status} {member} {length}")
+
+
+# Balancers.  Each writes its config into its own directory and starts one
+# process (whose tree is what the CPU figures count).
+
+
+class Balancer:
+    """
+    A balancer under test: C{modes} says which tests it takes ("http",
+    "tcp"); C{ports} maps a mode to the port it listens on for it.
+    """
+
+    name = ""
+    label = ""
+    modes = ("http",)
+    note = ""
+    binary = None
+    #: Seconds of load on every test right after start (a JIT's warm-up).
+    startWarmup = 0
+
+    def __init__(self):
+        self.ports = {}
+        self.proc = None
+        self.logPath = None
+        self.workdir = None
+        self.members = []
+        self.restarts = 0
+
+    def unavailable(self, ctx):
+        """
+        Why this balancer cannot run here, or L{None}.
+        """
+        if self.binary and not ctx.binaries.get(self.binary):
+            return f"{self.binary} not found"
+        return None
+
+    def version(self, ctx):
+        """
+        A version string for the JSON record.
+        """
+        return ""
+
+    def command(self, ctx):
+        """
+        Write the config into C{self.workdir}; return the command line.
+        """
+        raise NotImplementedError
+
+    def start(self, ctx):
+        """
+        Take ports (the first time), start the process, wait until every
+        listener answers through it.
+        """
+        if self.workdir is None:
+            self.workdir = os.path.join(ctx.workdir, self.name)
+            os.makedirs(os.path.join(self.workdir, "tmp"))
+            os.makedirs(os.path.join(self.workdir, "run"))
+            self.ports = {mode: ctx.ports.take() for mode in self.modes}
+        self.logPath = os.path.join(self.workdir, "output.log")
+        self.proc = ctx.procs.spawn(self.command(ctx), self.logPath, cwd=self.workdir)
+        for mode in self.modes:
+            waitReady(self.proc, self.ports[mode], self.logPath, timeout=ctx.args.start_timeout)
+        self.members = {mode: membersSeen(self.ports[mode]) for mode in self.modes}
+        if self.startWarmup > 0:
+            log(f"{self.name}: warming up, {self.startWarmup} s per test")
+            for test in ctx.tests:
+                if test.mode in self.modes:
+                    runWrk(ctx.procs, ctx.binaries["wrk"], self.ports[test.mode], test,
+                           self.startWarmup, ctx.args.wrk_timeout,
+                           os.path.join(self.workdir, "warmup.log"))
+
+    def ensureRunning(self, ctx):
+        """
+        Restart the balancer if it has died since the last test.  Returns a
+        note saying so, or L{None}.
+        """
+        if self.proc is not None and self.proc.poll() is None:
+            return None
+        code = self.proc.returncode if self.proc else None
+        note = f"{self.name} had exited ({code}); restarted: {tail(self.logPath, 5).strip()}"
+        if self.proc is not None:
+            ctx.procs.stop(self.proc)
+        self.restarts += 1
+        self.start(ctx)
+        return note
+
+
+class PlayBalancer(Balancer):
+    """
+    playbalancer under C{python -m twisted playbalancer --config FILE}.
+    """
+
+    modes = ("http", "tcp")
+
+    def __init__(self, name, python, label, startWarmup=0):
+        Balancer.__init__(self)
+        self.name = name
+        self.python = python
+        self.label = label
+        self.startWarmup = startWarmup
+        self.note = "round-robin, no health checks, access log off; HTTP and TCP listeners"
+
+    def unavailable(self, ctx):
+        if not self.python:
+            return "no interpreter given (--pypy)"
+        if not os.path.exists(self.python):
+            return f"{self.python} not found"
+        info = ctx.interpreter(self.python)
+        if "not importable" in info.get("playbalancer", "not importable"):
+            return f"playbalancer not importable by {self.python}"
+        return None
+
+    def version(self, ctx):
+        info = ctx.interpreter(self.python)
+        return (f"playbalancer {info.get('playbalancer')} ({ctx.gitCommit}), "
+                f"{info.get('python')}, Twisted {info.get('twisted')}")
+
+    def command(self, ctx):
+        config = fill("playbalancer.toml", os.path.join(self.workdir, "playbalancer.toml"),
+                      http_port=self.ports["http"], tcp_port=self.ports["tcp"],
+                      member1=ctx.members[0].port, member2=ctx.members[1].port)
+        return [self.python, "-m", "twisted", "--log-format=text", "playbalancer",
+                "--config", config]
+
+
+class HAProxy(Balancer):
+    """
+    HAProxy 1 thread, HTTP and TCP front ends (C{haproxy -db}).
+    """
+
+    name = "haproxy"
+    label = "HAProxy, 1 thread"
+    binary = "haproxy"
+    modes = ("http", "tcp")
+    note = "mode http (roundrobin, http-keep-alive, http-reuse always) and mode tcp"
+
+    def version(self, ctx):
+        return firstLine([ctx.binaries["haproxy"], "-v"])
+
+    def command(self, ctx):
+        config = fill("haproxy.cfg", os.path.join(self.workdir, "haproxy.cfg"),
+                      http_port=self.ports["http"], tcp_port=self.ports["tcp"],
+                      member1=ctx.members[0].port, member2=ctx.members[1].port)
+        return [ctx.binaries["haproxy"], "-db", "-f", config]
+
+
+class Nginx(Balancer):
+    """
+    nginx, 1 worker, upstream keep-alive pool of 256.
+    """
+
+    name = "nginx"
+    label = "nginx, 1 worker, keepalive 256"
+    binary = "nginx"
+    note = "upstream keepalive 256, proxy_http_version 1.1"
+
+    def version(self, ctx):
+        return firstLine([ctx.binaries["nginx"], "-v"])
+
+    def command(self, ctx):
+        config = fill("balancer-nginx.conf", os.path.join(self.workdir, "nginx.conf"),
+                      workdir=self.workdir, http_port=self.ports["http"],
+                      member1=ctx.members[0].port, member2=ctx.members[1].port)
+        return [ctx.binaries["nginx"], "-p", self.workdir, "-c", config,
+                "-e", os.path.join(self.workdir, "error.log")]
+
+
+class Apache(Balancer):
+    """
+    Apache httpd 2.4, event MPM, mod_proxy_balancer, run with its own
+    ServerRoot and config (not the system service).
+    """
+
+    name = "apache"
+    label = "Apache 2.4 event, mod_proxy_balancer"
+    binary = "apache2"
+    note = "event MPM 2 x 128 threads, lbmethod=byrequests"
+
+    def unavailable(self, ctx):
+        reason = Balancer.unavailable(self, ctx)
+        if reason:
+            return reason
+        for module in APACHE_MODULES:
+            if not os.path.exists(self.module(ctx, module)):
+                return f"{self.module(ctx, module)} not found"
+        return None
+
+    def module(self, ctx, name):
+        """
+        The path of the Apache module C{name}.
+        """
+        return os.path.join(ctx.args.apache_modules, f"mod_{name}.so")
+
+    def version(self, ctx):
+        return firstLine([ctx.binaries["apache2"], "-v"])
+
+    def command(self, ctx):
+        modules = list(APACHE_MODULES)
+        user = ""
+        if os.geteuid() == 0:
+            # Apache refuses to serve as root: its children switch to this
+            # user (mod_unixd, often compiled in: then it must not be loaded).
+            if "mod_unixd.c" not in firstLine([ctx.binaries["apache2"], "-l"], whole=True):
+                modules.append("unixd")
+            account = next(n for n in ("www-data", "nobody") if accountExists(n))
+            user = f"User {account}\nGroup #{pwd.getpwnam(account).pw_gid}"
+        load = "\n".join(f"LoadModule {m}_module {self.module(ctx, m)}" for m in modules)
+        config = fill("apache2.conf", os.path.join(self.workdir, "apache2.conf"),
+                      modules=load, user=user, workdir=self.workdir,
+                      http_port=self.ports["http"],
+                      member1=ctx.members[0].port, member2=ctx.members[1].port)
+        return [ctx.binaries["apache2"], "-d", self.workdir, "-f", config, "-DFOREGROUND"]
+
+
+class TwistedFloor(Balancer):
+    """
+    A Twisted script from benchmarks/peers/ in front of the first member
+    only: the stock proxies have no balancing.
+    """
+
+    def __init__(self, name, script, mode, label, note):
+        Balancer.__init__(self)
+        self.name = name
+        self.script = script
+        self.modes = (mode,)
+        self.label = label
+        self.note = note
+
+    def unavailable(self, ctx):
+        info = ctx.interpreter(ctx.args.python)
+        if "not importable" in info.get("twisted", "not importable"):
+            return f"Twisted not importable by {ctx.args.python}"
+        return None
+
+    def version(self, ctx):
+        info = ctx.interpreter(ctx.args.python)
+        return f"{info.get('python')}, Twisted {info.get('twisted')}"
+
+    def command(self, ctx):
+        return [ctx.args.python, os.path.join(PEERS, self.script),
+                str(self.ports[self.modes[0]]), str(ctx.members[0].port)]
+
+
+class Direct(Balancer):
+    """
+    No balancer: wrk straight to member m1, the machine's ceiling (the CPU
+    figures are then the member's own, nginx master and worker).
+    """
+
+    name = "direct"
+    label = "no balancer (wrk straight to m1)"
+    note = "calibration: wrk straight to one nginx member"
+
+    def version(self, ctx):
+        return firstLine([ctx.binaries["nginx"], "-v"])
+
+    def start(self, ctx):
+        member = ctx.members[0]
+        self.proc, self.ports = member.proc, {"http": member.port}
+        self.logPath = os.path.join(ctx.workdir, member.name, "error.log")
+        self.members = {"http": membersSeen(member.port)}
+
+    def ensureRunning(self, ctx):
+        if self.proc.poll() is not None:
+            raise RuntimeError("member m1 has exited")
+        return None
+
+
+def accountExists(name):
+    """
+    Whether the user account C{name} exists.
+    """
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def firstLine(argv, whole=False):
+    """
+    The first non-empty line a version command prints (stdout or stderr),
+    or all of its output with C{whole}.
+    """
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unknown ({e})"
+    if whole:
+        return result.stdout + result.stderr
+    lines = [l.strip() for l in (result.stdout + result.stderr).splitlines() if l.strip()]
+    return lines[0] if lines else "unknown"
+
+
+def allBalancers(args):
+    """
+    Every balancer this script knows, in table order.
+    """
+    return [
+        PlayBalancer("playbalancer", args.python, "playbalancer, CPython"),
+        PlayBalancer("playbalancer-pypy", args.pypy, "playbalancer, PyPy",
+                     startWarmup=args.pypy_warmup),
+        HAProxy(),
+        Nginx(),
+        Apache(),
+        TwistedFloor("twisted", "twisted_proxy.py", "http",
+                     "Twisted stock ReverseProxyResource",
+                     "floor: one member only (no balancing), Site.log a no-op"),
+        TwistedFloor("portforward", "portforward.py", "tcp",
+                     "Twisted portforward, TCP_NODELAY",
+                     "TCP floor: one member only (no balancing)"),
+        Direct(),
+    ]
+
+
+# The run as a whole.
+
+
+class Context:
+    """
+    What one invocation shares: options, temp dir, processes, ports,
+    binaries, members, interpreter versions.
+    """
+
+    def __init__(self, args):
+        self.args = args
+        self.procs = Processes()
+        self.ports = PortPool()
+        self.workdir = None
+        self.binaries = {}
+        self.members = []
+        self.tests = []
+        self.interpreters = {}
+        self.gitCommit = gitCommit()
+
+    def interpreter(self, python):
+        """
+        Versions of the interpreter C{python} (asked once).
+        """
+        if python not in self.interpreters:
+            try:
+                out = subprocess.run([python, "-c", VERSIONS_SNIPPET], capture_output=True,
+                                     text=True, timeout=60, cwd=tempfile.gettempdir())
+                self.interpreters[python] = json.loads(out.stdout)
+            except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+                self.interpreters[python] = {"python": f"not runnable: {e}"}
+        return self.interpreters[python]
+
+
+def gitCommit():
+    """
+    The repository's commit, with "+dirty" when playbalancer/ has changes.
+    """
+    try:
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "playbalancer"],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
+def machineInfo():
+    """
+    CPU count and model, kernel, load average: what the figures depend on.
+    """
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
+            "loadavg_start": os.getloadavg()}
+
+
+def median(values):
+    """
+    The median of the values that are not L{None}, or L{None}.
+    """
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+METRICS = ("rps", "mib_s", "p50_ms", "p99_ms", "errors", "cpu_s", "cpu_cores",
+           "req_per_cpu_s", "mib_per_cpu_s", "machine_busy_cores", "wrk_cpu_s")
+
+
+def summarise(results):
+    """
+    Add the medians over runs, and the ratios to Apache and to the Twisted
+    floor of the same test (HTTP: stock ReverseProxyResource; TCP:
+    portforward), to every result.
+    """
+    for result in results:
+        good = [run for run in result["runs"] if "error" not in run]
+        result["median"] = {m: median([run.get(m) for run in good]) for m in METRICS}
+        result["runs_ok"] = len(good)
+    byKey = {(r["balancer"], r["test"]): r for r in results}
+    for result in results:
+        if result["balancer"] == "direct":
+            result["vs_apache"] = result["vs_twisted"] = None  # not a balancer
+            continue
+        test = next(t for t in TESTS if t.name == result["test"])
+        floor = "twisted" if test.mode == "http" else "portforward"
+        for key, ref in (("vs_apache", "apache"), ("vs_twisted", floor)):
+            other = byKey.get((ref, result["test"]))
+            result[key] = None
+            if other is not None:
+                result[key] = {"reference": ref,
+                               "rps": ratio(result["median"]["rps"], other["median"]["rps"]),
+                               "per_cpu_s": ratio(result["median"]["req_per_cpu_s"],
+                                                  other["median"]["req_per_cpu_s"])}
+
+
+def ratio(a, b):
+    """
+    C{a / b}, or L{None} when either is missing.
+    """
+    return a / b if a is not None and b else None
+
+
+def startAll(ctx, balancers, record):
+    """
+    Start every balancer that can run here; the others get a skip reason.
+    Returns those that started.
+    """
+    started = []
+    for balancer in balancers:
+        entry = record["balancers"][balancer.name]
+        reason = balancer.unavailable(ctx)
+        if reason is None:
+            try:
+                balancer.start(ctx)
+            except RuntimeError as e:
+                reason = f"did not start: {e}"
+        versionKnown = reason is None or ctx.binaries.get(balancer.binary or "")
+        entry["version"] = balancer.version(ctx) if versionKnown else ""
+        if reason is not None:
+            entry["skipped"] = reason
+            log(f"{balancer.name}: skipped: {reason}")
+            continue
+        entry["ports"] = balancer.ports
+        entry["members_seen"] = balancer.members
+        log(f"{balancer.name}: ready on {balancer.ports}, members seen {balancer.members}")
+        started.append(balancer)
+    return started
+
+
+def runAll(ctx, balancers, tests, record):
+    """
+    The measurements: for each run, each test, each balancer that takes it
+    (interleaved, so that noise from the rest of the machine spreads over
+    every balancer alike).  Results go into C{record["results"]} as they
+    come, so an interrupted benchmark still reports what it measured.
+    """
+    results = {}
+    for run in range(1, ctx.args.runs + 1):
+        for test in tests:
+            for balancer in balancers:
+                if test.mode not in balancer.modes:
+                    continue
+                key = (balancer.name, test.name)
+                if key not in results:
+                    results[key] = {"balancer": balancer.name, "test": test.name, "runs": []}
+                    record["results"].append(results[key])
+                result = results[key]
+                try:
+                    note = balancer.ensureRunning(ctx)
+                    if note:
+                        record["notes"].append(f"run {run}, {test.name}: {note}")
+                        log(note)
+                    figures = measure(ctx, balancer, test)
+                except (RuntimeError, ValueError, OSError) as e:
+                    figures = {"error": str(e)}
+                    log(f"[run {run}] {test.name:12} {balancer.name:18} ERROR {e}")
+                else:
+                    log(f"[run {run}] {test.name:12} {balancer.name:18} "
+                        f"{figures['rps']:10,.0f} req/s {figures['mib_s']:8.1f} MiB/s "
+                        f"p99 {fmt(figures['p99_ms'], 2)} ms  cpu {figures['cpu_s']:.2f} s "
+                        f"{fmt(figures['req_per_cpu_s'], 0)} req/CPU-s  errors {figures['errors']}")
+                figures["run"] = run
+                result["runs"].append(figures)
+
+
+def fmt(value, digits, thousands=True):
+    """
+    A number for a table, "-" for none.
+    """
+    if value is None:
+        return "-"
+    if thousands:
+        return f"{value:,.{digits}f}"
+    return f"{value:.{digits}f}"
+
+
+def tableRows(record):
+    """
+    The table's header and rows (medians), in test order then balancer order.
+    """
+    header = ["test", "balancer", "req/s", "MiB/s", "p50 ms", "p99 ms", "errors",
+              "CPU-s", "req/CPU-s", "MiB/CPU-s", "x Apache",
+              "x Twisted"]
+    order = list(record["balancers"])
+    rows = []
+    results = sorted(record["results"], key=lambda r: (
+        [t.name for t in TESTS].index(r["test"]), order.index(r["balancer"])))
+    for r in results:
+        m = r["median"]
+        label = r["balancer"]
+        if r["runs_ok"] < len(r["runs"]):
+            label += f" ({len(r['runs']) - r['runs_ok']} of {len(r['runs'])} runs failed)"
+        rows.append([r["test"], label, fmt(m["rps"], 0), fmt(m["mib_s"], 1),
+                     fmt(m["p50_ms"], 2), fmt(m["p99_ms"], 2), fmt(m["errors"], 0),
+                     fmt(m["cpu_s"], 2), fmt(m["req_per_cpu_s"], 0),
+                     fmt(m["mib_per_cpu_s"], 1), ratioCell(r["vs_apache"]),
+                     ratioCell(r["vs_twisted"])])
+    return header, rows
+
+
+def ratioCell(ratios):
+    """
+    "2.10 / 1.50" for a ratio entry (throughput / per CPU-second).
+    """
+    if not ratios or ratios["rps"] is None:
+        return "-"
+    return f"{fmt(ratios['rps'], 2)} / {fmt(ratios['per_cpu_s'], 2)}"
+
+
+def markdownTable(header, rows):
+    """
+    A Markdown table.
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def rstTable(header, rows):
+    """
+    A reStructuredText simple table.
+    """
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    rule = "  ".join("=" * w for w in widths)
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([rule, line(header), rule] + [line(r) for r in rows] + [rule])
+
+
+def report(record, kind):
+    """
+    The printed report: the setup, then the table of medians.
+    """
+    header, rows = tableRows(record)
+    table = rstTable(header, rows) if kind == "rst" else markdownTable(header, rows)
+    s = record["settings"]
+    lines = [f"{record['date']}, {record['machine']['cpus']} CPUs "
+             f"({record['machine']['cpu_model']}), {s['runs']} run(s) x {s['duration']} s "
+             f"after {s['warmup']} s warm-up, medians; playbalancer {record['git_commit']}", ""]
+    for name, entry in record["balancers"].items():
+        state = entry["note"]
+        if entry.get("skipped"):
+            state = "skipped: " + entry["skipped"].splitlines()[0]
+        version = entry.get("version")
+        lines.append(f"- {name} ({entry['label']}): {version + '; ' if version else ''}{state}")
+    lines += ["", table, "",
+              "x Apache, x Twisted: this row's median over the reference's, as requests/s "
+              "/ requests per CPU-second, same test, same invocation.  Twisted means the "
+              "stock ReverseProxyResource for HTTP tests and portforward for TCP tests.", ""]
+    lines += [f"Note: {n}" for n in record["notes"]]
+    return "\n".join(lines)
+
+
+def parseArgs(argv):
+    """
+    The command line.
+    """
+    names = [b.name for b in allBalancers(argparse.Namespace(python="", pypy=None,
+                                                             pypy_warmup=0))]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=3, help="measured runs of each test (default 3)")
+    p.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    p.add_argument("--warmup", type=int, default=2, help="seconds of warm-up before each run")
+    p.add_argument("--only", default=",".join(names),
+                   help=f"balancers, comma-separated (default all: {','.join(names)})")
+    p.add_argument("--tests", default=",".join(t.name for t in TESTS),
+                   help="tests, comma-separated (default all: %(default)s)")
+    p.add_argument("--python", default=sys.executable,
+                   help="interpreter with playbalancer and Twisted (default: this one)")
+    p.add_argument("--pypy", default=None,
+                   help="a PyPy venv's python with playbalancer: adds playbalancer-pypy")
+    p.add_argument("--pypy-warmup", type=int, default=10,
+                   help="seconds of load per test on the PyPy row once, right after it "
+                        "starts, for the JIT (default 10)")
+    p.add_argument("--json", help="write every run and the medians to this file")
+    p.add_argument("--table", choices=("md", "rst"), default="md", help="printed table format")
+    p.add_argument("--report", metavar="JSON", help="only print the table of an earlier --json")
+    p.add_argument("--no-install", action="store_true", help="never run apt-get")
+    p.add_argument("--apache-modules", default="/usr/lib/apache2/modules")
+    p.add_argument("--wrk-timeout", type=int, default=5, help="wrk's --timeout in seconds")
+    p.add_argument("--start-timeout", type=float, default=60,
+                   help="seconds a balancer may take to answer after start")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = p.parse_args(argv)
+    args.only = [n.strip() for n in args.only.split(",") if n.strip()]
+    args.tests = [n.strip() for n in args.tests.split(",") if n.strip()]
+    for n in args.only:
+        if n not in names:
+            p.error(f"unknown balancer {n!r}; known: {', '.join(names)}")
+    for n in args.tests:
+        if n not in [t.name for t in TESTS]:
+            p.error(f"unknown test {n!r}; known: {', '.join(t.name for t in TESTS)}")
+    return args
+
+
+def newRecord(args, ctx, balancers, tests):
+    """
+    The JSON record, before any measurement.
+    """
+    return {
+        "benchmark": "playbalancer throughput (benchmarks/throughput.py)",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "git_commit": ctx.gitCommit,
+        "settings": {"runs": args.runs, "duration": args.duration, "warmup": args.warmup,
+                     "pypy_warmup_on_start": args.pypy_warmup,
+                     "wrk": "wrk -t1 --latency, keep-alive",
+                     "wrk_timeout": args.wrk_timeout, "small_bytes": SMALL, "big_bytes": BIG,
+                     "members": "2 x nginx, worker_processes 1, sendfile on, access_log off"},
+        "machine": machineInfo(),
+        "versions": {"wrk": firstLine([ctx.binaries["wrk"], "--version"]) if ctx.binaries.get("wrk")
+                     else "not found",
+                     "member nginx": firstLine([ctx.binaries["nginx"], "-v"])
+                     if ctx.binaries.get("nginx") else "not found",
+                     "benchmark python": f"{platform.python_implementation()} "
+                                         f"{platform.python_version()}"},
+        "tests": {t.name: t._asdict() for t in tests},
+        "balancers": {b.name: {"label": b.label, "note": b.note, "modes": list(b.modes)}
+                      for b in balancers},
+        "results": [],
+        "notes": [],
+    }
+
+
+def onSigterm(signum, frame):
+    """
+    SIGTERM ends the benchmark like Ctrl-C, through the cleanup.
+    """
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv=None):
+    """
+    Install what is missing, start the members and balancers, measure,
+    summarise, print, write the JSON; stop everything started and remove
+    the temporary directory whatever happens.
+    """
+    args = parseArgs(argv)
+    if args.report:
+        with open(args.report) as f:
+            print(report(json.load(f), args.table))
+        return 0
+    signal.signal(signal.SIGTERM, onSigterm)
+    ctx = Context(args)
+    balancers = [b for b in allBalancers(args) if b.name in args.only]
+    tests = [t for t in TESTS if t.name in args.tests]
+    ctx.tests = tests
+    needed = {"wrk", "nginx"} | {b.binary for b in balancers if b.binary}
+    ctx.binaries = ensurePackages(sorted(needed), not args.no_install)
+    for name in ("wrk", "nginx"):
+        if not ctx.binaries[name]:
+            log(f"{name} is needed and was not found")
+            return 2
+    record = newRecord(args, ctx, balancers, tests)
+    ctx.workdir = tempfile.mkdtemp(prefix="pb-throughput-")
+    # The members' and peers' workers run as another user when we are root.
+    os.chmod(ctx.workdir, 0o755)
+    try:
+        ctx.members = [Member("m1"), Member("m2")]
+        for member in ctx.members:
+            member.start(ctx)
+        log(f"members: {', '.join(f'{m.name} on {m.port}' for m in ctx.members)}")
+        started = startAll(ctx, balancers, record)
+        runAll(ctx, started, tests, record)
+        for balancer in started:
+            record["balancers"][balancer.name]["restarts"] = balancer.restarts
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({str(e) or 'Ctrl-C'}): stopping, then reporting what was measured")
+        record["notes"].append("interrupted: not every run was made")
+    finally:
+        # A second Ctrl-C must not cut the cleanup short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        ctx.procs.stopAll()
+        if args.keep:
+            log(f"kept {ctx.workdir}")
+        else:
+            shutil.rmtree(ctx.workdir, ignore_errors=True)
+    record["machine"]["loadavg_end"] = os.getloadavg()
+    record["results"] = [r for r in record["results"] if r["runs"]]
+    record["versions"]["interpreters"] = ctx.interpreters
+    summarise(record["results"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
+            f.write("\n")
+    print(report(record, args.table))
+    return 130 if "interrupted: not every run was made" in record["notes"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
