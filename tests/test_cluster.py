@@ -79,10 +79,16 @@ endpoints = {endpoints}
 tier = "{self.tier}"
 node = "{name}"
 lease_ttl = 2
-cache_file = "{self.mktemp()}"
+startup_timeout = 2
+cache_file = "{self.cacheFile(name)}"
 """
 
-    async def startNode(self, name, ports=None):
+    def cacheFile(self, name):
+        if not hasattr(self, "_caches"):
+            self._caches = {}
+        return self._caches.setdefault(name, self.mktemp())
+
+    async def startNode(self, name, ports=None, seeOthers=True):
         from playbalancer.config import tomllib
 
         ports = ports or freePorts(2)
@@ -100,7 +106,8 @@ cache_file = "{self.mktemp()}"
         }
         self.nodes[name] = node
         self.addCleanup(self.stopNode, name)
-        await self.waitFor(lambda: len(node["cluster"].nodes) >= len(self.nodes) - 1)
+        if seeOthers:
+            await self.waitFor(lambda: len(node["cluster"].nodes) >= len(self.nodes) - 1)
         return node
 
     async def stopNode(self, name):
@@ -185,6 +192,23 @@ cache_file = "{self.mktemp()}"
         node = await self.startNode("lb2", ports)
         self.assertEqual(node["balancer"].member("app1").admin, "drain")
         for _ in range(6):
+            self.assertEqual(servedBy(await self.get("lb2")), "app2")
+
+    async def test_startWithoutStoreFromCache(self):
+        """
+        A node that starts while etcd is down serves, after the start-up
+        timeout, from its cached snapshot: still drained.
+        """
+        await self.admin("lb1", "app1", {"admin": "drain"})
+        await self.waitFor(lambda: self.admin2("lb2", "app1") == "drain")
+        ports = self.nodes["lb2"]["ports"]
+        await self.stopNode("lb2")
+        for index in range(3):
+            self.etcd.kill(index)
+        node = await self.startNode("lb2", ports, seeOthers=False)
+        self.assertTrue(node["cluster"].degraded)
+        self.assertEqual(node["balancer"].member("app1").admin, "drain")
+        for _ in range(4):
             self.assertEqual(servedBy(await self.get("lb2")), "app2")
 
     async def test_storeGoneKeepsTrafficAndState(self):
