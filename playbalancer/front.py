@@ -28,6 +28,9 @@ _HEAD, _BODY, _WAIT, _TUNNEL, _CLOSED, _HANDED_OVER, _LINGER = range(7)
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 262144
 
+#: The most bytes handed to the kernel in one send (Twisted's is 128 KiB).
+SEND_LIMIT = 1 << 20
+
 #: Pipelined bytes read ahead of the current response before the client is
 #: paused.
 PIPELINE_LIMIT = 65536
@@ -83,6 +86,8 @@ class FrontConnection(Protocol):
             transport.setTcpNoDelay(True)
         except (AttributeError, OSError):
             pass
+        # Large bodies go out in large writes.
+        transport.SEND_LIMIT = SEND_LIMIT
         self.secure = ISSLTransport.providedBy(transport)
         factory.connections.add(self)
         factory.accepted += 1

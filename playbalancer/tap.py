@@ -381,6 +381,9 @@ def makeService(options, reactor=None):
 
     from playbalancer.site import GracefulService, ListenerService
 
+    from playbalancer.memory import tuneAllocator
+
+    tuneAllocator()
     config = options.config
     top = MultiService()
     balancers = buildBalancers(config, options.schedulers, reactor, top)

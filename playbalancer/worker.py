@@ -20,10 +20,12 @@ def main():
 
     from playbalancer.balancer import Member
     from playbalancer.config import parseConfig
+    from playbalancer.memory import tuneAllocator
     from playbalancer.schedulers import availableSchedulers
     from playbalancer.tap import buildBalancers, buildFronts
     from playbalancer.workers import WorkerAgent
 
+    tuneAllocator()
     setup = json.loads(os.environ.pop("PLAYBALANCER_WORKER"))
     globalLogBeginner.beginLoggingTo(
         [textFileLogObserver(sys.stderr, timeFormat=None)], redirectStandardIO=False

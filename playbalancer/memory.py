@@ -1,0 +1,40 @@
+"""
+Allocator settings for moving large bodies.
+
+With glibc's defaults, a buffer over 128 KiB (a 256 KiB socket read, say)
+is a fresh C{mmap} whose pages the kernel must fault in and zero on every
+read, and freed heap is given back to the kernel as soon as 128 KiB of it
+is free at the top.  Moving 1 MiB bodies, that page work cost about a third
+of the balancer's CPU.  Keeping buffers up to 1 MiB on the heap and up to
+16 MiB of freed heap in the process removes it (measured: about 600 to about
+950 MiB per CPU-second through the HTTP proxy on CPython).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+
+#: glibc's C{mallopt} parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def tuneAllocator(mmapThreshold=1 << 20, trimThreshold=16 << 20):
+    """
+    Set glibc's mmap and trim thresholds for this process.
+
+    @return: whether they were set (C{False} on other C libraries).
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return (
+        mallopt(_M_MMAP_THRESHOLD, mmapThreshold) == 1
+        and mallopt(_M_TRIM_THRESHOLD, trimThreshold) == 1
+    )
