@@ -599,13 +599,18 @@ class PlayBalancer(Balancer):
 
     modes = ("http", "tcp")
 
-    def __init__(self, name, python, label, startWarmup=0):
+    def __init__(self, name, python, label, startWarmup=0, accessLog=False, workers=1):
         Balancer.__init__(self)
         self.name = name
         self.python = python
         self.label = label
         self.startWarmup = startWarmup
-        self.note = "round-robin, no health checks, access log off; HTTP and TCP listeners"
+        self.accessLog = accessLog
+        self.workers = workers
+        self.note = (
+            f"round-robin, no health checks, access log {'on' if accessLog else 'off'}, "
+            f"{workers} worker(s); HTTP and TCP listeners"
+        )
 
     def unavailable(self, ctx):
         if not self.python:
@@ -623,9 +628,12 @@ class PlayBalancer(Balancer):
                 f"{info.get('python')}, Twisted {info.get('twisted')}")
 
     def command(self, ctx):
+        accessLog = os.path.join(self.workdir, "access.log") if self.accessLog else ""
         config = fill("playbalancer.toml", os.path.join(self.workdir, "playbalancer.toml"),
                       http_port=self.ports["http"], tcp_port=self.ports["tcp"],
-                      member1=ctx.members[0].port, member2=ctx.members[1].port)
+                      member1=ctx.members[0].port, member2=ctx.members[1].port,
+                      access_log=(f'access_log = "{accessLog}"' if accessLog else ""),
+                      workers=self.workers)
         return [self.python, "-m", "twisted", "--log-format=text", "playbalancer",
                 "--config", config]
 
@@ -807,6 +815,10 @@ def allBalancers(args):
         PlayBalancer("playbalancer", args.python, "playbalancer, CPython"),
         PlayBalancer("playbalancer-pypy", args.pypy, "playbalancer, PyPy",
                      startWarmup=args.pypy_warmup),
+        PlayBalancer("playbalancer-log", args.python, "playbalancer, CPython, access log on",
+                     accessLog=True),
+        PlayBalancer("playbalancer-2w", args.python, "playbalancer, CPython, 2 workers",
+                     workers=2),
         HAProxy(),
         Nginx(),
         Apache(),

@@ -56,10 +56,14 @@ class Report(amp.Command):
 # The parent's side
 
 
-def listeningSocket(endpoint):
+def listeningSocket(endpoint, port=None):
     """
-    Open the listening socket of a C{tcp:} or C{tcp6:} endpoint string.
+    Open a listening socket of a C{tcp:} or C{tcp6:} endpoint string, with
+    C{SO_REUSEPORT}: each worker gets its own socket on the same port, and
+    the kernel spreads new connections evenly over them.
 
+    @param port: the port to use instead of the endpoint's (the one the
+        first socket got, for C{tcp:0}).
     @raise ValueError: for other kinds of endpoint.
     """
     parts = endpoint.split(":")
@@ -71,7 +75,8 @@ def listeningSocket(endpoint):
     interface = options.get("interface", "::" if kind == "tcp6" else "")
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((interface, int(parts[1])))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((interface, int(parts[1]) if port is None else port))
     sock.listen(int(options.get("backlog", 1024)))
     sock.setblocking(False)
     return sock
@@ -173,8 +178,16 @@ class WorkerSupervisor(Service):
         self.balancers = balancers
         self.reactor = reactor
         self.count = config.workers
-        self.sockets = [listeningSocket(l.endpoint) for l in config.listeners]
-        self.ports = [s.getsockname()[1] for s in self.sockets]
+        # sockets[listener][worker]: the parent keeps them all open, so a
+        # worker started again finds its own, with the connections queued
+        # on it meanwhile.
+        self.sockets = []
+        for listener in config.listeners:
+            first = listeningSocket(listener.endpoint)
+            port = first.getsockname()[1]
+            others = [listeningSocket(listener.endpoint, port) for _ in range(self.count - 1)]
+            self.sockets.append([first] + others)
+        self.ports = [group[0].getsockname()[1] for group in self.sockets]
         self.summed = [_SummedListener() for _ in config.listeners]
         listeners.extend(zip(names, self.summed))
         self.workers = {}
@@ -199,7 +212,8 @@ class WorkerSupervisor(Service):
             return
         childFDs = {0: "w", 1: "r", 2: "r"}
         fds = []
-        for offset, sock in enumerate(self.sockets):
+        for offset, group in enumerate(self.sockets):
+            sock = group[index]
             childFDs[3 + offset] = sock.fileno()
             fds.append([3 + offset, sock.family])
         env = dict(os.environ)
@@ -342,8 +356,9 @@ class WorkerSupervisor(Service):
             except Exception:
                 d.callback(None)
             waits.append(d)
-        for sock in self.sockets:
-            sock.close()
+        for group in self.sockets:
+            for sock in group:
+                sock.close()
         return DeferredList(waits)
 
 
