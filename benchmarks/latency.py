@@ -1,0 +1,164 @@
+"""
+Latency a balancer adds at a given load: an open-loop load generator that
+sends requests at a fixed rate (not as fast as answers come back, so a slow
+answer cannot hide the requests that should have been sent meanwhile) and
+reports latency percentiles, measured from each request's scheduled time.
+
+Run it against a member directly and through the balancer, at half of the
+balancer's capacity (from ``throughput.py``), and compare the p99s::
+
+    python benchmarks/latency.py URL --rate 2000 --seconds 20 [--connections 32]
+
+Everything it sends goes to the URL given (use 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from urllib.parse import urlsplit
+
+from twisted.internet import defer, task
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+
+
+class _Connection(Protocol):
+    """
+    One keep-alive connection that sends a GET and reads the answer (a
+    Content-Length body) before it is free again.
+    """
+
+    def __init__(self, generator):
+        self.generator = generator
+        self.buffer = b""
+        self.scheduled = None
+        self.expected = None
+
+    def send(self, scheduled):
+        self.scheduled = scheduled
+        self.buffer = b""
+        self.expected = None
+        self.transport.write(self.generator.request)
+
+    def dataReceived(self, data):
+        self.buffer += data
+        if self.expected is None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end == -1:
+                return
+            length = 0
+            for line in self.buffer[:end].split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            self.expected = end + 4 + length
+        if len(self.buffer) >= self.expected:
+            ok = self.buffer.startswith(b"HTTP/1.1 200")
+            self.generator.done(self, self.scheduled, ok)
+
+    def connectionLost(self, reason):
+        self.generator.lost(self)
+
+
+class OpenLoop:
+    """
+    Sends C{rate} requests per second for C{seconds} over a pool of
+    connections.
+    """
+
+    def __init__(self, reactor, url, rate, seconds, connections):
+        parts = urlsplit(url)
+        self.reactor = reactor
+        self.host = parts.hostname
+        self.port = parts.port or 80
+        path = parts.path or "/"
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode("ascii")
+        )
+        self.rate = rate
+        self.seconds = seconds
+        self.connections = connections
+        self.idle = []
+        self.backlog = []
+        self.latencies = []
+        self.errors = 0
+        self.finished = defer.Deferred()
+        self.outstanding = 0
+
+    async def run(self):
+        endpoint = TCP4ClientEndpoint(self.reactor, self.host, self.port)
+        for _ in range(self.connections):
+            self.idle.append(await connectProtocol(endpoint, _Connection(self)))
+        start = time.perf_counter()
+        total = int(self.rate * self.seconds)
+        interval = 1.0 / self.rate
+        sent = 0
+        while sent < total:
+            now = time.perf_counter()
+            due = int((now - start) / interval) + 1
+            while sent < min(due, total):
+                self._dispatch(start + sent * interval)
+                sent += 1
+            await task.deferLater(self.reactor, 0.001, lambda: None)
+        while self.outstanding or self.backlog:
+            await task.deferLater(self.reactor, 0.01, lambda: None)
+        for connection in self.idle:
+            connection.transport.loseConnection()
+        return self.report()
+
+    def _dispatch(self, scheduled):
+        self.outstanding += 1
+        if self.idle:
+            self.idle.pop().send(scheduled)
+        else:
+            self.backlog.append(scheduled)
+
+    def done(self, connection, scheduled, ok):
+        self.latencies.append(time.perf_counter() - scheduled)
+        self.errors += not ok
+        self.outstanding -= 1
+        if self.backlog:
+            connection.send(self.backlog.pop(0))
+        else:
+            self.idle.append(connection)
+
+    def lost(self, connection):
+        if connection in self.idle:
+            self.idle.remove(connection)
+
+    def report(self):
+        ordered = sorted(self.latencies)
+
+        def percentile(p):
+            return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 3)
+
+        return {
+            "rate": self.rate,
+            "requests": len(ordered),
+            "errors": self.errors,
+            "p50_ms": percentile(0.50),
+            "p90_ms": percentile(0.90),
+            "p99_ms": percentile(0.99),
+            "max_ms": round(ordered[-1] * 1000, 3),
+        }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("url")
+    parser.add_argument("--rate", type=float, required=True, help="requests per second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+
+    async def run(reactor):
+        result = await OpenLoop(reactor, args.url, args.rate, args.seconds, args.connections).run()
+        print(json.dumps(result))
+
+    task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
+
+
+if __name__ == "__main__":
+    main()
