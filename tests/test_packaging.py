@@ -34,6 +34,18 @@ MODULES = [
     "playbalancer.upstream",
     "playbalancer.exchange",
     "playbalancer.front",
+    "playbalancer.proxyline",
+    "playbalancer.accesslog",
+    "playbalancer.metrics",
+    "playbalancer.stats",
+    "playbalancer.memory",
+    "playbalancer.workers",
+    "playbalancer.worker",
+    "playbalancer.faultmember",
+    "playbalancer.cluster",
+    "playbalancer.cluster.interfaces",
+    "playbalancer.cluster.etcd",
+    "playbalancer.cluster.node",
     "playbalancer.site",
     "playbalancer.tap",
     "playbalancer.demo",
@@ -84,7 +96,8 @@ class PackagingTests(TestCase):
         self.assertIn("twisted/plugins/playbalancer_schedulers.py", names)
         self.assertNotIn("twisted/__init__.py", names)
         self.assertNotIn("twisted/plugins/__init__.py", names)
-        self.assertIn("playbalancer/proxy.py", names)
+        self.assertIn("playbalancer/exchange.py", names)
+        self.assertIn("playbalancer/cluster/node.py", names)
 
     def test_twistdReactorOption(self):
         """
