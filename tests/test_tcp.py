@@ -6,6 +6,8 @@ transfers through the relay with bounded memory.
 
 from __future__ import annotations
 
+import platform
+
 from zope.interface import implementer
 
 from twisted.internet import defer, reactor, task
@@ -22,6 +24,12 @@ from playbalancer.tcp import TCPFrontFactory, proxyHeader
 from playbalancer.testing import waitUntil
 
 MiB = 2**20
+
+#: How much the test process may grow while 1 GiB passes through the relay
+#: in it (client, relay and member all in this process).  PyPy's garbage
+#: collector lets garbage grow further before collecting; the bound does not
+#: depend on how much passes either way.
+BOUNDED = (128 if platform.python_implementation() == "PyPy" else 48) * MiB
 
 
 @implementer(IHalfCloseableProtocol)
@@ -298,7 +306,7 @@ class TCPModeTests(_TCPCase):
         await client.closed
         sampler.stop()
         self.assertEqual(client.count, len(b"app1\n") + 1024 * MiB)
-        self.assertLess(max(peak) - before, 48 * MiB)
+        self.assertLess(max(peak) - before, BOUNDED)
 
 
     async def test_bigUploadBoundedMemory(self):
@@ -317,7 +325,7 @@ class TCPModeTests(_TCPCase):
         await client.closed
         await waitUntil(lambda: a.received == 1024 * MiB, reactor)
         sampler.stop()
-        self.assertLess(max(peak) - before, 48 * MiB)
+        self.assertLess(max(peak) - before, BOUNDED)
 
     async def test_slowReaderBackpressure(self):
         """
