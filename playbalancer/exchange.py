@@ -22,6 +22,7 @@ from playbalancer.headers import (
     requestHeadersForMember,
     responseHeadersForClient,
 )
+from playbalancer.sendnow import sendNow
 from playbalancer.upstream import QueueFull
 
 #: Methods that may be sent again after a member broke off before answering.
@@ -568,7 +569,7 @@ class Exchange:
         self.keepAlive = keepAlive
         parts.append(b"\r\n")
         transport = front.transport
-        transport.write(b"".join(parts))
+        sendNow(transport, b"".join(parts))
         if length != 0 or status == 101:
             _pauses(transport, self.connection.transport)
 
@@ -587,7 +588,7 @@ class Exchange:
         if self.chunkedOut:
             self.front.transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
         else:
-            self.front.transport.write(data)
+            sendNow(self.front.transport, data)
         if not self.tunnel:
             self.connection.deadline = self.proxy.sweeper.now + self.proxy.timeout
 
@@ -753,7 +754,7 @@ class Exchange:
         self.ownStatus = status
         response = plainResponse(status, text, keepAlive, request.method == b"HEAD", extra)
         self.ownBytes = len(response) - response.find(b"\r\n\r\n") - 4
-        self.front.transport.write(response)
+        sendNow(self.front.transport, response)
         self._finish()
 
     def clientGone(self):

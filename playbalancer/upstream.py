@@ -15,6 +15,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from playbalancer.chunked import ChunkedDecoder, LengthCounter
+from playbalancer.sendnow import sendNow
 from playbalancer.wire import HTTPError, findBareLF, parseResponseHead
 
 #: The largest response head a member may send.
@@ -78,7 +79,7 @@ class MemberConnection(Protocol):
         self.state = _HEAD
         self._sentAll = not withBody
         self.deadline = None
-        self.transport.write(head)
+        sendNow(self.transport, head)
 
     def writeBody(self, data):
         self.transport.write(data)

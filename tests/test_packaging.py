@@ -39,6 +39,7 @@ MODULES = [
     "playbalancer.metrics",
     "playbalancer.stats",
     "playbalancer.memory",
+    "playbalancer.sendnow",
     "playbalancer.workers",
     "playbalancer.worker",
     "playbalancer.faultmember",

@@ -1,0 +1,35 @@
+"""
+Writing to a plain TCP transport at once when nothing is queued.
+
+Twisted's transports queue every write until the reactor's next turn.  A
+proxy that answers a request with one write per response pays for that
+turn (an epoll update, a second pass through the loop) on every request;
+when the transport's buffer is empty the bytes can go to the socket now,
+and only what the kernel does not take is queued as usual.  This relies on
+the buffer attributes of C{twisted.internet.abstract.FileDescriptor}; any
+other transport (TLS, wrappers) gets a plain C{write}.
+"""
+
+from __future__ import annotations
+
+
+def sendNow(transport, data):
+    """
+    Write C{data} to C{transport}, sending it at once if it can.
+    """
+    sock = getattr(transport, "socket", None)
+    if (
+        sock is None
+        or transport.dataBuffer
+        or transport._tempDataBuffer
+        or transport.disconnecting
+        or not transport.connected
+    ):
+        transport.write(data)
+        return
+    try:
+        sent = sock.send(data)
+    except OSError:
+        sent = 0  # EAGAIN, or a broken connection that write() will report
+    if sent < len(data):
+        transport.write(data[sent:] if sent else data)
