@@ -515,6 +515,17 @@ def parseConfig(data, schedulers=None):
             raise ConfigError(
                 f"listen[{index}].manager_path", "needs a [manager] table (even an empty one)"
             )
+        if (
+            listener.managerPath
+            and listener.endpoint.split(":")[0] == "unix"
+            and not manager.tokenFile
+        ):
+            # Behind a Unix socket the address allow-list cannot see who
+            # connected (a proxy in front may pass on anyone's request).
+            raise ConfigError(
+                f"listen[{index}].manager_path",
+                "on a unix: listener the manager needs [manager] token_file",
+            )
     if workers > 1:
         for index, listener in enumerate(listeners):
             if listener.endpoint.split(":")[0] not in ("tcp", "tcp6"):

@@ -749,13 +749,31 @@ class ConfigFromArgumentsTests(SynchronousTestCase):
 
 
 class ManagerConfigTests(SynchronousTestCase):
-    def parse(self, manager=None, managerPath=None):
+    def parse(self, manager=None, managerPath=None, endpoint=None):
         data = good()
         if manager is not None:
             data["manager"] = manager
         if managerPath is not None:
             data["listen"][0]["manager_path"] = managerPath
+        if endpoint is not None:
+            data["listen"][0]["endpoint"] = endpoint
         return parseConfig(data, SCHEDULERS)
+
+    def test_unixListenerNeedsToken(self):
+        """
+        On a unix: listener the allow-list cannot see who connects, so the
+        manager mounted there needs a token.
+        """
+        self.assertError(
+            "listen[0].manager_path: on a unix: listener the manager needs [manager] token_file",
+            manager={}, managerPath="/balancer-manager", endpoint="unix:/run/pb.sock",
+        )
+        config = self.parse(
+            manager={"token_file": "/etc/pb/token"},
+            managerPath="/balancer-manager",
+            endpoint="unix:/run/pb.sock",
+        )
+        self.assertEqual(config.listeners[0].managerPath, "/balancer-manager")
 
     def assertError(self, expected, **kwargs):
         with self.assertRaises(ConfigError) as caught:
