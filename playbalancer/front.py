@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 
 from playbalancer.chunked import ChunkedDecoder, LengthCounter
-from playbalancer.exchange import Exchange, plainResponse
+from playbalancer.exchange import REASONS, Exchange, plainResponse
 from playbalancer.wire import HTTPError, Limits, findBareLF, parseRequestHead
 
 _HEAD, _BODY, _WAIT, _TUNNEL, _CLOSED, _HANDED_OVER, _LINGER = range(7)
@@ -379,21 +379,8 @@ class FrontConnection(Protocol):
 
 
 def _text(error):
-    reason = error.reason
-    return f"{_PHRASES.get(error.status, 'Error')}: {reason}"
-
-
-_PHRASES = {
-    400: "Bad Request",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    413: "Content Too Large",
-    414: "URI Too Long",
-    417: "Expectation Failed",
-    431: "Request Header Fields Too Large",
-    501: "Not Implemented",
-    505: "HTTP Version Not Supported",
-}
+    phrase = REASONS.get(error.status, b"Error").decode("ascii")
+    return f"{phrase}: {error.reason}"
 
 
 class _Rejected(Protocol):
@@ -428,6 +415,10 @@ class HTTPFrontFactory(Factory):
         self.accepted = 0
         self.rejected = 0
         self.refused = 0
+
+    @property
+    def openConnections(self):
+        return len(self.connections)
 
     def buildProtocol(self, addr):
         limit = self.settings.maxConnections

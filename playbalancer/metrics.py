@@ -27,7 +27,7 @@ class BalancerCollector:
 
     @param balancers: C{{name: Balancer}}.
     @param listeners: C{[(name, factory)]} of front listeners; a factory has
-        C{connections} (or C{relays}), C{accepted}, C{rejected} and
+        C{openConnections}, C{accepted}, C{rejected} and
         C{refused}.
     """
 
@@ -146,11 +146,7 @@ class BalancerCollector:
             labels=labels,
         )
         for name, factory in self.listeners:
-            count = getattr(factory, "openConnections", None)
-            if count is None:
-                connections = getattr(factory, "connections", None)
-                count = len(connections if connections is not None else factory.relays)
-            open_.add_metric([name], count)
+            open_.add_metric([name], factory.openConnections)
             accepted.add_metric([name], factory.accepted)
             rejected.add_metric([name], getattr(factory, "rejected", 0))
             refused.add_metric([name], getattr(factory, "refused", 0))

@@ -252,6 +252,10 @@ class TCPFrontFactory(Factory):
         #: Client connections accepted so far.
         self.accepted = 0
 
+    @property
+    def openConnections(self):
+        return len(self.relays)
+
     def buildProtocol(self, addr):
         relay = TCPRelay(self)
         relay.factory = self

@@ -523,12 +523,9 @@ class WorkerAgent(amp.AMP):
                 members[f"{name}/{member.name}"] = memberCounts(member)
         listeners = []
         for listener, factory in self.fronts:
-            connections = getattr(factory, "connections", None)
-            if connections is None:
-                connections = factory.relays
             listeners.append(
                 {
-                    "open": len(connections),
+                    "open": factory.openConnections,
                     "accepted": factory.accepted,
                     "rejected": getattr(factory, "rejected", 0),
                     "refused": getattr(factory, "refused", 0),
