@@ -24,6 +24,11 @@ _HOST = re.compile(
     rb"(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?\Z"
 )
 _BARE_LF = re.compile(rb"(?:\A|[^\r])\n")
+#: Control characters no head may hold (CR and LF are checked as line
+#: ends, HTAB is allowed), as C{bytes.translate} deletes them.
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+#: The token characters, as C{bytes.translate} deletes them.
+_TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 #: Methods a reverse proxy does not pass on.
 _REFUSED_METHODS = {
@@ -150,38 +155,68 @@ def findBareLF(data):
 
 
 def _splitLines(head, status):
+    """
+    The lines of a head, which must end each line with CRLF: a bare CR or
+    LF anywhere is refused.
+    """
     lines = head.split(b"\r\n")
-    for line in lines:
-        if b"\r" in line or b"\n" in line:
-            raise HTTPError(status, "bare CR or LF in the message head")
+    breaks = len(lines) - 1
+    if head.count(b"\r") != breaks or head.count(b"\n") != breaks:
+        raise HTTPError(status, "bare CR or LF in the message head")
     return lines
 
 
-def _parseHeaders(lines, limits, problem):
+def _parseHeaders(head, lines, limits, problem):
     """
     C{(name, value)} pairs from header lines, and a dict of lower-case names
     to lists of values for the few headers that frame the message.
+
+    Most heads are clean: no control characters, names all token
+    characters.  Those are split with plain byte operations; anything else
+    goes through the exact grammar, which names what is wrong.
     """
-    headers = []
     if limits is not None and len(lines) > limits.maxHeaders:
         raise HTTPError(431, "too many header fields")
     maxLine = limits.maxHeaderLine if limits is not None else None
+    headers = []
+    framing = {}
+    if len(head.translate(None, _CONTROL_BYTES)) == len(head):
+        for line in lines:
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name.translate(None, _TOKEN_BYTES):
+                break  # not a clean field line: let the grammar say why
+            if maxLine is not None and len(line) > maxLine:
+                raise HTTPError(431, "a header field is too long")
+            value = value.strip(b" \t")
+            headers.append((name, value))
+            lowered = name.lower()
+            if lowered in _FRAMING:
+                framing.setdefault(lowered, []).append(value)
+        else:
+            return headers, framing
+    _checkFieldLines(lines, maxLine, problem)
+    raise HTTPError(problem, "an invalid header line")  # (the grammar raises first)
+
+
+def _checkFieldLines(lines, maxLine, problem):
+    """
+    Check header lines against the exact grammar and raise L{HTTPError}
+    for the first one that breaks it.
+    """
     match = _HEADER_LINE.match
     for line in lines:
         if maxLine is not None and len(line) > maxLine:
             raise HTTPError(431, "a header field is too long")
-        found = match(line)
-        if found is None:
-            if line[:1] in (b" ", b"\t"):
-                raise HTTPError(problem, "obsolete line folding in a header")
-            name = line.partition(b":")[0]
-            if not line.count(b":"):
-                raise HTTPError(problem, "a header line without a colon")
-            if name != name.rstrip(b" \t"):
-                raise HTTPError(problem, "whitespace before the colon of a header")
-            raise HTTPError(problem, "an invalid header name or value")
-        headers.append(found.groups())
-    return headers
+        if match(line) is not None:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            raise HTTPError(problem, "obsolete line folding in a header")
+        name = line.partition(b":")[0]
+        if not line.count(b":"):
+            raise HTTPError(problem, "a header line without a colon")
+        if name != name.rstrip(b" \t"):
+            raise HTTPError(problem, "whitespace before the colon of a header")
+        raise HTTPError(problem, "an invalid header name or value")
 
 
 def _tokens(values):
@@ -227,15 +262,6 @@ _FRAMING = frozenset(
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}\Z")
 
 
-def _framingHeaders(headers):
-    found = {}
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered in _FRAMING:
-            found.setdefault(lowered, []).append(value)
-    return found
-
-
 def parseRequestHead(head, limits):
     """
     Parse and check a request head.
@@ -258,11 +284,10 @@ def parseRequestHead(head, limits):
         raise HTTPError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
     if len(head) - len(requestLine) - 2 > limits.maxHeaderBytes:
         raise HTTPError(431, "the header fields are too large")
-    headers = _parseHeaders(lines[1:], limits, 400)
+    headers, framing = _parseHeaders(head, lines[1:], limits, 400)
     if method in _REFUSED_METHODS:
         raise HTTPError(405, _REFUSED_METHODS[method])
     request = RequestHead(method, target, version, headers)
-    framing = _framingHeaders(headers)
     _checkTarget(request, framing)
     lengths = framing.get(b"content-length")
     codings = framing.get(b"transfer-encoding")
@@ -351,9 +376,8 @@ def parseResponseHead(head, method):
         raise HTTPError(502, "a malformed status line")
     minor, status, reason = found.groups()
     status = int(status)
-    headers = _parseHeaders(lines[1:], None, 502)
+    headers, framing = _parseHeaders(head, lines[1:], None, 502)
     response = ResponseHead(status, reason or b"", minor, headers)
-    framing = _framingHeaders(headers)
     lengths = framing.get(b"content-length")
     codings = framing.get(b"transfer-encoding")
     connection = frozenset(_tokens(framing.get(b"connection", ())))
