@@ -22,7 +22,7 @@ from playbalancer.headers import (
     requestHeadersForMember,
     responseHeadersForClient,
 )
-from playbalancer.sendnow import sendNow
+from playbalancer.sendnow import sendNow, sendSequenceNow
 from playbalancer.upstream import QueueFull
 
 #: Methods that may be sent again after a member broke off before answering.
@@ -246,6 +246,7 @@ class Exchange:
         self.ownStatus = 0
         self.ownBytes = 0
         self.firstByte = None
+        self.heldHead = None
         self.arrived = proxy.clock.seconds()
 
     # The request
@@ -569,7 +570,12 @@ class Exchange:
         self.keepAlive = keepAlive
         parts.append(b"\r\n")
         transport = front.transport
-        sendNow(transport, b"".join(parts))
+        if length != 0 and status != 101:
+            # The head waits for the body bytes read with it, to go out in
+            # one send (see memberReadEnd).
+            self.heldHead = b"".join(parts)
+        else:
+            sendNow(transport, b"".join(parts))
         if length != 0 or status == 101:
             _pauses(transport, self.connection.transport)
 
@@ -585,12 +591,29 @@ class Exchange:
         Body bytes (or, in a tunnel, any bytes) from the member.
         """
         self.bytesIn += len(data)
+        held = self.heldHead
         if self.chunkedOut:
-            self.front.transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
+            parts = [b"%x\r\n" % len(data), data, b"\r\n"]
+            if held is not None:
+                self.heldHead = None
+                parts.insert(0, held)
+            sendSequenceNow(self.front.transport, parts)
+        elif held is not None:
+            self.heldHead = None
+            sendSequenceNow(self.front.transport, [held, data])
         else:
             sendNow(self.front.transport, data)
         if not self.tunnel:
             self.connection.deadline = self.proxy.sweeper.now + self.proxy.timeout
+
+    def memberReadEnd(self):
+        """
+        The bytes the member's response head came with were passed on:
+        send the head now if no body bytes came with it.
+        """
+        held, self.heldHead = self.heldHead, None
+        if held is not None:
+            sendNow(self.front.transport, held)
 
     def memberDone(self):
         """
@@ -598,7 +621,10 @@ class Exchange:
         """
         front = self.front
         if self.chunkedOut:
-            front.transport.write(b"0\r\n\r\n")
+            held, self.heldHead = self.heldHead, None
+            sendNow(front.transport, held + b"0\r\n\r\n" if held else b"0\r\n\r\n")
+        else:
+            self.memberReadEnd()
         if self.responseHead is not None and self.responseHead.length != 0:
             _stopPausing(front.transport)
         self.connection = None
@@ -644,6 +670,7 @@ class Exchange:
         connection short of it.
         """
         self._record(self.responseHead.status if self.responseHead is not None else 502)
+        self.memberReadEnd()
         self.front.abort()
 
     def _finish(self):

@@ -13,9 +13,10 @@ other transport (TLS, wrappers) gets a plain C{write}.
 from __future__ import annotations
 
 
-def sendNow(transport, data):
+def _idleSocket(transport):
     """
-    Write C{data} to C{transport}, sending it at once if it can.
+    The socket of C{transport} if bytes may go to it now (nothing queued,
+    still open), else L{None}.
     """
     sock = getattr(transport, "socket", None)
     if (
@@ -25,6 +26,16 @@ def sendNow(transport, data):
         or transport.disconnecting
         or not transport.connected
     ):
+        return None
+    return sock
+
+
+def sendNow(transport, data):
+    """
+    Write C{data} to C{transport}, sending it at once if it can.
+    """
+    sock = _idleSocket(transport)
+    if sock is None:
         transport.write(data)
         return
     try:
@@ -33,3 +44,26 @@ def sendNow(transport, data):
         sent = 0  # EAGAIN, or a broken connection that write() will report
     if sent < len(data):
         transport.write(data[sent:] if sent else data)
+
+
+def sendSequenceNow(transport, parts):
+    """
+    Write the byte strings C{parts}, in order, to C{transport}: at once, in
+    one system call without joining them, if it can.
+    """
+    sock = _idleSocket(transport)
+    if sock is None:
+        transport.writeSequence(parts)
+        return
+    try:
+        sent = sock.sendmsg(parts)
+    except OSError:
+        sent = 0
+    if sent == 0:
+        transport.writeSequence(parts)
+        return
+    for index, part in enumerate(parts):
+        if sent < len(part):
+            transport.writeSequence([part[sent:], *parts[index + 1 :]])
+            return
+        sent -= len(part)

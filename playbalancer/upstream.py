@@ -39,7 +39,8 @@ class MemberConnection(Protocol):
     One HTTP/1.1 connection to a member, carrying one exchange at a time.
 
     The exchange it serves gets: C{memberInterim(status)},
-    C{memberResponse(head)}, C{memberData(data)}, C{memberDone()},
+    C{memberResponse(head)}, C{memberData(data)}, C{memberReadEnd()} (the
+    bytes read with the response head were passed on), C{memberDone()},
     C{memberSwitched(leftover)} (after a 101), C{memberBroken(error)},
     C{memberTimedOut()}, C{memberTunnelClosed()} and
     C{memberLost(reason, answered)} (answered: some of the response came).
@@ -158,18 +159,21 @@ class MemberConnection(Protocol):
                 # A body where none may be: never reuse this connection.
                 self._reusable = False
             self._finished()
-        elif length == -1:
-            self.state = _UNTIL_CLOSE
-            if rest:
-                exchange.memberData(rest)
         else:
-            onData = exchange.memberData
-            self._body = (
-                ChunkedDecoder(onData, 502) if length is None else LengthCounter(onData, length)
-            )
-            self.state = _BODY
-            if rest:
-                self._feed(rest)
+            if length == -1:
+                self.state = _UNTIL_CLOSE
+                if rest:
+                    exchange.memberData(rest)
+            else:
+                onData = exchange.memberData
+                self._body = (
+                    ChunkedDecoder(onData, 502) if length is None else LengthCounter(onData, length)
+                )
+                self.state = _BODY
+                if rest:
+                    self._feed(rest)
+            if self.exchange is exchange:
+                exchange.memberReadEnd()
 
     def _feed(self, data):
         try:
