@@ -381,9 +381,10 @@ def makeService(options, reactor=None):
 
     from playbalancer.site import GracefulService, ListenerService
 
-    from playbalancer.memory import tuneAllocator
+    from playbalancer.memory import settleHeap, tuneAllocator
 
     tuneAllocator()
+    reactor.callWhenRunning(settleHeap)
     config = options.config
     top = MultiService()
     balancers = buildBalancers(config, options.schedulers, reactor, top)

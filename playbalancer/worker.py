@@ -20,7 +20,7 @@ def main():
 
     from playbalancer.balancer import Member
     from playbalancer.config import parseConfig
-    from playbalancer.memory import tuneAllocator
+    from playbalancer.memory import settleHeap, tuneAllocator
     from playbalancer.schedulers import availableSchedulers
     from playbalancer.tap import buildBalancers, buildFronts
     from playbalancer.workers import WorkerAgent
@@ -58,6 +58,7 @@ def main():
         return DeferredList(waits)
 
     top.startService()
+    reactor.callWhenRunning(settleHeap)
     reactor.addSystemEventTrigger("before", "shutdown", stopping)
     reactor.run()
 
