@@ -368,6 +368,19 @@ def makeClusterNode(settings, balancers, reactor):
     )
 
 
+class _HeapSettler(Service):
+    """
+    Calls C{settle} when started (see L{playbalancer.memory.settleHeap}).
+    """
+
+    def __init__(self, settle):
+        self.settle = settle
+
+    def startService(self):
+        Service.startService(self)
+        self.settle()
+
+
 def makeService(options, reactor=None):
     """
     The running balancer: one listening service per C{[[listen]]} (or the
@@ -384,7 +397,6 @@ def makeService(options, reactor=None):
     from playbalancer.memory import settleHeap, tuneAllocator
 
     tuneAllocator()
-    reactor.callWhenRunning(settleHeap)
     config = options.config
     top = MultiService()
     balancers = buildBalancers(config, options.schedulers, reactor, top)
@@ -465,6 +477,8 @@ def makeService(options, reactor=None):
         workers=config.workers,
         playbalancer_event="config.loaded",
     )
+    # Last, so that it runs once everything else has started.
+    _HeapSettler(settleHeap).setServiceParent(top)
     top.balancers = balancers
     top.manager = manager
     top.stateKeeper = keeper

@@ -58,7 +58,7 @@ def main():
         return DeferredList(waits)
 
     top.startService()
-    reactor.callWhenRunning(settleHeap)
+    settleHeap()
     reactor.addSystemEventTrigger("before", "shutdown", stopping)
     reactor.run()
 
