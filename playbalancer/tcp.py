@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from playbalancer.failures import describe
 from playbalancer.proxyline import ProxyHeaderError, parseProxyHeader
+from playbalancer.sendnow import sendNow
 
 _log = Logger()
 
@@ -60,7 +61,7 @@ class _MemberSide(Protocol):
 
     def dataReceived(self, data):
         self.relay.received += len(data)
-        self.relay.transport.write(data)
+        sendNow(self.relay.transport, data)
 
     def readConnectionLost(self):
         # The member is done sending: so are we, towards the client.  Once
@@ -198,7 +199,7 @@ class TCPRelay(Protocol):
             return
         self.sent += len(data)
         if self.memberSide is not None:
-            self.memberSide.transport.write(data)
+            sendNow(self.memberSide.transport, data)
         else:
             self.early.append(data)
 
