@@ -4,18 +4,22 @@ sends requests at a fixed rate (not as fast as answers come back, so a slow
 answer cannot hide the requests that should have been sent meanwhile) and
 reports latency percentiles, measured from each request's scheduled time.
 
-Run it against a member directly and through the balancer, at half of the
-balancer's capacity (from ``throughput.py``), and compare the p99s::
+Give it the member's URL and the balancer's URL in front of that member,
+and a rate of half the balancer's capacity (from ``throughput.py``); runs
+alternate between the URLs and the medians of the runs are compared::
 
-    python benchmarks/latency.py URL --rate 2000 --seconds 20 [--connections 32]
+    python benchmarks/latency.py http://127.0.0.1:9999/ http://127.0.0.1:8080/ \
+        --rate 2800 --seconds 10 --runs 3 [--connections 32] [--json FILE]
 
-Everything it sends goes to the URL given (use 127.0.0.1).
+With one URL it measures that one.  Everything it sends goes to the URLs
+given (use 127.0.0.1).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from urllib.parse import urlsplit
 
@@ -147,19 +151,56 @@ class OpenLoop:
         }
 
 
+PERCENTILES = ("p50_ms", "p90_ms", "p99_ms", "max_ms")
+
+
+def summarise(urls, runs):
+    """
+    Medians over runs for each URL, and with two URLs what the second adds
+    to the first.
+    """
+    summary = {"urls": {}}
+    for url in urls:
+        mine = [run for run in runs if run["url"] == url]
+        summary["urls"][url] = {
+            key: statistics.median(run[key] for run in mine) for key in PERCENTILES + ("errors",)
+        }
+    if len(urls) == 2:
+        first, second = (summary["urls"][url] for url in urls)
+        summary["added_ms"] = {key: round(second[key] - first[key], 3) for key in PERCENTILES}
+    return summary
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("url")
+    parser.add_argument("urls", nargs="+", metavar="URL",
+                        help="the member, then the balancer in front of it")
     parser.add_argument("--rate", type=float, required=True, help="requests per second")
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=20.0, help="per run")
+    parser.add_argument("--runs", type=int, default=1, help="runs per URL, alternating")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--json", help="also write every run and the medians here")
     args = parser.parse_args()
 
     async def run(reactor):
         # The generator's own collector pauses would count as latency.
         settleHeap()
-        result = await OpenLoop(reactor, args.url, args.rate, args.seconds, args.connections).run()
-        print(json.dumps(result))
+        runs = []
+        for number in range(1, args.runs + 1):
+            for url in args.urls:
+                result = await OpenLoop(
+                    reactor, url, args.rate, args.seconds, args.connections
+                ).run()
+                result.update(url=url, run=number)
+                print(json.dumps(result), flush=True)
+                runs.append(result)
+        summary = summarise(args.urls, runs)
+        print(json.dumps(summary))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"rate": args.rate, "seconds": args.seconds,
+                           "connections": args.connections, "runs": runs,
+                           "summary": summary}, f, indent=1)
 
     task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
 

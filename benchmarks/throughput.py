@@ -731,28 +731,39 @@ class TwistedFloor(Balancer):
     """
     A Twisted script from benchmarks/peers/ in front of the first member
     only: the stock proxies have no balancing.
+
+    @param python: the interpreter to run it with (L{None}: the
+        benchmark's own, C{--python}).
     """
 
-    def __init__(self, name, script, mode, label, note):
+    def __init__(self, name, script, mode, label, note, python=None, startWarmup=0):
         Balancer.__init__(self)
         self.name = name
         self.script = script
         self.modes = (mode,)
         self.label = label
         self.note = note
+        self.python = python
+        self.startWarmup = startWarmup
+
+    def interpreter(self, ctx):
+        return self.python or ctx.args.python
 
     def unavailable(self, ctx):
-        info = ctx.interpreter(ctx.args.python)
+        python = self.interpreter(ctx)
+        if not python:
+            return "no interpreter given (--pypy)"
+        info = ctx.interpreter(python)
         if "not importable" in info.get("twisted", "not importable"):
-            return f"Twisted not importable by {ctx.args.python}"
+            return f"Twisted not importable by {python}"
         return None
 
     def version(self, ctx):
-        info = ctx.interpreter(ctx.args.python)
+        info = ctx.interpreter(self.interpreter(ctx))
         return f"{info.get('python')}, Twisted {info.get('twisted')}"
 
     def command(self, ctx):
-        return [ctx.args.python, os.path.join(PEERS, self.script),
+        return [self.interpreter(ctx), os.path.join(PEERS, self.script),
                 str(self.ports[self.modes[0]]), str(ctx.members[0].port)]
 
 
@@ -817,8 +828,8 @@ def allBalancers(args):
                      startWarmup=args.pypy_warmup),
         PlayBalancer("playbalancer-log", args.python, "playbalancer, CPython, access log on",
                      accessLog=True),
-        PlayBalancer("playbalancer-2w", args.python, "playbalancer, CPython, 2 workers",
-                     workers=2),
+        PlayBalancer(f"playbalancer-{args.workers}w", args.python,
+                     f"playbalancer, CPython, {args.workers} workers", workers=args.workers),
         HAProxy(),
         Nginx(),
         Apache(),
@@ -828,6 +839,10 @@ def allBalancers(args):
         TwistedFloor("portforward", "portforward.py", "tcp",
                      "Twisted portforward, TCP_NODELAY",
                      "TCP floor: one member only (no balancing)"),
+        TwistedFloor("portforward-pypy", "portforward.py", "tcp",
+                     "Twisted portforward, TCP_NODELAY, PyPy",
+                     "TCP floor for PyPy: one member only (no balancing)",
+                     python=args.pypy, startWarmup=args.pypy_warmup),
         Direct(),
     ]
 
@@ -926,6 +941,8 @@ def summarise(results):
             continue
         test = next(t for t in TESTS if t.name == result["test"])
         floor = "twisted" if test.mode == "http" else "portforward"
+        if "pypy" in result["balancer"] and (floor + "-pypy", test.name) in byKey:
+            floor += "-pypy"  # TCP mode is held to portforward on the same runtime
         for key, ref in (("vs_apache", "apache"), ("vs_twisted", floor)):
             other = byKey.get((ref, result["test"]))
             result[key] = None
@@ -1097,15 +1114,21 @@ def parseArgs(argv):
     """
     The command line.
     """
-    names = [b.name for b in allBalancers(argparse.Namespace(python="", pypy=None,
-                                                             pypy_warmup=0))]
+    def balancerNames(workers):
+        return [b.name for b in allBalancers(argparse.Namespace(
+            python="", pypy=None, pypy_warmup=0, workers=workers))]
+
+    names = balancerNames(2)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=3, help="measured runs of each test (default 3)")
     p.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     p.add_argument("--warmup", type=int, default=2, help="seconds of warm-up before each run")
-    p.add_argument("--only", default=",".join(names),
+    p.add_argument("--only", default=None,
                    help=f"balancers, comma-separated (default all: {','.join(names)})")
+    p.add_argument("--workers", type=int, default=2,
+                   help="worker processes of the multi-worker row, playbalancer-Nw "
+                        "(default 2; this machine's cores is the natural choice)")
     p.add_argument("--tests", default=",".join(t.name for t in TESTS),
                    help="tests, comma-separated (default all: %(default)s)")
     p.add_argument("--python", default=sys.executable,
@@ -1125,7 +1148,10 @@ def parseArgs(argv):
                    help="seconds a balancer may take to answer after start")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = p.parse_args(argv)
-    args.only = [n.strip() for n in args.only.split(",") if n.strip()]
+    if args.workers < 2:
+        p.error("--workers must be at least 2 (the playbalancer row has 1)")
+    names = balancerNames(args.workers)
+    args.only = [n.strip() for n in (args.only or ",".join(names)).split(",") if n.strip()]
     args.tests = [n.strip() for n in args.tests.split(",") if n.strip()]
     for n in args.only:
         if n not in names:
