@@ -24,6 +24,12 @@ NAME = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 DEFAULT_SCHEDULER = "round-robin"
+
+#: Idle pooled connections kept per member.  Below the requests in flight
+#: to one member at peak, connections would be closed after their response
+#: and opened again for the next (at 200 client connections, a default of
+#: 64 cost a fifth of the throughput).
+DEFAULT_KEEPALIVE = 256
 DEFAULT_MANAGER_ENDPOINT = "tcp:8081:interface=127.0.0.1"
 DEFAULT_ALLOW = ("127.0.0.0/8", "::1")
 
@@ -70,7 +76,7 @@ class BalancerConfig:
     retry: float = 60.0
     timeout: float = 60.0
     connectTimeout: float = 5.0
-    keepalive: int = 64
+    keepalive: int = DEFAULT_KEEPALIVE
     failOnStatus: list = field(default_factory=list)
     health: HealthConfig = None
     sendProxyProtocol: bool = False
@@ -311,7 +317,7 @@ def _balancer(name, data, path, schedulers, mode="http"):
         retry=table.get("retry", _seconds, 60.0),
         timeout=table.get("timeout", _positiveSeconds, 60.0),
         connectTimeout=table.get("connect_timeout", _positiveSeconds, 5.0),
-        keepalive=table.get("keepalive", _count, 64),
+        keepalive=table.get("keepalive", _count, DEFAULT_KEEPALIVE),
         failOnStatus=table.get("failonstatus", _statusList, []),
         sendProxyProtocol=table.get("send_proxy_protocol", _bool, False),
         mode=mode,

@@ -296,7 +296,7 @@ class MemberPool:
         self,
         endpoint,
         sweeper,
-        maxIdle=64,
+        maxIdle=256,
         idleTimeout=30.0,
         maxConnections=0,
         queueLimit=128,

@@ -86,7 +86,7 @@ class GoodConfigTests(SynchronousTestCase):
                         retry=60.0,
                         timeout=60.0,
                         connectTimeout=5.0,
-                        keepalive=64,
+                        keepalive=256,
                         health=HealthConfig(),
                     )
                 },
@@ -112,7 +112,7 @@ class GoodConfigTests(SynchronousTestCase):
             (balancer.retry, balancer.timeout, balancer.connectTimeout),
             (60.0, 60.0, 5.0),
         )
-        self.assertEqual(balancer.keepalive, 64)
+        self.assertEqual(balancer.keepalive, 256)
         self.assertEqual(balancer.schedulerOptions, {})
         self.assertEqual(config.listeners[0].preserveHost, True)
         self.assertEqual(config.listeners[0].maxBody, 0)
