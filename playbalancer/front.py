@@ -17,6 +17,7 @@ from twisted.web import http, resource, server
 
 from playbalancer.chunked import ChunkedDecoder, LengthCounter
 from playbalancer.exchange import REASONS, Exchange, plainResponse
+from playbalancer.readsize import followReads
 from playbalancer.wire import HTTPError, Limits, findBareLF, parseRequestHead
 
 _HEAD, _BODY, _WAIT, _TUNNEL, _CLOSED, _HANDED_OVER, _LINGER = range(7)
@@ -97,6 +98,7 @@ class FrontConnection(Protocol):
     # Reading
 
     def dataReceived(self, data):
+        followReads(self.transport, len(data))
         state = self.state
         if state == _BODY and not self.buffer:
             self._feedBody(data)

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from playbalancer.failures import describe
 from playbalancer.proxyline import ProxyHeaderError, parseProxyHeader
+from playbalancer.readsize import followReads
 from playbalancer.sendnow import sendNow
 
 _log = Logger()
@@ -33,20 +34,19 @@ def proxyHeader(client, local):
     ).encode("ascii")
 
 
-#: Bytes read at once and let queue before the other side is paused
-#: (Twisted's default is 64 KiB), and the most handed to one send.
-RELAY_BUFFER = 262144
+#: The most bytes handed to one send (Twisted's is 128 KiB).  Reads (and
+#: the bytes let queue before the other side is paused) follow the traffic:
+#: see L{playbalancer.readsize}.
 SEND_LIMIT = 1 << 20
 
 
 def _noDelay(transport):
     """
     Set a relayed connection up for throughput: no Nagle delay, large
-    reads and writes.
+    writes.
     """
     if ITCPTransport.providedBy(transport):
         transport.setTcpNoDelay(True)
-        transport.bufferSize = RELAY_BUFFER
         transport.SEND_LIMIT = SEND_LIMIT
 
 
@@ -61,6 +61,7 @@ class _MemberSide(Protocol):
 
     def dataReceived(self, data):
         self.relay.received += len(data)
+        followReads(self.transport, len(data))
         sendNow(self.relay.transport, data)
 
     def readConnectionLost(self):
@@ -198,6 +199,7 @@ class TCPRelay(Protocol):
             self._readHeader(data)
             return
         self.sent += len(data)
+        followReads(self.transport, len(data))
         if self.memberSide is not None:
             sendNow(self.memberSide.transport, data)
         else:

@@ -15,14 +15,12 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from playbalancer.chunked import ChunkedDecoder, LengthCounter
+from playbalancer.readsize import followReads
 from playbalancer.sendnow import sendNow
 from playbalancer.wire import HTTPError, findBareLF, parseResponseHead
 
 #: The largest response head a member may send.
 MAX_RESPONSE_HEAD = 65536
-
-#: Bytes read from a member socket at once (Twisted's default is 64 KiB).
-READ_SIZE = 262144
 
 _HEAD, _BODY, _UNTIL_CLOSE, _IDLE, _TUNNEL, _DEAD = range(6)
 
@@ -59,10 +57,8 @@ class MemberConnection(Protocol):
         self._method = b"GET"
 
     def connectionMade(self):
-        transport = self.transport
-        transport.bufferSize = READ_SIZE
         try:
-            transport.setTcpNoDelay(True)
+            self.transport.setTcpNoDelay(True)
         except (AttributeError, OSError):
             pass
         self.pool.sweeper.watch(self)
@@ -99,6 +95,7 @@ class MemberConnection(Protocol):
     # Receiving
 
     def dataReceived(self, data):
+        followReads(self.transport, len(data))
         state = self.state
         if state == _BODY:
             self._feed(data)
