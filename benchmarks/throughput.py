@@ -161,10 +161,10 @@ class Processes:
     def __init__(self):
         self.running = []
 
-    def spawn(self, argv, logPath, cwd=None):
+    def spawn(self, argv, logPath, cwd=None, env=None):
         """
-        Start C{argv} with its output going to C{logPath}; returns the
-        L{subprocess.Popen}.
+        Start C{argv} with its output going to C{logPath} (and C{env}
+        added to this environment); returns the L{subprocess.Popen}.
         """
         with open(logPath, "ab") as out:
             proc = subprocess.Popen(
@@ -173,6 +173,7 @@ class Processes:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
+                env=dict(os.environ, **env) if env else None,
                 start_new_session=True,
             )
         self.running.append(proc)
@@ -524,6 +525,8 @@ class Balancer:
     binary = None
     #: Seconds of load on every test right after start (a JIT's warm-up).
     startWarmup = 0
+    #: Environment variables the balancer is started with.
+    env = {}
 
     def __init__(self):
         self.ports = {}
@@ -564,7 +567,8 @@ class Balancer:
             os.makedirs(os.path.join(self.workdir, "run"))
             self.ports = {mode: ctx.ports.take() for mode in self.modes}
         self.logPath = os.path.join(self.workdir, "output.log")
-        self.proc = ctx.procs.spawn(self.command(ctx), self.logPath, cwd=self.workdir)
+        self.proc = ctx.procs.spawn(self.command(ctx), self.logPath, cwd=self.workdir,
+                                    env=self.env)
         for mode in self.modes:
             waitReady(self.proc, self.ports[mode], self.logPath, timeout=ctx.args.start_timeout)
         self.members = {mode: membersSeen(self.ports[mode]) for mode in self.modes}
@@ -607,9 +611,11 @@ class PlayBalancer(Balancer):
         self.startWarmup = startWarmup
         self.accessLog = accessLog
         self.workers = workers
+        # As the README says to run it on PyPy (CPython ignores it).
+        self.env = {"PYPY_GC_NURSERY": "16M"}
         self.note = (
             f"round-robin, no health checks, access log {'on' if accessLog else 'off'}, "
-            f"{workers} worker(s); HTTP and TCP listeners"
+            f"{workers} worker(s); HTTP and TCP listeners; PYPY_GC_NURSERY=16M"
         )
 
     def unavailable(self, ctx):
@@ -745,6 +751,7 @@ class TwistedFloor(Balancer):
         self.note = note
         self.python = python
         self.startWarmup = startWarmup
+        self.env = {"PYPY_GC_NURSERY": "16M"}  # as playbalancer gets it
 
     def interpreter(self, ctx):
         return self.python or ctx.args.python

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import os
 import platform
 
 #: glibc's C{mallopt} parameters (malloc.h).
@@ -59,3 +60,42 @@ def settleHeap():
         return 0
     freeze()
     return gc.get_freeze_count()
+
+
+#: The young-generation size PyPy should run the balancer with, set in its
+#: environment (PyPy reads it only at start).  PyPy sizes the nursery from
+#: the L2 cache (1 MiB here), so objects alive at each of many minor
+#: collections fill the old generation: about 5 KB per proxied request,
+#: and a full collection of 60 ms every second or so under load (p99 +60
+#: ms).  With 16 MiB: p99 +1-2 ms at 4,500 req/s, and a quarter more
+#: requests per CPU-second.
+PYPY_NURSERY = "16M"
+
+
+def onPyPy():
+    return platform.python_implementation() == "PyPy"
+
+
+def nurseryAdvice(environ=os.environ, pypy=None):
+    """
+    What to tell the operator about PyPy's nursery size, or L{None}: on
+    PyPy without C{PYPY_GC_NURSERY} in the environment, the setting to use.
+    """
+    if pypy is None:
+        pypy = onPyPy()
+    if not pypy or environ.get("PYPY_GC_NURSERY"):
+        return None
+    return (
+        f"PyPy runs with its default nursery; start it with PYPY_GC_NURSERY={PYPY_NURSERY} "
+        "in the environment for short collector pauses (see README, Performance)"
+    )
+
+
+def childEnvironment(environ=os.environ):
+    """
+    The environment for a worker process: the parent's, with PyPy's
+    nursery size unless the operator chose one.
+    """
+    env = dict(environ)
+    env.setdefault("PYPY_GC_NURSERY", PYPY_NURSERY)
+    return env

@@ -394,9 +394,12 @@ def makeService(options, reactor=None):
 
     from playbalancer.site import GracefulService, ListenerService
 
-    from playbalancer.memory import settleHeap, tuneAllocator
+    from playbalancer.memory import nurseryAdvice, settleHeap, tuneAllocator
 
     tuneAllocator()
+    advice = nurseryAdvice()
+    if advice is not None:
+        _log.warn(advice)
     config = options.config
     top = MultiService()
     balancers = buildBalancers(config, options.schedulers, reactor, top)

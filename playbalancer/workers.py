@@ -20,7 +20,6 @@ worker that dies is started again; the others keep serving.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 
@@ -30,6 +29,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols import amp
 
+from playbalancer.memory import childEnvironment
 from playbalancer.stats import BUCKETS, FAILURE_KINDS
 
 _log = Logger()
@@ -216,7 +216,7 @@ class WorkerSupervisor(Service):
             sock = group[index]
             childFDs[3 + offset] = sock.fileno()
             fds.append([3 + offset, sock.family])
-        env = dict(os.environ)
+        env = childEnvironment()
         env["PLAYBALANCER_WORKER"] = json.dumps(
             {"config": self.config.raw, "fds": fds, "index": index}
         )

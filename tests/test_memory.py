@@ -9,7 +9,13 @@ import platform
 
 from twisted.trial.unittest import TestCase
 
-from playbalancer.memory import settleHeap, tuneAllocator
+from playbalancer.memory import (
+    PYPY_NURSERY,
+    childEnvironment,
+    nurseryAdvice,
+    settleHeap,
+    tuneAllocator,
+)
 
 
 class MemoryTests(TestCase):
@@ -37,3 +43,23 @@ class MemoryTests(TestCase):
         self.addCleanup(gc.unfreeze)
         self.assertGreater(frozen, 0)
         self.assertFalse(any(o is alive for o in gc.get_objects()))
+
+
+class NurseryTests(TestCase):
+    def test_adviceOnPyPyWithoutSetting(self):
+        advice = nurseryAdvice({}, pypy=True)
+        self.assertIn(f"PYPY_GC_NURSERY={PYPY_NURSERY}", advice)
+
+    def test_noAdviceWhenSetOrNotPyPy(self):
+        self.assertIsNone(nurseryAdvice({"PYPY_GC_NURSERY": "4M"}, pypy=True))
+        self.assertIsNone(nurseryAdvice({}, pypy=False))
+
+    def test_childEnvironment(self):
+        """
+        Workers get the recommended nursery, unless the operator chose one,
+        and the rest of the environment as it is.
+        """
+        self.assertEqual(
+            childEnvironment({"PATH": "/bin"}), {"PATH": "/bin", "PYPY_GC_NURSERY": PYPY_NURSERY}
+        )
+        self.assertEqual(childEnvironment({"PYPY_GC_NURSERY": "4M"}), {"PYPY_GC_NURSERY": "4M"})
