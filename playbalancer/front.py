@@ -13,10 +13,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
-from twisted.web import http, resource, server
+from twisted.web import http, resource
 
 from playbalancer.chunked import ChunkedDecoder, LengthCounter
 from playbalancer.exchange import REASONS, Exchange, plainResponse
+from playbalancer.manager.root import managerSite
 from playbalancer.readsize import followReads
 from playbalancer.wire import HTTPError, Limits, findBareLF, parseRequestHead
 
@@ -475,7 +476,8 @@ class ManagerMount:
     that connection closes after its response.
 
     @param path: the manager's path, e.g. C{"/balancer-manager"}.
-    @param manager: the manager's root resource.
+    @param manager: the manager's root resource (its C{policy} guards
+        request bodies, see L{playbalancer.manager.root.GuardedRequest}).
     """
 
     def __init__(self, path, manager):
@@ -487,9 +489,8 @@ class ManagerMount:
             parent.putChild(segment, child)
             parent = child
         parent.putChild(segments[-1], manager)
-        self.site = server.Site(root, timeout=60)
+        self.site = managerSite(root, manager.policy)
         self.site.protocol = _OneRequestChannel
-        self.site.log = lambda request: None
 
     def claims(self, path):
         prefix = self.prefix

@@ -390,7 +390,6 @@ def makeService(options, reactor=None):
         from twisted.internet import reactor
     from twisted.internet.endpoints import serverFromString
     from twisted.protocols.haproxy import proxyEndpoint
-    from twisted.web.server import Site
 
     from playbalancer.site import GracefulService, ListenerService
 
@@ -464,14 +463,12 @@ def makeService(options, reactor=None):
                 )
             listeners.append((name, front))
     if manager is not None:
-        site = Site(manager, timeout=60)
-        site.log = lambda request: None
-        listen(config.manager.endpoint, site, parent=top)
-        if config.manager.metricsEndpoint:
-            from playbalancer.manager.root import MetricsRoot
+        from playbalancer.manager.root import MetricsRoot, managerSite
 
-            metricsSite = Site(MetricsRoot(manager.policy, manager.pages[b"metrics"]), timeout=60)
-            metricsSite.log = lambda request: None
+        listen(config.manager.endpoint, managerSite(manager, manager.policy), parent=top)
+        if config.manager.metricsEndpoint:
+            metrics = MetricsRoot(manager.policy, manager.pages[b"metrics"])
+            metricsSite = managerSite(metrics, manager.policy)
             listen(config.manager.metricsEndpoint, metricsSite, parent=top)
     _log.info(
         "configuration loaded: {listeners} listener(s), balancers {balancers}, {workers} worker(s)",

@@ -12,11 +12,12 @@ import re
 
 from twisted.internet import defer, reactor
 from twisted.protocols.policies import WrappingFactory
-from twisted.web.server import Site
+from twisted.trial.unittest import TestCase
 
+from playbalancer.front import ManagerMount
 from playbalancer.manager import ManagerRoot
 from playbalancer.manager.guard import AccessPolicy
-from playbalancer.front import ManagerMount
+from playbalancer.manager.root import GuardedRequest, managerSite
 from playbalancer.testing import MemberServer, closeAll, rawExchange, waitUntil
 
 from tests.proxyharness import ProxyTestCase, servedBy
@@ -30,9 +31,7 @@ class ManagerTestCase(ProxyTestCase):
         self.manager = ManagerRoot(
             balancers or {"test": self.balancer}, self.policy, reactor
         )
-        site = Site(self.manager)
-        site.log = lambda request: None
-        factory = WrappingFactory(site)
+        factory = WrappingFactory(managerSite(self.manager, self.policy))
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         self.addCleanup(lambda: closeAll(factory, reactor))
@@ -216,6 +215,35 @@ class ApiTests(ManagerTestCase):
         members = await self.status()
         self.assertEqual((members["app1"]["admin"], members["app1"]["weight"]), ("enabled", 1))
         self.assertEqual(list(members), ["app1"])
+
+
+class GuardedBodyTests(TestCase):
+    """
+    L{GuardedRequest}: a manager request's body is stored only for a
+    client the allow-list lets in.
+    """
+
+    def request(self, allow):
+        from twisted.web.test.requesthelper import DummyChannel
+
+        policy = AccessPolicy(allow, None, reactor)
+        channel = DummyChannel()  # the client is 192.168.1.1
+        return GuardedRequest(channel, policy=policy)
+
+    def test_bodyOfAClientNotAllowedIsDropped(self):
+        request = self.request(["127.0.0.0/8"])
+        request.gotLength(10_000_000)
+        for _ in range(100):
+            request.handleContentChunk(b"x" * 100_000)
+        request.content.seek(0)
+        self.assertEqual(request.content.read(), b"")
+
+    def test_bodyOfAnAllowedClientIsKept(self):
+        request = self.request(["192.168.1.0/24"])
+        request.gotLength(6)
+        request.handleContentChunk(b"drain!")
+        request.content.seek(0)
+        self.assertEqual(request.content.read(), b"drain!")
 
 
 class ProtectionTests(ManagerTestCase):

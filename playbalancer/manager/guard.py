@@ -43,8 +43,7 @@ class Refusal(Exception):
         self.headers = list(headers)
 
 
-def _clientIP(request):
-    address = request.getClientAddress()
+def _addressIP(address):
     if not isinstance(address, (IPv4Address, IPv6Address)):
         return None  # a Unix socket: only local users can reach it
     ip = ipaddress.ip_address(address.host.split("%", 1)[0])
@@ -93,13 +92,21 @@ class AccessPolicy:
         self.clock = clock
         self._secret = secret if secret is not None else os.urandom(32)
 
+    def allowsAddress(self, address):
+        """
+        Whether a client at C{address} (a Twisted address) passes the
+        allow-list.  A Unix socket does: only local users can reach it.
+        """
+        ip = _addressIP(address)
+        return ip is None or any(ip in net for net in self.networks)
+
     def check(self, request):
         """
         Raise L{Refusal} unless C{request} may use the manager.
         """
-        ip = _clientIP(request)
-        if ip is not None and not any(ip in net for net in self.networks):
-            raise Refusal(403, f"address {ip} is not allowed to use the manager")
+        address = request.getClientAddress()
+        if not self.allowsAddress(address):
+            raise Refusal(403, f"address {_addressIP(address)} is not allowed to use the manager")
         host = hostName(request.getHeader(b"host"))
         if host is not None and host not in self.hosts and not _isIP(host):
             # A page on another site whose name was rebound to us (DNS

@@ -4,7 +4,10 @@ The manager's root resource: every manager request passes here first.
 
 from __future__ import annotations
 
-from twisted.web import resource, static
+import io
+from functools import partial
+
+from twisted.web import resource, server, static
 
 from playbalancer.manager.api import Answer, ApiResource, jsonError
 from playbalancer.manager.guard import SECURITY_HEADERS, Refusal
@@ -88,3 +91,45 @@ class MetricsRoot(resource.Resource):
         if path == b"metrics":
             return self.metrics
         return Answer(404, "not found")
+
+
+class _DiscardedBody(io.BytesIO):
+    """
+    A request body that is read from the connection and dropped.
+    """
+
+    def write(self, data):
+        return len(data)
+
+
+class GuardedRequest(server.Request):
+    """
+    A manager request whose body is kept only if its client passes the
+    address allow-list.  twisted.web reads a whole body (into memory, or a
+    temporary file from 100 KB) before any resource sees the request; a
+    client that may not use the manager must not be able to make it store
+    anything.
+
+    @param policy: the L{playbalancer.manager.guard.AccessPolicy}.
+    """
+
+    def __init__(self, *args, policy, **kwargs):
+        server.Request.__init__(self, *args, **kwargs)
+        self.policy = policy
+
+    def gotLength(self, length):
+        server.Request.gotLength(self, length)
+        if not self.policy.allowsAddress(self.getClientAddress()):
+            self.content.close()
+            self.content = _DiscardedBody()
+
+
+def managerSite(root, policy, timeout=60):
+    """
+    A twisted.web site for the manager's C{root} resource: requests are
+    L{GuardedRequest}s, and no access log line is formatted.
+    """
+    site = server.Site(root, timeout=timeout)
+    site.requestFactory = partial(GuardedRequest, policy=policy)
+    site.log = lambda request: None
+    return site
