@@ -6,14 +6,17 @@ HTTP client that shows the exact bytes of a response.
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 
 from twisted.internet import defer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import WrappingFactory
 from twisted.web import resource, server
 
-from playbalancer.demo import DemoInstance
+from playbalancer.demo import TWISTD, DemoInstance
 
 
 class HoldPage(resource.Resource):
@@ -381,3 +384,49 @@ class RawConversation(Protocol):
         if self.closedReason is None:
             self.transport.abortConnection()
         return self.closed
+
+
+class TwistdProcess:
+    """
+    A real C{twistd -n playbalancer --config PATH} child process, for tests
+    of the whole program: started at once under this interpreter, its
+    output in C{logPath} (or dropped), ended by its own PID with L{stop}.
+    """
+
+    def __init__(self, configPath, logPath=None):
+        self.log = open(logPath, "w+") if logPath else None
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "playbalancer", "--config", configPath],
+            stdout=self.log if self.log is not None else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def running(self):
+        return self.process.poll() is None
+
+    def kill(self):
+        """
+        SIGKILL: the process ends with no chance to clean up.
+        """
+        self.process.send_signal(signal.SIGKILL)
+
+    def stop(self, grace=10.0):
+        """
+        SIGTERM, and SIGKILL if it is still there after C{grace} seconds;
+        then close the log.
+        """
+        if self.running():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        else:
+            self.process.wait()
+        if self.log is not None:
+            self.log.close()

@@ -7,21 +7,17 @@ from __future__ import annotations
 
 import os
 import platform
-import signal
-import subprocess
-import sys
 
 import treq
 from zope.interface import implementer
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IBodyProducer
 from treq.client import HTTPClient
 
-from playbalancer.demo import TWISTD
-from playbalancer.testing import MemberServer, freePort
+from playbalancer.testing import MemberServer, TwistdProcess, freePort
 
 MiB = 2**20
 DOWNLOAD = int(os.environ.get("PLAYBALANCER_TEST_DOWNLOAD_MIB", "1024")) * MiB
@@ -95,27 +91,12 @@ name = "app1"
 url = "{self.member.url}"
 """
             )
-        self.log = open(self.mktemp(), "w+")
-        self.child = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "playbalancer", "--config", config],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.addCleanup(self._stopChild)
+        self.child = TwistdProcess(config, self.mktemp())
+        self.addCleanup(self.child.stop)
         pool = HTTPConnectionPool(reactor)
         self.addCleanup(pool.closeCachedConnections)
         self.client = HTTPClient(Agent(reactor, pool=pool))
         self.base = f"http://127.0.0.1:{self.port}"
-
-    def _stopChild(self):
-        if self.child.poll() is None:
-            os.kill(self.child.pid, signal.SIGTERM)
-            try:
-                self.child.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.child.pid, signal.SIGKILL)
-                self.child.wait()
-        self.log.close()
 
     async def _ready(self):
         for _ in range(200):
@@ -126,7 +107,7 @@ url = "{self.member.url}"
                     return
             except Exception:
                 pass
-            self.assertIsNone(self.child.poll(), "twistd exited")
+            self.assertTrue(self.child.running(), "twistd exited")
             await task.deferLater(reactor, 0.05, lambda: None)
         self.fail("balancer did not come up")
 

@@ -299,7 +299,7 @@ cache_file = "{self.cacheFile(name)}"
         lb2.store.stopWatching()
         lb2.degraded = True
         self.assertIn("lb2", lb1.tierState("web", "app1")["nodes"])
-        gone = await self.waitFor(lambda: "lb2" not in lb1.nodes, timeout=10)
+        await self.waitFor(lambda: "lb2" not in lb1.nodes, timeout=10)
         self.assertNotIn("lb2", lb1.tierState("web", "app1")["nodes"])
         self.assertTrue(lb1.tierState("web", "app1")["idle"])
 
@@ -309,29 +309,14 @@ cache_file = "{self.cacheFile(name)}"
         flight: its lease-bound status stays (and a drain keeps waiting on
         it) until the lease lapses; then it is known gone.
         """
-        import os
-        import signal
-        import subprocess
-        import sys
-
-        from playbalancer.demo import TWISTD
+        from playbalancer.testing import TwistdProcess
 
         ports = freePorts(2)
         path = self.mktemp()
         with open(path, "w") as f:
             f.write(self.nodeConfig("lb3", ports))
-        child = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "playbalancer", "--config", path],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-        def reap():
-            if child.poll() is None:
-                child.kill()
-            child.wait()
-
-        self.addCleanup(reap)
+        child = TwistdProcess(path)
+        self.addCleanup(child.stop)
         lb1 = self.nodes["lb1"]["cluster"]
         await self.waitFor(lambda: "lb3" in lb1.nodes, timeout=30)
         await self.admin("lb1", "app2", {"admin": "disabled"})
@@ -343,7 +328,7 @@ cache_file = "{self.cacheFile(name)}"
         await arrived
         await self.waitFor(lambda: lb1.tierState("web", "app1")["inflight"] == 1)
         await self.admin("lb1", "app1", {"admin": "drain"})
-        os.kill(child.pid, signal.SIGKILL)
+        child.kill()
         killed = time.monotonic()
         await task.deferLater(reactor, 0.5, lambda: None)
         state = lb1.tierState("web", "app1")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 
 from twisted.internet import defer, reactor
@@ -18,7 +17,7 @@ from playbalancer.front import ManagerMount
 from playbalancer.manager import ManagerRoot
 from playbalancer.manager.guard import AccessPolicy
 from playbalancer.manager.root import GuardedRequest, managerSite
-from playbalancer.testing import MemberServer, closeAll, rawExchange, waitUntil
+from playbalancer.testing import closeAll, waitUntil
 
 from tests.proxyharness import ProxyTestCase, servedBy
 

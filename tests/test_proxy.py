@@ -7,9 +7,6 @@ from __future__ import annotations
 
 from twisted.internet import defer, reactor
 from twisted.web.http_headers import Headers
-from twisted.web.resource import Resource
-from twisted.web.server import Site
-from twisted.protocols.policies import WrappingFactory
 
 from playbalancer.testing import BrokenMember, closeAll, rawExchange
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import treq
@@ -18,8 +16,7 @@ from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from playbalancer.demo import TWISTD
-from playbalancer.testing import MemberServer, freePorts
+from playbalancer.testing import MemberServer, TwistdProcess, freePorts
 
 from tests.proxyharness import servedBy
 
@@ -75,13 +72,8 @@ url = "{self.members[1].url}"
 endpoint = "tcp:{manager}:interface=127.0.0.1"
 """
             )
-        self.log = open(self.mktemp(), "w+")
-        self.child = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "playbalancer", "--config", config],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.addCleanup(self.stopChild)
+        self.child = TwistdProcess(config, self.mktemp())
+        self.addCleanup(self.child.stop, 15.0)
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.client = HTTPClient(Agent(reactor, pool=pool))
         self.base = f"http://127.0.0.1:{front}"
@@ -94,20 +86,10 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
             except Exception:
                 await task.deferLater(reactor, 0.05, lambda: None)
 
-    def stopChild(self):
-        if self.child.poll() is None:
-            os.kill(self.child.pid, signal.SIGTERM)
-            try:
-                self.child.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.child.pid, signal.SIGKILL)
-                self.child.wait()
-        self.log.close()
-
     async def waitFor(self, condition, timeout=20.0):
         deadline = time.monotonic() + timeout
         while not condition():
-            self.assertIsNone(self.child.poll(), "twistd exited")
+            self.assertTrue(self.child.running(), "twistd exited")
             if time.monotonic() > deadline:
                 self.fail("condition never came true")
             await task.deferLater(reactor, 0.05, lambda: None)
