@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 from playbalancer.front import ManagerMount
 from playbalancer.manager import ManagerRoot
 from playbalancer.manager.guard import AccessPolicy
-from playbalancer.manager.root import GuardedRequest, managerSite
+from playbalancer.manager.root import MAX_MANAGER_BODY, GuardedRequest, managerSite
 from playbalancer.testing import closeAll, waitUntil
 
 from tests.proxyharness import ProxyTestCase, servedBy
@@ -243,9 +243,50 @@ class GuardedBodyTests(TestCase):
         request.handleContentChunk(b"drain!")
         request.content.seek(0)
         self.assertEqual(request.content.read(), b"drain!")
+        self.assertFalse(request.bodyTooLarge)
+
+    def test_declaredLengthOverTheLimit(self):
+        request = self.request(["192.168.1.0/24"])
+        request.gotLength(MAX_MANAGER_BODY + 1)
+        self.assertTrue(request.bodyTooLarge)
+        request.handleContentChunk(b"x" * 1000)
+        request.content.seek(0)
+        self.assertEqual(request.content.read(), b"")
+
+    def test_chunkedBodyOverTheLimit(self):
+        """
+        A body of unknown length is kept until it passes the limit, then
+        dropped.
+        """
+        request = self.request(["192.168.1.0/24"])
+        request.gotLength(None)
+        piece = b"x" * 65536
+        for _ in range(MAX_MANAGER_BODY // len(piece)):
+            request.handleContentChunk(piece)
+        self.assertFalse(request.bodyTooLarge)
+        request.handleContentChunk(b"y")
+        self.assertTrue(request.bodyTooLarge)
+        request.content.seek(0)
+        self.assertEqual(request.content.read(), b"")
 
 
 class ProtectionTests(ManagerTestCase):
+    async def test_bodyTooLarge(self):
+        """
+        An allowed client's body over the limit gets 413 and changes
+        nothing.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        self.startManager()
+        padding = " " * MAX_MANAGER_BODY
+        code, answer, _ = await self.call(
+            "POST", "api/balancers/test/members/app1", raw=b'{"admin": "drain"}' + padding.encode()
+        )
+        self.assertEqual(code, 413, answer)
+        self.assertIn("over", answer["error"])
+        self.assertEqual(self.balancer.member("app1").admin, "enabled")
+
     async def test_addressNotAllowed(self):
         """
         A client outside C{allow} gets 403, whatever it asks.

@@ -46,6 +46,8 @@ class ManagerRoot(resource.Resource):
         for name, value in SECURITY_HEADERS:
             request.setHeader(name, value)
         self.policy.check(request)
+        if getattr(request, "bodyTooLarge", False):
+            raise Refusal(413, f"the request body is over {MAX_MANAGER_BODY} bytes")
 
     def getChildWithDefault(self, path, request):
         try:
@@ -102,26 +104,47 @@ class _DiscardedBody(io.BytesIO):
         return len(data)
 
 
+#: The largest manager request body kept (its API takes small JSON and
+#: form bodies); beyond it the request gets 413.
+MAX_MANAGER_BODY = 1 << 20
+
+
 class GuardedRequest(server.Request):
     """
     A manager request whose body is kept only if its client passes the
-    address allow-list.  twisted.web reads a whole body (into memory, or a
-    temporary file from 100 KB) before any resource sees the request; a
-    client that may not use the manager must not be able to make it store
-    anything.
+    address allow-list, in memory, and up to L{MAX_MANAGER_BODY} bytes.
+    twisted.web reads a whole body (into memory, or a temporary file from
+    100 KB) before any resource sees the request: a client that may not use
+    the manager must not be able to make it store anything, and one that
+    may, no more than the manager needs.
 
     @param policy: the L{playbalancer.manager.guard.AccessPolicy}.
+    @ivar bodyTooLarge: whether the body went over the limit (and was
+        dropped).
     """
+
+    bodyTooLarge = False
 
     def __init__(self, *args, policy, **kwargs):
         server.Request.__init__(self, *args, **kwargs)
         self.policy = policy
+        self._bodySize = 0
 
     def gotLength(self, length):
-        server.Request.gotLength(self, length)
         if not self.policy.allowsAddress(self.getClientAddress()):
-            self.content.close()
             self.content = _DiscardedBody()
+        elif length is not None and length > MAX_MANAGER_BODY:
+            self.bodyTooLarge = True
+            self.content = _DiscardedBody()
+        else:
+            self.content = io.BytesIO()
+
+    def handleContentChunk(self, data):
+        self._bodySize += len(data)
+        if self._bodySize > MAX_MANAGER_BODY and not self.bodyTooLarge:
+            self.bodyTooLarge = True
+            self.content = _DiscardedBody()
+        self.content.write(data)
 
 
 def managerSite(root, policy, timeout=60):
