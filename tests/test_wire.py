@@ -107,6 +107,35 @@ class RequestHeadTests(SynchronousTestCase):
         self.assertIsNone(unlisted.upgrade)
 
 
+class FieldLineTests(SynchronousTestCase):
+    """
+    The quick split of clean header lines agrees with the exact grammar on
+    every line: the same pairs where the grammar accepts, a refusal where
+    it does not.
+    """
+
+    def test_quickSplitAgreesWithGrammar(self):
+        import random
+
+        from playbalancer import wire
+
+        alphabet = [b"a", b"Z", b"-", b"!", b":", b" ", b"\t", b"\x00", b"\x0b", b"\x1f",
+                    b"\x7f", b"\x80", b"\xff", b"(", b'"', b"@", b"/", b"="]
+        chooser = random.Random(6)
+        for _ in range(20000):
+            line = b"".join(chooser.choice(alphabet) for _ in range(chooser.randint(0, 8)))
+            head = b"HTTP/1.1 200 OK\r\n" + line
+            found = wire._HEADER_LINE.match(line)
+            try:
+                headers, framing = wire._parseHeaders(head, [line], None, 502)
+            except HTTPError as e:
+                self.assertIsNone(found, line)
+                self.assertEqual(e.status, 502)
+            else:
+                self.assertIsNotNone(found, line)
+                self.assertEqual(headers, [found.groups()], line)
+
+
 class ResponseHeadTests(SynchronousTestCase):
     def broken(self, head, method=b"GET"):
         with self.assertRaises(HTTPError) as caught:
