@@ -100,6 +100,7 @@ class ListenConfig:
     headerTimeout: float = 10.0
     idleTimeout: float = 75.0
     bodyTimeout: float = 60.0
+    bodyMinRate: float = 0.0
     maxConnections: int = 10000
     maxRequestLine: int = 8192
     maxHeaderLine: int = 8192
@@ -221,6 +222,17 @@ def _seconds(value, path):
         or value < 0
     ):
         raise ConfigError(path, f"expected a number of seconds >= 0, got {_show(value)}")
+    return float(value)
+
+
+def _rate(value, path):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigError(path, f"expected bytes per second >= 0, got {_show(value)}")
     return float(value)
 
 
@@ -397,6 +409,7 @@ def _listener(data, path):
         headerTimeout=table.get("header_timeout", _positiveSeconds, 10.0),
         idleTimeout=table.get("idle_timeout", _positiveSeconds, 75.0),
         bodyTimeout=table.get("body_timeout", _positiveSeconds, 60.0),
+        bodyMinRate=table.get("body_min_rate", _rate, 0.0),
         maxConnections=table.get("max_connections", _count, 10000),
         maxRequestLine=table.get("max_request_line", _atLeast(256), 8192),
         maxHeaderLine=table.get("max_header_line", _atLeast(256), 8192),

@@ -168,6 +168,7 @@ class _Pauser:
     """
     Lets one transport pause another (backpressure) without the right to
     close it: a transport that loses its connection stops its producer.
+    C{transport} is anything with C{pauseProducing} and C{resumeProducing}.
     """
 
     def __init__(self, transport):
@@ -188,8 +189,9 @@ class _Pauser:
 
 def _pauses(consumer, producer):
     """
-    Let C{consumer} (a transport) pause C{producer} (another transport)
-    while its write buffer is full.
+    Let C{consumer} (a transport) pause C{producer} (another transport, or
+    a front connection, which then stops reading and stops its request
+    body's clock) while its write buffer is full.
     """
     consumer.registerProducer(_Pauser(producer), True)
 
@@ -386,7 +388,7 @@ class Exchange:
         if self.bodyDone:
             self._bodySent(connection)
             return
-        _pauses(connection.transport, self.front.transport)
+        _pauses(connection.transport, self.front)
         self.front.resumeReading()
         if request.expectContinue and not self.continueSent and self.continueCall is None:
             self.continueCall = self.proxy.clock.callLater(CONTINUE_WAIT, self._sendContinue)

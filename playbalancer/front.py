@@ -48,6 +48,10 @@ class FrontSettings:
     @ivar idleTimeout: a keep-alive connection may wait for its next
         request.
     @ivar bodyTimeout: the request body may pause.
+    @ivar minBodyRate: bytes per second a request body must average once
+        its first C{bodyTimeout} has passed (each byte buys C{1 /
+        minBodyRate} seconds more, as Apache's mod_reqtimeout C{MinRate});
+        0: no minimum.
     @ivar maxBody: the largest request body (0: no limit).
     @ivar maxConnections: client connections open at once (0: no limit).
     """
@@ -56,6 +60,7 @@ class FrontSettings:
     headerTimeout: float = 10.0
     idleTimeout: float = 75.0
     bodyTimeout: float = 60.0
+    minBodyRate: float = 0.0
     maxBody: int = 0
     maxConnections: int = 10000
 
@@ -79,6 +84,7 @@ class FrontConnection(Protocol):
         self._headStarted = False
         self._processing = False
         self._paused = False
+        self._pausedAt = None
         self._handedOver = None
 
     def connectionMade(self):
@@ -205,6 +211,8 @@ class FrontConnection(Protocol):
         else:
             self.state = _BODY
             self._bodySize = 0
+            self._bodyRead = 0
+            self._bodyStarted = sweeper.now
             onData = self._bodyData
             self._body = (
                 ChunkedDecoder(onData, 400) if length is None else LengthCounter(onData, length)
@@ -225,6 +233,7 @@ class FrontConnection(Protocol):
         self.exchange.bodyData(data)
 
     def _feedBody(self, data):
+        self._bodyRead += len(data)
         try:
             left = self._body.feed(data)
         except HTTPError as e:
@@ -237,7 +246,9 @@ class FrontConnection(Protocol):
                 self.refuse(e)
             return
         if left is None:
-            self.deadline = self.factory.sweeper.now + self.settings.bodyTimeout
+            # (Reading may have just paused, the member being slow: then
+            # the body's clock stopped.)
+            self.deadline = None if self._paused else self._bodyDeadline()
             return
         self._body = None
         self.buffer = left + self.buffer if self.buffer else left
@@ -251,17 +262,47 @@ class FrontConnection(Protocol):
         self.deadline = None
         exchange.bodyEnd()
 
+    def _bodyDeadline(self):
+        """
+        When the request body times out if nothing more comes: after a
+        pause of C{bodyTimeout}, or once it falls below C{minBodyRate}.
+        """
+        settings = self.settings
+        deadline = self.factory.sweeper.now + settings.bodyTimeout
+        if settings.minBodyRate:
+            earned = self._bodyStarted + settings.bodyTimeout + self._bodyRead / settings.minBodyRate
+            deadline = min(deadline, earned)
+        return deadline
+
     # Flow control
 
     def pauseReading(self):
         if not self._paused:
             self._paused = True
             self.transport.pauseProducing()
+            if self.state == _BODY:
+                # While we do not read, the client is not slow: its body's
+                # clock stops (see _bodyDeadline).
+                self._pausedAt = self.factory.sweeper.now
+                self.deadline = None
 
     def resumeReading(self):
         if self._paused:
             self._paused = False
             self.transport.resumeProducing()
+            pausedAt, self._pausedAt = self._pausedAt, None
+            if self.state == _BODY and pausedAt is not None:
+                self._bodyStarted += self.factory.sweeper.now - pausedAt
+                self.deadline = self._bodyDeadline()
+
+    # As the producer of a request body that a member reads slowly (see
+    # playbalancer.exchange._pauses): pausing stops the body's clock too.
+
+    def pauseProducing(self):
+        self.pauseReading()
+
+    def resumeProducing(self):
+        self.resumeReading()
 
     # Answers
 

@@ -230,6 +230,7 @@ def frontSettings(listener):
         headerTimeout=listener.headerTimeout,
         idleTimeout=listener.idleTimeout,
         bodyTimeout=listener.bodyTimeout,
+        minBodyRate=listener.bodyMinRate,
         maxBody=listener.maxBody,
         maxConnections=listener.maxConnections,
     )

@@ -434,6 +434,18 @@ class BadConfigTests(SynchronousTestCase):
         data = self.mutated(lambda d: d["listen"][0].update(max_body=False))
         self.assertBadAt(data, "listen[0].max_body")
 
+    def test_bodyMinRate(self):
+        """
+        C{body_min_rate} takes bytes per second, 0 or more; it is off by
+        default.
+        """
+        self.assertEqual(parseConfig(good(), SCHEDULERS).listeners[0].bodyMinRate, 0.0)
+        data = self.mutated(lambda d: d["listen"][0].update(body_min_rate=500))
+        self.assertEqual(parseConfig(data, SCHEDULERS).listeners[0].bodyMinRate, 500.0)
+        for bad in (-1, "fast", True):
+            data = self.mutated(lambda d: d["listen"][0].update(body_min_rate=bad))
+            self.assertBadAt(data, "listen[0].body_min_rate")
+
     def test_floatForInt(self):
         data = self.mutated(lambda d: d["balancer"]["mycluster"].update(keepalive=1.5))
         self.assertBadAt(data, "balancer.mycluster.keepalive")

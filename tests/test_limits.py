@@ -257,3 +257,110 @@ class BodyLimitTests(ProxyTestCase):
         )
         self.assertTrue(raw.startswith(b"HTTP/1.1 413 "), raw)
         self.assertEqual([r for r in a.seen if r.uri == b"/echo" and r.content.read()], [])
+
+
+class BodyRateTests(ProxyTestCase):
+    """
+    C{body_min_rate}: a body that keeps arriving, but too slowly, gets 408;
+    one at the rate passes; time a slow member makes us wait does not
+    count against the client.
+    """
+
+    def setUp(self):
+        self.member = FaultMember(reactor, "ok", name="app1").start()
+        self.addCleanup(self.member.stop)
+        self.startBalancer(
+            [self.member.url], settings=FrontSettings(bodyTimeout=0.5, minBodyRate=200.0)
+        )
+
+    async def drip(self, talk, piece, every, count):
+        from twisted.internet import task
+
+        for _ in range(count):
+            if talk.closedReason is not None:
+                return
+            talk.send(piece)
+            await task.deferLater(reactor, every, lambda: None)
+
+    async def test_tooSlowGets408(self):
+        """
+        10 bytes every 0.1 s (100 B/s, under 200): never a pause of
+        C{body_timeout}, yet closed with 408 (after about a second), and
+        the member connection the streamed body held is let go.
+        """
+        talk = await RawConversation.open(reactor, self.port)
+        talk.send(b"POST /x HTTP/1.1\r\nHost: front\r\nContent-Length: 100000\r\n\r\n")
+        await self.drip(talk, b"x" * 10, 0.1, 200)
+        await talk.waitClosed()
+        self.assertTrue(talk.received.startswith(b"HTTP/1.1 408 "), talk.received)
+        self.assertEqual(self.balancer.member("app1").active, 0)
+
+    async def test_fastEnoughPasses(self):
+        """
+        1,000 bytes every 0.1 s (10 kB/s) for 2 s: answered.
+        """
+        talk = await RawConversation.open(reactor, self.port)
+        self.addCleanup(talk.close)
+        talk.send(b"POST /x HTTP/1.1\r\nHost: front\r\nContent-Length: 20000\r\n\r\n")
+        await self.drip(talk, b"x" * 1000, 0.1, 20)
+        await talk.waitFor(b"app1\n")
+        self.assertTrue(talk.received.startswith(b"HTTP/1.1 200 "), talk.received)
+
+
+class _SlowReadingMember(Protocol):
+    """
+    A member that does not read for C{factory.pause} seconds after a
+    connection opens, then reads a whole request and answers 200.
+    """
+
+    def connectionMade(self):
+        self.head = b""
+        self.left = None
+        self.transport.pauseProducing()
+        self.resume = reactor.callLater(self.factory.pause, self.transport.resumeProducing)
+
+    def connectionLost(self, reason):
+        if self.resume.active():
+            self.resume.cancel()
+
+    def dataReceived(self, data):
+        if self.left is None:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end == -1:
+                return
+            length = 0
+            for line in self.head[:end].split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            self.left = length - (len(self.head) - end - 4)
+            self.head = b""
+        else:
+            self.left -= len(data)
+        if self.left <= 0:
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nread\n")
+
+
+class MemberBackpressureTests(ProxyTestCase):
+    async def test_slowMemberDoesNotTimeTheClientOut(self):
+        """
+        While a member does not read an upload, the client is not read
+        either, and that time does not count against its body timeout or
+        rate: the upload completes after a pause of three body timeouts.
+        """
+        factory = Factory.forProtocol(_SlowReadingMember)
+        factory.pause = 1.5
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.startBalancer(
+            [f"http://127.0.0.1:{port.getHost().port}"],
+            settings=FrontSettings(bodyTimeout=0.5, minBodyRate=200.0),
+        )
+        size = 64 << 20
+        talk = await RawConversation.open(reactor, self.port)
+        self.addCleanup(talk.close)
+        talk.send(b"POST /up HTTP/1.1\r\nHost: front\r\nContent-Length: %d\r\n\r\n" % size)
+        talk.send(b"x" * size)
+        await talk.waitFor(b"read\n", timeout=30)
+        self.assertTrue(talk.received.startswith(b"HTTP/1.1 200 "), talk.received)
