@@ -214,26 +214,26 @@ def _count(value, path):
     return value
 
 
-def _seconds(value, path):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ConfigError(path, f"expected a number of seconds >= 0, got {_show(value)}")
-    return float(value)
+def _nonNegative(unit):
+    """
+    A check for a finite number >= 0 of C{unit}, given as a float.
+    """
+
+    def check(value, path):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ConfigError(path, f"expected {unit} >= 0, got {_show(value)}")
+        return float(value)
+
+    return check
 
 
-def _rate(value, path):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ConfigError(path, f"expected bytes per second >= 0, got {_show(value)}")
-    return float(value)
+_seconds = _nonNegative("a number of seconds")
+_rate = _nonNegative("bytes per second")
 
 
 def _positiveSeconds(value, path):
