@@ -217,7 +217,7 @@ class FrontConnection(Protocol):
             self._body = (
                 ChunkedDecoder(onData, 400) if length is None else LengthCounter(onData, length)
             )
-            self.deadline = sweeper.now + self.settings.bodyTimeout
+            self.deadline = self._bodyDeadline()
         try:
             exchange.start()
         except Exception:
