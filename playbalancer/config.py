@@ -84,6 +84,8 @@ class BalancerConfig:
     maxConnections: int = 0
     queue: int = 128
     queueTimeout: float = 10.0
+    tlsCAFile: str = None
+    tlsVerify: bool = True
 
 
 @dataclass
@@ -337,9 +339,21 @@ def _balancer(name, data, path, schedulers, mode="http"):
         queue=table.get("queue", _count, 128),
         queueTimeout=table.get("queue_timeout", _positiveSeconds, 10.0),
         health=table.get("health", _health),
+        tlsCAFile=table.get("tls_ca_file", _caFile),
+        tlsVerify=table.get("tls_verify", _bool, True),
     )
     table.done()
     return balancer
+
+
+def _caFile(value, path):
+    from playbalancer.membertls import loadAuthorities
+
+    try:
+        loadAuthorities(_string(value, path))
+    except ValueError as e:
+        raise ConfigError(path, str(e)) from None
+    return value
 
 
 def _statusList(value, path):
@@ -417,6 +431,12 @@ def _listener(data, path):
         maxHeaders=table.get("max_headers", _atLeast(8), 100),
     )
     table.done()
+    if listener.acceptProxyProtocol and listener.endpoint.split(":")[0] == "ssl":
+        # The PROXY line comes before TLS on the wire; an ssl: endpoint
+        # would look for it inside TLS.
+        raise ConfigError(
+            table.at("accept_proxy_protocol"), "not available on ssl: listeners yet"
+        )
     return listener
 
 

@@ -17,13 +17,18 @@ class MemberEndpoints:
     """
     One client endpoint per C{(scheme, host, port)}, built once: members
     are few and fixed.  IP literals get a plain TCP endpoint (no name
-    resolution at all); https members get TLS.
+    resolution at all); https members get TLS, checked as C{tls} says (a
+    L{playbalancer.membertls.MemberTLS}; by default the system's
+    authorities).
     """
 
-    def __init__(self, reactor, connectTimeout):
+    def __init__(self, reactor, connectTimeout, tls=None):
         self._reactor = reactor
         self._connectTimeout = connectTimeout
         self._endpoints = {}
+        if tls is None:
+            from playbalancer.membertls import SYSTEM as tls
+        self._tls = tls
 
     def forMember(self, member):
         """
@@ -55,7 +60,5 @@ class MemberEndpoints:
                 self._reactor, hostText, port, timeout=self._connectTimeout
             )
         if scheme == b"https":
-            from twisted.internet.ssl import optionsForClientTLS
-
-            endpoint = wrapClientTLS(optionsForClientTLS(hostText), endpoint)
+            endpoint = wrapClientTLS(self._tls.creatorFor(hostText), endpoint)
         return endpoint

@@ -22,6 +22,7 @@ from playbalancer.headers import (
     requestHeadersForMember,
     responseHeadersForClient,
 )
+from playbalancer.rawsocket import closeWhenSent
 from playbalancer.sendnow import sendNow, sendSequenceNow
 from playbalancer.upstream import QueueFull
 
@@ -192,17 +193,22 @@ def _pauses(consumer, producer):
     Let C{consumer} (a transport) pause C{producer} (another transport, or
     a front connection, which then stops reading and stops its request
     body's clock) while its write buffer is full.
+
+    @return: the L{_Pauser}, for L{_stopPausing}.
     """
-    consumer.registerProducer(_Pauser(producer), True)
+    pauser = _Pauser(producer)
+    consumer.registerProducer(pauser, True)
+    return pauser
 
 
-def _stopPausing(consumer):
+def _stopPausing(consumer, pauser):
     """
-    Undo L{_pauses}, resuming the producer if it was paused.
+    Undo L{_pauses}, resuming the producer if it was paused.  (The pauser
+    is passed back, not read from the consumer: a TLS transport registers
+    a wrapper of its own underneath.)
     """
-    pauser = getattr(consumer, "producer", None)
     consumer.unregisterProducer()
-    if isinstance(pauser, _Pauser) and pauser.paused:
+    if pauser is not None and pauser.paused:
         pauser.resumeProducing()
 
 
@@ -242,6 +248,10 @@ class Exchange:
         self.continueSent = False
         self.continueCall = None
         self.tunnel = False
+        #: The L{_Pauser}s of the upload (member transport pauses the
+        #: client) and of the response (client transport pauses the member).
+        self.uploadPauser = None
+        self.responsePauser = None
         self.buffering = False
         self._ended = True
         self.logged = False
@@ -324,7 +334,8 @@ class Exchange:
     def _bodySent(self, connection, last=b""):
         connection.endBody(last)
         if self.request.length != 0:
-            _stopPausing(connection.transport)
+            _stopPausing(connection.transport, self.uploadPauser)
+            self.uploadPauser = None
         if self.responseHead is None:
             connection.waitFor(self.proxy.timeout)
 
@@ -388,7 +399,7 @@ class Exchange:
         if self.bodyDone:
             self._bodySent(connection)
             return
-        _pauses(connection.transport, self.front)
+        self.uploadPauser = _pauses(connection.transport, self.front)
         self.front.resumeReading()
         if request.expectContinue and not self.continueSent and self.continueCall is None:
             self.continueCall = self.proxy.clock.callLater(CONTINUE_WAIT, self._sendContinue)
@@ -527,7 +538,8 @@ class Exchange:
         if self.request.length != 0 and not self.bodyDone:
             # An early answer: the rest of the body is not sent on, and the
             # client connection cannot be kept (we would have to read it).
-            _stopPausing(connection.transport)
+            _stopPausing(connection.transport, self.uploadPauser)
+            self.uploadPauser = None
             self.front.resumeReading()
             self.keepAlive = False
         self._startResponse(head)
@@ -579,7 +591,7 @@ class Exchange:
         else:
             sendNow(transport, b"".join(parts))
         if length != 0 or status == 101:
-            _pauses(transport, self.connection.transport)
+            self.responsePauser = _pauses(transport, self.connection.transport)
 
     def _rewrite(self, value):
         request = self.request
@@ -628,7 +640,8 @@ class Exchange:
         else:
             self.memberReadEnd()
         if self.responseHead is not None and self.responseHead.length != 0:
-            _stopPausing(front.transport)
+            _stopPausing(front.transport, self.responsePauser)
+            self.responsePauser = None
         self.connection = None
         took = self.proxy.clock.seconds() - self.started
         self.member.stats.total.observe(took)
@@ -751,7 +764,7 @@ class Exchange:
         front = self.front
         connection = self.connection
         connection.deadline = None
-        _pauses(connection.transport, front.transport)
+        self.uploadPauser = _pauses(connection.transport, front.transport)
         front.startTunnel(self)
         if leftover:
             self.memberData(leftover)
@@ -766,7 +779,7 @@ class Exchange:
         self._end(self.member)
         self._record(101)
         self.done = True
-        self.front.transport.loseConnection()
+        self.front.close()
 
     # Endings
 
@@ -801,7 +814,7 @@ class Exchange:
         connection, self.connection = self.connection, None
         if connection is not None:
             if self.tunnel:
-                connection.transport.loseConnection()
+                closeWhenSent(connection.transport)
             else:
                 connection.abandon()
             if self.member is not None:

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from zope.interface import implementer
+
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.web import http, resource
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 
 from playbalancer.chunked import ChunkedDecoder, LengthCounter
 from playbalancer.exchange import REASONS, Exchange, plainResponse
 from playbalancer.manager.root import managerSite
+from playbalancer.rawsocket import canHalfClose, closeWhenSent, setSendLimit
 from playbalancer.readsize import followReads
+from playbalancer.tlslisten import HTTP_PROTOCOLS
 from playbalancer.wire import HTTPError, Limits, findBareLF, parseRequestHead
 
 _HEAD, _BODY, _WAIT, _TUNNEL, _CLOSED, _HANDED_OVER, _LINGER = range(7)
@@ -95,7 +100,7 @@ class FrontConnection(Protocol):
         except (AttributeError, OSError):
             pass
         # Large bodies go out in large writes.
-        transport.SEND_LIMIT = SEND_LIMIT
+        setSendLimit(transport, SEND_LIMIT)
         self.secure = ISSLTransport.providedBy(transport)
         factory.connections.add(self)
         factory.accepted += 1
@@ -255,8 +260,7 @@ class FrontConnection(Protocol):
         exchange = self.exchange
         if exchange is None:
             # Its response went out already; the connection closes.
-            self.state = _CLOSED
-            self.transport.loseConnection()
+            self.close()
             return
         self.state = _WAIT
         self.deadline = None
@@ -314,7 +318,7 @@ class FrontConnection(Protocol):
         if self.state == _CLOSED:
             return
         if not keepAlive or self.closing or self.state == _BODY:
-            self._close()
+            self.close()
             return
         self.state = _HEAD
         self.deadline = self.factory.sweeper.now + self.settings.idleTimeout
@@ -322,10 +326,13 @@ class FrontConnection(Protocol):
         if self.buffer and not self._processing:
             self._process()
 
-    def _close(self):
+    def close(self):
+        """
+        Close once what was written has gone out (L{closeWhenSent}).
+        """
         self.state = _CLOSED
         self.deadline = None
-        self.transport.loseConnection()
+        closeWhenSent(self.transport)
 
     def refuse(self, error):
         """
@@ -341,11 +348,10 @@ class FrontConnection(Protocol):
             client = self.client or getattr(self.transport.getPeer(), "host", None)
             self.factory.accessLog.refused(client, error.status, error.reason)
         self.transport.write(plainResponse(error.status, _text(error), keepAlive=False))
-        halfClose = getattr(self.transport, "loseWriteConnection", None)
-        if halfClose is None:
-            self._close()
+        if not canHalfClose(self.transport):
+            self.close()
             return
-        halfClose()
+        self.transport.loseWriteConnection()
         self.state = _LINGER
         self._lingered = 0
         self.buffer = b""
@@ -357,9 +363,7 @@ class FrontConnection(Protocol):
         goes out, and cannot look complete (short of its Content-Length, or
         without its last chunk).
         """
-        self.state = _CLOSED
-        self.deadline = None
-        self.transport.loseConnection()
+        self.close()
 
     def expired(self):
         """
@@ -373,7 +377,7 @@ class FrontConnection(Protocol):
             if self.buffer or self._headStarted:
                 self.refuse(HTTPError(408, "the request head took too long"))
             else:
-                self._close()
+                self.close()
         elif state == _BODY:
             exchange = self.exchange
             if exchange is not None:
@@ -397,7 +401,7 @@ class FrontConnection(Protocol):
         """
         self.closing = True
         if self.state == _HEAD and self.exchange is None and not self.buffer:
-            self._close()
+            self.close()
 
     # Handing over to another protocol (the manager on the same listener)
 
@@ -436,6 +440,7 @@ class _Rejected(Protocol):
         self.transport.abortConnection()
 
 
+@implementer(IProtocolNegotiationFactory)
 class HTTPFrontFactory(Factory):
     """
     Builds L{FrontConnection}s for one listener.
@@ -463,6 +468,12 @@ class HTTPFrontFactory(Factory):
     @property
     def openConnections(self):
         return len(self.connections)
+
+    def acceptableProtocols(self):
+        """
+        What a TLS client may negotiate by ALPN: HTTP/1.1.
+        """
+        return list(HTTP_PROTOCOLS)
 
     def buildProtocol(self, addr):
         limit = self.settings.maxConnections

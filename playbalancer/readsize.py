@@ -7,10 +7,14 @@ bodies cost (1 MiB bodies: about 800 against 1,300-1,600 MiB per
 CPU-second with 128 KiB and 256 KiB reads on CPython), but on PyPy a
 256 KiB buffer costs about 15-30 µs per read even when 200 bytes arrive.
 So a connection reads L{SMALL} at a time until a read fills its buffer,
-then L{LARGE} until a read comes in under L{SMALL} again.
+then L{LARGE} until a read comes in under L{SMALL} again.  Only plain
+socket transports adapt (L{playbalancer.rawsocket}): under TLS the bytes a
+protocol receives are not what one read took from the socket.
 """
 
 from __future__ import annotations
+
+from playbalancer.rawsocket import socketTransport
 
 #: The read size of a connection carrying small messages (Twisted's own).
 SMALL = 65536
@@ -23,9 +27,10 @@ def followReads(transport, received):
     """
     Adjust C{transport}'s read size after a read of C{received} bytes.
     """
-    size = getattr(transport, "bufferSize", None)
-    if size is None:
-        return  # not a socket transport
+    transport = socketTransport(transport)
+    if transport is None:
+        return  # TLS, or not a socket
+    size = transport.bufferSize
     if received >= size:
         if size < LARGE:
             transport.bufferSize = LARGE

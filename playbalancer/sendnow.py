@@ -6,28 +6,31 @@ proxy that answers a request with one write per response pays for that
 turn (an epoll update, a second pass through the loop) on every request;
 when the transport's buffer is empty the bytes can go to the socket now,
 and only what the kernel does not take is queued as usual.  This relies on
-the buffer attributes of C{twisted.internet.abstract.FileDescriptor}; any
-other transport (TLS, wrappers) gets a plain C{write}.
+the buffer attributes of C{twisted.internet.tcp.Connection}; any other
+transport (TLS above all: its bytes must be encrypted first) gets a plain
+C{write}, as L{playbalancer.rawsocket} decides.
 """
 
 from __future__ import annotations
 
+from playbalancer.rawsocket import socketTransport
+
 
 def _idleSocket(transport):
     """
-    The socket of C{transport} if bytes may go to it now (nothing queued,
-    still open), else L{None}.
+    The socket of C{transport} if bytes may go to it now (a plain socket
+    transport, nothing queued, still open), else L{None}.
     """
-    sock = getattr(transport, "socket", None)
+    transport = socketTransport(transport)
     if (
-        sock is None
+        transport is None
         or transport.dataBuffer
         or transport._tempDataBuffer
         or transport.disconnecting
         or not transport.connected
     ):
         return None
-    return sock
+    return transport.socket
 
 
 def sendNow(transport, data):

@@ -194,7 +194,19 @@ def makeManager(config, balancers, reactor, listeners=()):
     return root, keeper
 
 
-def makeHealthChecker(balancer, settings, reactor, tcp=False):
+def memberTLS(balancerConfig):
+    """
+    The L{playbalancer.membertls.MemberTLS} of a balancer's config.
+    """
+    from playbalancer.membertls import MemberTLS
+
+    try:
+        return MemberTLS.fromConfig(balancerConfig.tlsCAFile, balancerConfig.tlsVerify)
+    except ValueError as e:  # the file changed since the config was read
+        _fail(f"balancer.{balancerConfig.name}.tls_ca_file: {e}")
+
+
+def makeHealthChecker(balancer, settings, reactor, tcp=False, tls=None):
     """
     The active health checks of one balancer, over fresh connections (a
     pooled one would not show whether the member accepts new ones): HTTP
@@ -209,8 +221,14 @@ def makeHealthChecker(balancer, settings, reactor, tcp=False):
     if tcp:
         endpoints = MemberEndpoints(reactor, settings.timeout)
         return HealthChecker(balancer, settings, None, reactor, connectCheck(endpoints.forMember))
-    http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
-    return HealthChecker(balancer, settings, http, reactor)
+    from playbalancer.membertls import SYSTEM
+
+    agent = Agent(
+        reactor,
+        contextFactory=tls if tls is not None else SYSTEM,
+        pool=HTTPConnectionPool(reactor, persistent=False),
+    )
+    return HealthChecker(balancer, settings, HTTPClient(agent), reactor)
 
 
 def frontSettings(listener):
@@ -278,7 +296,11 @@ def buildBalancers(config, schedulers, reactor, top=None):
             balancer.slowStart = balancerConfig.health.slowstart
             if top is not None:
                 checker = makeHealthChecker(
-                    balancer, balancerConfig.health, reactor, tcp=balancerConfig.mode == "tcp"
+                    balancer,
+                    balancerConfig.health,
+                    reactor,
+                    tcp=balancerConfig.mode == "tcp",
+                    tls=memberTLS(balancerConfig),
                 )
                 checker.setServiceParent(top)
     return balancers
@@ -302,7 +324,9 @@ def buildFronts(config, balancers, reactor, top, manager=None):
     pools = {}
     endpoints = {}
     for name, balancerConfig in config.balancers.items():
-        endpoints[name] = MemberEndpoints(reactor, balancerConfig.connectTimeout)
+        endpoints[name] = MemberEndpoints(
+            reactor, balancerConfig.connectTimeout, memberTLS(balancerConfig)
+        )
         if balancerConfig.mode == "tcp":
             continue
         pools[name] = MemberPools(
@@ -393,6 +417,7 @@ def makeService(options, reactor=None):
     from twisted.protocols.haproxy import proxyEndpoint
 
     from playbalancer.site import GracefulService, ListenerService
+    from playbalancer.tlslisten import negotiateProtocols, protocolsOf
 
     from playbalancer.memory import nurseryAdvice, settleHeap, tuneAllocator
 
@@ -423,7 +448,7 @@ def makeService(options, reactor=None):
         name = listenerName(endpoint)
         if service is None:
             service = lambda e, f: ListenerService(e, f, name)  # noqa: E731
-        endpoint = serverFromString(reactor, endpoint)
+        endpoint = negotiateProtocols(serverFromString(reactor, endpoint), protocolsOf(factory))
         if proxyProtocol:
             # Behind another balancer: the PROXY line it sends (v1 or v2)
             # gives the real client address.

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from playbalancer.failures import describe
 from playbalancer.proxyline import ProxyHeaderError, parseProxyHeader
+from playbalancer.rawsocket import closeWhenSent, closeWriting, setSendLimit
 from playbalancer.readsize import followReads
 from playbalancer.sendnow import sendNow
 
@@ -47,7 +48,7 @@ def _noDelay(transport):
     """
     if ITCPTransport.providedBy(transport):
         transport.setTcpNoDelay(True)
-        transport.SEND_LIMIT = SEND_LIMIT
+        setSendLimit(transport, SEND_LIMIT)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -69,9 +70,9 @@ class _MemberSide(Protocol):
         # both directions are done, close for good.
         relay = self.relay
         relay.memberDone = True
-        relay.transport.loseWriteConnection()
+        closeWriting(relay.transport)
         if relay.clientDone:
-            self.transport.loseConnection()
+            closeWhenSent(self.transport)
 
     def writeConnectionLost(self):
         pass
@@ -155,7 +156,7 @@ class TCPRelay(Protocol):
         member = balancer.pick(None, self.tried)
         if member is None:
             _log.info("no usable member for a connection to {balancer}", balancer=balancer.name)
-            self.transport.loseConnection()
+            closeWhenSent(self.transport)
             return
         self.tried.append(member)
         self.member = member
@@ -178,9 +179,9 @@ class TCPRelay(Protocol):
             transport.write(data)
         self.early = []
         if self.clientDone:
-            transport.loseWriteConnection()
+            closeWriting(transport)
         if self.ended:
-            transport.loseConnection()
+            closeWhenSent(transport)
         else:
             self.transport.resumeProducing()
 
@@ -209,9 +210,9 @@ class TCPRelay(Protocol):
         self.clientDone = True
         if self.memberSide is not None:
             if self.memberDone:
-                self.memberSide.transport.loseConnection()
+                closeWhenSent(self.memberSide.transport)
             else:
-                self.memberSide.transport.loseWriteConnection()
+                closeWriting(self.memberSide.transport)
 
     def writeConnectionLost(self):
         pass
@@ -222,7 +223,7 @@ class TCPRelay(Protocol):
         if self.pending is not None:
             self.pending.cancel()
         elif self.memberSide is not None:
-            self.memberSide.transport.loseConnection()
+            closeWhenSent(self.memberSide.transport)
 
     def memberLost(self):
         """
@@ -230,7 +231,7 @@ class TCPRelay(Protocol):
         bytes are out, and count the connection as over.
         """
         self.front.balancer.end(self.member, bytesIn=self.received, bytesOut=self.sent)
-        self.transport.loseConnection()
+        closeWhenSent(self.transport)
 
 
 class TCPFrontFactory(Factory):

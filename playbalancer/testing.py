@@ -99,10 +99,12 @@ class MemberServer:
     (a response with hop-by-hop headers and repeated C{Set-Cookie}).
     """
 
-    def __init__(self, name, reactor, port=0):
+    def __init__(self, name, reactor, port=0, tls=None):
         self.name = name
         self.reactor = reactor
         self.requested = port
+        #: C{(keyPath, certPath)} to serve HTTPS, or L{None}.
+        self.tls = tls
         self.seen = []
         self.hold = HoldPage()
         self.connections = 0
@@ -111,7 +113,8 @@ class MemberServer:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self):
         instance = DemoInstance(self.name, self.requested, self.reactor)
@@ -119,9 +122,18 @@ class MemberServer:
         root.putChild(b"hold", self.hold)
         root.putChild(b"headers", _HeadersPage(self))
         self._factory = _CountingFactory(_RecordingSite(root, self.seen), self)
-        self._listening = self.reactor.listenTCP(
-            self.requested, self._factory, interface="127.0.0.1"
-        )
+        if self.tls:
+            from twisted.internet.ssl import PrivateCertificate
+
+            key, cert = (open(path).read() for path in self.tls)
+            options = PrivateCertificate.loadPEM(key + cert).options()
+            self._listening = self.reactor.listenSSL(
+                self.requested, self._factory, options, interface="127.0.0.1"
+            )
+        else:
+            self._listening = self.reactor.listenTCP(
+                self.requested, self._factory, interface="127.0.0.1"
+            )
         self.port = self.requested = self._listening.getHost().port
         instance.port = self.port
         return self
@@ -430,3 +442,55 @@ class TwistdProcess:
             self.process.wait()
         if self.log is not None:
             self.log.close()
+
+
+def writeSelfSigned(directory, hosts=("localhost", "127.0.0.1")):
+    """
+    Write a fresh self-signed certificate (EC P-256, valid for a day) for
+    C{hosts} (names or IP addresses) and its key into C{directory}.
+
+    @return: C{(keyPath, certPath)}.
+    """
+    import datetime
+    import ipaddress
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def altName(host):
+        try:
+            return x509.IPAddress(ipaddress.ip_address(host))
+        except ValueError:
+            return x509.DNSName(host)
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([altName(h) for h in hosts]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    keyPath = os.path.join(directory, "key.pem")
+    certPath = os.path.join(directory, "cert.pem")
+    with open(keyPath, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    with open(certPath, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    return keyPath, certPath

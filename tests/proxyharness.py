@@ -60,6 +60,7 @@ class ProxyTestCase(TestCase):
         settings=None,
         mount=None,
         trustedProxies=(),
+        memberTLS=None,
         **poolSettings,
     ):
         """
@@ -87,7 +88,7 @@ class ProxyTestCase(TestCase):
         )
         self.sweeper = Sweeper(reactor, interval=0.05)
         self.pools = MemberPools(
-            MemberEndpoints(reactor, 5).forMember, self.sweeper, **poolSettings
+            MemberEndpoints(reactor, 5, memberTLS).forMember, self.sweeper, **poolSettings
         )
         self.proxy = HTTPProxy(
             self.balancer,

@@ -220,6 +220,54 @@ class BadConfigTests(SynchronousTestCase):
         data = self.mutated(lambda d: self.member(d, 1).update(status="+H"))
         self.assertBad(data, "balancer.mycluster.member[1].status: unknown key")
 
+    # TLS
+
+    def test_caFileMissing(self):
+        data = self.mutated(
+            lambda d: d["balancer"]["mycluster"].update(tls_ca_file="/nonexistent/ca.pem")
+        )
+        error = self.assertBadAt(data, "balancer.mycluster.tls_ca_file")
+        self.assertIn("cannot read /nonexistent/ca.pem", str(error))
+
+    def test_caFileWithoutCertificate(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("not a certificate\n")
+        data = self.mutated(lambda d: d["balancer"]["mycluster"].update(tls_ca_file=path))
+        error = self.assertBadAt(data, "balancer.mycluster.tls_ca_file")
+        self.assertIn("holds no PEM certificate", str(error))
+
+    def test_caFileAndVerify(self):
+        import os
+
+        from playbalancer.testing import writeSelfSigned
+
+        directory = self.mktemp()
+        os.makedirs(directory)
+        key, cert = writeSelfSigned(directory)
+        data = self.mutated(
+            lambda d: d["balancer"]["mycluster"].update(tls_ca_file=cert, tls_verify=False)
+        )
+        balancer = parseConfig(data, SCHEDULERS).balancers["mycluster"]
+        self.assertEqual((balancer.tlsCAFile, balancer.tlsVerify), (cert, False))
+
+    def test_proxyProtocolOnTLS(self):
+        import os
+
+        from playbalancer.testing import writeSelfSigned
+
+        directory = self.mktemp()
+        os.makedirs(directory)
+        key, cert = writeSelfSigned(directory)
+
+        def change(d):
+            d["listen"][0].update(
+                endpoint=f"ssl:0:privateKey={key}:certKey={cert}", accept_proxy_protocol=True
+            )
+
+        error = self.assertBadAt(self.mutated(change), "listen[0].accept_proxy_protocol")
+        self.assertIn("ssl:", str(error))
+
     # URLs
 
     def badURL(self, url, index=1):

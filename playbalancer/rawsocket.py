@@ -1,0 +1,77 @@
+"""
+Which transport, if any, a shortcut may treat as a plain socket.
+
+The shortcuts in L{playbalancer.sendnow} and L{playbalancer.readsize}, and
+the send sizes set on connections, use attributes of Twisted's socket
+transports (C{twisted.internet.tcp.Connection}).  A protocol may instead
+sit on a wrapper: TLS (C{TLSMemoryBIOProtocol}), the PROXY protocol
+reader, a test's C{WrappingFactory}.  Wrappers forward every attribute they
+lack to the transport underneath, so C{transport.socket} on a TLS
+connection is the raw TCP socket, and bytes sent to it skip encryption.
+L{socketTransport} looks through only the wrappers that pass writes on
+unchanged, and answers L{None} for anything else.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import INegotiated
+from twisted.internet.tcp import Connection
+from twisted.protocols.policies import ProtocolWrapper
+
+_PASS_WRITE = ProtocolWrapper.write
+_PASS_SEQUENCE = ProtocolWrapper.writeSequence
+
+
+def socketTransport(transport):
+    """
+    The socket transport that bytes written to C{transport} reach
+    unchanged, or L{None} (TLS and any other wrapper that changes them).
+    """
+    while isinstance(transport, ProtocolWrapper):
+        kind = type(transport)
+        if kind.write is not _PASS_WRITE or kind.writeSequence is not _PASS_SEQUENCE:
+            return None
+        transport = transport.transport
+    if isinstance(transport, Connection) and not transport.TLS:
+        return transport
+    return None
+
+
+def setSendLimit(transport, limit):
+    """
+    Let C{transport} hand up to C{limit} bytes to the kernel in one send
+    (Twisted's C{SEND_LIMIT}, 128 KiB), when it is a plain socket.
+    """
+    transport = socketTransport(transport)
+    if transport is not None:
+        transport.SEND_LIMIT = limit
+
+
+def canHalfClose(transport):
+    """
+    Whether C{transport} can stop sending and go on receiving: a TCP
+    half-close.  Not on TLS, where a write-side shutdown would skip the
+    close alert (the peer could not tell an end from a truncation).
+    """
+    return not INegotiated.providedBy(transport) and hasattr(transport, "loseWriteConnection")
+
+
+def closeWhenSent(transport):
+    """
+    Close C{transport} once what was written has gone out.  A producer
+    registered on it (the other side of a relay) is let go first: TLS
+    waits for its producer to unregister before it sends its close alert.
+    """
+    transport.unregisterProducer()
+    transport.loseConnection()
+
+
+def closeWriting(transport):
+    """
+    Say we are done sending: a TCP half-close where L{canHalfClose}, else
+    a whole, clean close (L{closeWhenSent}).
+    """
+    if canHalfClose(transport):
+        transport.loseWriteConnection()
+    else:
+        closeWhenSent(transport)
