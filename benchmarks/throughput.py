@@ -8,7 +8,10 @@ each balancer in turn sits in front of them and ``wrk -t1 --latency`` drives
 it over keep-alive connections.  For every run it records requests/s, MiB/s,
 p50/p99 latency, errors, and the CPU seconds the balancer's whole process
 tree used, giving requests (and MiB) per balancer CPU-second: the fair
-figure when wrk, the members and the balancer share a small machine.
+figure when wrk, the members and the balancer share a small machine.  The
+"tls" tests drive playbalancer (CPython and PyPy), nginx and HAProxy over
+HTTPS instead, each terminating TLS with the same certificate (made once
+per run), keep-alive or with a new connection (a handshake) per request.
 
     python benchmarks/throughput.py --python .venv/bin/python --runs 3 --duration 10 --json out.json
     python benchmarks/throughput.py --only playbalancer,haproxy --tests small-50 --runs 1 --duration 3
@@ -40,6 +43,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import string
 import subprocess
@@ -51,13 +55,19 @@ from collections import namedtuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "peers")
 REPO = os.path.dirname(HERE)
+#: The PyPy venv the Makefile's test-pypy target makes, if there is one.
+DEFAULT_PYPY = (os.path.join(REPO, ".venv-pypy", "bin", "python")
+                if os.path.exists(os.path.join(REPO, ".venv-pypy", "bin", "python")) else None)
 PORTS = range(20000, 21000)
 SMALL = 100
 BIG = 1 << 20
 MIB = float(1 << 20)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-Test = namedtuple("Test", "name mode path connections title")
+#: A test: C{mode} "http", "tcp" or "tls" (HTTP over TLS, the balancer
+#: terminating it); C{close} sends C{Connection: close}, so every request
+#: comes on a new connection (and, over TLS, a new handshake).
+Test = namedtuple("Test", "name mode path connections title close", defaults=(False,))
 
 TESTS = [
     Test("small-50", "http", "/small", 50, "HTTP, 100 B body, 50 conns"),
@@ -65,6 +75,10 @@ TESTS = [
     Test("big-10", "http", "/big", 10, "HTTP, 1 MiB body, 10 conns"),
     Test("tcp-small-50", "tcp", "/small", 50, "TCP mode, 100 B body, 50 conns"),
     Test("tcp-big-10", "tcp", "/big", 10, "TCP mode, 1 MiB body, 10 conns"),
+    Test("tls-small-50", "tls", "/small", 50, "HTTPS keep-alive, 100 B body, 50 conns"),
+    Test("tls-newconn-50", "tls", "/small", 50,
+         "HTTPS, a new connection (TLS handshake) per request, 100 B body, 50 conns",
+         close=True),
 ]
 
 #: The Debian package that brings each binary.
@@ -96,7 +110,44 @@ try:
     info["playbalancer"] = __version__
 except Exception as e:
     info["playbalancer"] = "not importable: %s" % (e,)
+try:  # the OpenSSL that Twisted's TLS uses (cryptography's own, in a wheel)
+    from OpenSSL import SSL
+    info["openssl"] = SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()
+except Exception as e:
+    info["openssl"] = "not importable: %s" % (e,)
 print(json.dumps(info))
+"""
+
+#: The TLS listener each balancer gets (only when a "tls" test runs).  One
+#: certificate and key (EC P-256, made once per invocation) serve them all;
+#: HTTP/1.1 only (no HTTP/2), TLS 1.2 and 1.3 allowed, session caches and
+#: tickets at each program's defaults unless --tls-no-resumption.
+PLAYBALANCER_TLS = """
+[[listen]]
+endpoint = "ssl:${tls_port}:interface=127.0.0.1:privateKey=${key}:certKey=${cert}"
+balancer = "web"
+"""
+
+HAPROXY_TLS = """
+frontend tls_in
+    mode http
+    bind 127.0.0.1:${tls_port} ssl crt ${pem} alpn http/1.1 ssl-min-ver TLSv1.2${bind_options}
+    option http-keep-alive
+    default_backend http_members
+"""
+
+NGINX_TLS = """
+    server {
+        listen 127.0.0.1:${tls_port} ssl;
+        ssl_certificate ${cert};
+        ssl_certificate_key ${key};
+        ssl_protocols TLSv1.2 TLSv1.3;${server_options}
+        location / {
+            proxy_pass http://members;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
 """
 
 
@@ -117,6 +168,15 @@ def fill(template, path, **values):
     with open(path, "w") as f:
         f.write(text)
     return path
+
+
+def appendTo(path, template, **values):
+    """
+    Append the C{template} string, its C{$names} filled in from C{values},
+    to the file at C{path} (a peer's config filled by L{fill}).
+    """
+    with open(path, "a") as f:
+        f.write(string.Template(template).substitute(values))
 
 
 def findBinary(name):
@@ -252,12 +312,16 @@ def tail(path, lines=15):
         return ""
 
 
-def fetch(port, path, timeout=2.0):
+def fetch(port, path, timeout=2.0, context=None):
     """
-    GET C{path} from 127.0.0.1:C{port} on a new connection; returns
-    C{(status, member header, body length)}.
+    GET C{path} from 127.0.0.1:C{port} on a new connection (HTTPS with the
+    L{ssl.SSLContext} C{context}, if given); returns C{(status, member
+    header, body length)}.
     """
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    if context is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=context)
     try:
         conn.request("GET", path)
         response = conn.getresponse()
@@ -267,17 +331,18 @@ def fetch(port, path, timeout=2.0):
         conn.close()
 
 
-def waitReady(proc, port, logPath, timeout=30.0):
+def waitReady(proc, port, logPath, timeout=30.0, context=None):
     """
-    Wait until C{GET /small} on C{port} gives a complete 200.  Raises
-    L{RuntimeError} with the log's tail if the process exits or time runs out.
+    Wait until C{GET /small} on C{port} (over TLS with C{context}) gives a
+    complete 200.  Raises L{RuntimeError} with the log's tail if the process
+    exits or time runs out.
     """
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode}:\n{tail(logPath)}")
         try:
-            status, _, length = fetch(port, "/small")
+            status, _, length = fetch(port, "/small", context=context)
             if status == 200 and length == SMALL:
                 return
         except (OSError, http.client.HTTPException):
@@ -288,7 +353,7 @@ def waitReady(proc, port, logPath, timeout=30.0):
         time.sleep(0.1)
 
 
-def membersSeen(port, tries=6):
+def membersSeen(port, tries=6, context=None):
     """
     Which members answered C{tries} requests on new connections through the
     balancer on C{port} (both should, for a balancer that balances).
@@ -296,10 +361,97 @@ def membersSeen(port, tries=6):
     seen = set()
     for _ in range(tries):
         try:
-            seen.add(fetch(port, "/small")[1])
+            seen.add(fetch(port, "/small", context=context)[1])
         except (OSError, http.client.HTTPException):
             pass
     return sorted(str(s) for s in seen)
+
+
+# TLS: one key and certificate per invocation, and what a handshake gives.
+
+
+def makeCertificate(ctx, directory):
+    """
+    Write an EC P-256 key and a self-signed certificate for localhost and
+    127.0.0.1 into C{directory} with the openssl command, or else with
+    C{playbalancer.testing.writeSelfSigned} under --python (the
+    C{cryptography} package), plus the two in one file for HAProxy.
+    Returns C{{"key", "cert", "pem", "made_by"}}; raises L{RuntimeError}.
+    """
+    os.makedirs(directory)
+    key, cert = os.path.join(directory, "key.pem"), os.path.join(directory, "cert.pem")
+    openssl = findBinary("openssl")
+    madeBy = None
+    if openssl:
+        result = subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "7", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+             "-keyout", key, "-out", cert], capture_output=True, text=True, timeout=60)
+        if result.returncode == 0:
+            madeBy = firstLine([openssl, "version"])
+    if madeBy is None:
+        code = ("import sys; from playbalancer.testing import writeSelfSigned; "
+                "writeSelfSigned(sys.argv[1])")
+        result = subprocess.run([ctx.args.python, "-c", code, directory],
+                                capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise RuntimeError(f"no certificate: openssl {'failed' if openssl else 'not found'}, "
+                               f"and writeSelfSigned gave:\n{result.stderr[-600:]}")
+        madeBy = "playbalancer.testing.writeSelfSigned (cryptography)"
+    pem = os.path.join(directory, "haproxy.pem")
+    with open(pem, "w") as out:
+        for path in (cert, key):
+            with open(path) as f:
+                out.write(f.read())
+    # The peers' workers may run as another user; they read the files as
+    # root at start, but keep the directory readable anyway (127.0.0.1 only).
+    for path in (key, cert, pem):
+        os.chmod(path, 0o644)
+    return {"key": key, "cert": cert, "pem": pem, "made_by": madeBy}
+
+
+def clientContext(certPath):
+    """
+    The benchmark's own TLS client context: it trusts only the invocation's
+    certificate (so every balancer must present it) and checks 127.0.0.1.
+    """
+    context = ssl.create_default_context(cafile=certPath)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def tlsInfo(port, context):
+    """
+    What a TLS client gets from 127.0.0.1:C{port}: the protocol version,
+    cipher, ALPN answer, and whether a second connection that offers the
+    first one's session (as wrk does when it reconnects) resumed it.
+    """
+    def once(session=None):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1",
+                                     session=session) as s:
+                s.sendall(b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Connection: close\r\n\r\n")
+                # Reading to the end also takes in TLS 1.3 session tickets.
+                while True:
+                    try:
+                        if not s.recv(65536):
+                            break
+                    except ssl.SSLError:
+                        break
+                return {"version": s.version(), "cipher": s.cipher()[0],
+                        "alpn": s.selected_alpn_protocol(),
+                        "resumed": s.session_reused}, s.session
+
+    try:
+        first, session = once()
+        second, _ = once(session)
+    except (OSError, ssl.SSLError) as e:
+        return {"error": str(e)}
+    first["resumes_sessions"] = bool(second["resumed"])
+    del first["resumed"]
+    return first
 
 
 # CPU accounting from /proc.
@@ -376,10 +528,14 @@ def machineCpu():
 
 def wrkCommand(wrk, port, test, seconds, timeout):
     """
-    The wrk command line for one C{test} against 127.0.0.1:C{port}.
+    The wrk command line for one C{test} against 127.0.0.1:C{port}: HTTPS
+    for a "tls" test, and C{Connection: close} (a new connection for every
+    request) for a C{close} test.
     """
+    scheme = "https" if test.mode == "tls" else "http"
+    close = ["-H", "Connection: close"] if test.close else []
     return [wrk, "-t1", f"-c{test.connections}", f"-d{seconds}s", "--latency",
-            f"--timeout={timeout}s", f"http://127.0.0.1:{port}{test.path}"]
+            f"--timeout={timeout}s"] + close + [f"{scheme}://127.0.0.1:{port}{test.path}"]
 
 
 TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -527,6 +683,9 @@ class Balancer:
     startWarmup = 0
     #: Environment variables the balancer is started with.
     env = {}
+    #: Whether it can take the "tls" tests (a TLS listener is then added
+    #: when the invocation runs any).
+    tls = False
 
     def __init__(self):
         self.ports = {}
@@ -535,6 +694,7 @@ class Balancer:
         self.workdir = None
         self.members = []
         self.restarts = 0
+        self.tlsInfo = None
 
     def unavailable(self, ctx):
         """
@@ -565,13 +725,19 @@ class Balancer:
             self.workdir = os.path.join(ctx.workdir, self.name)
             os.makedirs(os.path.join(self.workdir, "tmp"))
             os.makedirs(os.path.join(self.workdir, "run"))
+            if self.tls and ctx.tls is not None:
+                self.modes = tuple(self.modes) + ("tls",)
             self.ports = {mode: ctx.ports.take() for mode in self.modes}
         self.logPath = os.path.join(self.workdir, "output.log")
         self.proc = ctx.procs.spawn(self.command(ctx), self.logPath, cwd=self.workdir,
                                     env=self.env)
         for mode in self.modes:
-            waitReady(self.proc, self.ports[mode], self.logPath, timeout=ctx.args.start_timeout)
-        self.members = {mode: membersSeen(self.ports[mode]) for mode in self.modes}
+            waitReady(self.proc, self.ports[mode], self.logPath, timeout=ctx.args.start_timeout,
+                      context=ctx.clientContext(mode))
+        self.members = {mode: membersSeen(self.ports[mode], context=ctx.clientContext(mode))
+                        for mode in self.modes}
+        if "tls" in self.modes:
+            self.tlsInfo = tlsInfo(self.ports["tls"], ctx.clientContext("tls"))
         if self.startWarmup > 0:
             log(f"{self.name}: warming up, {self.startWarmup} s per test")
             for test in ctx.tests:
@@ -603,9 +769,11 @@ class PlayBalancer(Balancer):
 
     modes = ("http", "tcp")
 
-    def __init__(self, name, python, label, startWarmup=0, accessLog=False, workers=1):
+    def __init__(self, name, python, label, startWarmup=0, accessLog=False, workers=1,
+                 tls=False):
         Balancer.__init__(self)
         self.name = name
+        self.tls = tls
         self.python = python
         self.label = label
         self.startWarmup = startWarmup
@@ -640,6 +808,9 @@ class PlayBalancer(Balancer):
                       member1=ctx.members[0].port, member2=ctx.members[1].port,
                       access_log=(f'access_log = "{accessLog}"' if accessLog else ""),
                       workers=self.workers)
+        if "tls" in self.modes:
+            appendTo(config, PLAYBALANCER_TLS, tls_port=self.ports["tls"], key=ctx.tls["key"],
+                     cert=ctx.tls["cert"])
         return [self.python, "-m", "twisted", "--log-format=text", "playbalancer",
                 "--config", config]
 
@@ -653,6 +824,7 @@ class HAProxy(Balancer):
     label = "HAProxy, 1 thread"
     binary = "haproxy"
     modes = ("http", "tcp")
+    tls = True
     note = "mode http (roundrobin, http-keep-alive, http-reuse always) and mode tcp"
 
     def version(self, ctx):
@@ -662,6 +834,16 @@ class HAProxy(Balancer):
         config = fill("haproxy.cfg", os.path.join(self.workdir, "haproxy.cfg"),
                       http_port=self.ports["http"], tcp_port=self.ports["tcp"],
                       member1=ctx.members[0].port, member2=ctx.members[1].port)
+        if "tls" in self.modes:
+            # No resumption: no tickets, and no session cache (a global).
+            noResumption = ctx.args.tls_no_resumption
+            appendTo(config, HAPROXY_TLS, tls_port=self.ports["tls"], pem=ctx.tls["pem"],
+                     bind_options=" no-tls-tickets" if noResumption else "")
+            if noResumption:
+                with open(config) as f:
+                    text = f.read()
+                with open(config, "w") as f:
+                    f.write(text.replace("\nglobal\n", "\nglobal\n    tune.ssl.cachesize 0\n", 1))
         return [ctx.binaries["haproxy"], "-db", "-f", config]
 
 
@@ -673,6 +855,7 @@ class Nginx(Balancer):
     name = "nginx"
     label = "nginx, 1 worker, keepalive 256"
     binary = "nginx"
+    tls = True
     note = "upstream keepalive 256, proxy_http_version 1.1"
 
     def version(self, ctx):
@@ -682,6 +865,18 @@ class Nginx(Balancer):
         config = fill("balancer-nginx.conf", os.path.join(self.workdir, "nginx.conf"),
                       workdir=self.workdir, http_port=self.ports["http"],
                       member1=ctx.members[0].port, member2=ctx.members[1].port)
+        if "tls" in self.modes:
+            # A second server block, inside http { }: before its last brace.
+            with open(config) as f:
+                text = f.read().rstrip()
+            if not text.endswith("}"):
+                raise RuntimeError(f"{config}: does not end with the http block's brace")
+            server = string.Template(NGINX_TLS).substitute(
+                tls_port=self.ports["tls"], cert=ctx.tls["cert"], key=ctx.tls["key"],
+                server_options=("\n        ssl_session_tickets off;  # and ssl_session_cache "
+                                "none, the default" if ctx.args.tls_no_resumption else ""))
+            with open(config, "w") as f:
+                f.write(text[:-1] + server + "}\n")
         return [ctx.binaries["nginx"], "-p", self.workdir, "-c", config,
                 "-e", os.path.join(self.workdir, "error.log")]
 
@@ -830,9 +1025,9 @@ def allBalancers(args):
     Every balancer this script knows, in table order.
     """
     return [
-        PlayBalancer("playbalancer", args.python, "playbalancer, CPython"),
+        PlayBalancer("playbalancer", args.python, "playbalancer, CPython", tls=True),
         PlayBalancer("playbalancer-pypy", args.pypy, "playbalancer, PyPy",
-                     startWarmup=args.pypy_warmup),
+                     startWarmup=args.pypy_warmup, tls=True),
         PlayBalancer("playbalancer-log", args.python, "playbalancer, CPython, access log on",
                      accessLog=True),
         PlayBalancer(f"playbalancer-{args.workers}w", args.python,
@@ -873,6 +1068,16 @@ class Context:
         self.tests = []
         self.interpreters = {}
         self.gitCommit = gitCommit()
+        #: The TLS key and certificate (L{makeCertificate}), when a "tls"
+        #: test runs, and the benchmark's client context that trusts it.
+        self.tls = None
+        self.tlsContext = None
+
+    def clientContext(self, mode):
+        """
+        The TLS client context for a listener of C{mode}, or L{None} (plain).
+        """
+        return self.tlsContext if mode == "tls" else None
 
     def interpreter(self, python):
         """
@@ -945,12 +1150,14 @@ def summarise(results):
     for result in results:
         if result["balancer"] == "direct":
             result["vs_apache"] = result["vs_twisted"] = None  # not a balancer
+            result["vs_nginx"] = result["vs_haproxy"] = None
             continue
         test = next(t for t in TESTS if t.name == result["test"])
         floor = "twisted" if test.mode == "http" else "portforward"
         if "pypy" in result["balancer"] and (floor + "-pypy", test.name) in byKey:
             floor += "-pypy"  # TCP mode is held to portforward on the same runtime
-        for key, ref in (("vs_apache", "apache"), ("vs_twisted", floor)):
+        for key, ref in (("vs_apache", "apache"), ("vs_twisted", floor),
+                         ("vs_nginx", "nginx"), ("vs_haproxy", "haproxy")):
             other = byKey.get((ref, result["test"]))
             result[key] = None
             if other is not None:
@@ -988,7 +1195,11 @@ def startAll(ctx, balancers, record):
             log(f"{balancer.name}: skipped: {reason}")
             continue
         entry["ports"] = balancer.ports
+        entry["modes"] = list(balancer.modes)
         entry["members_seen"] = balancer.members
+        if balancer.tlsInfo is not None:
+            entry["tls"] = balancer.tlsInfo
+            log(f"{balancer.name}: TLS {balancer.tlsInfo}")
         log(f"{balancer.name}: ready on {balancer.ports}, members seen {balancer.members}")
         started.append(balancer)
     return started
@@ -1047,7 +1258,7 @@ def tableRows(record):
     """
     header = ["test", "balancer", "req/s", "MiB/s", "p50 ms", "p99 ms", "errors",
               "CPU-s", "req/CPU-s", "MiB/CPU-s", "x Apache",
-              "x Twisted"]
+              "x Twisted", "x nginx", "x HAProxy"]
     order = list(record["balancers"])
     rows = []
     results = sorted(record["results"], key=lambda r: (
@@ -1061,7 +1272,8 @@ def tableRows(record):
                      fmt(m["p50_ms"], 2), fmt(m["p99_ms"], 2), fmt(m["errors"], 0),
                      fmt(m["cpu_s"], 2), fmt(m["req_per_cpu_s"], 0),
                      fmt(m["mib_per_cpu_s"], 1), ratioCell(r["vs_apache"]),
-                     ratioCell(r["vs_twisted"])])
+                     ratioCell(r["vs_twisted"]), ratioCell(r.get("vs_nginx")),
+                     ratioCell(r.get("vs_haproxy"))])
     return header, rows
 
 
@@ -1109,10 +1321,16 @@ def report(record, kind):
             state = "skipped: " + entry["skipped"].splitlines()[0]
         version = entry.get("version")
         lines.append(f"- {name} ({entry['label']}): {version + '; ' if version else ''}{state}")
+        tls = entry.get("tls")
+        if tls:
+            lines.append("  TLS: " + ", ".join(f"{k} {v}" for k, v in tls.items()))
+    if s.get("tls"):
+        lines.append(f"- TLS: {s['tls']}")
     lines += ["", table, "",
-              "x Apache, x Twisted: this row's median over the reference's, as requests/s "
-              "/ requests per CPU-second, same test, same invocation.  Twisted means the "
-              "stock ReverseProxyResource for HTTP tests and portforward for TCP tests.", ""]
+              "x Apache, x Twisted, x nginx, x HAProxy: this row's median over the "
+              "reference's, as requests/s / requests per CPU-second, same test, same "
+              "invocation.  Twisted means the stock ReverseProxyResource for HTTP tests and "
+              "portforward for TCP tests.", ""]
     lines += [f"Note: {n}" for n in record["notes"]]
     return "\n".join(lines)
 
@@ -1140,8 +1358,10 @@ def parseArgs(argv):
                    help="tests, comma-separated (default all: %(default)s)")
     p.add_argument("--python", default=sys.executable,
                    help="interpreter with playbalancer and Twisted (default: this one)")
-    p.add_argument("--pypy", default=None,
-                   help="a PyPy venv's python with playbalancer: adds playbalancer-pypy")
+    p.add_argument("--pypy", default=DEFAULT_PYPY,
+                   help="a PyPy venv's python with playbalancer: adds playbalancer-pypy "
+                        "(default: the Makefile's .venv-pypy/bin/python if it exists; "
+                        "--pypy '' for none)")
     p.add_argument("--pypy-warmup", type=int, default=10,
                    help="seconds of load per test on the PyPy row once, right after it "
                         "starts, for the JIT (default 10)")
@@ -1154,6 +1374,10 @@ def parseArgs(argv):
     p.add_argument("--start-timeout", type=float, default=60,
                    help="seconds a balancer may take to answer after start")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--tls-no-resumption", action="store_true",
+                   help="turn off TLS session resumption on nginx (ssl_session_tickets off) "
+                        "and HAProxy (no-tls-tickets, tune.ssl.cachesize 0), so that every "
+                        "new connection is a full handshake, as on playbalancer")
     args = p.parse_args(argv)
     if args.workers < 2:
         p.error("--workers must be at least 2 (the playbalancer row has 1)")
@@ -1182,20 +1406,39 @@ def newRecord(args, ctx, balancers, tests):
                      "pypy_warmup_on_start": args.pypy_warmup,
                      "wrk": "wrk -t1 --latency, keep-alive",
                      "wrk_timeout": args.wrk_timeout, "small_bytes": SMALL, "big_bytes": BIG,
-                     "members": "2 x nginx, worker_processes 1, sendfile on, access_log off"},
+                     "members": "2 x nginx, worker_processes 1, sendfile on, access_log off",
+                     "tls": tlsSettings(args, ctx)},
         "machine": machineInfo(),
         "versions": {"wrk": firstLine([ctx.binaries["wrk"], "--version"]) if ctx.binaries.get("wrk")
                      else "not found",
                      "member nginx": firstLine([ctx.binaries["nginx"], "-v"])
                      if ctx.binaries.get("nginx") else "not found",
                      "benchmark python": f"{platform.python_implementation()} "
-                                         f"{platform.python_version()}"},
+                                         f"{platform.python_version()}",
+                     "openssl command": firstLine([findBinary("openssl"), "version"])
+                     if findBinary("openssl") else "not found"},
         "tests": {t.name: t._asdict() for t in tests},
         "balancers": {b.name: {"label": b.label, "note": b.note, "modes": list(b.modes)}
                       for b in balancers},
         "results": [],
         "notes": [],
     }
+
+
+def tlsSettings(args, ctx):
+    """
+    How the "tls" tests are set up, for the record (L{None} without them).
+    """
+    if ctx.tls is None:
+        return None
+    resumption = ("off on nginx (ssl_session_tickets off) and HAProxy (no-tls-tickets, "
+                  "tune.ssl.cachesize 0)" if args.tls_no_resumption else
+                  "each balancer's defaults")
+    return (f"one EC P-256 self-signed certificate for localhost/127.0.0.1 ({ctx.tls['made_by']}); "
+            f"nginx ssl_protocols TLSv1.2 TLSv1.3, no http2; HAProxy alpn http/1.1, "
+            f"ssl-min-ver TLSv1.2; playbalancer ssl: endpoint (Twisted CertificateOptions); "
+            f"session resumption: {resumption}; wrk resumes the session of a connection's "
+            f"previous handshake when the server allows it")
 
 
 def onSigterm(signum, frame):
@@ -1227,10 +1470,20 @@ def main(argv=None):
         if not ctx.binaries[name]:
             log(f"{name} is needed and was not found")
             return 2
-    record = newRecord(args, ctx, balancers, tests)
     ctx.workdir = tempfile.mkdtemp(prefix="pb-throughput-")
     # The members' and peers' workers run as another user when we are root.
     os.chmod(ctx.workdir, 0o755)
+    tlsNote = None
+    if any(t.mode == "tls" for t in tests) and any(b.tls for b in balancers):
+        try:
+            ctx.tls = makeCertificate(ctx, os.path.join(ctx.workdir, "tls"))
+            ctx.tlsContext = clientContext(ctx.tls["cert"])
+        except (RuntimeError, OSError, subprocess.SubprocessError, ssl.SSLError) as e:
+            tlsNote = f"TLS tests skipped: {e}"
+            log(tlsNote)
+    record = newRecord(args, ctx, balancers, tests)
+    if tlsNote:
+        record["notes"].append(tlsNote)
     try:
         ctx.members = [Member("m1"), Member("m2")]
         for member in ctx.members:

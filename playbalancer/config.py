@@ -103,6 +103,7 @@ class ListenConfig:
     idleTimeout: float = 75.0
     bodyTimeout: float = 60.0
     bodyMinRate: float = 0.0
+    sendTimeout: float = 60.0
     maxConnections: int = 10000
     maxRequestLine: int = 8192
     maxHeaderLine: int = 8192
@@ -424,6 +425,7 @@ def _listener(data, path):
         idleTimeout=table.get("idle_timeout", _positiveSeconds, 75.0),
         bodyTimeout=table.get("body_timeout", _positiveSeconds, 60.0),
         bodyMinRate=table.get("body_min_rate", _rate, 0.0),
+        sendTimeout=table.get("send_timeout", _seconds, 60.0),
         maxConnections=table.get("max_connections", _count, 10000),
         maxRequestLine=table.get("max_request_line", _atLeast(256), 8192),
         maxHeaderLine=table.get("max_header_line", _atLeast(256), 8192),

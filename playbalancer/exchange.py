@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 
 from twisted.internet.defer import CancelledError
-from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from playbalancer.failures import describe
+from playbalancer.flow import pauses, stopPausing
 from playbalancer.headers import (
     LocationRewriter,
     requestHeadersForMember,
@@ -164,54 +163,6 @@ class HTTPProxy:
         return self._rewriter[1]
 
 
-@implementer(IPushProducer)
-class _Pauser:
-    """
-    Lets one transport pause another (backpressure) without the right to
-    close it: a transport that loses its connection stops its producer.
-    C{transport} is anything with C{pauseProducing} and C{resumeProducing}.
-    """
-
-    def __init__(self, transport):
-        self.transport = transport
-        self.paused = False
-
-    def pauseProducing(self):
-        self.paused = True
-        self.transport.pauseProducing()
-
-    def resumeProducing(self):
-        self.paused = False
-        self.transport.resumeProducing()
-
-    def stopProducing(self):
-        pass
-
-
-def _pauses(consumer, producer):
-    """
-    Let C{consumer} (a transport) pause C{producer} (another transport, or
-    a front connection, which then stops reading and stops its request
-    body's clock) while its write buffer is full.
-
-    @return: the L{_Pauser}, for L{_stopPausing}.
-    """
-    pauser = _Pauser(producer)
-    consumer.registerProducer(pauser, True)
-    return pauser
-
-
-def _stopPausing(consumer, pauser):
-    """
-    Undo L{_pauses}, resuming the producer if it was paused.  (The pauser
-    is passed back, not read from the consumer: a TLS transport registers
-    a wrapper of its own underneath.)
-    """
-    consumer.unregisterProducer()
-    if pauser is not None and pauser.paused:
-        pauser.resumeProducing()
-
-
 class Exchange:
     """
     One client request and its attempts on members until one answers.
@@ -334,7 +285,7 @@ class Exchange:
     def _bodySent(self, connection, last=b""):
         connection.endBody(last)
         if self.request.length != 0:
-            _stopPausing(connection.transport, self.uploadPauser)
+            stopPausing(connection.transport, self.uploadPauser)
             self.uploadPauser = None
         if self.responseHead is None:
             connection.waitFor(self.proxy.timeout)
@@ -399,7 +350,7 @@ class Exchange:
         if self.bodyDone:
             self._bodySent(connection)
             return
-        self.uploadPauser = _pauses(connection.transport, self.front)
+        self.uploadPauser = pauses(connection.transport, self.front)
         self.front.resumeReading()
         if request.expectContinue and not self.continueSent and self.continueCall is None:
             self.continueCall = self.proxy.clock.callLater(CONTINUE_WAIT, self._sendContinue)
@@ -538,7 +489,7 @@ class Exchange:
         if self.request.length != 0 and not self.bodyDone:
             # An early answer: the rest of the body is not sent on, and the
             # client connection cannot be kept (we would have to read it).
-            _stopPausing(connection.transport, self.uploadPauser)
+            stopPausing(connection.transport, self.uploadPauser)
             self.uploadPauser = None
             self.front.resumeReading()
             self.keepAlive = False
@@ -591,7 +542,7 @@ class Exchange:
         else:
             sendNow(transport, b"".join(parts))
         if length != 0 or status == 101:
-            self.responsePauser = _pauses(transport, self.connection.transport)
+            self.responsePauser = pauses(transport, self.connection.transport, front.sendDeadline())
 
     def _rewrite(self, value):
         request = self.request
@@ -640,7 +591,7 @@ class Exchange:
         else:
             self.memberReadEnd()
         if self.responseHead is not None and self.responseHead.length != 0:
-            _stopPausing(front.transport, self.responsePauser)
+            stopPausing(front.transport, self.responsePauser)
             self.responsePauser = None
         self.connection = None
         took = self.proxy.clock.seconds() - self.started
@@ -764,7 +715,7 @@ class Exchange:
         front = self.front
         connection = self.connection
         connection.deadline = None
-        self.uploadPauser = _pauses(connection.transport, front.transport)
+        self.uploadPauser = pauses(connection.transport, front.transport)
         front.startTunnel(self)
         if leftover:
             self.memberData(leftover)

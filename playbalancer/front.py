@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IProtocolNegotiationFactory
 
 from playbalancer.chunked import ChunkedDecoder, LengthCounter
 from playbalancer.exchange import REASONS, Exchange, plainResponse
+from playbalancer.flow import SendDeadline
 from playbalancer.manager.root import managerSite
 from playbalancer.rawsocket import canHalfClose, closeWhenSent, setSendLimit
 from playbalancer.readsize import followReads
@@ -57,6 +58,8 @@ class FrontSettings:
         its first C{bodyTimeout} has passed (each byte buys C{1 /
         minBodyRate} seconds more, as Apache's mod_reqtimeout C{MinRate});
         0: no minimum.
+    @ivar sendTimeout: the client may take no bytes for this long while
+        some wait for it (then the connection is aborted); 0: no limit.
     @ivar maxBody: the largest request body (0: no limit).
     @ivar maxConnections: client connections open at once (0: no limit).
     """
@@ -66,6 +69,7 @@ class FrontSettings:
     idleTimeout: float = 75.0
     bodyTimeout: float = 60.0
     minBodyRate: float = 0.0
+    sendTimeout: float = 60.0
     maxBody: int = 0
     maxConnections: int = 10000
 
@@ -91,6 +95,7 @@ class FrontConnection(Protocol):
         self._paused = False
         self._pausedAt = None
         self._handedOver = None
+        self._sendDeadline = None
 
     def connectionMade(self):
         factory = self.factory
@@ -333,6 +338,21 @@ class FrontConnection(Protocol):
         self.state = _CLOSED
         self.deadline = None
         closeWhenSent(self.transport)
+        deadline = self.sendDeadline()
+        if deadline is not None:
+            deadline.closing()
+
+    def sendDeadline(self):
+        """
+        This connection's L{SendDeadline} (made when first needed), or
+        L{None} when the listener has no C{sendTimeout}.
+        """
+        deadline = self._sendDeadline
+        if deadline is None and self.settings.sendTimeout:
+            deadline = self._sendDeadline = SendDeadline(
+                self.transport, self.factory.sweeper, self.settings.sendTimeout
+            )
+        return deadline
 
     def refuse(self, error):
         """
@@ -418,6 +438,8 @@ class FrontConnection(Protocol):
         factory = self.factory
         factory.connections.discard(self)
         factory.sweeper.unwatch(self)
+        if self._sendDeadline is not None:
+            self._sendDeadline.stop()
         self.state = _CLOSED
         exchange, self.exchange = self.exchange, None
         if exchange is not None:

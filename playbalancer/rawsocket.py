@@ -75,3 +75,22 @@ def closeWriting(transport):
         transport.loseWriteConnection()
     else:
         closeWhenSent(transport)
+
+
+def unsentBytes(transport):
+    """
+    How many bytes written to C{transport} still wait in this process for
+    the socket to take them: a socket transport's write buffer, seen
+    through any wrapper (under TLS, the encrypted bytes, plus what waits
+    for the handshake).  0 when it cannot tell.
+    """
+    unsent = 0
+    while isinstance(transport, ProtocolWrapper):
+        # TLS keeps what is written before its handshake ends here.
+        waiting = transport.__dict__.get("_appSendBuffer")
+        if waiting:
+            unsent += sum(len(piece) for piece in waiting)
+        transport = transport.transport
+    if isinstance(transport, Connection):
+        unsent += len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    return unsent

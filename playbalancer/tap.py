@@ -249,6 +249,7 @@ def frontSettings(listener):
         idleTimeout=listener.idleTimeout,
         bodyTimeout=listener.bodyTimeout,
         minBodyRate=listener.bodyMinRate,
+        sendTimeout=listener.sendTimeout,
         maxBody=listener.maxBody,
         maxConnections=listener.maxConnections,
     )
@@ -347,6 +348,8 @@ def buildFronts(config, balancers, reactor, top, manager=None):
                 endpoints[listener.balancer].forMember,
                 sendProxyProtocol=balancerConfig.sendProxyProtocol,
                 acceptProxyProtocol=listener.acceptProxyProtocol,
+                sweeper=sweeper,
+                sendTimeout=listener.sendTimeout,
             )
         else:
             proxy = HTTPProxy(

@@ -14,6 +14,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from playbalancer.failures import describe
+from playbalancer.flow import SendDeadline, pauses
 from playbalancer.proxyline import ProxyHeaderError, parseProxyHeader
 from playbalancer.rawsocket import closeWhenSent, closeWriting, setSendLimit
 from playbalancer.readsize import followReads
@@ -112,6 +113,7 @@ class TCPRelay(Protocol):
         self.sent = 0
         self.client = None
         self._header = b"" if front.acceptProxyProtocol else None
+        self._sendDeadline = None
 
     def connectionMade(self):
         self.front.relays.add(self)
@@ -174,7 +176,7 @@ class TCPRelay(Protocol):
             transport.write(proxyHeader(self.client, self.transport.getHost()))
         # Each side stops reading while the other cannot keep up.
         transport.registerProducer(self.transport, True)
-        self.transport.registerProducer(transport, True)
+        pauses(self.transport, transport, self.sendDeadline())
         for data in self.early:
             transport.write(data)
         self.early = []
@@ -220,6 +222,8 @@ class TCPRelay(Protocol):
     def connectionLost(self, reason):
         self.front.relays.discard(self)
         self.ended = True
+        if self._sendDeadline is not None:
+            self._sendDeadline.stop()
         if self.pending is not None:
             self.pending.cancel()
         elif self.memberSide is not None:
@@ -232,6 +236,19 @@ class TCPRelay(Protocol):
         """
         self.front.balancer.end(self.member, bytesIn=self.received, bytesOut=self.sent)
         closeWhenSent(self.transport)
+        deadline = self.sendDeadline()
+        if deadline is not None:
+            deadline.closing()
+
+    def sendDeadline(self):
+        """
+        This connection's L{SendDeadline} (made when first needed), or
+        L{None} without a C{sendTimeout}.
+        """
+        front = self.front
+        if self._sendDeadline is None and front.sendTimeout and front.sweeper is not None:
+            self._sendDeadline = SendDeadline(self.transport, front.sweeper, front.sendTimeout)
+        return self._sendDeadline
 
 
 class TCPFrontFactory(Factory):
@@ -242,12 +259,25 @@ class TCPFrontFactory(Factory):
     @param sendProxyProtocol: send a PROXY protocol v1 line to members first.
     @param acceptProxyProtocol: every connection starts with a PROXY header
         (v1 or v2) from a balancer in front, naming the real client.
+    @param sweeper: a L{playbalancer.sweeper.Sweeper} for the send deadline.
+    @param sendTimeout: seconds a client may take no bytes while some wait
+        for it (then its connection is aborted); 0: no limit.
     """
 
     noisy = False
 
-    def __init__(self, balancer, endpointFor, sendProxyProtocol=False, acceptProxyProtocol=False):
+    def __init__(
+        self,
+        balancer,
+        endpointFor,
+        sendProxyProtocol=False,
+        acceptProxyProtocol=False,
+        sweeper=None,
+        sendTimeout=60.0,
+    ):
         self.balancer = balancer
+        self.sweeper = sweeper
+        self.sendTimeout = sendTimeout
         self.endpointFor = endpointFor
         self.sendProxyProtocol = sendProxyProtocol
         self.acceptProxyProtocol = acceptProxyProtocol

@@ -220,6 +220,13 @@ class BadConfigTests(SynchronousTestCase):
         data = self.mutated(lambda d: self.member(d, 1).update(status="+H"))
         self.assertBad(data, "balancer.mycluster.member[1].status: unknown key")
 
+    def test_sendTimeout(self):
+        data = self.mutated(lambda d: d["listen"][0].update(send_timeout=-1))
+        self.assertBadAt(data, "listen[0].send_timeout")
+        data = self.mutated(lambda d: d["listen"][0].update(send_timeout=5))
+        self.assertEqual(parseConfig(data, SCHEDULERS).listeners[0].sendTimeout, 5.0)
+        self.assertEqual(parseConfig(good(), SCHEDULERS).listeners[0].sendTimeout, 60.0)
+
     # TLS
 
     def test_caFileMissing(self):

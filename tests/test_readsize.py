@@ -5,14 +5,23 @@ large ones for bulk data.
 
 from __future__ import annotations
 
+from twisted.internet.tcp import Connection
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
 from playbalancer.readsize import LARGE, SMALL, followReads
 
 
-class _Transport:
+class _Transport(Connection):
+    """
+    A socket transport (the kind whose read size may change) with no
+    socket.
+    """
+
     bufferSize = SMALL
+
+    def __init__(self):
+        pass
 
 
 class FollowReadsTests(TestCase):
