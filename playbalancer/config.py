@@ -104,6 +104,7 @@ class ListenConfig:
     bodyTimeout: float = 60.0
     bodyMinRate: float = 0.0
     sendTimeout: float = 60.0
+    underscoresInHeaders: bool = False
     maxConnections: int = 10000
     maxRequestLine: int = 8192
     maxHeaderLine: int = 8192
@@ -426,6 +427,7 @@ def _listener(data, path):
         bodyTimeout=table.get("body_timeout", _positiveSeconds, 60.0),
         bodyMinRate=table.get("body_min_rate", _rate, 0.0),
         sendTimeout=table.get("send_timeout", _seconds, 60.0),
+        underscoresInHeaders=table.get("underscores_in_headers", _bool, False),
         maxConnections=table.get("max_connections", _count, 10000),
         maxRequestLine=table.get("max_request_line", _atLeast(256), 8192),
         maxHeaderLine=table.get("max_header_line", _atLeast(256), 8192),

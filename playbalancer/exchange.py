@@ -107,7 +107,14 @@ class HTTPProxy:
     """
 
     def __init__(
-        self, balancer, pools, clock, preserveHost=True, timeout=60.0, trustedProxies=()
+        self,
+        balancer,
+        pools,
+        clock,
+        preserveHost=True,
+        timeout=60.0,
+        trustedProxies=(),
+        underscoresInHeaders=False,
     ):
         self.balancer = balancer
         self.pools = pools
@@ -116,6 +123,7 @@ class HTTPProxy:
         self.preserveHost = preserveHost
         self.timeout = timeout
         self.trustedProxies = tuple(trustedProxies)
+        self.underscoresInHeaders = underscoresInHeaders
         self._rewriter = None
         self._trusted = {}
         self._idPrefix = os.urandom(6).hex().encode("ascii") + b"-"
@@ -425,6 +433,7 @@ class Exchange:
             listed,
             proxy.trusts(address),
             self.requestId(),
+            proxy.underscoresInHeaders,
         )
         parts = [request.method, b" ", target, b" HTTP/1.1\r\n"]
         for name, value in headers:

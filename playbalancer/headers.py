@@ -74,6 +74,7 @@ def requestHeadersForMember(
     listed=frozenset(),
     trusted=False,
     requestId=None,
+    underscores=False,
 ):
     """
     The headers sent to a member.
@@ -90,6 +91,10 @@ def requestHeadersForMember(
         it: its X-Forwarded-For and Forwarded are extended, not replaced.
     @param requestId: the C{X-Request-Id} to send, if any (the client's own
         is dropped: the caller passes it here when it is valid).
+    @param underscores: pass on header names with C{_}.  By default they
+        are dropped (nginx's C{underscores_in_headers off}): CGI, WSGI and
+        PHP map C{X_Real_IP} and C{X-Real-IP} to the same variable, so a
+        client could set what only we may.
     @return: a new list of pairs.
     """
     dropped = _REQUEST_REPLACED | listed if listed else _REQUEST_REPLACED
@@ -99,7 +104,7 @@ def requestHeadersForMember(
     proto = host = None
     for name, value in incoming:
         lowered = name.lower()
-        if lowered in dropped:
+        if lowered in dropped or (b"_" in lowered and not underscores):
             continue
         if lowered in FORWARDING:
             if trusted:

@@ -361,6 +361,7 @@ def buildFronts(config, balancers, reactor, top, manager=None):
                 trustedProxies=[
                     ipaddress.ip_network(n, strict=False) for n in listener.trustedProxies
                 ],
+                underscoresInHeaders=listener.underscoresInHeaders,
             )
             mount = None
             if listener.managerPath:

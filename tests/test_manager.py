@@ -392,6 +392,19 @@ class ProtectionTests(ManagerTestCase):
             self.assertEqual(response.headers.getRawHeaders(b"x-content-type-options"), [b"nosniff"])
             self.assertFalse(response.headers.hasHeader(b"access-control-allow-origin"))
 
+    async def test_pageCharset(self):
+        """
+        The page says its charset in C{Content-Type}, not only in a meta tag.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        self.startManager()
+        code, _, response = await self.call("GET", "")
+        self.assertEqual(code, 200)
+        self.assertEqual(
+            response.headers.getRawHeaders(b"content-type"), [b"text/html; charset=utf-8"]
+        )
+
     async def test_markupEscapedOrRejected(self):
         """
         A member name with markup is rejected; a URL path with markup is

@@ -122,6 +122,29 @@ class SchedulingTests(ProxyTestCase):
 
 
 class HeaderTests(ProxyTestCase):
+    async def test_underscoreNamesDropped(self):
+        """
+        Header names with C{_} do not reach the member by default: a WSGI
+        or PHP member would read C{X_Real_IP} as C{X-Real-IP}.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        headers = Headers(
+            {b"X_Real_IP": [b"10.6.6.6"], b"X_Forwarded_For": [b"10.6.6.6"], b"X-Kept": [b"yes"]}
+        )
+        echoed = await self.echo(self.client(), headers=headers)
+        names = [name.lower() for name, _ in echoed["headers"]]
+        self.assertNotIn("x_real_ip", names)
+        self.assertNotIn("x_forwarded_for", names)
+        self.assertEqual(headerValues(echoed, "x-kept"), ["yes"])
+
+    async def test_underscoreNamesAllowed(self):
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        self.proxy.underscoresInHeaders = True
+        echoed = await self.echo(self.client(), headers=Headers({b"X_App_Token": [b"t"]}))
+        self.assertEqual(headerValues(echoed, "x_app_token"), ["t"])
+
     async def test_forwardedHeadersAndHost(self):
         """
         The member sees the client's Host, X-Forwarded-For and Forwarded

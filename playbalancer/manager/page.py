@@ -238,6 +238,7 @@ class PageResource(resource.Resource):
         if request.postpath not in ([], [b""]):
             return jsonError(request, 404, "not found")
         page = ManagerPage(self.root, self.root.policy.csrfToken())
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
         return renderElement(request, page.render(request))
 
     render_HEAD = render_GET
