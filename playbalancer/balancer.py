@@ -27,6 +27,10 @@ ADMIN_STATES = ("enabled", "drain", "disabled")
 LATENCY_WINDOW = 60.0
 LATENCY_SAMPLES = 2048
 
+#: Malformed responses in a row (no good one between) that mark a member
+#: down; fewer are answered with 502 and counted only.
+BAD_RESPONSES_DOWN = 3
+
 _log = Logger()
 
 
@@ -72,6 +76,8 @@ class Member:
         self.active = 0
         self.requests = 0
         self.failures = 0
+        #: Malformed responses since its last good one.
+        self.badResponses = 0
         self.bytesIn = 0
         self.bytesOut = 0
         self.downSince = None
@@ -417,6 +423,18 @@ class Balancer:
         """
         member.failures += 1
 
+    def badResponse(self, member, reason):
+        """
+        C{member} sent a response we could not pass on.  One odd response
+        from a member that serves everything else does not take it out of
+        rotation; L{BAD_RESPONSES_DOWN} in a row do (as if it had failed).
+        """
+        member.badResponses += 1
+        if member.badResponses >= BAD_RESPONSES_DOWN:
+            self.memberFailed(member, reason)
+        else:
+            self.countFailure(member)
+
     def memberFailed(self, member, reason):
         """
         C{member} could not be reached or broke off: it rests for C{retry}
@@ -449,6 +467,7 @@ class Balancer:
         C{member} answered: it is healthy again (unless active checks decide
         that).
         """
+        member.badResponses = 0
         if member.downSince is not None and not self.activeChecks:
             member.downSince = member.downUntil = member.downReason = None
             member.slowStart(self._clock, self.slowStart)

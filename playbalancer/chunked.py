@@ -12,7 +12,7 @@ import re
 from playbalancer.wire import HTTPError
 
 _SIZE_LINE = re.compile(
-    rb"([0-9A-Fa-f]{1,16})(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?\Z"
+    rb"(0*[0-9A-Fa-f]{1,16})(?:[ \t]*;[^\x00-\x08\x0a-\x1f\x7f]*)?\Z"
 )
 _TRAILER_LINE = re.compile(
     rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\Z"

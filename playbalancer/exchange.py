@@ -39,6 +39,10 @@ PENDING_LIMIT = 65536
 #: Seconds to wait for a member's C{100 Continue} before sending our own.
 CONTINUE_WAIT = 1.0
 
+#: The most interim (1xx) responses passed on for one request; a member
+#: that sends more is not heard beyond them.
+MAX_INTERIM = 8
+
 _PLAIN = b"text/plain; charset=utf-8"
 _CONNECTION_WORDS = frozenset([b"close", b"keep-alive", b"upgrade"])
 
@@ -206,6 +210,7 @@ class Exchange:
         self.started = 0.0
         self.continueSent = False
         self.continueCall = None
+        self.interimSent = 0
         self.tunnel = False
         #: The L{_Pauser}s of the upload (member transport pauses the
         #: client) and of the response (client transport pauses the member).
@@ -463,10 +468,29 @@ class Exchange:
                 self.continueCall.cancel()
             self.continueCall = None
 
-    def memberInterim(self, status):
-        if status == 100 and self.request.expectContinue:
+    def memberInterim(self, head):
+        """
+        An interim (1xx) response before the final one: passed on to an
+        HTTP/1.1 client, as RFC 9110 15.2 asks of a proxy (a 103 Early
+        Hints with its Link headers, a 102), at most L{MAX_INTERIM} of them.
+        """
+        status = head.status
+        if status == 100:
             self._stopContinue()
-            self._sendContinue()
+            if self.continueSent:
+                return  # we said it ourselves already
+            self.continueSent = True
+        if self.request.version != b"HTTP/1.1" or self.done or self.responseStarted:
+            return
+        self.interimSent += 1
+        if self.interimSent > MAX_INTERIM:
+            return
+        listed = head.connection - _CONNECTION_WORDS if head.connection else frozenset()
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, head.reason)]
+        for name, value in responseHeadersForClient(head.headers, self._rewrite, listed):
+            parts.extend((name, b": ", value, b"\r\n"))
+        parts.append(b"\r\n")
+        sendNow(self.front.transport, b"".join(parts))
 
     # The response
 
@@ -477,6 +501,7 @@ class Exchange:
         connection = self.connection
         if head.status == 101 and not self.request.upgrade:
             self.memberBroken(_Broken("101 Switching Protocols without an Upgrade request"))
+            connection.abandon()
             return
         stats = member.stats
         stats.answered(head.status)
@@ -695,7 +720,7 @@ class Exchange:
         self._end(member)
         if self.done:
             return
-        self.proxy.balancer.memberFailed(member, f"bad response: {error.reason}")
+        self.proxy.balancer.badResponse(member, f"bad response: {error.reason}")
         member.stats.failures["bad_response"] += 1
         if self.responseStarted:
             self._cutShort()

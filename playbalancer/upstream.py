@@ -138,9 +138,11 @@ class MemberConnection(Protocol):
                 self.state = _TUNNEL
                 self._reusable = False
                 self.exchange.memberResponse(head)
+                if self.state == _DEAD or self.exchange is None:
+                    return  # refused: no tunnel without an Upgrade request
                 self.exchange.memberSwitched(rest)
                 return
-            self.exchange.memberInterim(head.status)
+            self.exchange.memberInterim(head)
             if rest:
                 self._headBytes(rest)
             return
@@ -152,8 +154,9 @@ class MemberConnection(Protocol):
             return  # the exchange gave up on this response
         length = head.length
         if length == 0:
-            if rest:
-                # A body where none may be: never reuse this connection.
+            if rest or head.announced:
+                # A body where none may be (or a length announced for one):
+                # never reuse this connection.
                 self._reusable = False
             self._finished()
         else:

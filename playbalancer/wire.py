@@ -19,7 +19,9 @@ _TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _REQUEST_LINE = re.compile(rb"([%s]+) ([^\x00-\x20\x7f#]+) (HTTP/[0-9]\.[0-9])\Z" % _TCHAR)
 _HEADER_LINE = re.compile(rb"([%s]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\Z" % _TCHAR)
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\Z")
-_DIGITS = re.compile(rb"[0-9]{1,18}\Z")
+#: A Content-Length: its value, not its digits, is limited (leading zeros
+#: are allowed, as HAProxy and nginx allow them).
+_DIGITS = re.compile(rb"0*[0-9]{1,18}\Z")
 _HOST = re.compile(
     rb"(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?\Z"
 )
@@ -132,9 +134,22 @@ class ResponseHead:
 
     @ivar length: the body length, L{None} for chunked, or C{-1} for a body
         that ends when the member closes.
+    @ivar announced: a response that has no body (to HEAD, 1xx, 204, 304)
+        whose framing headers spoke of one (a non-zero Content-Length, or
+        Transfer-Encoding): the connection is not reused after it, in case
+        the member sends that body anyway.
     """
 
-    __slots__ = ("status", "reason", "version", "headers", "length", "keepAlive", "connection")
+    __slots__ = (
+        "status",
+        "reason",
+        "version",
+        "headers",
+        "length",
+        "keepAlive",
+        "connection",
+        "announced",
+    )
 
     def __init__(self, status, reason, version, headers):
         self.status = status
@@ -144,6 +159,7 @@ class ResponseHead:
         self.length = 0
         self.keepAlive = True
         self.connection = frozenset()
+        self.announced = False
 
 
 def findBareLF(data):
@@ -229,9 +245,16 @@ def _tokens(values):
     return tokens
 
 
-def _contentLength(values, status):
+def _contentLength(values, status, sameTwice=False):
+    """
+    The value of the Content-Length header(s) C{values}.
+
+    @param sameTwice: accept repeated identical values (RFC 9110 8.6 lets
+        a recipient do so; we do for responses, never for requests).
+    """
     if len(values) > 1:
-        raise HTTPError(status, "more than one Content-Length")
+        if not sameTwice or len(set(values)) != 1:
+            raise HTTPError(status, "more than one Content-Length")
     if not _DIGITS.match(values[0]):
         raise HTTPError(status, "Content-Length is not a plain decimal number")
     return int(values[0])
@@ -385,17 +408,16 @@ def parseResponseHead(head, method):
     response.keepAlive = (
         b"close" not in connection if minor == b"1" else b"keep-alive" in connection
     )
+    if lengths is not None:
+        length = _contentLength(lengths, 502, sameTwice=True)
+    if status < 200 or status in (204, 304) or method == b"HEAD":
+        # RFC 9112 6.3: these never have a body, whatever their framing
+        # headers say (a HEAD response's Content-Length is the GET's).
+        response.length = 0
+        response.announced = codings is not None or (lengths is not None and length != 0)
+        return response
     if codings is not None and lengths is not None:
         raise HTTPError(502, "both Content-Length and Transfer-Encoding")
-    if lengths is not None:
-        length = _contentLength(lengths, 502)
-    if status < 200 or status in (204, 304) or method == b"HEAD":
-        if codings is not None:
-            raise HTTPError(502, "Transfer-Encoding on a response without a body")
-        if status == 204 and lengths is not None and length != 0:
-            raise HTTPError(502, "a body length on a 204 response")
-        response.length = 0
-        return response
     if codings is not None:
         _chunkedCodings(codings, 502, 502)
         response.length = None

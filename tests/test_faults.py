@@ -153,21 +153,40 @@ class FaultTests(ProxyTestCase):
 
     async def test_malformedHeads(self):
         """
-        A response head that cannot be relayed safely is answered with 502,
-        the member is marked down with the reason, and its connection is
-        not reused.
+        A response head that cannot be relayed safely is answered with 502
+        and its connection is not reused.  One such response leaves the
+        member in rotation (counted); BAD_RESPONSES_DOWN in a row mark it
+        down with the reason.
         """
+        from playbalancer.balancer import BAD_RESPONSES_DOWN
+
         pool = self.pools.forMember(self.app1)
-        for behaviour in [
-            "both-cl-te", "bad-cl", "two-cl", "garbage-status", "bare-lf", "huge-header", "body-204"
-        ]:
-            raw = await self.outcome(behaviour)
-            self.assertEqual(statusOf(raw), 502, behaviour)
-            self.assertEqual((pool.idle, pool.open), ([], 0), behaviour)
-            view = self.managerView()
-            self.assertFalse(view["healthy"], behaviour)
+        for behaviour in ["both-cl-te", "bad-cl", "two-cl", "garbage-status", "bare-lf", "huge-header"]:
+            failures = self.app1.failures
+            for attempt in range(1, BAD_RESPONSES_DOWN + 1):
+                raw = await self.outcome(behaviour)
+                self.assertEqual(statusOf(raw), 502, behaviour)
+                self.assertEqual((pool.idle, pool.open), ([], 0), behaviour)
+                view = self.managerView()
+                self.assertEqual(view["healthy"], attempt < BAD_RESPONSES_DOWN, (behaviour, attempt))
+            self.assertEqual(self.app1.failures, failures + BAD_RESPONSES_DOWN)
             self.assertTrue(view["down_reason"].startswith("bad response"), view)
             await self.recovers()
+
+    async def test_oneOddResponseAmongGoodOnes(self):
+        """
+        Malformed responses between good ones never add up to a member
+        marked down: the count is of malformed responses in a row.
+        """
+        client = self.client()
+        for _ in range(5):
+            raw = await self.outcome("two-cl")
+            self.assertEqual(statusOf(raw), 502)
+            self.member.behaviour = "ok"
+            await self.member.settled()
+            response, body = await self.fetch(client, "/ok")
+            self.assertEqual(response.code, 200)
+            self.assertTrue(self.managerView()["healthy"])
 
     async def test_brokenBodies(self):
         """
@@ -182,12 +201,16 @@ class FaultTests(ProxyTestCase):
 
     async def test_bodyAfterNotModified(self):
         """
-        Bytes after a 304 head: the client gets the 304 alone, and the
-        member connection that carried them is never used again.
+        Bytes after a 304 or a 204 head that announced a length (RFC 9112
+        6.3: these have no body whatever their framing says): the client
+        gets the head alone, the member stays healthy, and the member
+        connection that carried them is never used again.
         """
-        raw = await self.outcome("body-304")
-        self.assertEqual(statusOf(raw), 304)
-        self.assertTrue(raw.endswith(b"\r\n\r\n"), raw)
-        pool = self.pools.forMember(self.app1)
-        self.assertEqual((pool.idle, pool.open), ([], 0))
-        await self.recovers()
+        for behaviour, status in [("body-304", 304), ("body-204", 204)]:
+            raw = await self.outcome(behaviour)
+            self.assertEqual(statusOf(raw), status)
+            self.assertTrue(raw.endswith(b"\r\n\r\n"), raw)
+            pool = self.pools.forMember(self.app1)
+            self.assertEqual((pool.idle, pool.open), ([], 0))
+            self.assertTrue(self.managerView()["healthy"])
+            await self.recovers()

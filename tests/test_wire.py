@@ -153,12 +153,39 @@ class ResponseHeadTests(SynchronousTestCase):
         self.assertEqual(parseResponseHead(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5", b"GET").length, 0)
         self.assertEqual(parseResponseHead(b"HTTP/1.1 200", b"GET").reason, b"")
 
+    def test_bodilessWhateverTheFraming(self):
+        """
+        RFC 9112 6.3: a response to HEAD, a 1xx, 204 or 304 has no body,
+        whatever its framing headers say; one that spoke of a body is
+        marked, so that its connection is not reused.
+        """
+        for status, method, framing in [
+            (b"200 OK", b"HEAD", b"Transfer-Encoding: chunked"),
+            (b"304 Not Modified", b"GET", b"Transfer-Encoding: chunked"),
+            (b"204 No Content", b"GET", b"Content-Length: 5"),
+            (b"304 Not Modified", b"GET", b"Content-Length: 5\r\nTransfer-Encoding: chunked"),
+            (b"200 OK", b"HEAD", b"Content-Length: 5"),
+        ]:
+            head = parseResponseHead(b"HTTP/1.1 " + status + b"\r\n" + framing, method)
+            self.assertEqual((head.length, head.announced), (0, True), (status, framing))
+        for head in [b"HTTP/1.1 204 No Content\r\nContent-Length: 0", b"HTTP/1.1 304 Not Modified"]:
+            head = parseResponseHead(head, b"GET")
+            self.assertEqual((head.length, head.announced), (0, False), head.status)
+
+    def test_interopLengths(self):
+        """
+        Identical duplicate Content-Length (RFC 9110 8.6) and leading zeros
+        are accepted from members.
+        """
+        for framing in [b"Content-Length: 5\r\nContent-Length: 5", b"Content-Length: 0000000000000000005"]:
+            head = parseResponseHead(b"HTTP/1.1 200 OK\r\n" + framing, b"GET")
+            self.assertEqual(head.length, 5)
+
     def test_refused(self):
         self.broken(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked")
         self.broken(b"HTTP/1.1 200 OK\r\nContent-Length: x")
         self.broken(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6")
-        self.broken(b"HTTP/1.1 204 No Content\r\nContent-Length: 5")
-        self.broken(b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked")
+        self.broken(b"HTTP/1.1 200 OK\r\nContent-Length: 1234567890123456789")
         self.broken(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip")
         self.broken(b"ICY 200 OK")
         self.broken(b"HTTP/2 200")

@@ -1,0 +1,124 @@
+"""
+Member responses that are odd but real, over real sockets: interim (1xx)
+responses passed on, framing headers on responses that cannot have a body,
+chunk extensions with whitespace, a 101 nobody asked for.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
+
+from playbalancer.testing import rawExchange, waitUntil
+
+from tests.proxyharness import ProxyTestCase
+
+
+class _Scripted(Protocol):
+    """
+    Answers every request head with the factory's C{answer} bytes and
+    keeps the connection open.
+    """
+
+    def connectionMade(self):
+        self.factory.connections.append(self)
+        self.buffer = b""
+
+    def dataReceived(self, data):
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            self.factory.heads.append(head)
+            self.transport.write(self.factory.answer)
+
+    def connectionLost(self, reason):
+        self.factory.lost += 1
+
+
+class InteropTests(ProxyTestCase):
+    def startScripted(self, answer):
+        factory = Factory.forProtocol(_Scripted)
+        factory.answer = answer
+        factory.heads, factory.connections, factory.lost = [], [], 0
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(lambda: [c.transport.abortConnection() for c in factory.connections])
+        self.scripted = factory
+        self.startBalancer([f"http://127.0.0.1:{port.getHost().port}"])
+        return factory
+
+    async def test_earlyHintsPassedOn(self):
+        """
+        RFC 9110 15.2: a proxy forwards 1xx responses.  A 103 Early Hints
+        with its Link headers, and a 102, reach an HTTP/1.1 client before
+        the final response.
+        """
+        self.startScripted(
+            b"HTTP/1.1 102 Processing\r\n\r\n"
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        )
+        raw = await rawExchange(
+            reactor, self.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        self.assertTrue(raw.startswith(b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\n"), raw)
+        self.assertIn(b"Link: </style.css>; rel=preload; as=style\r\n\r\nHTTP/1.1 200 OK\r\n", raw)
+        self.assertTrue(raw.endswith(b"\r\n\r\nok"), raw)
+
+    async def test_noInterimToHTTP10(self):
+        self.startScripted(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        )
+        raw = await rawExchange(reactor, self.port, b"GET / HTTP/1.0\r\n\r\n")
+        self.assertTrue(raw.startswith(b"HTTP/1.1 200 OK\r\n"), raw)
+
+    async def test_upgradeNobodyAskedFor(self):
+        """
+        A 101 to a request that asked for no upgrade: 502, the member
+        connection is closed, and nothing breaks on the reactor.
+        """
+        factory = self.startScripted(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        )
+        raw = await rawExchange(
+            reactor, self.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        self.assertTrue(raw.startswith(b"HTTP/1.1 502 "), raw)
+        await waitUntil(lambda: factory.lost == 1, reactor)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(self.balancer.member("app1").active, 0)
+
+    async def test_headWithTransferEncoding(self):
+        """
+        RFC 9112 6.1 allows Transfer-Encoding on a response to HEAD: it is
+        bodiless, the member stays healthy, and as it spoke of a body, its
+        connection is not reused.
+        """
+        factory = self.startScripted(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Member: yes\r\n\r\n"
+        )
+        for _ in range(3):
+            raw = await rawExchange(
+                reactor, self.port, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            self.assertTrue(raw.startswith(b"HTTP/1.1 200 OK\r\n"), raw)
+            self.assertIn(b"X-Member: yes", raw)
+            self.assertTrue(raw.endswith(b"\r\n\r\n"), raw)
+        self.assertTrue(self.balancer.member("app1").healthy)
+        await waitUntil(lambda: factory.lost == 3, reactor)
+        self.assertEqual(len(factory.connections), 3)
+
+    async def test_chunkExtensionWithWhitespace(self):
+        """
+        RFC 9112 7.1.1 allows whitespace before a chunk extension.
+        """
+        self.startScripted(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 ;a=b\r\nhello\r\n0\r\n\r\n"
+        )
+        raw = await rawExchange(
+            reactor, self.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        self.assertTrue(raw.startswith(b"HTTP/1.1 200 OK\r\n"), raw)
+        self.assertIn(b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n", raw)
+        self.assertTrue(self.balancer.member("app1").healthy)
