@@ -252,15 +252,26 @@ def _array(value, path):
     return value
 
 
+#: The characters RFC 3986 allows in a URL's scheme, authority and path;
+#: and a percent sign must start a %XX escape.
+_URL_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/\[\]%?#]*\Z")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 def memberURL(value, path, mode="http"):
     """
     Check a member URL: C{http://} or C{https://}, a host, optionally a port
     and a path prefix; nothing else.  In TCP mode: C{tcp://host:port}.
+    The one check for a member URL, wherever it comes from: the config,
+    the API and the page's form, the state file.
     """
     _string(value, path)
     schemes = ("tcp",) if mode == "tcp" else ("http", "https")
     article = "a" if mode == "tcp" else "an"
     expected = f"expected {article} {schemes[0]}:// URL, got {value!r}"
+    if not _URL_CHARACTERS.match(value) or _BAD_ESCAPE.search(value):
+        # Spaces, CR and LF above all: they would end up in request lines.
+        raise ConfigError(path, f"expected only URL characters (RFC 3986) in {value!r}")
     try:
         url = URL.from_text(value)
     except (URLParseError, ValueError):

@@ -324,8 +324,31 @@ class BadConfigTests(SynchronousTestCase):
     def test_urlNonASCII(self):
         self.assertBad(
             self.badURL("http://h:1/caf\xe9"),
-            "balancer.mycluster.member[1].url: expected an ASCII URL, "
-            "got 'http://h:1/caf\xe9'",
+            "balancer.mycluster.member[1].url: expected only URL characters (RFC 3986) "
+            "in 'http://h:1/caf\xe9'",
+        )
+
+    def test_urlInjection(self):
+        """
+        CR, LF, spaces and other characters outside RFC 3986 would end up
+        in the request line sent to the member.
+        """
+        for url in [
+            "http://127.0.0.1:18999/echo HTTP/1.1\r\nX-Injected: yes\r\nX-Pad:",
+            "http://127.0.0.1:1/a b",
+            "http://127.0.0.1:1/a\tb",
+            "http://127.0.0.1:1/a\"b",
+            "http://127.0.0.1:1/a<b>",
+            "http://127.0.0.1:1/%zz",
+            "http://127.0.0.1:1/50%",
+            "http://exa mple.com/",
+        ]:
+            self.assertBadAt(self.badURL(url), "balancer.mycluster.member[1].url")
+
+    def test_urlEscapesAccepted(self):
+        data = self.badURL("http://h:1/a%20b/~x")
+        self.assertEqual(
+            parseConfig(data, SCHEDULERS).balancers["mycluster"].members[1].url, "http://h:1/a%20b/~x"
         )
 
     def test_urlPortOutOfRange(self):

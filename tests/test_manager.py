@@ -201,6 +201,16 @@ class ApiTests(ManagerTestCase):
             ("POST", "api/status", {}, None, 405),
             ("PUT", "api/balancers/test/members/app9", {"url": "ftp://x"}, None, 400),
             ("PUT", "api/balancers/test/members/app9", {}, None, 400),
+            # A request line injected through the URL (CR, LF, spaces).
+            (
+                "PUT",
+                "api/balancers/test/members/app9",
+                {"url": "http://127.0.0.1:18999/echo HTTP/1.1\r\nX-Injected: yes\r\nX-Pad:"},
+                None,
+                400,
+            ),
+            ("PUT", "api/balancers/test/members/app9", {"url": "http://127.0.0.1:1/a b"}, None, 400),
+            ("PUT", "api/balancers/test/members/app9", {"url": "http://127.0.0.1:1/%zz"}, None, 400),
             ("GET", "api/nothing", None, None, 404),
         ]
         for method, path, body, raw, expected in cases:
@@ -407,8 +417,8 @@ class ProtectionTests(ManagerTestCase):
 
     async def test_markupEscapedOrRejected(self):
         """
-        A member name with markup is rejected; a URL path with markup is
-        shown escaped on the page.
+        A member name or URL with markup is rejected; what may be in a URL
+        and means something in HTML (C{&}, C{'}) is shown escaped.
         """
         (a,) = self.startMembers("app1")
         self.startBalancer([a.url])
@@ -417,10 +427,13 @@ class ProtectionTests(ManagerTestCase):
         self.assertEqual(code, 400)
         hostile = a.url + "/<script>alert(1)</script>"
         code, _, _ = await self.call("PUT", "api/balancers/test/members/odd", {"url": hostile})
+        self.assertEqual(code, 400)
+        odd = a.url + "/a&amp;b'c"
+        code, _, _ = await self.call("PUT", "api/balancers/test/members/odd", {"url": odd})
         self.assertEqual(code, 201)
         page, _ = await self._page()
-        self.assertNotIn("<script>alert(1)", page)
-        self.assertIn("&lt;script&gt;alert(1)&lt;/script&gt;", page)
+        self.assertNotIn("/a&amp;b'c", page)
+        self.assertIn("/a&amp;amp;b", page)
 
     async def test_mountedUnderFrontListener(self):
         """

@@ -108,6 +108,20 @@ class StateFileTests(SynchronousTestCase):
             with open(self.state, "rb") as f:
                 self.assertEqual(f.read(), content)
 
+    def test_injectedURLStopsStartup(self):
+        """
+        A member URL in the state file is checked as the config's are: one
+        with CR and LF in it never reaches a request line.
+        """
+        content = json.dumps({"format": 1, "balancers": {"web": {"members": {"app9": {
+            "admin": "enabled", "standby": False, "weight": 1,
+            "url": "http://127.0.0.1:9/x HTTP/1.1\r\nX-Injected: yes\r\nX-Pad:"}}, "removed": []}}})
+        with open(self.state, "w") as f:
+            f.write(content)
+        with self.assertRaises(SystemExit) as caught:
+            self.start()
+        self.assertIn("URL characters", str(caught.exception))
+
     def test_atomicWriteLeavesNoTemporaryFiles(self):
         statefile.write(self.state, {"format": 1, "balancers": {}})
         statefile.write(self.state, {"format": 1, "balancers": {"x": {"members": {}}}})
