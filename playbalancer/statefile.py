@@ -129,8 +129,8 @@ def _check(state):
                 try:
                     mode = "tcp" if str(m["url"]).startswith("tcp://") else "http"
                     memberURL(m["url"], "url", mode)
-                except ConfigError:
-                    return f"member {mname!r}: bad url"
+                except ConfigError as e:
+                    return f"member {mname!r}: bad url: {e.message}"
     return None
 
 
