@@ -102,7 +102,9 @@ class ListenConfig:
     headerTimeout: float = 10.0
     idleTimeout: float = 75.0
     bodyTimeout: float = 60.0
-    bodyMinRate: float = 0.0
+    bodyMinRate: float = 500.0
+    bodyDeadline: float = 0.0
+    tunnelIdleTimeout: float = 3600.0
     sendTimeout: float = 60.0
     underscoresInHeaders: bool = False
     maxConnections: int = 10000
@@ -436,7 +438,9 @@ def _listener(data, path):
         headerTimeout=table.get("header_timeout", _positiveSeconds, 10.0),
         idleTimeout=table.get("idle_timeout", _positiveSeconds, 75.0),
         bodyTimeout=table.get("body_timeout", _positiveSeconds, 60.0),
-        bodyMinRate=table.get("body_min_rate", _rate, 0.0),
+        bodyMinRate=table.get("body_min_rate", _rate, 500.0),
+        bodyDeadline=table.get("body_deadline", _seconds, 0.0),
+        tunnelIdleTimeout=table.get("tunnel_idle_timeout", _seconds, 3600.0),
         sendTimeout=table.get("send_timeout", _seconds, 60.0),
         underscoresInHeaders=table.get("underscores_in_headers", _bool, False),
         maxConnections=table.get("max_connections", _count, 10000),

@@ -604,6 +604,8 @@ class Exchange:
             sendNow(self.front.transport, data)
         if not self.tunnel:
             self.connection.deadline = self.proxy.sweeper.now + self.proxy.timeout
+        else:
+            self.front.tunnelActive()
 
     def memberReadEnd(self):
         """

@@ -58,6 +58,10 @@ class FrontSettings:
         its first C{bodyTimeout} has passed (each byte buys C{1 /
         minBodyRate} seconds more, as Apache's mod_reqtimeout C{MinRate});
         0: no minimum.
+    @ivar bodyDeadline: the longest a whole request body may take, from
+        its first byte (the time we do not read does not count); 0: none.
+    @ivar tunnelIdleTimeout: an upgrade tunnel with no bytes either way
+        for this long is closed (HAProxy's C{timeout tunnel}); 0: never.
     @ivar sendTimeout: the client may take no bytes for this long while
         some wait for it (then the connection is aborted); 0: no limit.
     @ivar maxBody: the largest request body (0: no limit).
@@ -68,7 +72,9 @@ class FrontSettings:
     headerTimeout: float = 10.0
     idleTimeout: float = 75.0
     bodyTimeout: float = 60.0
-    minBodyRate: float = 0.0
+    minBodyRate: float = 500.0
+    bodyDeadline: float = 0.0
+    tunnelIdleTimeout: float = 3600.0
     sendTimeout: float = 60.0
     maxBody: int = 0
     maxConnections: int = 10000
@@ -122,6 +128,7 @@ class FrontConnection(Protocol):
             if self.state == _BODY:
                 return
         elif state == _TUNNEL:
+            self.tunnelActive()
             self.exchange.clientData(data)
             return
         elif state == _HANDED_OVER:
@@ -281,6 +288,8 @@ class FrontConnection(Protocol):
         if settings.minBodyRate:
             earned = self._bodyStarted + settings.bodyTimeout + self._bodyRead / settings.minBodyRate
             deadline = min(deadline, earned)
+        if settings.bodyDeadline:
+            deadline = min(deadline, self._bodyStarted + settings.bodyDeadline)
         return deadline
 
     # Flow control
@@ -404,13 +413,25 @@ class FrontConnection(Protocol):
                 exchange.clientTimedOut()
             else:
                 self.refuse(HTTPError(408, "the request body stopped"))
+        elif state == _TUNNEL:
+            # Idle for tunnelIdleTimeout: the member side is closed when
+            # this connection is lost (Exchange.clientGone).
+            self.close()
+
+    def tunnelActive(self):
+        """
+        Bytes went through the tunnel, one way or the other: its idle
+        clock starts again.
+        """
+        timeout = self.settings.tunnelIdleTimeout
+        self.deadline = self.factory.sweeper.now + timeout if timeout else None
 
     def startTunnel(self, exchange):
         """
         From now on, bytes from the client go to the member as they are.
         """
         self.state = _TUNNEL
-        self.deadline = None
+        self.tunnelActive()
         buffered, self.buffer = self.buffer, b""
         if buffered:
             exchange.clientData(buffered)
@@ -453,7 +474,7 @@ def _text(error):
     return f"{phrase}: {error.reason}"
 
 
-class _Rejected(Protocol):
+class Rejected(Protocol):
     """
     A connection over the listener's limit: closed at once.
     """
@@ -501,7 +522,7 @@ class HTTPFrontFactory(Factory):
         limit = self.settings.maxConnections
         if limit and len(self.connections) >= limit:
             self.rejected += 1
-            return _Rejected()
+            return Rejected()
         return FrontConnection(self)
 
     def closeGracefully(self, clock, grace):

@@ -249,6 +249,8 @@ def frontSettings(listener):
         idleTimeout=listener.idleTimeout,
         bodyTimeout=listener.bodyTimeout,
         minBodyRate=listener.bodyMinRate,
+        bodyDeadline=listener.bodyDeadline,
+        tunnelIdleTimeout=listener.tunnelIdleTimeout,
         sendTimeout=listener.sendTimeout,
         maxBody=listener.maxBody,
         maxConnections=listener.maxConnections,
@@ -350,6 +352,8 @@ def buildFronts(config, balancers, reactor, top, manager=None):
                 acceptProxyProtocol=listener.acceptProxyProtocol,
                 sweeper=sweeper,
                 sendTimeout=listener.sendTimeout,
+                idleTimeout=listener.tunnelIdleTimeout,
+                maxConnections=listener.maxConnections,
             )
         else:
             proxy = HTTPProxy(

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from playbalancer.failures import describe
 from playbalancer.flow import SendDeadline, pauses
+from playbalancer.front import Rejected
 from playbalancer.proxyline import ProxyHeaderError, parseProxyHeader
 from playbalancer.rawsocket import closeWhenSent, closeWriting, setSendLimit
 from playbalancer.readsize import followReads
@@ -62,7 +63,9 @@ class _MemberSide(Protocol):
         self.relay = relay
 
     def dataReceived(self, data):
-        self.relay.received += len(data)
+        relay = self.relay
+        relay.received += len(data)
+        relay.active()
         followReads(self.transport, len(data))
         sendNow(self.relay.transport, data)
 
@@ -105,6 +108,9 @@ class TCPRelay(Protocol):
     memberDone = False
     ended = False
 
+    #: When the sweeper closes an idle relay (see L{TCPFrontFactory}).
+    deadline = None
+
     def __init__(self, front):
         self.front = front
         self.tried = []
@@ -118,6 +124,9 @@ class TCPRelay(Protocol):
     def connectionMade(self):
         self.front.relays.add(self)
         self.front.accepted += 1
+        if self.front.idleTimeout and self.front.sweeper is not None:
+            self.active()
+            self.front.sweeper.watch(self)
         _noDelay(self.transport)
         self.client = self.transport.getPeer()
         if self._header is None:
@@ -202,6 +211,7 @@ class TCPRelay(Protocol):
             self._readHeader(data)
             return
         self.sent += len(data)
+        self.active()
         followReads(self.transport, len(data))
         if self.memberSide is not None:
             sendNow(self.memberSide.transport, data)
@@ -219,8 +229,27 @@ class TCPRelay(Protocol):
     def writeConnectionLost(self):
         pass
 
+    def active(self):
+        """
+        Bytes went one way or the other: the idle clock starts again.
+        """
+        front = self.front
+        if front.idleTimeout and front.sweeper is not None:
+            self.deadline = front.sweeper.now + front.idleTimeout
+
+    def expired(self):
+        """
+        Nothing went either way for C{idleTimeout}: close both sides.
+        """
+        self.deadline = None
+        closeWhenSent(self.transport)
+        if self.memberSide is not None:
+            closeWhenSent(self.memberSide.transport)
+
     def connectionLost(self, reason):
         self.front.relays.discard(self)
+        if self.front.sweeper is not None:
+            self.front.sweeper.unwatch(self)
         self.ended = True
         if self._sendDeadline is not None:
             self._sendDeadline.stop()
@@ -262,6 +291,10 @@ class TCPFrontFactory(Factory):
     @param sweeper: a L{playbalancer.sweeper.Sweeper} for the send deadline.
     @param sendTimeout: seconds a client may take no bytes while some wait
         for it (then its connection is aborted); 0: no limit.
+    @param idleTimeout: a relay with no bytes either way for this long is
+        closed (HAProxy's C{timeout tunnel}); 0: never.
+    @param maxConnections: client connections open at once; beyond it new
+        ones are closed at once (and counted as C{rejected}); 0: no limit.
     """
 
     noisy = False
@@ -274,8 +307,13 @@ class TCPFrontFactory(Factory):
         acceptProxyProtocol=False,
         sweeper=None,
         sendTimeout=60.0,
+        idleTimeout=3600.0,
+        maxConnections=0,
     ):
         self.balancer = balancer
+        self.idleTimeout = idleTimeout
+        self.maxConnections = maxConnections
+        self.rejected = 0
         self.sweeper = sweeper
         self.sendTimeout = sendTimeout
         self.endpointFor = endpointFor
@@ -291,6 +329,9 @@ class TCPFrontFactory(Factory):
         return len(self.relays)
 
     def buildProtocol(self, addr):
+        if self.maxConnections and len(self.relays) >= self.maxConnections:
+            self.rejected += 1
+            return Rejected()
         relay = TCPRelay(self)
         relay.factory = self
         return relay

@@ -220,6 +220,25 @@ class BadConfigTests(SynchronousTestCase):
         data = self.mutated(lambda d: self.member(d, 1).update(status="+H"))
         self.assertBad(data, "balancer.mycluster.member[1].status: unknown key")
 
+    def test_bodyAndTunnelTimeouts(self):
+        listener = parseConfig(good(), SCHEDULERS).listeners[0]
+        self.assertEqual(
+            (listener.bodyMinRate, listener.bodyDeadline, listener.tunnelIdleTimeout),
+            (500.0, 0.0, 3600.0),
+        )
+        data = self.mutated(
+            lambda d: d["listen"][0].update(body_deadline=30, tunnel_idle_timeout=0, body_min_rate=0)
+        )
+        listener = parseConfig(data, SCHEDULERS).listeners[0]
+        self.assertEqual(
+            (listener.bodyMinRate, listener.bodyDeadline, listener.tunnelIdleTimeout),
+            (0.0, 30.0, 0.0),
+        )
+        self.assertBadAt(
+            self.mutated(lambda d: d["listen"][0].update(body_deadline="x")),
+            "listen[0].body_deadline",
+        )
+
     def test_sendTimeout(self):
         data = self.mutated(lambda d: d["listen"][0].update(send_timeout=-1))
         self.assertBadAt(data, "listen[0].send_timeout")

@@ -307,6 +307,35 @@ class BodyRateTests(ProxyTestCase):
         self.assertTrue(talk.received.startswith(b"HTTP/1.1 200 "), talk.received)
 
 
+class BodyDeadlineTests(ProxyTestCase):
+    """
+    C{body_deadline}: a whole request body must arrive within it, however
+    steadily it comes.
+    """
+
+    async def test_steadyButEndlessBodyGets408(self):
+        member = FaultMember(reactor, "ok", name="app1").start()
+        self.addCleanup(member.stop)
+        self.startBalancer(
+            [member.url],
+            settings=FrontSettings(bodyTimeout=5.0, minBodyRate=0.0, bodyDeadline=1.0),
+        )
+        talk = await RawConversation.open(reactor, self.port)
+        talk.send(b"POST /x HTTP/1.1\r\nHost: front\r\nContent-Length: 10000000\r\n\r\n")
+        await BodyRateTests.drip(self, talk, b"x" * 10000, 0.1, 100)
+        await talk.waitClosed()
+        self.assertTrue(talk.received.startswith(b"HTTP/1.1 408 "), talk.received)
+        self.assertEqual(self.balancer.member("app1").active, 0)
+
+    def test_defaults(self):
+        """
+        A request body must keep 500 B/s after its first C{body_timeout}
+        (Apache's Debian default), with no overall deadline.
+        """
+        settings = FrontSettings()
+        self.assertEqual((settings.minBodyRate, settings.bodyDeadline), (500.0, 0.0))
+
+
 class _SlowReadingMember(Protocol):
     """
     A member that does not read for C{factory.pause} seconds after a
