@@ -533,12 +533,12 @@ class BadConfigTests(SynchronousTestCase):
 
     def test_bodyMinRate(self):
         """
-        C{body_min_rate} takes bytes per second, 0 or more; it is off by
+        C{body_min_rate} takes bytes per second, 0 or more (off); 500 by
         default.
         """
-        self.assertEqual(parseConfig(good(), SCHEDULERS).listeners[0].bodyMinRate, 0.0)
-        data = self.mutated(lambda d: d["listen"][0].update(body_min_rate=500))
-        self.assertEqual(parseConfig(data, SCHEDULERS).listeners[0].bodyMinRate, 500.0)
+        self.assertEqual(parseConfig(good(), SCHEDULERS).listeners[0].bodyMinRate, 500.0)
+        data = self.mutated(lambda d: d["listen"][0].update(body_min_rate=0))
+        self.assertEqual(parseConfig(data, SCHEDULERS).listeners[0].bodyMinRate, 0.0)
         for bad in (-1, "fast", True):
             data = self.mutated(lambda d: d["listen"][0].update(body_min_rate=bad))
             self.assertBadAt(data, "listen[0].body_min_rate")
