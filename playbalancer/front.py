@@ -25,7 +25,7 @@ from playbalancer.manager.root import managerSite
 from playbalancer.rawsocket import canHalfClose, closeWhenSent, setSendLimit
 from playbalancer.readsize import followReads
 from playbalancer.tlslisten import HTTP_PROTOCOLS
-from playbalancer.wire import HTTPError, Limits, findBareLF, parseRequestHead
+from playbalancer.wire import HTTPError, Limits, parseRequestHead, scanHead
 
 _HEAD, _BODY, _WAIT, _TUNNEL, _CLOSED, _HANDED_OVER, _LINGER = range(7)
 
@@ -97,6 +97,8 @@ class FrontConnection(Protocol):
         self.secure = False
         self._body = None
         self._headStarted = False
+        #: Bytes of an incomplete head in C{buffer} already scanned.
+        self._scanned = 0
         self._processing = False
         self._paused = False
         self._pausedAt = None
@@ -183,8 +185,9 @@ class FrontConnection(Protocol):
                 return False
         sweeper = self.factory.sweeper
         limits = self.settings.limits
-        end = buffer.find(b"\r\n\r\n")
+        end, bareLF = scanHead(buffer, self._scanned)
         if end == -1:
+            self._scanned = len(buffer)
             if not self._headStarted:
                 self._headStarted = True
                 self.deadline = sweeper.now + self.settings.headerTimeout
@@ -194,9 +197,10 @@ class FrontConnection(Protocol):
                 self.refuse(HTTPError(414, "the request line is too long"))
             elif len(buffer) > limits.maxHeaderBytes + limits.maxRequestLine:
                 self.refuse(HTTPError(431, "the request head is too large"))
-            elif findBareLF(buffer):
+            elif bareLF:
                 self.refuse(HTTPError(400, "a bare LF line ending"))
             return False
+        self._scanned = 0
         raw = buffer[: end + 4]
         self.buffer = buffer[end + 4 :]
         try:

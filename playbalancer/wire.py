@@ -162,6 +162,26 @@ class ResponseHead:
         self.announced = False
 
 
+def scanHead(buffer, scanned):
+    """
+    Look for the end of a request head in C{buffer}, of which the first
+    C{scanned} bytes were looked at before (and held no end): only the new
+    bytes are scanned, so a head that arrives a byte at a time costs
+    linear, not quadratic, work.
+
+    @return: C{(end, bareLF)}: the offset of the blank line ending the
+        head (-1 if none yet), and whether the newly scanned bytes before
+        it hold a line feed without a carriage return.
+    """
+    start = scanned - 3 if scanned > 3 else 0
+    end = buffer.find(b"\r\n\r\n", start)
+    if end != -1:
+        return end, False
+    # A bare LF needs the byte before it to be seen, hence the one back.
+    start = scanned - 1 if scanned > 1 else 0
+    return -1, _BARE_LF.search(buffer, start) is not None
+
+
 def findBareLF(data):
     """
     Whether C{data} has a line feed that is not preceded by a carriage

@@ -393,3 +393,37 @@ class MemberBackpressureTests(ProxyTestCase):
         talk.send(b"x" * size)
         await talk.waitFor(b"read\n", timeout=30)
         self.assertTrue(talk.received.startswith(b"HTTP/1.1 200 "), talk.received)
+
+
+class HeadScanTests(ProxyTestCase):
+    """
+    A head that arrives a byte at a time costs linear work: each read
+    scans only the bytes that are new.
+    """
+
+    def test_dripScansEachByteOnce(self):
+        from twisted.internet.testing import StringTransport
+
+        import playbalancer.front as front
+
+        scanned = []
+        realScan = front.scanHead
+
+        def counting(buffer, already):
+            scanned.append(len(buffer) - already)
+            return realScan(buffer, already)
+
+        self.patch(front, "scanHead", counting)
+        self.startBalancer(["http://127.0.0.1:1"])
+        connection = self.front.buildProtocol(None)
+        transport = StringTransport()
+        connection.makeConnection(transport)
+        self.addCleanup(connection.connectionLost, None)
+        prefix = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Fill: " + b"a" * 60000 + b"\r\n"
+        connection.dataReceived(prefix)
+        for _ in range(2000):
+            connection.dataReceived(b"b")
+        total = len(prefix) + 2000
+        self.assertEqual(len(scanned), 2001)
+        self.assertLess(sum(scanned), 2 * total)
+        self.assertEqual(transport.value(), b"")  # still waiting for the end
