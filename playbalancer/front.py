@@ -577,9 +577,11 @@ class ManagerMount:
     @param path: the manager's path, e.g. C{"/balancer-manager"}.
     @param manager: the manager's root resource (its C{policy} guards
         request bodies, see L{playbalancer.manager.root.GuardedRequest}).
+    @param trustedProxies: the listener's trusted proxies (networks), the
+        only ones that may pass manager requests on without a token.
     """
 
-    def __init__(self, path, manager):
+    def __init__(self, path, manager, trustedProxies=()):
         segments = [s.encode("ascii") for s in path.strip("/").split("/")]
         self.prefix = b"/" + b"/".join(segments)
         root = parent = resource.Resource()
@@ -590,6 +592,8 @@ class ManagerMount:
         parent.putChild(segments[-1], manager)
         self.site = managerSite(root, manager.policy)
         self.site.protocol = _OneRequestChannel
+        # The listener's trusted proxies may pass on manager requests.
+        self.site.trustedProxies = tuple(trustedProxies)
 
     def claims(self, path):
         prefix = self.prefix

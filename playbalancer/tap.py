@@ -369,7 +369,11 @@ def buildFronts(config, balancers, reactor, top, manager=None):
             )
             mount = None
             if listener.managerPath:
-                mount = ManagerMount(listener.managerPath, manager)
+                mount = ManagerMount(
+                    listener.managerPath,
+                    manager,
+                    [ipaddress.ip_network(n, strict=False) for n in listener.trustedProxies],
+                )
             front = HTTPFrontFactory(proxy, frontSettings(listener), mount)
             front.accessLog = makeAccessLog(listener.accessLog, listener.endpoint, top, reactor)
         fronts.append((listener, front))

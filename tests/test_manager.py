@@ -459,6 +459,63 @@ class ProtectionTests(ManagerTestCase):
         self.assertEqual([r.uri for r in a.seen], [b"/balancer-manager-not/x"])
 
 
+class BehindAProxyTests(ManagerTestCase):
+    """
+    Behind a local proxy (a TLS terminator, say) every client looks local:
+    manager requests that a proxy passed on are refused unless the manager
+    has a token, or the listener trusts that proxy and the client it names
+    passes the allow-list.
+    """
+
+    async def mounted(self, trustedProxies=()):
+        import ipaddress
+
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        self.startManager()
+        networks = [ipaddress.ip_network(n) for n in trustedProxies]
+        self.front.mount = ManagerMount("/balancer-manager", self.manager, networks)
+        return self.client(persistent=False)
+
+    async def get(self, client, headers):
+        response = await client.get(
+            self.base + "/balancer-manager/api/status", headers=headers
+        )
+        await response.content()
+        return response.code
+
+    async def test_forwardedRefusedWithoutToken(self):
+        client = await self.mounted()
+        for name, value in [
+            (b"X-Forwarded-For", b"203.0.113.9"),
+            (b"Forwarded", b"for=203.0.113.9;proto=https"),
+            (b"X-Real-IP", b"203.0.113.9"),
+            (b"X-Forwarded-For", b"127.0.0.1"),
+        ]:
+            self.assertEqual(await self.get(client, {name: [value]}), 403, name)
+        self.assertEqual(await self.get(client, {}), 200)
+
+    async def test_trustedProxyForAllowedClient(self):
+        client = await self.mounted(trustedProxies=["127.0.0.0/8"])
+        self.assertEqual(await self.get(client, {b"X-Forwarded-For": [b"127.0.0.5"]}), 200)
+        self.assertEqual(
+            await self.get(client, {b"Forwarded": [b'for="127.0.0.9:4711";proto=https']}), 200
+        )
+        # The allow-list here is 127.0.0.0/8 only.
+        self.assertEqual(
+            await self.get(client, {b"Forwarded": [b'for="[::1]:4711";proto=https']}), 403
+        )
+        self.assertEqual(await self.get(client, {b"X-Forwarded-For": [b"203.0.113.9"]}), 403)
+        self.assertEqual(await self.get(client, {b"X-Forwarded-For": [b"junk"]}), 403)
+
+    async def test_tokenStillWorks(self):
+        client = await self.mounted()
+        self.manager.policy.token = "s3cret"
+        headers = {b"X-Forwarded-For": [b"203.0.113.9"], b"Authorization": [b"Bearer s3cret"]}
+        self.assertEqual(await self.get(client, headers), 200)
+        self.assertEqual(await self.get(client, {b"X-Forwarded-For": [b"203.0.113.9"]}), 401)
+
+
 class LiveCLITests(ManagerTestCase):
     async def test_cliAgainstRealManager(self):
         """

@@ -52,6 +52,41 @@ def _addressIP(address):
     return ip
 
 
+def forwardedClient(request):
+    """
+    The client address that the proxy nearest to us says it passed the
+    request on for (the last C{X-Forwarded-For} entry, else the last
+    C{Forwarded} C{for=}, else C{X-Real-IP}): L{None} when the request
+    carries none of them, C{""} when what it carries does not parse.
+    """
+    headers = request.requestHeaders
+    values = headers.getRawHeaders(b"x-forwarded-for")
+    if values:
+        return _ipText(values[-1].split(b",")[-1])
+    values = headers.getRawHeaders(b"forwarded")
+    if values:
+        last = values[-1].split(b",")[-1]
+        for pair in last.split(b";"):
+            name, _, value = pair.strip().partition(b"=")
+            if name.lower() == b"for":
+                value = value.strip(b'"')
+                if value.startswith(b"["):
+                    value = value[1:].split(b"]", 1)[0]
+                elif value.count(b":") == 1:
+                    value = value.split(b":", 1)[0]
+                return _ipText(value)
+        return ""
+    values = headers.getRawHeaders(b"x-real-ip")
+    if values:
+        return _ipText(values[-1])
+    return None
+
+
+def _ipText(value):
+    text = value.strip().decode("latin-1")
+    return text if _isIP(text) else ""
+
+
 def hostName(value):
     """
     The host name of a C{Host} header value, lower-cased, without the port
@@ -98,7 +133,15 @@ class AccessPolicy:
         allow-list.  A Unix socket does: only local users can reach it.
         """
         ip = _addressIP(address)
-        return ip is None or any(ip in net for net in self.networks)
+        return ip is None or self.allowsIP(ip)
+
+    def allowsIP(self, ip):
+        """
+        Whether the IP address C{ip} is on the allow-list.
+        """
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.networks)
 
     def check(self, request):
         """
@@ -107,6 +150,9 @@ class AccessPolicy:
         address = request.getClientAddress()
         if not self.allowsAddress(address):
             raise Refusal(403, f"address {_addressIP(address)} is not allowed to use the manager")
+        claimed = forwardedClient(request)
+        if claimed is not None and self.token is None:
+            self._checkForwarded(request, address, claimed)
         host = hostName(request.getHeader(b"host"))
         if host is not None and host not in self.hosts and not _isIP(host):
             # A page on another site whose name was rebound to us (DNS
@@ -120,6 +166,23 @@ class AccessPolicy:
                 "a valid token is required",
                 [(b"www-authenticate", b'Basic realm="playbalancer manager"')],
             )
+
+    def _checkForwarded(self, request, address, claimed):
+        """
+        A request a proxy passed on: behind a local proxy every client
+        looks local, so without a token only a proxy the listener trusts
+        may pass on requests, and only for a client on the allow-list.
+        """
+        trusted = getattr(getattr(request.channel, "site", None), "trustedProxies", ())
+        ip = _addressIP(address)
+        if ip is None or not any(ip in net for net in trusted):
+            raise Refusal(
+                403,
+                "a request passed on by a proxy needs the manager's token_file "
+                "(or the listener's trusted_proxies to name that proxy)",
+            )
+        if not claimed or not self.allowsIP(ipaddress.ip_address(claimed)):
+            raise Refusal(403, f"forwarded client {claimed or '(unreadable)'} is not allowed to use the manager")
 
     def _presentsToken(self, request):
         expected = self.token.encode("utf-8")
