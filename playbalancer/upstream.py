@@ -324,7 +324,9 @@ class MemberPool:
         while idle:
             connection = idle.pop()
             if closedByPeer(connection):
-                self._give_up_idle(connection)
+                # Its slot is free; the caller takes it (no _next here).
+                self._forget(connection)
+                connection.transport.abortConnection()
                 continue
             connection.deadline = None
             return connection
@@ -376,9 +378,10 @@ class MemberPool:
             if waiter.deferred.called:
                 continue
             self.sweeper.unwatch(waiter)
-            if self.idle:
-                connection = self.idle.pop()
-                connection.deadline = None
+            # Peeked like any reuse: a member that closed it, or sent
+            # bytes nobody asked for, does not get this request on it.
+            connection = self.idleConnection()
+            if connection is not None:
                 waiter.deferred.callback((connection, True))
             else:
                 self._connect().chainDeferred(waiter.deferred)
@@ -400,18 +403,22 @@ class MemberPool:
 
     def discard(self, connection):
         """
-        A connection is closing: forget it and free its slot.
+        A connection is closing: forget it, and hand its slot on.
         """
-        if connection in self._all:
-            self._all.discard(connection)
-            self.open -= 1
-            if connection in self.idle:
-                self.idle.remove(connection)
+        if self._forget(connection):
             self._next()
 
-    def _give_up_idle(self, connection):
-        self.discard(connection)
-        connection.transport.abortConnection()
+    def _forget(self, connection):
+        """
+        Forget a connection and free its slot; whether it was known.
+        """
+        if connection not in self._all:
+            return False
+        self._all.discard(connection)
+        self.open -= 1
+        if connection in self.idle:
+            self.idle.remove(connection)
+        return True
 
     def close(self):
         """

@@ -29,6 +29,14 @@ class _Scripted(Protocol):
         while b"\r\n\r\n" in self.buffer:
             head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
             self.factory.heads.append(head)
+            delay = getattr(self.factory, "delay", 0)
+            if delay:
+                reactor.callLater(delay, self._answer)
+            else:
+                self._answer()
+
+    def _answer(self):
+        if self.transport.connected:
             self.transport.write(self.factory.answer)
 
     def connectionLost(self, reason):
@@ -108,6 +116,32 @@ class InteropTests(ProxyTestCase):
         self.assertTrue(self.balancer.member("app1").healthy)
         await waitUntil(lambda: factory.lost == 3, reactor)
         self.assertEqual(len(factory.connections), 3)
+
+    async def test_queuedRequestNeverGetsStrayBytes(self):
+        """
+        A request that waited for a connection (the member's limit) is not
+        sent on one where the member left bytes nobody asked for: they
+        would be read as its response.  Here the response fills one read
+        exactly and the stray bytes wait in the socket behind it.
+        """
+        from twisted.internet import defer
+
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n"
+        size = 65536 - len(head % 60000)
+        answer = head % size + b"r" * size
+        self.assertEqual(len(answer), 65536)
+        factory = self.startScripted(answer + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!")
+        factory.delay = 0.3
+        self.startBalancer([self.balancer.member("app1").url], maxConnections=1, queueLimit=4)
+        request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        first = rawExchange(reactor, self.port, request)
+        await waitUntil(lambda: len(factory.heads) == 1, reactor)
+        second = rawExchange(reactor, self.port, request)
+        answers = await defer.gatherResults([first, second])
+        for raw in answers:
+            self.assertTrue(raw.startswith(b"HTTP/1.1 200 OK\r\n"), raw[:100])
+            self.assertTrue(raw.endswith(b"r" * 100), raw[-100:])
+        self.assertEqual(len(factory.connections), 2)
 
     async def test_chunkExtensionWithWhitespace(self):
         """
