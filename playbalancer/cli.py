@@ -160,7 +160,7 @@ class ManagerClient:
         try:
             response = await self.http.request(
                 method,
-                url,
+                _ASCIIURL.from_text(url),
                 headers=headers,
                 data=data,
                 allow_redirects=False,
@@ -572,6 +572,17 @@ def readToken(path):
         raise CommandError(f"--token-file: {e}")
 
 
+class _ASCIIURL(URL):
+    """
+    A URL already in ASCII, passed to treq as it is: hyperlink's
+    C{to_uri()} runs an IPv6 literal host (C{[::1]}) through IDNA, which
+    refuses it.
+    """
+
+    def to_uri(self):
+        return self
+
+
 def checkManagerURL(value):
     try:
         url = URL.from_text(value)
@@ -579,7 +590,42 @@ def checkManagerURL(value):
         url = None
     if url is None or url.scheme not in ("http", "https") or not url.host:
         raise CommandError(f"--manager: expected an http:// or https:// URL, got {value!r}")
+    try:
+        value.encode("ascii")
+    except UnicodeEncodeError:
+        raise CommandError(f"--manager: expected an ASCII URL, got {value!r}")
     return value
+
+
+def tokenWarnings(managerURL, tokenFile):
+    """
+    What to tell the user before sending the token: it goes in clear to a
+    manager that is not on this machine, or its file is readable by others.
+    """
+    from playbalancer.tokens import exposure
+
+    warnings = []
+    url = URL.from_text(managerURL)
+    if url.scheme == "http" and not _isLoopback(url.host):
+        warnings.append(
+            f"the token is sent in clear over http:// to {url.host}; use https:// "
+            "or reach the manager over a loopback address or an SSH tunnel"
+        )
+    problem = exposure(tokenFile)
+    if problem is not None:
+        warnings.append(f"--token-file: {problem}")
+    return warnings
+
+
+def _isLoopback(host):
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parseArguments(argv, environ, out=None):
@@ -597,6 +643,7 @@ def parseArguments(argv, environ, out=None):
     )
     tokenFile = options.token_file or environ.get(TOKEN_FILE_ENV)
     options.token = readToken(tokenFile) if tokenFile else None
+    options.warnings = tokenWarnings(options.manager, tokenFile) if tokenFile else []
     return options
 
 
@@ -622,6 +669,8 @@ async def run(reactor, argv, stdout=None, stderr=None, environ=None, http=None):
 
             pool = HTTPConnectionPool(reactor)
             http = HTTPClient(Agent(reactor, pool=pool))
+        for warning in options.warnings:
+            stderr.write(f"playbalancer: warning: {warning}\n")
         client = ManagerClient(http, options.manager, options.token, reactor)
         await options.run(client, options, stdout, reactor)
     except CommandError as e:

@@ -157,10 +157,16 @@ def readToken(path):
     """
     The token in the file at C{path}, stripped; never empty.
     """
+    from playbalancer.tokens import exposure
+
     try:
-        return readTokenFile(path)
+        token = readTokenFile(path)
     except ValueError as e:
         _fail(f"manager.token_file: {e}")
+    problem = exposure(path)
+    if problem is not None:
+        _log.warn("manager.token_file: {problem}", problem=problem)
+    return token
 
 
 def makeManager(config, balancers, reactor, listeners=()):

@@ -6,6 +6,23 @@ C{playbalancer} command alike.
 from __future__ import annotations
 
 
+def exposure(path):
+    """
+    What is wrong with who may read the token file at C{path}, or L{None}:
+    a secret that group or others may read is not one.
+    """
+    import os
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # reading it says why
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return f"{path} may be read by group or others (mode {stat.S_IMODE(mode):o}): chmod 600 it"
+    return None
+
+
 def readTokenFile(path):
     """
     The token in the file at C{path}, stripped; never empty.

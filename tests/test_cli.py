@@ -254,10 +254,11 @@ class CLITestCase(TestCase):
         self.assertTrue(err.startswith("playbalancer: "), err)
         return err.strip()
 
-    def tokenFile(self, text):
+    def tokenFile(self, text, mode=0o600):
         path = os.path.abspath(self.mktemp())
         with open(path, "w") as f:
             f.write(text)
+        os.chmod(path, mode)
         return path
 
     def changes(self):
@@ -265,6 +266,43 @@ class CLITestCase(TestCase):
         The requests that were not status polls.
         """
         return [(s["method"], s["path"], s["body"]) for s in self.manager.seen if s["method"] != "GET"]
+
+
+class TokenSafetyTests(CLITestCase):
+    """
+    The command warns before it sends the token where it may be read.
+    """
+
+    async def test_readableTokenFile(self):
+        self.manager.token = "s3cret"
+        path = self.tokenFile("s3cret\n", mode=0o644)
+        code, out, err = await self.command("status", "--token-file", path)
+        self.assertEqual(code, 0)
+        self.assertIn("playbalancer: warning: --token-file:", err)
+        self.assertIn("chmod 600", err)
+
+    def test_clearTextToAnotherHost(self):
+        path = self.tokenFile("s3cret\n")
+        warnings = cli.tokenWarnings("http://10.0.0.5:8081", path)
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("in clear over http:// to 10.0.0.5", warnings[0])
+        for quiet in ["http://127.0.0.1:8081", "http://[::1]:8081", "http://localhost:1",
+                      "https://10.0.0.5:8443"]:
+            self.assertEqual(cli.tokenWarnings(quiet, path), [], quiet)
+
+    async def test_ipv6Manager(self):
+        """
+        C{--manager http://[::1]:PORT} works (hyperlink refused the IPv6
+        literal on its way through IDNA).
+        """
+        fake = FakeManager(None)
+        factory = WrappingFactory(Site(fake))
+        port = reactor.listenTCP(0, factory, interface="::1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(lambda: closeAll(factory, reactor))
+        self.manager = fake
+        out = await self.runOK("status", manager=f"http://[::1]:{port.getHost().port}")
+        self.assertIn("app1", out)
 
 
 class StatusTests(CLITestCase):
