@@ -229,13 +229,15 @@ class Exchange:
 
     def start(self):
         """
-        Pick a member and send the request, or, for a small body of known
-        length, first read the whole body (as nginx buffers request
-        bodies): a client that sends slowly then holds no member
-        connection, and the request can be sent again if a member fails.
+        Pick a member and send the request, or, for a body of at most
+        L{REPLAY_LIMIT} bytes (or a chunked one, until it passes that),
+        first read the whole body (as nginx buffers request bodies): a
+        client that sends slowly then holds no member connection, a body
+        that turns out malformed or too large reaches no member at all,
+        and the request can be sent again if a member fails.
         """
         length = self.request.length
-        if length is not None and 0 < length <= REPLAY_LIMIT:
+        if length is None or 0 < length <= REPLAY_LIMIT:
             self.buffering = True
             if self.request.expectContinue:
                 self._sendContinue()
@@ -252,12 +254,19 @@ class Exchange:
         else:
             framed = data
         self._sendBody(framed)
+        if self.buffering and self.pendingBytes > REPLAY_LIMIT:
+            # A chunked body longer than we keep: stream the rest.
+            self.buffering = False
+            self._attempt()
 
     def bodyEnd(self):
         """
         The whole request body arrived.
         """
         self.bodyDone = True
+        if self.request.length is None:
+            # The last chunk goes the way of the others, kept for a replay.
+            self._sendBody(b"0\r\n\r\n")
         if self.buffering:
             self.buffering = False
             if not self.done:
@@ -267,11 +276,8 @@ class Exchange:
         if self.responseHead is not None:
             return  # answered early: the member got what it needed
         if connection is None or self.pending is not None:
-            if self.request.length is None:
-                self.pendingBody.append(b"0\r\n\r\n")
             return
-        last = b"0\r\n\r\n" if self.request.length is None else b""
-        self._bodySent(connection, last)
+        self._bodySent(connection)
 
     def _sendBody(self, framed):
         connection = self.connection
@@ -295,8 +301,8 @@ class Exchange:
             else:
                 self.sentBody.append(framed)
 
-    def _bodySent(self, connection, last=b""):
-        connection.endBody(last)
+    def _bodySent(self, connection):
+        connection.endBody()
         if self.request.length != 0:
             stopPausing(connection.transport, self.uploadPauser)
             self.uploadPauser = None

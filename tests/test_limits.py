@@ -105,6 +105,103 @@ class BufferedBodyTests(ProxyTestCase):
         await talk.close()
 
 
+class BufferedChunkedBodyTests(ProxyTestCase):
+    """
+    Chunked request bodies are read whole before a member is chosen, like
+    bodies of known length, until they pass 64 KiB.  The pool is warm in
+    these tests: an idle member connection would take a request head at
+    once.
+    """
+
+    async def warm(self, client=None):
+        response = await self.client().get(self.base + "/")
+        await response.content()
+        pool = self.pools.forMember(self.balancer.member("app1"))
+        await waitUntil(lambda: len(pool.idle) == 1, reactor)
+        return pool
+
+    async def test_slowChunkedBodyHoldsNoMember(self):
+        member = FaultMember(reactor, "ok", name="app1").start()
+        self.addCleanup(member.stop)
+        self.startBalancer([member.url])
+        pool = await self.warm()
+        talk = await RawConversation.open(reactor, self.port)
+        talk.send(b"POST /x HTTP/1.1\r\nHost: front\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        await waitUntil(lambda: any(c.exchange for c in self.front.connections), reactor)
+        self.assertEqual((len(pool.idle), member.requests), (1, 1))
+        talk.send(b"7\r\ndefghij\r\n0\r\n\r\n")
+        await talk.waitFor(b"app1\n")
+        self.assertEqual(member.requests, 2)
+        await talk.close()
+
+    async def test_malformedChunkReachesNoMember(self):
+        """
+        A bad chunk size (C{+5}, C{-5}) gets 400, and the member sees
+        nothing at all: no head, no connection.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        pool = await self.warm()
+        for size in [b"+5", b"-5", b"5x"]:
+            raw = await rawExchange(
+                reactor,
+                self.port,
+                b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + size + b"\r\nhello\r\n0\r\n\r\n",
+            )
+            self.assertTrue(raw.startswith(b"HTTP/1.1 400 "), raw)
+        # The idle member connection was never handed a head.
+        self.assertEqual(([r.uri for r in a.seen], a.connections, len(pool.idle)), ([b"/"], 1, 1))
+
+    async def test_overMaxBodyReachesNoMember(self):
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url], maxBody=10)
+        pool = await self.warm()
+        raw = await rawExchange(
+            reactor,
+            self.port,
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n",
+        )
+        self.assertTrue(raw.startswith(b"HTTP/1.1 413 "), raw)
+        self.assertEqual(([r.uri for r in a.seen], a.connections, len(pool.idle)), ([b"/"], 1, 1))
+
+    async def test_largeChunkedBodyStreams(self):
+        """
+        Past 64 KiB a chunked body streams to the member, whole.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        chunk = b"z" * 50000
+        body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(8)) + b"0\r\n\r\n"
+        raw = await rawExchange(
+            reactor,
+            self.port,
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            + body,
+        )
+        self.assertTrue(raw.startswith(b"HTTP/1.1 200 "), raw[:200])
+        self.assertIn(b'"body_length": 400000', raw)
+
+    async def test_chunkedRetriedWhole(self):
+        """
+        An idempotent chunked request whose first member broke off before
+        answering is sent again, last chunk included.
+        """
+        broken = FaultMember(reactor, "reset", name="app1").start()
+        self.addCleanup(broken.stop)
+        (b,) = self.startMembers("app2")
+        self.startBalancer([broken.url, b.url], scheduler="standby")
+        raw = await rawExchange(
+            reactor,
+            self.port,
+            b"PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        )
+        self.assertTrue(raw.startswith(b"HTTP/1.1 200 "), raw[:300])
+        self.assertIn(b'"body_sample": "hello world"', raw)
+
+
 class ConnectionLimitTests(ProxyTestCase):
     async def test_overTheLimitClosedAtOnce(self):
         """
