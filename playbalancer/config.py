@@ -106,6 +106,7 @@ class ListenConfig:
     bodyDeadline: float = 0.0
     tunnelIdleTimeout: float = 3600.0
     sendTimeout: float = 60.0
+    bufferSize: int = 16384
     underscoresInHeaders: bool = False
     maxConnections: int = 10000
     maxRequestLine: int = 8192
@@ -442,6 +443,7 @@ def _listener(data, path):
         bodyDeadline=table.get("body_deadline", _seconds, 0.0),
         tunnelIdleTimeout=table.get("tunnel_idle_timeout", _seconds, 3600.0),
         sendTimeout=table.get("send_timeout", _seconds, 60.0),
+        bufferSize=table.get("buffer_size", _atLeast(1024), 16384),
         underscoresInHeaders=table.get("underscores_in_headers", _bool, False),
         maxConnections=table.get("max_connections", _count, 10000),
         maxRequestLine=table.get("max_request_line", _atLeast(256), 8192),

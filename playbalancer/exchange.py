@@ -15,7 +15,7 @@ from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 
 from playbalancer.failures import describe
-from playbalancer.flow import pauses, stopPausing
+from playbalancer.flow import BUFFER_SIZE, holdIfFull, keepsUp, pauses, stopPausing
 from playbalancer.headers import (
     LocationRewriter,
     requestHeadersForMember,
@@ -119,6 +119,7 @@ class HTTPProxy:
         timeout=60.0,
         trustedProxies=(),
         underscoresInHeaders=False,
+        bufferSize=BUFFER_SIZE,
     ):
         self.balancer = balancer
         self.pools = pools
@@ -128,6 +129,9 @@ class HTTPProxy:
         self.timeout = timeout
         self.trustedProxies = tuple(trustedProxies)
         self.underscoresInHeaders = underscoresInHeaders
+        #: Bytes that may wait for a slow client (or member) before the
+        #: other side is paused.
+        self.bufferSize = bufferSize
         self._rewriter = None
         self._trusted = {}
         self._idPrefix = os.urandom(6).hex().encode("ascii") + b"-"
@@ -290,7 +294,21 @@ class Exchange:
                 self.front.pauseReading()
             return
         connection.writeBody(framed)
+        holdIfFull(connection.transport, self.proxy.bufferSize)
         self._keep(framed)
+
+    def clientKeepsUp(self):
+        """
+        Whether the client takes the response as fast as it comes.
+        """
+        return keepsUp(self.front.transport)
+
+    def memberKeepsUp(self):
+        """
+        Whether the member takes the request body as fast as it comes.
+        """
+        connection = self.connection
+        return connection is None or keepsUp(connection.transport)
 
     def _keep(self, framed):
         if self.replayable:
@@ -597,17 +615,20 @@ class Exchange:
         """
         self.bytesIn += len(data)
         held = self.heldHead
+        transport = self.front.transport
         if self.chunkedOut:
             parts = [b"%x\r\n" % len(data), data, b"\r\n"]
             if held is not None:
                 self.heldHead = None
                 parts.insert(0, held)
-            sendSequenceNow(self.front.transport, parts)
+            queued = sendSequenceNow(transport, parts)
         elif held is not None:
             self.heldHead = None
-            sendSequenceNow(self.front.transport, [held, data])
+            queued = sendSequenceNow(transport, [held, data])
         else:
-            sendNow(self.front.transport, data)
+            queued = sendNow(transport, data)
+        if queued:
+            holdIfFull(transport, self.proxy.bufferSize)
         if not self.tunnel:
             self.connection.deadline = self.proxy.sweeper.now + self.proxy.timeout
         else:

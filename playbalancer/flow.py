@@ -14,7 +14,35 @@ from zope.interface import implementer
 
 from twisted.internet.interfaces import IPushProducer
 
-from playbalancer.rawsocket import unsentBytes
+from playbalancer.rawsocket import holdProducerUntilDrained, kernelUnsent, unsentBytes
+
+#: Bytes that may wait in this process for one peer that reads slowly
+#: before the other side is paused (HAProxy's C{tune.bufsize} default).
+BUFFER_SIZE = 16384
+
+
+def holdIfFull(transport, limit):
+    """
+    After bytes were queued on C{transport}: pause what feeds it once more
+    than C{limit} wait, until they have gone out.
+    """
+    if unsentBytes(transport) > limit:
+        holdProducerUntilDrained(transport)
+
+
+#: Bytes in a socket's kernel send queue above which its peer counts as
+#: not keeping up (a peer that reads as fast as it gets keeps it low).
+KERNEL_LAG = 262144
+
+
+def keepsUp(transport):
+    """
+    Whether C{transport}'s peer takes what we send as fast as it comes:
+    nothing waits for it in this process, and little in the kernel.
+    """
+    if transport is None:
+        return True
+    return not unsentBytes(transport) and kernelUnsent(transport) < KERNEL_LAG
 
 
 @implementer(IPushProducer)

@@ -123,7 +123,7 @@ class FrontConnection(Protocol):
     # Reading
 
     def dataReceived(self, data):
-        followReads(self.transport, len(data))
+        followReads(self.transport, len(data), self._memberKeepsUp)
         state = self.state
         if state == _BODY and not self.buffer:
             self._feedBody(data)
@@ -147,6 +147,10 @@ class FrontConnection(Protocol):
             self.buffer = self.buffer + data if self.buffer else data
         if not self._processing:
             self._process()
+
+    def _memberKeepsUp(self):
+        exchange = self.exchange
+        return exchange is None or exchange.memberKeepsUp()
 
     def _process(self):
         self._processing = True

@@ -14,6 +14,17 @@ unchanged, and answers L{None} for anything else.
 
 from __future__ import annotations
 
+import struct
+
+try:
+    import fcntl
+    import termios
+
+    _OUTQ = termios.TIOCOUTQ  # the same number as SIOCOUTQ on Linux
+except (ImportError, AttributeError):  # not a Unix with it
+    fcntl = None
+    _OUTQ = None
+
 from twisted.internet.interfaces import INegotiated
 from twisted.internet.tcp import Connection
 from twisted.protocols.policies import ProtocolWrapper
@@ -75,6 +86,50 @@ def closeWriting(transport):
         transport.loseWriteConnection()
     else:
         closeWhenSent(transport)
+
+
+def holdProducerUntilDrained(transport):
+    """
+    Pause the producer registered on C{transport} now, before Twisted's own
+    mark (its read size, up to 256 KiB here) is reached; Twisted resumes it
+    once the write buffer has drained, as when it paused it itself.  Only
+    on a plain socket transport (TLS keeps Twisted's mark).
+
+    @return: whether it was paused here.
+    """
+    transport = socketTransport(transport)
+    if transport is None or transport.producer is None or transport.producerPaused:
+        return False
+    if not transport.streamingProducer:
+        return False
+    transport.producerPaused = True
+    transport.producer.pauseProducing()
+    return True
+
+
+def _socketUnder(transport):
+    """
+    The socket transport under any wrappers, TLS included, or L{None}.
+    """
+    while isinstance(transport, ProtocolWrapper):
+        transport = transport.transport
+    return transport if isinstance(transport, Connection) else None
+
+
+def kernelUnsent(transport):
+    """
+    Bytes in the kernel's send queue of C{transport}'s socket (sent but
+    not yet acknowledged, or not yet sent): Linux's C{SIOCOUTQ}.  0 where
+    that cannot be read.
+    """
+    connection = _socketUnder(transport)
+    if connection is None or _OUTQ is None:
+        return 0
+    try:
+        answer = fcntl.ioctl(connection.fileno(), _OUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return 0
+    return struct.unpack("i", answer)[0]
 
 
 def unsentBytes(transport):

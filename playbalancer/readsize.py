@@ -22,17 +22,40 @@ SMALL = 65536
 #: The read size of a connection moving bulk data.
 LARGE = 262144
 
+#: A member connection's read size at the start of each response: what
+#: one read can put in a slow client's buffer before it is paused.
+FIRST = 16384
 
-def followReads(transport, received):
+
+def followReads(transport, received, keepsUp=None):
     """
     Adjust C{transport}'s read size after a read of C{received} bytes.
+
+    @param keepsUp: L{None}, or a callable saying whether the other side
+        of a relay keeps up with what these reads bring.  While it does
+        not, reads stay at L{FIRST} bytes, so that one read cannot put
+        much into a slow peer's buffer.  (Asked only of reads of
+        L{FIRST} bytes or more.)
     """
     transport = socketTransport(transport)
     if transport is None:
         return  # TLS, or not a socket
     size = transport.bufferSize
+    if keepsUp is not None and received >= FIRST and not keepsUp():
+        transport.bufferSize = FIRST
+        return
     if received >= size:
         if size < LARGE:
             transport.bufferSize = LARGE
     elif received < SMALL and size > SMALL:
         transport.bufferSize = SMALL
+
+
+def startSmall(transport):
+    """
+    Read L{FIRST} bytes at a time from now on, until the reads show bulk
+    data to a peer that keeps up.
+    """
+    transport = socketTransport(transport)
+    if transport is not None:
+        transport.bufferSize = FIRST

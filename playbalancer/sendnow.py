@@ -36,37 +36,45 @@ def _idleSocket(transport):
 def sendNow(transport, data):
     """
     Write C{data} to C{transport}, sending it at once if it can.
+
+    @return: whether some of it waits in the transport's buffer (always,
+        when it could not be sent at once).
     """
     sock = _idleSocket(transport)
     if sock is None:
         transport.write(data)
-        return
+        return True
     try:
         sent = sock.send(data)
     except OSError:
         sent = 0  # EAGAIN, or a broken connection that write() will report
     if sent < len(data):
         transport.write(data[sent:] if sent else data)
+        return True
+    return False
 
 
 def sendSequenceNow(transport, parts):
     """
     Write the byte strings C{parts}, in order, to C{transport}: at once, in
     one system call without joining them, if it can.
+
+    @return: whether some of them wait in the transport's buffer.
     """
     sock = _idleSocket(transport)
     if sock is None:
         transport.writeSequence(parts)
-        return
+        return True
     try:
         sent = sock.sendmsg(parts)
     except OSError:
         sent = 0
     if sent == 0:
         transport.writeSequence(parts)
-        return
+        return True
     for index, part in enumerate(parts):
         if sent < len(part):
             transport.writeSequence([part[sent:], *parts[index + 1 :]])
-            return
+            return True
         sent -= len(part)
+    return False

@@ -360,6 +360,7 @@ def buildFronts(config, balancers, reactor, top, manager=None):
                 sendTimeout=listener.sendTimeout,
                 idleTimeout=listener.tunnelIdleTimeout,
                 maxConnections=listener.maxConnections,
+                bufferSize=listener.bufferSize,
             )
         else:
             proxy = HTTPProxy(
@@ -372,6 +373,7 @@ def buildFronts(config, balancers, reactor, top, manager=None):
                     ipaddress.ip_network(n, strict=False) for n in listener.trustedProxies
                 ],
                 underscoresInHeaders=listener.underscoresInHeaders,
+                bufferSize=listener.bufferSize,
             )
             mount = None
             if listener.managerPath:

@@ -14,7 +14,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from playbalancer.failures import describe
-from playbalancer.flow import SendDeadline, pauses
+from playbalancer.flow import BUFFER_SIZE, SendDeadline, holdIfFull, keepsUp, pauses
 from playbalancer.front import Rejected
 from playbalancer.proxyline import ProxyHeaderError, parseProxyHeader
 from playbalancer.rawsocket import closeWhenSent, closeWriting, setSendLimit
@@ -66,8 +66,9 @@ class _MemberSide(Protocol):
         relay = self.relay
         relay.received += len(data)
         relay.active()
-        followReads(self.transport, len(data))
-        sendNow(self.relay.transport, data)
+        followReads(self.transport, len(data), relay.clientKeepsUp)
+        if sendNow(relay.transport, data):
+            holdIfFull(relay.transport, relay.front.bufferSize)
 
     def readConnectionLost(self):
         # The member is done sending: so are we, towards the client.  Once
@@ -212,11 +213,19 @@ class TCPRelay(Protocol):
             return
         self.sent += len(data)
         self.active()
-        followReads(self.transport, len(data))
-        if self.memberSide is not None:
-            sendNow(self.memberSide.transport, data)
+        memberSide = self.memberSide
+        followReads(self.transport, len(data), self.memberKeepsUp)
+        if memberSide is not None:
+            if sendNow(memberSide.transport, data):
+                holdIfFull(memberSide.transport, self.front.bufferSize)
         else:
             self.early.append(data)
+
+    def clientKeepsUp(self):
+        return keepsUp(self.transport)
+
+    def memberKeepsUp(self):
+        return self.memberSide is None or keepsUp(self.memberSide.transport)
 
     def readConnectionLost(self):
         self.clientDone = True
@@ -295,6 +304,8 @@ class TCPFrontFactory(Factory):
         closed (HAProxy's C{timeout tunnel}); 0: never.
     @param maxConnections: client connections open at once; beyond it new
         ones are closed at once (and counted as C{rejected}); 0: no limit.
+    @param bufferSize: bytes that may wait for a slow side before the other
+        is paused.
     """
 
     noisy = False
@@ -309,8 +320,10 @@ class TCPFrontFactory(Factory):
         sendTimeout=60.0,
         idleTimeout=3600.0,
         maxConnections=0,
+        bufferSize=BUFFER_SIZE,
     ):
         self.balancer = balancer
+        self.bufferSize = bufferSize
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
         self.rejected = 0

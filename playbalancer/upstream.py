@@ -15,7 +15,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from playbalancer.chunked import ChunkedDecoder, LengthCounter
-from playbalancer.readsize import followReads
+from playbalancer.readsize import followReads, startSmall
 from playbalancer.sendnow import sendNow
 from playbalancer.wire import HTTPError, findBareLF, parseResponseHead
 
@@ -76,7 +76,12 @@ class MemberConnection(Protocol):
         self.state = _HEAD
         self._sentAll = not withBody
         self.deadline = None
+        startSmall(self.transport)
         sendNow(self.transport, head)
+
+    def _clientKeepsUp(self):
+        exchange = self.exchange
+        return exchange is None or exchange.clientKeepsUp()
 
     def writeBody(self, data):
         self.transport.write(data)
@@ -95,7 +100,7 @@ class MemberConnection(Protocol):
     # Receiving
 
     def dataReceived(self, data):
-        followReads(self.transport, len(data))
+        followReads(self.transport, len(data), self._clientKeepsUp)
         state = self.state
         if state == _BODY:
             self._feed(data)
