@@ -184,6 +184,58 @@ cache_file = "{self.cacheFile(name)}"
         self.assertEqual(await waiting, 0, err.getvalue())
         self.assertIn("drained", out.getvalue())
 
+    async def test_badRecordsSkipped(self):
+        """
+        Records the API would refuse, written straight into etcd, are
+        skipped with a log line naming the key: both nodes keep following
+        (a later drain still reaches them), serve requests, and answer
+        C{/api/status}; a restarted node comes up too (#14 item 7).
+        """
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        from playbalancer.cluster.etcd import EtcdStore
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        store = EtcdStore(self.etcd.endpoints, self.http, reactor)
+        prefix = f"/playbalancer/v1/{self.tier}/".encode()
+        bad = {
+            b"admin/web/app1": b'{"weight": -1}',
+            b"admin/web/app3": b'{"url": 5}',
+            b"admin/web/app\xff": b'{"admin": "drain"}',
+            b"admin/web/app4": json.dumps({"url": self.members[0].url, "weight": "x"}).encode(),
+            b"nodes/lb9": b'{"inflight": 5}',
+        }
+        for key, value in bad.items():
+            await store.put(prefix + key, value)
+        await self.waitFor(
+            lambda: len([e for e in events if "skipping the record" in formatEvent(e)]) >= 2 * len(bad)
+        )
+        logged = " ".join(formatEvent(e) for e in events)
+        for key in ("admin/web/app1:", "admin/web/app3:", "admin/web/app\\xff:", "admin/web/app4:", "nodes/lb9:"):
+            self.assertIn(self.tier + "/" + key, logged)
+        self.assertNotIn("follower stopped", logged)
+        for name in ("lb1", "lb2"):
+            node = self.nodes[name]
+            self.assertFalse(node["cluster"].degraded)
+            self.assertIsNone(node["balancer"].member("app4"))
+            self.assertEqual(node["balancer"].member("app1").configuredWeight, 1)
+            for _ in range(4):
+                response = await self.get(name)
+                self.assertEqual(response.code, 200)
+            response = await self.http.get(node["manager"] + "/api/status")
+            body = await treq.content(response)
+            self.assertEqual(response.code, 200, body)
+        code, answer = await self.admin("lb1", "app1", {"admin": "drain"})
+        self.assertEqual(code, 200, answer)
+        await self.waitFor(lambda: self.admin2("lb2", "app1") == "drain")
+        ports = self.nodes["lb2"]["ports"]
+        await self.stopNode("lb2")
+        node = await self.startNode("lb2", ports)
+        self.assertFalse(node["cluster"].degraded)
+        self.assertEqual(node["balancer"].member("app1").admin, "drain")
+
     async def test_restartedNodeComesUpDrained(self):
         await self.admin("lb1", "app1", {"admin": "drain"})
         await self.waitFor(lambda: self.admin2("lb2", "app1") == "drain")

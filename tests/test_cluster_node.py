@@ -6,9 +6,11 @@ does with records, errors and a compacted revision.
 from __future__ import annotations
 
 import json
+import os
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
@@ -19,6 +21,7 @@ from playbalancer.cluster.node import ClusterNode
 from playbalancer.schedulers import RoundRobinScheduler
 
 PREFIX = b"/playbalancer/v1/web/admin/b/"
+NODES = b"/playbalancer/v1/web/nodes/"
 
 
 @implementer(IStateStore)
@@ -32,6 +35,8 @@ class FakeStore:
         self.watches = list(watches)
         self.ranges = 0
         self.open = []
+        self.onEvents = None
+        self.written = []
 
     async def range(self, prefix):
         self.ranges += 1
@@ -42,9 +47,26 @@ class FakeStore:
         ending = self.watches.pop(0) if self.watches else None
         if ending is not None:
             raise ending
+        self.onEvents = onEvents
         d = Deferred()
         self.open.append(d)
         await d
+
+    def send(self, key, value, revision=20):
+        """
+        Deliver one change to the open watch.
+        """
+        self.onEvents(revision, [(key, value, revision)])
+
+    async def get(self, key):
+        value = self.records.get(key)
+        return value, (1 if value is not None else 0)
+
+    async def compareAndSet(self, key, value, modRevision):
+        self.records[key] = value
+        self.written.append((key, value))
+        self.send(key, value, 30)
+        return 30
 
     def stopWatching(self):
         for d in self.open:
@@ -117,3 +139,204 @@ class ClusterNodeTests(TestCase):
         self.start(store)
         self.assertEqual([m.admin for m in self.balancer.members], ["enabled", "enabled"])
         self.assertEqual([m.configuredWeight for m in self.balancer.members], [1, 1])
+
+
+class BadRecordTests(TestCase):
+    """
+    A record that does not pass the API's checks is skipped with a log
+    line naming its key; the node keeps following (#14 item 7).
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.balancer = Balancer(
+            "b", RoundRobinScheduler(), [Member("m1", "http://127.0.0.1:1"), Member("m2", "http://127.0.0.1:2")], self.clock
+        )
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def start(self, records, **kwargs):
+        store = FakeStore(records, [])
+        node = ClusterNode(store, {"b": self.balancer}, "web", "lb1", self.clock, startupTimeout=5, **kwargs)
+        node.startService()
+        self.addCleanup(node.stopService)
+        return store, node
+
+    def logged(self):
+        return [formatEvent(e) for e in self.events]
+
+    def assertSkipped(self, text):
+        lines = [line for line in self.logged() if "skipping" in line and text in line]
+        self.assertTrue(lines, self.logged())
+
+    def assertFollowing(self, store, node):
+        """
+        The watch is open and a later good record still applies.
+        """
+        self.assertFalse(node.degraded, node.reason)
+        self.assertEqual(store.ranges, 1)
+        store.send(PREFIX + b"m2", json.dumps({"admin": "drain", "who": "t"}).encode())
+        self.assertEqual(self.balancer.member("m2").admin, "drain")
+        self.assertNotIn("cluster follower stopped", " ".join(self.logged()))
+
+    def test_negativeWeight(self):
+        store, node = self.start({PREFIX + b"m1": b'{"weight": -1}'})
+        self.assertEqual(self.balancer.member("m1").configuredWeight, 1)
+        self.assertSkipped("/playbalancer/v1/web/admin/b/m1")
+        self.assertFollowing(store, node)
+
+    def test_negativeWeightInAnEvent(self):
+        store, node = self.start({})
+        store.send(PREFIX + b"m1", b'{"weight": -1}')
+        self.assertEqual(self.balancer.member("m1").configuredWeight, 1)
+        self.assertSkipped("/playbalancer/v1/web/admin/b/m1")
+        self.assertFollowing(store, node)
+
+    def test_urlNotAString(self):
+        store, node = self.start({PREFIX + b"m3": b'{"url": 5}'})
+        self.assertIsNone(self.balancer.member("m3"))
+        self.assertSkipped("/playbalancer/v1/web/admin/b/m3")
+        self.assertFollowing(store, node)
+
+    def test_urlWithLineBreak(self):
+        store, node = self.start({})
+        store.send(PREFIX + b"m3", json.dumps({"url": "http://127.0.0.1:3/ HTTP/1.1\r\nX: y"}).encode())
+        self.assertIsNone(self.balancer.member("m3"))
+        self.assertSkipped("admin/b/m3")
+        self.assertFollowing(store, node)
+
+    def test_keyNotUTF8(self):
+        store, node = self.start({PREFIX + b"m\xff": b'{"admin": "drain"}'})
+        self.assertSkipped("admin/b/m\\xff")
+        self.assertFollowing(store, node)
+        store.send(PREFIX + b"\xfe", None)
+        store.send(NODES + b"\xfe", b'{"revision": 1, "inflight": {}}')
+        store.send(NODES + b"\xfe", None)
+        self.assertFollowing(store, node)
+
+    def test_badMemberName(self):
+        store, node = self.start({PREFIX + b"m 1": b'{"admin": "drain"}'})
+        self.assertSkipped("admin/b/m 1")
+        self.assertFollowing(store, node)
+
+    def test_addedMemberWithBadWeight(self):
+        """
+        A member record with C{"weight": "x"} adds nothing: requests are
+        still picked.
+        """
+        store, node = self.start({PREFIX + b"m3": json.dumps({"url": "http://127.0.0.1:3", "weight": "x"}).encode()})
+        self.assertIsNone(self.balancer.member("m3"))
+        self.assertSkipped("admin/b/m3")
+        for _ in range(4):
+            self.assertIn(self.balancer.pick(None).name, ("m1", "m2"))
+        self.assertFollowing(store, node)
+
+    def test_badFieldsKeepTheLastGoodRecord(self):
+        store, node = self.start({PREFIX + b"m1": b'{"admin": "drain", "weight": 3}'})
+        store.send(PREFIX + b"m1", b'{"admin": "off", "weight": 5}')
+        store.send(PREFIX + b"m1", b'{"admin": "enabled", "standby": "yes"}')
+        store.send(PREFIX + b"m1", b'{"admin": "enabled", "removed": 1}')
+        store.send(PREFIX + b"m1", b'{"admin": "enabled", "who": 7}')
+        store.send(PREFIX + b"m1", b'[1]')
+        store.send(PREFIX + b"m1", b'\xff')
+        member = self.balancer.member("m1")
+        self.assertEqual((member.admin, member.configuredWeight, member.standby), ("drain", 3, False))
+        self.assertEqual(len([line for line in self.logged() if "skipping" in line]), 6)
+        self.assertFollowing(store, node)
+
+    def test_nodeStatusInflightNotTable(self):
+        """
+        A node record with C{"inflight": 5} is skipped: the summary and
+        the tier state (what C{/api/status} shows) still work.
+        """
+        store, node = self.start({NODES + b"lb2": b'{"revision": 3, "inflight": 5}'})
+        self.assertSkipped("nodes/lb2")
+        store.send(NODES + b"lb3", b'{"revision": 3, "inflight": {"b/m1": "x"}}')
+        store.send(NODES + b"lb4", b'{"revision": "3", "inflight": {}}')
+        store.send(NODES + b"lb5", b'"x"')
+        self.assertSkipped("nodes/lb5")
+        self.assertEqual([n["name"] for n in node.summary()["nodes"]], ["lb1"])
+        self.assertEqual(node.tierState("b", "m1")["nodes"], ["lb1"])
+        store.send(NODES + b"lb2", b'{"revision": 30, "inflight": {"b/m1": 2}, "at": 1.5}')
+        self.assertEqual(node.tierState("b", "m1")["inflight"], 2)
+        self.assertFollowing(store, node)
+
+    def test_writeOverABadRecord(self):
+        """
+        An admin change replaces a bad stored record (from the member's
+        state) rather than failing on it.
+        """
+        store, node = self.start({PREFIX + b"m1": b'{"weight": "x"}'})
+        revision = self.successResultOf(ensureDeferred(node.write("b", "m1", {"admin": "drain"}, "t")))
+        self.assertEqual(revision, 30)
+        written = json.loads(store.written[-1][1])
+        self.assertEqual(written, {"admin": "drain", "standby": False, "weight": 1, "who": "t"})
+        self.assertEqual(self.balancer.member("m1").admin, "drain")
+
+    def test_badCachedRecordsSkipped(self):
+        """
+        Records read from the cache file pass the same checks.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            json.dump(
+                {
+                    "revision": 5,
+                    "records": {
+                        "/playbalancer/v1/web/admin/b/m1": {"weight": -1},
+                        "/playbalancer/v1/web/admin/b/m2": {"admin": "drain"},
+                        "/playbalancer/v1/web/admin/b/m3": {"url": 5},
+                    },
+                },
+                f,
+            )
+        store = FakeStore({}, [StoreError("down")] * 100)
+        store.range = lambda prefix: Deferred()  # never answers
+        node = ClusterNode(store, {"b": self.balancer}, "web", "lb1", self.clock, cachePath=path, startupTimeout=1)
+        node.startService()
+        self.addCleanup(node.stopService)
+        self.clock.advance(1)
+        self.assertTrue(node.ready.called)
+        self.assertEqual(self.balancer.member("m2").admin, "drain")
+        self.assertEqual(self.balancer.member("m1").configuredWeight, 1)
+        self.assertIsNone(self.balancer.member("m3"))
+        self.assertSkipped("admin/b/m1")
+        self.assertSkipped("admin/b/m3")
+
+    def test_cacheNotASnapshot(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write('{"revision": "x", "records": []}')
+        store = FakeStore({}, [])
+        store.range = lambda prefix: Deferred()  # never answers
+        node = ClusterNode(store, {"b": self.balancer}, "web", "lb1", self.clock, cachePath=path, startupTimeout=1)
+        node.startService()
+        self.addCleanup(node.stopService)
+        self.clock.advance(1)
+        self.assertTrue(node.ready.called)
+        self.assertIn("not a snapshot", " ".join(self.logged()))
+
+    def test_unexpectedErrorKeepsFollowing(self):
+        """
+        An answer the follower did not expect degrades the node and it
+        reads everything again, rather than stopping for good.
+        """
+        store = FakeStore({PREFIX + b"m1": b'{"admin": "drain"}'}, [])
+        answers = [KeyError("header")]
+        original = store.range
+
+        async def range(prefix):
+            if answers:
+                raise answers.pop()
+            return await original(prefix)
+
+        store.range = range
+        node = ClusterNode(store, {"b": self.balancer}, "web", "lb1", self.clock, startupTimeout=5)
+        node.startService()
+        self.addCleanup(node.stopService)
+        self.assertTrue(node.degraded)
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+        self.clock.advance(1)
+        self.assertFalse(node.degraded)
+        self.assertEqual(self.balancer.member("m1").admin, "drain")
