@@ -340,3 +340,38 @@ class BadRecordTests(TestCase):
         self.clock.advance(1)
         self.assertFalse(node.degraded)
         self.assertEqual(self.balancer.member("m1").admin, "drain")
+
+
+class CacheFileTests(TestCase):
+    """
+    The cache of the last snapshot is written atomically: a unique
+    temporary name in the same directory, the file and the directory
+    synced (#14 item 12).
+    """
+
+    def test_writtenAtomically(self):
+        directory = self.mktemp()
+        os.mkdir(directory)
+        path = os.path.join(directory, "web.json")
+        os.mkdir(path + ".tmp")  # a fixed temporary name would be in the way
+        synced = []
+        realFsync = os.fsync
+
+        def fsync(fd):
+            synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+            realFsync(fd)
+
+        self.patch(os, "fsync", fsync)
+        clock = Clock()
+        balancer = Balancer("b", RoundRobinScheduler(), [Member("m1", "http://127.0.0.1:1")], clock)
+        store = FakeStore({PREFIX + b"m1": b'{"admin": "drain"}'}, [])
+        node = ClusterNode(store, {"b": balancer}, "web", "lb1", clock, cachePath=path)
+        node.startService()
+        self.addCleanup(node.stopService)
+        with open(path) as f:
+            cached = json.load(f)
+        self.assertEqual(cached["records"], {PREFIX.decode() + "m1": {"admin": "drain"}})
+        self.assertEqual(len(synced), 2, synced)
+        self.assertTrue(os.path.basename(synced[0]).startswith("."), synced)
+        self.assertEqual(synced[1], os.path.realpath(directory))
+        self.assertEqual(sorted(os.listdir(directory)), ["web.json", "web.json.tmp"])

@@ -17,7 +17,6 @@ key (L{playbalancer.cluster.records}); the node keeps following.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 from twisted.application.service import MultiService, Service
@@ -25,6 +24,7 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, suc
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
+from playbalancer.atomicfile import replaceFile
 from playbalancer.balancer import Member
 from playbalancer.cluster.etcd import CompactedError
 from playbalancer.cluster.interfaces import StoreError
@@ -446,11 +446,8 @@ class ClusterNode(Service):
             "revision": self.revision,
             "records": {k.decode("utf-8"): v for k, v in self.records.items()},
         }
-        temporary = self.cachePath + ".tmp"
         try:
-            with open(temporary, "w") as f:
-                json.dump(data, f)
-            os.replace(temporary, self.cachePath)
+            replaceFile(self.cachePath, json.dumps(data).encode("utf-8"), prefix=".playbalancer-cache-")
         except OSError as e:
             _log.warn("cluster: cannot write the cache {path}: {problem}", path=self.cachePath, problem=e.strerror)
 
