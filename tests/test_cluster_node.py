@@ -375,3 +375,168 @@ class CacheFileTests(TestCase):
         self.assertTrue(os.path.basename(synced[0]).startswith("."), synced)
         self.assertEqual(synced[1], os.path.realpath(directory))
         self.assertEqual(sorted(os.listdir(directory)), ["web.json", "web.json.tmp"])
+
+
+class _Response:
+    """
+    A streamed response of the given lines.
+    """
+
+    code = 200
+
+    def __init__(self, lines):
+        self.lines = lines
+
+    def deliverBody(self, protocol):
+        from twisted.python.failure import Failure
+        from twisted.web.client import ResponseDone
+
+        for line in self.lines:
+            protocol.dataReceived(line + b"\n")
+        protocol.connectionLost(Failure(ResponseDone()))
+
+
+class _HTTP:
+    def __init__(self, lines):
+        self.lines = lines
+
+    async def post(self, url, **kwargs):
+        return _Response(self.lines)
+
+
+class EtcdWatchTests(TestCase):
+    def test_createdIsNotApplied(self):
+        """
+        The header revision of the "created" answer is the store's current
+        revision, not changes delivered: it must not count as applied (a
+        write answered before its event arrives would look applied).
+        """
+        from playbalancer.cluster.etcd import EtcdStore
+
+        created = {"result": {"header": {"revision": "7"}, "created": True}}
+        event = {
+            "result": {
+                "header": {"revision": "7"},
+                "events": [{"kv": {"key": "YQ==", "value": "Yg==", "mod_revision": "7"}}],
+            }
+        }
+        progress = {"result": {"header": {"revision": "9"}}}
+        lines = [json.dumps(m).encode() for m in (created, event, progress)]
+        store = EtcdStore(["http://127.0.0.1:1"], _HTTP(lines), None)
+        seen = []
+        d = ensureDeferred(store.watch(b"a", 7, lambda revision, changes: seen.append((revision, changes))))
+        self.failureResultOf(d, StoreError)
+        self.assertEqual(seen, [(7, [(b"a", b"b", 7)]), (9, [])])
+
+
+class AccessConfigTests(TestCase):
+    """
+    The C{[cluster]} keys for etcd's authentication and TLS: a bad one is
+    named, and files are checked when the config is read.
+    """
+
+    def parse(self, extra, endpoints='["https://127.0.0.1:2379"]'):
+        from playbalancer.config import parseConfig, tomllib
+
+        text = f"""
+[[listen]]
+endpoint = "tcp:8080"
+balancer = "web"
+[balancer.web]
+[[balancer.web.member]]
+name = "a"
+url = "http://127.0.0.1:1"
+[cluster]
+endpoints = {endpoints}
+tier = "web"
+{extra}
+"""
+        return parseConfig(tomllib.loads(text)).cluster
+
+    def refused(self, extra, endpoints='["https://127.0.0.1:2379"]'):
+        from playbalancer.config import ConfigError
+
+        return str(self.assertRaises(ConfigError, self.parse, extra, endpoints))
+
+    def certificate(self):
+        from playbalancer.testing import writeSelfSigned
+
+        directory = self.mktemp()
+        os.mkdir(directory)
+        return writeSelfSigned(directory)
+
+    def test_userAndPassword(self):
+        cluster = self.parse('user = "pb"\npassword = "s3cret"')
+        self.assertEqual((cluster.user, cluster.password), ("pb", "s3cret"))
+        self.assertNotIn("s3cret", repr(cluster))
+
+    def test_userNeedsAPassword(self):
+        self.assertEqual(self.refused('user = "pb"'), "cluster.user: needs password or password_file")
+        self.assertEqual(self.refused('password = "x"'), "cluster.password: needs user")
+        self.assertEqual(self.refused('password_file = "/x"'), "cluster.password_file: needs user")
+        self.assertEqual(
+            self.refused('user = "pb"\npassword = "x"\npassword_file = "/x"'),
+            "cluster.password: give password or password_file, not both",
+        )
+        self.assertEqual(self.refused('user = ""\npassword = "x"'), "cluster.user: expected a user name, got ''")
+        self.assertEqual(self.refused("user = 5"), "cluster.user: expected a string, got 5")
+
+    def test_tlsFiles(self):
+        key, cert = self.certificate()
+        cluster = self.parse(f'ca_file = "{cert}"\ncert_file = "{cert}"\nkey_file = "{key}"')
+        self.assertEqual((cluster.caFile, cluster.certFile, cluster.keyFile), (cert, cert, key))
+
+    def test_badTLSFiles(self):
+        key, cert = self.certificate()
+        otherKey, _ = self.certificate()
+        self.assertIn("cluster.ca_file: cannot read /nonexistent", self.refused('ca_file = "/nonexistent"'))
+        self.assertIn("cluster.ca_file: ", self.refused(f'ca_file = "{key}"'))
+        self.assertEqual(
+            self.refused(f'cert_file = "{cert}"'),
+            "cluster.key_file: missing (cert_file and key_file go together)",
+        )
+        self.assertEqual(
+            self.refused(f'key_file = "{key}"'),
+            "cluster.cert_file: missing (cert_file and key_file go together)",
+        )
+        self.assertIn(
+            "cluster.cert_file: ", self.refused(f'cert_file = "{cert}"\nkey_file = "{otherKey}"')
+        )
+        self.assertIn("cluster.cert_file: cannot read /nonexistent", self.refused(f'cert_file = "/nonexistent"\nkey_file = "{key}"'))
+
+    def test_tlsOnlyForHTTPS(self):
+        _, cert = self.certificate()
+        endpoints = '["https://127.0.0.1:2379", "http://127.0.0.1:2380"]'
+        self.assertEqual(self.refused(f'ca_file = "{cert}"', endpoints), "cluster.ca_file: only for https:// endpoints")
+
+    def test_passwordFile(self):
+        """
+        The password file is read when the node is made; one others may
+        read is warned about; one that cannot be read stops start-up
+        naming the key.
+        """
+        from playbalancer.cluster.access import storeAccess
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("s3cret\n")
+        os.chmod(path, 0o600)
+        cluster = self.parse(f'user = "pb"\npassword_file = "{path}"')
+        self.assertEqual(storeAccess(cluster)[1], ("pb", "s3cret"))
+        self.assertEqual(events, [])
+        os.chmod(path, 0o644)
+        self.assertEqual(storeAccess(cluster)[1], ("pb", "s3cret"))
+        self.assertIn("can be read by others", formatEvent(events[0]))
+        os.unlink(path)
+        error = self.assertRaises(ValueError, storeAccess, cluster)
+        self.assertIn(f"cluster.password_file: cannot read {path}", str(error))
+
+    def test_unreadablePasswordFileStopsStartUp(self):
+        from playbalancer.tap import makeClusterNode
+
+        cluster = self.parse('user = "pb"\npassword_file = "/nonexistent"', '["http://127.0.0.1:1"]')
+        error = self.assertRaises(SystemExit, makeClusterNode, cluster, {}, Clock())
+        self.assertIn("cluster.password_file: cannot read /nonexistent", str(error))

@@ -121,7 +121,8 @@ class ClusterNode(Service):
             return
         cached = self._readCache()
         _log.warn(
-            "store not reachable at start-up: serving {how}",
+            "store not reachable at start-up ({reason}): serving {how}",
+            reason=self.reason,
             how="from the cached snapshot" if cached else "from the configuration",
             playbalancer_event="cluster.startup_timeout",
         )
@@ -160,7 +161,7 @@ class ClusterNode(Service):
                     self._sleep = None
 
     def _degrade(self, reason):
-        if not self.degraded:
+        if not self.degraded or self.reason == "starting":
             _log.warn(
                 "store degraded: {reason}; keeping the last known state",
                 reason=reason,
