@@ -7,11 +7,10 @@ written atomically after every change.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 
 from twisted.logger import Logger
 
+from playbalancer.atomicfile import replaceFile
 from playbalancer.balancer import ADMIN_STATES, Member
 from playbalancer.config import NAME, ConfigError, memberURL
 
@@ -59,21 +58,8 @@ def write(path, state):
     Replace the file at C{path} with C{state}, atomically: a crash leaves
     the old file or the new one, never half of one.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix=".playbalancer-state-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(state, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    text = json.dumps(state, indent=1, sort_keys=True) + "\n"
+    replaceFile(path, text.encode("utf-8"), prefix=".playbalancer-state-")
 
 
 def read(path):

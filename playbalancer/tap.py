@@ -395,12 +395,18 @@ def makeClusterNode(settings, balancers, reactor):
     from treq.client import HTTPClient
     from twisted.web.client import Agent, HTTPConnectionPool
 
+    from playbalancer.cluster.access import storeAccess
     from playbalancer.cluster.etcd import EtcdStore
     from playbalancer.cluster.node import ClusterNode
 
+    try:
+        tls, credentials = storeAccess(settings)
+    except ValueError as e:  # a file changed since the config was read
+        _fail(str(e))
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = 4
-    store = EtcdStore(settings.endpoints, HTTPClient(Agent(reactor, pool=pool)), reactor, pool=pool)
+    agent = Agent(reactor, contextFactory=tls, pool=pool)
+    store = EtcdStore(settings.endpoints, HTTPClient(agent), reactor, pool=pool, credentials=credentials)
     return ClusterNode(
         store,
         balancers,

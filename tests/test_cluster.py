@@ -5,20 +5,23 @@ etcd-server) on 127.0.0.1: two balancer nodes and two members.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import os
 import shutil
 import time
 
 import treq
 from treq.client import HTTPClient
 from twisted.internet import defer, reactor, task
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from playbalancer.cli import run
 from playbalancer.cluster.testing import EtcdCluster
-from playbalancer.config import parseConfig
+from playbalancer.config import parseConfig, tomllib
 from playbalancer.schedulers import availableSchedulers
 from playbalancer.tap import makeService
 from playbalancer.testing import MemberServer, freePorts
@@ -184,6 +187,58 @@ cache_file = "{self.cacheFile(name)}"
         self.assertEqual(await waiting, 0, err.getvalue())
         self.assertIn("drained", out.getvalue())
 
+    async def test_badRecordsSkipped(self):
+        """
+        Records the API would refuse, written straight into etcd, are
+        skipped with a log line naming the key: both nodes keep following
+        (a later drain still reaches them), serve requests, and answer
+        C{/api/status}; a restarted node comes up too (#14 item 7).
+        """
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        from playbalancer.cluster.etcd import EtcdStore
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        store = EtcdStore(self.etcd.endpoints, self.http, reactor)
+        prefix = f"/playbalancer/v1/{self.tier}/".encode()
+        bad = {
+            b"admin/web/app1": b'{"weight": -1}',
+            b"admin/web/app3": b'{"url": 5}',
+            b"admin/web/app\xff": b'{"admin": "drain"}',
+            b"admin/web/app4": json.dumps({"url": self.members[0].url, "weight": "x"}).encode(),
+            b"nodes/lb9": b'{"inflight": 5}',
+        }
+        for key, value in bad.items():
+            await store.put(prefix + key, value)
+        await self.waitFor(
+            lambda: len([e for e in events if "skipping the record" in formatEvent(e)]) >= 2 * len(bad)
+        )
+        logged = " ".join(formatEvent(e) for e in events)
+        for key in ("admin/web/app1:", "admin/web/app3:", "admin/web/app\\xff:", "admin/web/app4:", "nodes/lb9:"):
+            self.assertIn(self.tier + "/" + key, logged)
+        self.assertNotIn("follower stopped", logged)
+        for name in ("lb1", "lb2"):
+            node = self.nodes[name]
+            self.assertFalse(node["cluster"].degraded)
+            self.assertIsNone(node["balancer"].member("app4"))
+            self.assertEqual(node["balancer"].member("app1").configuredWeight, 1)
+            for _ in range(4):
+                response = await self.get(name)
+                self.assertEqual(response.code, 200)
+            response = await self.http.get(node["manager"] + "/api/status")
+            body = await treq.content(response)
+            self.assertEqual(response.code, 200, body)
+        code, answer = await self.admin("lb1", "app1", {"admin": "drain"})
+        self.assertEqual(code, 200, answer)
+        await self.waitFor(lambda: self.admin2("lb2", "app1") == "drain")
+        ports = self.nodes["lb2"]["ports"]
+        await self.stopNode("lb2")
+        node = await self.startNode("lb2", ports)
+        self.assertFalse(node["cluster"].degraded)
+        self.assertEqual(node["balancer"].member("app1").admin, "drain")
+
     async def test_restartedNodeComesUpDrained(self):
         await self.admin("lb1", "app1", {"admin": "drain"})
         await self.waitFor(lambda: self.admin2("lb2", "app1") == "drain")
@@ -339,3 +394,170 @@ cache_file = "{self.cacheFile(name)}"
         self.assertTrue(lb1.tierState("web", "app1")["idle"])
         app1.hold.release()
         await held
+
+
+class StoreAccessTests(TestCase):
+    """
+    A node reaching etcd with a user and password, over TLS with a CA
+    file, and showing a client certificate (#14 item 7).
+    """
+
+    timeout = 60
+
+    def setUp(self):
+        from playbalancer.testing import writeSelfSigned
+
+        self.member = MemberServer("app1", reactor).start()
+        self.addCleanup(self.member.stop)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.http = HTTPClient(Agent(reactor, pool=pool))
+        self.certificates = {}
+        for name in ("server", "client", "stranger"):
+            directory = self.mktemp()
+            os.makedirs(directory)
+            self.certificates[name] = writeSelfSigned(directory)
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def startEtcd(self, **options):
+        etcd = EtcdCluster(size=1, **options).start()
+        self.addCleanup(etcd.stop)
+        etcd.waitReady()
+        return etcd
+
+    def writeFile(self, text, mode=0o600):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
+    async def startNode(self, etcd, extra, startupTimeout=2):
+        ports = freePorts(2)
+        text = f"""
+[[listen]]
+endpoint = "tcp:{ports[0]}:interface=127.0.0.1"
+balancer = "web"
+
+[balancer.web]
+[[balancer.web.member]]
+name = "app1"
+url = "{self.member.url}"
+
+[manager]
+endpoint = "tcp:{ports[1]}:interface=127.0.0.1"
+
+[cluster]
+endpoints = {json.dumps(etcd.endpoints)}
+tier = "web"
+node = "lb1"
+startup_timeout = {startupTimeout}
+{extra}
+"""
+        config = parseConfig(tomllib.loads(text), availableSchedulers())
+        service = makeService(_Options(config), reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        await service.cluster.ready
+        return service
+
+    async def drain(self, service):
+        """
+        A drain written through this node's store connection comes back
+        on its watch.
+        """
+        revision = await service.cluster.write("web", "app1", {"admin": "drain"}, "test")
+        self.assertGreater(revision, 0)
+        self.assertEqual(service.balancers["web"].member("app1").admin, "drain")
+
+    def logged(self):
+        return " ".join(formatEvent(e) for e in self.events)
+
+    async def test_userAndPasswordFile(self):
+        etcd = self.startEtcd()
+        etcd.enableAuth("pb", "s3cret")
+        path = self.writeFile("s3cret\n")
+        service = await self.startNode(etcd, f'user = "pb"\npassword_file = "{path}"')
+        self.assertFalse(service.cluster.degraded, service.cluster.reason)
+        await self.drain(service)
+        key = base64.b64encode(b"/playbalancer/v1/web/nodes/lb1").decode()
+        for _ in range(50):  # its status, under a lease
+            if etcd.call("/v3/kv/range", {"key": key}).get("count") == "1":
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        else:
+            self.fail("the node never published its status")
+        # An expired token (or a restarted etcd): authenticate again.
+        service.cluster.store._token = "expired.1"
+        await service.cluster.write("web", "app1", {"admin": "enabled"}, "test")
+        self.assertEqual(service.balancers["web"].member("app1").admin, "enabled")
+
+    async def test_wrongPassword(self):
+        """
+        A wrong password: the node says so (log, C{/api/status}) and serves
+        from its configuration after the start-up timeout.
+        """
+        etcd = self.startEtcd()
+        etcd.enableAuth("pb", "s3cret")
+        service = await self.startNode(etcd, 'user = "pb"\npassword = "wrong"', startupTimeout=1)
+        self.assertTrue(service.cluster.degraded)
+        reason = service.cluster.reason
+        self.assertIn("authentication failed", reason)
+        self.assertIn("'pb'", reason)
+        self.assertIn("authentication failed", self.logged())
+        self.assertNotIn("wrong", self.logged())
+
+    async def test_noPassword(self):
+        etcd = self.startEtcd()
+        etcd.enableAuth("pb", "s3cret")
+        service = await self.startNode(etcd, "", startupTimeout=1)
+        self.assertTrue(service.cluster.degraded)
+        self.assertIn("user name is empty", service.cluster.reason)
+
+    async def test_tlsWithCAFile(self):
+        key, cert = self.certificates["server"]
+        etcd = self.startEtcd(certificate=(key, cert))
+        service = await self.startNode(etcd, f'ca_file = "{cert}"')
+        self.assertFalse(service.cluster.degraded, service.cluster.reason)
+        await self.drain(service)
+
+    async def test_tlsUntrustedServer(self):
+        """
+        Without the CA file the self-signed certificate is not trusted:
+        nothing is read from that etcd.
+        """
+        key, cert = self.certificates["server"]
+        etcd = self.startEtcd(certificate=(key, cert))
+        service = await self.startNode(etcd, "", startupTimeout=1)
+        self.assertTrue(service.cluster.degraded)
+        self.assertIn("certificate verify failed", service.cluster.reason)
+
+    def clientCAs(self):
+        """
+        etcd trusts the client certificate (and its own, for the helper).
+        """
+        text = ""
+        for name in ("server", "client"):
+            with open(self.certificates[name][1]) as f:
+                text += f.read()
+        return self.writeFile(text)
+
+    async def test_clientCertificate(self):
+        key, cert = self.certificates["server"]
+        etcd = self.startEtcd(certificate=(key, cert), clientCA=self.clientCAs())
+        clientKey, clientCert = self.certificates["client"]
+        service = await self.startNode(
+            etcd, f'ca_file = "{cert}"\ncert_file = "{clientCert}"\nkey_file = "{clientKey}"'
+        )
+        self.assertFalse(service.cluster.degraded, service.cluster.reason)
+        await self.drain(service)
+
+    async def test_clientCertificateRefused(self):
+        key, cert = self.certificates["server"]
+        etcd = self.startEtcd(certificate=(key, cert), clientCA=self.clientCAs())
+        strangerKey, strangerCert = self.certificates["stranger"]
+        for extra in ("", f'cert_file = "{strangerCert}"\nkey_file = "{strangerKey}"'):
+            service = await self.startNode(etcd, f'ca_file = "{cert}"\n' + extra, startupTimeout=1)
+            self.assertTrue(service.cluster.degraded)
+            await service.stopService()

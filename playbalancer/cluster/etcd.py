@@ -3,7 +3,10 @@ An etcd v3 client over etcd's JSON gateway (C{/v3/kv/range}, C{/v3/kv/txn},
 C{/v3/watch}, C{/v3/lease/*}) with treq: no grpc dependency.
 
 Keys and values are bytes (base64 on the wire).  A request that fails on
-one endpoint is not retried here; the caller moves on with L{rotate}.
+one endpoint is not retried here; the caller moves on with L{rotate}.  With
+a user and password, the store authenticates first (C{/v3/auth/authenticate})
+and sends the token in the C{Authorization} header, again when etcd says
+the token is no longer valid.
 """
 
 from __future__ import annotations
@@ -32,6 +35,16 @@ def prefixEnd(prefix):
     The end of the key range of all keys starting with C{prefix}.
     """
     return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+class AuthenticationError(StoreError):
+    """
+    etcd refused the user and password.
+    """
+
+
+#: gRPC's UNAUTHENTICATED: the token expired or etcd restarted.
+_UNAUTHENTICATED = 16
 
 
 class CompactedError(StoreError):
@@ -74,10 +87,14 @@ class EtcdStore:
     @param endpoints: base URLs, e.g. C{["http://127.0.0.1:2379"]}.
     @param http: a L{treq.client.HTTPClient}.
     @param timeout: seconds for each unary request.
+    @param credentials: C{(user, password)}, or L{None} when etcd does not
+        require authentication.
     """
 
-    def __init__(self, endpoints, http, reactor, timeout=2.0, pool=None):
+    def __init__(self, endpoints, http, reactor, timeout=2.0, pool=None, credentials=None):
         self.pool = pool
+        self.credentials = credentials
+        self._token = None
         self.endpoints = list(endpoints)
         self.http = http
         self.reactor = reactor
@@ -111,12 +128,41 @@ class EtcdStore:
         """
         self._current = (self._current + 1) % len(self.endpoints)
 
+    async def _headers(self, extra=None):
+        headers = {b"Content-Type": [b"application/json"]}
+        if self.credentials is not None:
+            if self._token is None:
+                self._token = await self._authenticate()
+            headers[b"Authorization"] = [self._token.encode("ascii")]
+        headers.update(extra or {})
+        return headers
+
+    async def _authenticate(self):
+        user, password = self.credentials
+        try:
+            answer = await self._post("/v3/auth/authenticate", {"name": user, "password": password}, {})
+        except StoreError as e:
+            raise AuthenticationError(f"{e} (authenticating as {user!r})") from None
+        token = answer.get("token")
+        if not isinstance(token, str) or not token.isascii() or not token:
+            raise AuthenticationError(f"{self.endpoint}: no token for {user!r}")
+        return token
+
     async def _call(self, path, body):
+        try:
+            return await self._post(path, body, await self._headers())
+        except StoreError as e:
+            if getattr(e, "code", None) != _UNAUTHENTICATED or self.credentials is None:
+                raise
+        self._token = None  # expired: once more with a new one
+        return await self._post(path, body, await self._headers())
+
+    async def _post(self, path, body, headers):
         try:
             response = await self.http.post(
                 self.endpoint + path,
                 data=json.dumps(body).encode("ascii"),
-                headers={b"Content-Type": [b"application/json"]},
+                headers=headers,
                 timeout=self.timeout,
             )
             text = await treq.content(response)
@@ -128,8 +174,12 @@ class EtcdStore:
             answer = json.loads(text)
         except ValueError:
             raise StoreError(f"{self.endpoint}: not JSON (HTTP {response.code})")
+        if not isinstance(answer, dict):
+            raise StoreError(f"{self.endpoint}: not a JSON object (HTTP {response.code})")
         if response.code != 200 or "error" in answer:
-            raise StoreError(f"{self.endpoint}: {answer.get('error') or answer.get('message') or response.code}")
+            error = StoreError(f"{self.endpoint}: {answer.get('error') or answer.get('message') or response.code}")
+            error.code = answer.get("code")
+            raise error
         return answer
 
     async def range(self, prefix):
@@ -231,15 +281,13 @@ class EtcdStore:
                 "progress_notify": True,
             }
         }
+        # clientv3's WithRequireLeader, through the gateway.
+        headers = await self._headers({b"Grpc-Metadata-Hasleader": [b"true"]})
         try:
             response = await self.http.post(
                 self.endpoint + "/v3/watch",
                 data=json.dumps(body).encode("ascii"),
-                headers={
-                    b"Content-Type": [b"application/json"],
-                    # clientv3's WithRequireLeader, through the gateway.
-                    b"Grpc-Metadata-Hasleader": [b"true"],
-                },
+                headers=headers,
                 unbuffered=True,
                 timeout=self.timeout,
             )
@@ -257,6 +305,8 @@ class EtcdStore:
             if ended:
                 return
             if "error" in message:
+                if isinstance(message["error"], dict) and message["error"].get("code") == _UNAUTHENTICATED:
+                    self._token = None
                 end(StoreError(f"{self.endpoint}: watch: {message['error'].get('message')}"))
                 return
             result = message.get("result", {})
@@ -264,7 +314,13 @@ class EtcdStore:
                 end(CompactedError(f"revision {startRevision} was compacted"))
                 return
             if result.get("canceled"):
-                end(StoreError(f"{self.endpoint}: watch canceled: {result.get('cancel_reason', '')}"))
+                reason = result.get("cancel_reason", "")
+                if "auth token" in reason:
+                    self._token = None  # the next watch authenticates again
+                end(StoreError(f"{self.endpoint}: watch canceled: {reason}"))
+                return
+            if result.get("created") and not result.get("events"):
+                # Its revision is the store's, not what was delivered yet.
                 return
             revision = int(result.get("header", {}).get("revision", 0))
             changes = []

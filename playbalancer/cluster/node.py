@@ -9,12 +9,14 @@ Keys, under C{/playbalancer/v1/<tier>/}:
     plus C{"url"} for a member added at run time and C{"removed"}.
   - C{nodes/<node>}: C{{"revision", "inflight": {"<balancer>/<member>": n},
     "at"}}, bound to the node's lease.
+
+A record that fails the API's checks is skipped with a warning naming its
+key (L{playbalancer.cluster.records}); the node keeps following.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 
 from twisted.application.service import MultiService, Service
@@ -22,9 +24,11 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, suc
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
+from playbalancer.atomicfile import replaceFile
 from playbalancer.balancer import Member
 from playbalancer.cluster.etcd import CompactedError
 from playbalancer.cluster.interfaces import StoreError
+from playbalancer.cluster.records import RecordError, adminKey, adminRecord, nodeKey, nodeStatus, showKey
 
 _log = Logger()
 
@@ -117,13 +121,14 @@ class ClusterNode(Service):
             return
         cached = self._readCache()
         _log.warn(
-            "store not reachable at start-up: serving {how}",
+            "store not reachable at start-up ({reason}): serving {how}",
+            reason=self.reason,
             how="from the cached snapshot" if cached else "from the configuration",
             playbalancer_event="cluster.startup_timeout",
         )
         if cached:
             for key, record in cached["records"].items():
-                self._applyRecord(key.encode("utf-8"), record)
+                self._apply(key.encode("utf-8"), record)
             self.revision = cached["revision"]
         self.ready.callback(None)
 
@@ -140,10 +145,12 @@ class ClusterNode(Service):
             except CompactedError as e:
                 _log.warn("cluster: {problem}; reading everything again", problem=str(e))
                 continue
-            except (StoreError, CancelledError) as e:
+            except Exception as e:
                 if not self._running:
                     return
-                self._degrade(str(e))
+                if not isinstance(e, (StoreError, CancelledError)):
+                    _log.failure("cluster: unexpected error while following; reading everything again")
+                self._degrade(str(e) or e.__class__.__name__)
                 self.store.rotate()
                 self._sleep = deferLater(self.clock, RECONNECT_DELAY, lambda: None)
                 try:
@@ -154,7 +161,7 @@ class ClusterNode(Service):
                     self._sleep = None
 
     def _degrade(self, reason):
-        if not self.degraded:
+        if not self.degraded or self.reason == "starting":
             _log.warn(
                 "store degraded: {reason}; keeping the last known state",
                 reason=reason,
@@ -178,7 +185,7 @@ class ClusterNode(Service):
                 self._forget(key)
         for key, (value, modRevision) in admin.items():
             self.modRevisions[key] = modRevision
-            self._applyValue(key, value)
+            self._apply(key, value)
         self.nodes = {}
         for key, value in nodes.items():
             self._nodeStatus(key, value)
@@ -203,10 +210,10 @@ class ClusterNode(Service):
                 if value is None:
                     self._forget(key)
                 else:
-                    self._applyValue(key, value)
+                    self._apply(key, value)
             elif key.startswith(self.nodesPrefix):
                 if value is None:
-                    self.nodes.pop(key[len(self.nodesPrefix) :].decode("utf-8"), None)
+                    self.nodes.pop(key[len(self.nodesPrefix) :].decode("utf-8", "replace"), None)
                 else:
                     self._nodeStatus(key, value)
         if revision > self.revision:
@@ -215,35 +222,57 @@ class ClusterNode(Service):
             self._saveCache()
         self._wake()
 
-    def _nodeStatus(self, key, value):
-        try:
-            self.nodes[key[len(self.nodesPrefix) :].decode("utf-8")] = json.loads(value)
-        except ValueError:
-            pass
+    def _skip(self, key, problem):
+        _log.warn(
+            "cluster: skipping the record at {key}: {problem}",
+            key=showKey(key),
+            problem=problem,
+            playbalancer_event="cluster.bad_record",
+        )
 
-    def _applyValue(self, key, value):
+    def _nodeStatus(self, key, value):
+        """
+        Keep another node's status; a bad one is skipped (its last good
+        one stays).
+        """
         try:
-            record = json.loads(value)
-        except ValueError:
-            _log.warn("cluster: ignoring a record that is not JSON at {key!r}", key=key)
+            name = nodeKey(key[len(self.nodesPrefix) :])
+            self.nodes[name] = nodeStatus(value)
+        except RecordError as e:
+            self._skip(key, e)
+
+    def _apply(self, key, value):
+        """
+        Check one admin record (bytes, or decoded from the cache) and apply
+        it; a bad one is skipped, the member keeps its last good state.
+        """
+        try:
+            balancerName, memberName = adminKey(key[len(self.adminPrefix) :])
+            balancer = self.balancers.get(balancerName)
+            if balancer is None:
+                return
+            record = adminRecord(balancer, memberName, value)
+        except RecordError as e:
+            self._skip(key, e)
             return
-        if not isinstance(record, dict):
-            return
-        self._applyRecord(key, record)
+        try:
+            self._applyRecord(key, balancer, memberName, record)
+        except Exception:
+            # Nothing a record says may stop the follower.
+            _log.failure("cluster: cannot apply the record at {key}", key=showKey(key))
 
     def _memberOf(self, key):
-        name = key[len(self.adminPrefix) :].decode("utf-8")
-        balancerName, _, memberName = name.partition("/")
+        try:
+            balancerName, memberName = adminKey(key[len(self.adminPrefix) :])
+        except RecordError:
+            return None, None
         return self.balancers.get(balancerName), memberName
 
-    def _applyRecord(self, key, record):
+    def _applyRecord(self, key, balancer, memberName, record):
         """
-        Make one member match its record (never because of an error or an
-        empty answer: only records that were read are applied).
+        Make one member match its checked record (never because of an
+        error or an empty answer: only records that were read are applied).
         """
-        balancer, memberName = self._memberOf(key)
-        if balancer is None:
-            return
         self.records[key] = record
         who = record.get("who") or "cluster"
         member = balancer.member(memberName)
@@ -259,13 +288,12 @@ class ClusterNode(Service):
                 memberName, url, weight=record.get("weight", 1), standby=record.get("standby", False)
             )
             balancer.addMember(member, who)
-        if record.get("admin") in ("enabled", "drain", "disabled"):
+        if "admin" in record:
             balancer.setAdmin(member, record["admin"], who)
-        if isinstance(record.get("standby"), bool):
+        if "standby" in record:
             balancer.setStandby(member, record["standby"], who)
-        weight = record.get("weight")
-        if isinstance(weight, int) and not isinstance(weight, bool):
-            balancer.setWeight(member, weight, who)
+        if "weight" in record:
+            balancer.setWeight(member, record["weight"], who)
 
     def _forget(self, key):
         record = self.records.pop(key, None)
@@ -292,9 +320,13 @@ class ClusterNode(Service):
         balancer = self.balancers[balancerName]
         for _ in range(5):
             value, modRevision = await self.store.get(key)
+            record = None
             if value is not None:
-                record = json.loads(value)
-            else:
+                try:
+                    record = adminRecord(balancer, memberName, value)
+                except RecordError as e:
+                    self._skip(key, f"{e}; replacing it")
+            if record is None:
                 member = balancer.member(memberName)
                 record = {}
                 if member is not None:
@@ -415,11 +447,8 @@ class ClusterNode(Service):
             "revision": self.revision,
             "records": {k.decode("utf-8"): v for k, v in self.records.items()},
         }
-        temporary = self.cachePath + ".tmp"
         try:
-            with open(temporary, "w") as f:
-                json.dump(data, f)
-            os.replace(temporary, self.cachePath)
+            replaceFile(self.cachePath, json.dumps(data).encode("utf-8"), prefix=".playbalancer-cache-")
         except OSError as e:
             _log.warn("cluster: cannot write the cache {path}: {problem}", path=self.cachePath, problem=e.strerror)
 
@@ -427,10 +456,21 @@ class ClusterNode(Service):
         if not self.cachePath:
             return None
         try:
-            with open(self.cachePath) as f:
-                return json.load(f)
-        except (OSError, ValueError):
+            with open(self.cachePath, encoding="utf-8") as f:
+                cached = json.load(f)
+        except (OSError, ValueError) as e:
+            if not isinstance(e, FileNotFoundError):
+                _log.warn("cluster: cannot use the cache {path}: {problem}", path=self.cachePath, problem=e)
             return None
+        if (
+            not isinstance(cached, dict)
+            or not isinstance(cached.get("records"), dict)
+            or isinstance(cached.get("revision"), bool)
+            or not isinstance(cached.get("revision"), int)
+        ):
+            _log.warn("cluster: cannot use the cache {path}: not a snapshot", path=self.cachePath)
+            return None
+        return cached
 
 
 class AfterReady(MultiService):

@@ -1,12 +1,16 @@
 """
 A throw-away etcd cluster on 127.0.0.1 for tests: three members on their
-own ports and temporary directories, started and ended by their PIDs.
+own ports and temporary directories, started and ended by their PIDs;
+optionally with TLS (and client certificates) and authentication.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
+import ssl
 import signal
 import subprocess
 import tempfile
@@ -19,10 +23,21 @@ from playbalancer.testing import freePorts
 class EtcdCluster:
     """
     C{size} etcd members (C{etcd} from Debian's etcd-server package).
+
+    @param certificate: C{(keyPath, certPath)} to serve clients over TLS.
+    @param clientCA: a PEM file: clients must show a certificate it signed.
     """
 
-    def __init__(self, size=3, executable="etcd"):
+    def __init__(self, size=3, executable="etcd", certificate=None, clientCA=None):
         self.size = size
+        self.certificate = certificate
+        self.clientCA = clientCA
+        self._context = None
+        if certificate is not None:
+            self._context = ssl.create_default_context(cafile=certificate[1])
+            if clientCA is not None:
+                self._context.load_cert_chain(certificate[1], certificate[0])
+        self._token = None
         self.executable = executable
         self.directory = tempfile.mkdtemp(prefix="pb-etcd-")
         ports = freePorts(2 * size)
@@ -33,14 +48,20 @@ class EtcdCluster:
 
     @property
     def endpoints(self):
-        return [f"http://127.0.0.1:{port}" for port in self.clientPorts]
+        scheme = "https" if self.certificate else "http"
+        return [f"{scheme}://127.0.0.1:{port}" for port in self.clientPorts]
 
     def _command(self, index):
         peers = ",".join(
             f"n{i}=http://127.0.0.1:{port}" for i, port in enumerate(self.peerPorts)
         )
-        client = f"http://127.0.0.1:{self.clientPorts[index]}"
+        client = self.endpoints[index]
         peer = f"http://127.0.0.1:{self.peerPorts[index]}"
+        tls = []
+        if self.certificate:
+            tls = ["--key-file", self.certificate[0], "--cert-file", self.certificate[1]]
+        if self.clientCA:
+            tls += ["--client-cert-auth", "--trusted-ca-file", self.clientCA]
         return [
             self.executable,
             "--name", f"n{index}",
@@ -56,7 +77,7 @@ class EtcdCluster:
             "--election-timeout", "1000",
             "--logger", "zap",
             "--log-outputs", os.path.join(self.directory, f"n{index}.log"),
-        ]
+        ] + tls
 
     def start(self, indexes=None):
         """
@@ -77,18 +98,48 @@ class EtcdCluster:
         while time.monotonic() < deadline:
             for endpoint in self.endpoints:
                 try:
-                    request = urllib.request.Request(
-                        endpoint + "/v3/kv/range",
-                        data=b'{"key": "AA=="}',
-                        headers={"Content-Type": "application/json"},
-                    )
-                    with urllib.request.urlopen(request, timeout=1) as answer:
-                        if answer.status == 200 and b"header" in answer.read():
-                            return
+                    if "header" in self.call("/v3/kv/range", {"key": "AA=="}, endpoint):
+                        return
                 except OSError:
                     pass
             time.sleep(0.1)
         raise RuntimeError("etcd did not come up")
+
+    def call(self, path, body, endpoint=None):
+        """
+        One JSON request to the gateway (as root once L{enableAuth} ran).
+
+        @raise OSError: when etcd cannot be reached or refuses.
+        """
+        headers = {"Content-Type": "application/json"}
+        if self._token:
+            headers["Authorization"] = self._token
+        request = urllib.request.Request(
+            (endpoint or self.endpoints[0]) + path, data=json.dumps(body).encode(), headers=headers
+        )
+        with urllib.request.urlopen(request, timeout=2, context=self._context) as answer:
+            return json.loads(answer.read())
+
+    def enableAuth(self, user, password, prefix=b"/playbalancer/"):
+        """
+        Turn authentication on, with C{user} allowed to read and write
+        under C{prefix} only.
+        """
+        rootPassword = base64.b64encode(os.urandom(12)).decode()
+        key = base64.b64encode(prefix).decode()
+        end = base64.b64encode(prefix[:-1] + bytes([prefix[-1] + 1])).decode()
+        self.call("/v3/auth/user/add", {"name": "root", "password": rootPassword})
+        self.call("/v3/auth/role/add", {"name": "root"})
+        self.call("/v3/auth/user/grant", {"user": "root", "role": "root"})
+        self.call("/v3/auth/user/add", {"name": user, "password": password})
+        self.call("/v3/auth/role/add", {"name": "playbalancer"})
+        self.call(
+            "/v3/auth/role/grant",
+            {"name": "playbalancer", "perm": {"permType": "READWRITE", "key": key, "range_end": end}},
+        )
+        self.call("/v3/auth/user/grant", {"user": user, "role": "playbalancer"})
+        self.call("/v3/auth/enable", {})
+        self._token = self.call("/v3/auth/authenticate", {"name": "root", "password": rootPassword})["token"]
 
     def kill(self, index):
         """
