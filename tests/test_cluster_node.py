@@ -529,7 +529,7 @@ tier = "web"
         self.assertEqual(events, [])
         os.chmod(path, 0o644)
         self.assertEqual(storeAccess(cluster)[1], ("pb", "s3cret"))
-        self.assertIn("can be read by others", formatEvent(events[0]))
+        self.assertIn("may be read by group or others", formatEvent(events[0]))
         os.unlink(path)
         error = self.assertRaises(ValueError, storeAccess, cluster)
         self.assertIn(f"cluster.password_file: cannot read {path}", str(error))

@@ -5,16 +5,13 @@ show) and the user and password it authenticates as.
 
 from __future__ import annotations
 
-import os
-import stat
-
 from twisted.internet.ssl import PrivateCertificate, optionsForClientTLS, trustRootFromCertificates
 from twisted.logger import Logger
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from playbalancer.membertls import loadAuthorities
-from playbalancer.tokens import readTokenFile
+from playbalancer.tokens import exposure, readTokenFile
 
 _log = Logger()
 
@@ -65,15 +62,9 @@ def readPassword(path):
     @raise ValueError: saying why it cannot be used.
     """
     password = readTokenFile(path)
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        mode = 0
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        _log.warn(
-            "cluster.password_file: {path} can be read by others than its owner (chmod 600 it)",
-            path=path,
-        )
+    problem = exposure(path)
+    if problem is not None:
+        _log.warn("cluster.password_file: {problem}", problem=problem)
     return password
 
 
