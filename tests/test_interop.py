@@ -143,6 +143,18 @@ class InteropTests(ProxyTestCase):
             self.assertTrue(raw.endswith(b"r" * 100), raw[-100:])
         self.assertEqual(len(factory.connections), 2)
 
+    async def test_noContentTypeInvented(self):
+        """
+        A member response without Content-Type gets none from the proxy.
+        """
+        self.startScripted(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        raw = await rawExchange(
+            reactor, self.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        head = raw.split(b"\r\n\r\n", 1)[0].lower()
+        self.assertTrue(head.startswith(b"http/1.1 200 ok"), raw)
+        self.assertNotIn(b"content-type", head)
+
     async def test_chunkExtensionWithWhitespace(self):
         """
         RFC 9112 7.1.1 allows whitespace before a chunk extension.

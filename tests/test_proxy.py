@@ -258,9 +258,10 @@ class HeaderTests(ProxyTestCase):
         self.assertEqual(response.code, 302)
         self.assertEqual(response.headers.getRawHeaders(b"location"), [b"http://shop.example:8080/"])
 
-    async def test_noContentTypeInvented(self):
+    async def test_membersOwnContentType(self):
         """
-        A member response without Content-Type gets none from the proxy.
+        The member's own Content-Type and Content-Length reach the client
+        (a response without one gets none: see test_interop).
         """
         (a,) = self.startMembers("app1")
         self.startBalancer([a.url])

@@ -480,3 +480,105 @@ endpoint = "ssl:{manager}:{tlsOptions}"
         reason = await relay.lost
         self.assertEqual(relay.received, b"hello\nping bye")
         self.assertIsInstance(reason, ConnectionDone)
+
+
+class MoreTLSPromisesTests(ProxyTestCase):
+    """
+    The rest of what the README promises about TLS.
+    """
+
+    def setUp(self):
+        import os
+
+        directory = self.mktemp()
+        os.makedirs(directory)
+        self.directory = directory
+        self.keyPath, self.certPath = writeSelfSigned(directory)
+
+    async def test_memberNameMismatchRefusedAndDown(self):
+        """
+        A member whose certificate is not for the host in its URL (here,
+        one for C{localhost} only, reached as C{127.0.0.1}) gets no
+        request, and counts as down.
+        """
+        import os
+
+        other = os.path.join(self.directory, "other")
+        os.makedirs(other)
+        key, cert = writeSelfSigned(other, hosts=("localhost",))
+        member = MemberServer("secure", reactor, tls=(key, cert)).start()
+        self.addCleanup(member.stop)
+        balancer = self.startBalancer([member.url], memberTLS=MemberTLS(loadAuthorities(cert)))
+        response, body = await self.fetch(self.client(), "/echo")
+        self.assertIn(response.code, (502, 503))
+        self.assertEqual(member.seen, [])
+        self.assertFalse(balancer.member("app1").healthy)
+
+    async def test_untrustedMemberCountsAsDown(self):
+        member = MemberServer("secure", reactor, tls=(self.keyPath, self.certPath)).start()
+        self.addCleanup(member.stop)
+        balancer = self.startBalancer([member.url], memberTLS=MemberTLS())
+        await self.fetch(self.client(), "/echo")
+        self.assertFalse(balancer.member("app1").healthy)
+        self.assertEqual(member.seen, [])
+
+    async def test_tcpListenerPassesTLSThrough(self):
+        """
+        A C{tcp:} TCP-mode listener in front of a TLS member passes TLS
+        through: the client gets the member's certificate and its answer.
+        """
+        member = MemberServer("secure", reactor, tls=(self.keyPath, self.certPath)).start()
+        self.addCleanup(member.stop)
+        balancer = Balancer(
+            "tcp", RoundRobinScheduler(), [Member("m", f"tcp://127.0.0.1:{member.port}")], reactor
+        )
+        front = TCPFrontFactory(balancer, MemberEndpoints(reactor, 5).forMember)
+        wrapped = WrappingFactory(front)
+        port = reactor.listenTCP(0, wrapped, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(lambda: [p.transport.abortConnection() for p in list(wrapped.protocols)])
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        client = HTTPClient(
+            Agent(reactor, contextFactory=MemberTLS(loadAuthorities(self.certPath)), pool=pool)
+        )
+        response = await client.get(f"https://localhost:{port.getHost().port}/echo")
+        echoed = json.loads(await treq.content(response))
+        self.assertEqual((response.code, echoed["instance"]), (200, "secure"))
+
+    def test_badKeyStopsStartup(self):
+        """
+        An C{ssl:} listener whose key cannot be read stops start-up with
+        one line naming the key, and no traceback.
+        """
+        import os
+        import subprocess
+        import sys
+
+        from playbalancer.demo import TWISTD
+
+        config = os.path.join(self.directory, "bad.toml")
+        with open(config, "w") as f:
+            f.write(
+                f"""
+[[listen]]
+endpoint = "ssl:0:interface=127.0.0.1:privateKey={self.directory}/missing.pem:certKey={self.certPath}"
+balancer = "web"
+
+[balancer.web]
+[[balancer.web.member]]
+name = "app1"
+url = "http://127.0.0.1:9"
+"""
+            )
+        result = subprocess.run(
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "playbalancer", "--config", config],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            universal_newlines=True,
+            timeout=60,
+        )
+        self.assertNotEqual(result.returncode, 0)
+        self.assertNotIn("Traceback", result.stdout + result.stderr)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn("listen[0].endpoint", lines[0])
