@@ -339,8 +339,13 @@ class Balancer:
         else:
             member.checkFailures += 1
             member.checkPasses = 0
-            if member.downSince is None and member.checkFailures >= fall:
-                self._markDown(member, f"health check: {detail}", now)
+            if member.downSince is None:
+                if member.checkFailures >= fall:
+                    self._markDown(member, f"health check: {detail}", now)
+            else:
+                # Down already (not checked yet, or failed live traffic):
+                # the latest check says why it stays down.
+                member.downReason = f"health check: {detail}"
 
     def setAdmin(self, member, state, who=None):
         """

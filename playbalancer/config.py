@@ -703,15 +703,26 @@ def loadConfig(path, schedulers=None):
 
 
 def configFromArguments(
-    listen, members, standbys, scheduler, retry, schedulers=None, manager=None, workers=1
+    listen,
+    members,
+    standbys,
+    scheduler,
+    retry,
+    schedulers=None,
+    manager=None,
+    workers=1,
+    entries=None,
 ):
     """
     Build a L{Config} with one listener and one balancer (C{default}) from
     command-line values; members are named C{app1}, C{app2}, ... in order.
 
     @param manager: the manager's endpoint, or L{None} for no manager.
+    @param entries: C{(url, standby)} in command-line order; when given,
+        C{members} and C{standbys} are not used.
     """
-    entries = [(url, False) for url in members] + [(url, True) for url in standbys]
+    if entries is None:
+        entries = [(url, False) for url in members] + [(url, True) for url in standbys]
     data = {
         "listen": [{"endpoint": listen, "balancer": "default"}],
         "balancer": {

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -209,6 +210,53 @@ def serve(name, port, interface="127.0.0.1", pidfile=None, startupDelay=0.0):
     reactor.run()
 
 
+def endpointURL(endpoint):
+    """
+    The URL a browser on this machine would use for a server endpoint
+    string (C{tcp:8080:interface=127.0.0.1} -> C{http://127.0.0.1:8080/}),
+    or L{None} (a Unix socket).
+    """
+    parts = [p.replace("\\:", ":") for p in re.split(r"(?<!\\):", endpoint)]
+    kind = parts[0]
+    if kind not in ("tcp", "tcp6", "ssl") or len(parts) < 2 or not parts[1].isdigit():
+        return None
+    options = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+    host = options.get("interface", "::" if kind == "tcp6" else "")
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if kind == "ssl" else "http"
+    return f"{scheme}://{host}:{parts[1]}/"
+
+
+def summary(config):
+    """
+    What the demo prints once it runs: where each listener, member and the
+    manager are, as this config says.
+    """
+    lines = ["", "playbalancer demo running:"]
+    first = None
+    for listener in config.listeners:
+        url = endpointURL(listener.endpoint)
+        if listener.mode == "http" and first is None:
+            first = url
+        where = url or listener.endpoint
+        lines.append(f"  balancer listening on {where} -> balancer {listener.balancer}")
+    for balancer in config.balancers.values():
+        for member in balancer.members:
+            role = " (standby)" if member.standby else ""
+            lines.append(f"  member {member.name}: {member.url}{role}")
+    if config.manager is not None:
+        url = endpointURL(config.manager.endpoint) or config.manager.endpoint
+        lines.append(f"  manager: {url}")
+    if first is not None:
+        lines.append(f"Try: curl -i {first}   (Ctrl-C stops everything)")
+    return "\n".join(lines) + "\n"
+
+
 def cluster(configPath):
     """
     Start a demo instance for each member of the config, then the balancer;
@@ -236,16 +284,7 @@ def cluster(configPath):
         time.sleep(0.5)
         start(["-c", TWISTD, "-n", "--pidfile=", "playbalancer", "--config", configPath])
         time.sleep(1.0)
-        print("\nplaybalancer demo running:")
-        for listener in config.listeners:
-            print(f"  balancer listening on {listener.endpoint} -> balancer {listener.balancer}")
-        for balancer in config.balancers.values():
-            for member in balancer.members:
-                role = " (standby)" if member.standby else ""
-                print(f"  member {member.name}: {member.url}{role}")
-        if config.manager is not None:
-            print(f"  manager on {config.manager.endpoint}: http://127.0.0.1:8081/")
-        print("Try: curl -i http://127.0.0.1:8080/   (Ctrl-C stops everything)\n", flush=True)
+        print(summary(config), flush=True)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         print("a demo process exited; stopping the others", flush=True)

@@ -48,12 +48,15 @@ class Options(usage.Options):
         usage.Options.__init__(self)
         self["members"] = []
         self["standbys"] = []
+        #: C{(url, standby)} in the order given, for the members' names.
+        self["entries"] = []
 
     def opt_member(self, url):
         """
         A member URL, e.g. http://127.0.0.1:9999 (repeatable).
         """
         self["members"].append(url)
+        self["entries"].append((url, False))
 
     opt_m = opt_member
 
@@ -62,6 +65,7 @@ class Options(usage.Options):
         A hot-standby member URL, used only while no other is usable (repeatable).
         """
         self["standbys"].append(url)
+        self["entries"].append((url, True))
 
     def _workers(self):
         return _workersOption(self["workers"])
@@ -94,6 +98,7 @@ class Options(usage.Options):
                     schedulers,
                     manager=self["manager"],
                     workers=self._workers() if self["workers"] is not None else 1,
+                    entries=self["entries"],
                 )
         except ConfigError as e:
             # One clear line and a non-zero exit, never a traceback.

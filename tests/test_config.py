@@ -938,6 +938,24 @@ class ManagerConfigTests(SynchronousTestCase):
         )
         self.assertEqual(config.manager.endpoint, "tcp:8081:interface=127.0.0.1")
 
+    def test_commandLineOrder(self):
+        """
+        C{--standby A --member B} names A C{app1} and B C{app2}, as the
+        README says; the balancer is C{default}.
+        """
+        from playbalancer.tap import Options
+
+        options = Options()
+        options.parseOptions(
+            ["--standby", "http://127.0.0.1:9998", "--member", "http://127.0.0.1:9999"]
+        )
+        (balancer,) = options.config.balancers.values()
+        self.assertEqual(balancer.name, "default")
+        self.assertEqual(
+            [(m.name, m.url, m.standby) for m in balancer.members],
+            [("app1", "http://127.0.0.1:9998", True), ("app2", "http://127.0.0.1:9999", False)],
+        )
+
 
 class TCPModeConfigTests(SynchronousTestCase):
     def config(self, url="tcp://127.0.0.1:5432", mode="tcp", extra=None):

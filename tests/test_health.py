@@ -129,6 +129,22 @@ class CheckerTests(_CheckerCase):
         self.rounds(2)
         self.assertIn(c, self.balancer.candidates())
 
+    def test_addedMemberFailingItsChecks(self):
+        """
+        A member added at run time whose checks fail says why, not "not
+        checked yet".
+        """
+        from twisted.internet.error import ConnectionRefusedError
+
+        self.start()
+        c = Member("c", "http://127.0.0.1:3")
+        self.http.answers[b"http://127.0.0.1:3"] = ConnectionRefusedError()
+        self.balancer.addMember(c)
+        self.assertEqual(c.downReason, "not checked yet")
+        self.rounds(1)
+        self.assertEqual(c.downReason, "health check: connection refused")
+        self.assertNotIn(c, self.balancer.candidates())
+
     def test_hostHeader(self):
         self.start()
         url, headers = self.http.asked[0]
