@@ -185,6 +185,9 @@ class Balancer:
         self._observers = []
         #: Statuses that count as a member failure (Apache's C{failonstatus}).
         self.failOnStatus = frozenset()
+        #: Whether a request with an C{Idempotency-Key} header may be sent
+        #: again, whatever its method, after a member failed before answering.
+        self.retryIdempotencyKey = False
         #: With active health checks, a member that failed is brought back
         #: by its checks, not by the end of C{retry} or by live traffic.
         self.activeChecks = False

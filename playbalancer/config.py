@@ -86,6 +86,7 @@ class BalancerConfig:
     queueTimeout: float = 10.0
     tlsCAFile: str = None
     tlsVerify: bool = True
+    retryIdempotencyKey: bool = False
 
 
 @dataclass
@@ -363,6 +364,7 @@ def _balancer(name, data, path, schedulers, mode="http"):
         health=table.get("health", _health),
         tlsCAFile=table.get("tls_ca_file", _caFile),
         tlsVerify=table.get("tls_verify", _bool, True),
+        retryIdempotencyKey=table.get("retry_idempotency_key", _bool, False),
     )
     table.done()
     return balancer

@@ -425,13 +425,25 @@ class Exchange:
         )
 
     def _canRetry(self):
+        request = self.request
         return (
             not self.retried
             and not self.responseStarted
             and self.replayable
-            and self.request.method in IDEMPOTENT
-            and not self.request.upgrade
+            and not request.upgrade
+            and (request.method in IDEMPOTENT or self._carriesIdempotencyKey())
         )
+
+    def _carriesIdempotencyKey(self):
+        """
+        Whether a request of another method may be sent again all the same:
+        the balancer allows it (C{retry_idempotency_key}) and the client
+        sent an C{Idempotency-Key} (the IETF draft), promising that the
+        member will not act on it twice.
+        """
+        if not self.proxy.balancer.retryIdempotencyKey:
+            return False
+        return any(name.lower() == b"idempotency-key" for name, _ in self.request.headers)
 
     def _end(self, member, latency=None):
         """

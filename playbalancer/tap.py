@@ -304,6 +304,7 @@ def buildBalancers(config, schedulers, reactor, top=None):
     for name, balancerConfig in config.balancers.items():
         balancer = balancers[name]
         balancer.failOnStatus = frozenset(balancerConfig.failOnStatus)
+        balancer.retryIdempotencyKey = balancerConfig.retryIdempotencyKey
         if balancerConfig.health is not None:
             balancer.activeChecks = True
             balancer.healthSettings = balancerConfig.health

@@ -5,6 +5,8 @@ rules, connection reuse, errors.
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet import defer, reactor
 from twisted.web.http_headers import Headers
 
@@ -394,6 +396,33 @@ class ErrorTests(ProxyTestCase):
         self.assertEqual(response.code, 502)
         self.assertEqual(len(broken.requests), 1)
         self.assertEqual(good.seen, [])
+
+    async def test_postWithIdempotencyKeyRetriedWhenAllowed(self):
+        """
+        With C{retry_idempotency_key}, a POST carrying an C{Idempotency-Key}
+        is retried on the next member; without the header, or without the
+        setting, it is not.
+        """
+        broken = BrokenMember("reset", reactor).start()
+        self.addCleanup(broken.stop)
+        (good,) = self.startMembers("app2")
+        balancer = self.startBalancer([broken.url, good.url], scheduler="standby", retry=0)
+        keyed = {b"Idempotency-Key": [b'"8e03978e-40d5-43e8-bc93-6894a57f9324"']}
+        response, body = await self.fetch(
+            self.client(), "/echo", method="POST", data=b"once", headers=keyed
+        )
+        self.assertEqual(response.code, 502)  # not allowed yet
+        balancer.retryIdempotencyKey = True
+        balancer.reset(balancer.member("app1"))
+        response, body = await self.fetch(self.client(), "/echo", method="POST", data=b"plain")
+        self.assertEqual(response.code, 502)  # no key
+        balancer.reset(balancer.member("app1"))
+        response, body = await self.fetch(
+            self.client(), "/echo", method="POST", data=b"keyed", headers=keyed
+        )
+        self.assertEqual(response.code, 200)
+        self.assertEqual(json.loads(body)["body_sample"], "keyed")
+        self.assertEqual([r.method for r in good.seen], [b"POST"])
 
     async def test_truncatedLengthResponseClosesClient(self):
         """
