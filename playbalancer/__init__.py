@@ -7,7 +7,12 @@ The pieces, each in a module of its own:
 - L{playbalancer.balancer}: members, their state and counters, and the choice
   of the usable candidates for a request;
 - L{playbalancer.schedulers}: the built-in schedulers and plugin lookup;
-- L{playbalancer.proxy}: the reverse proxy resource (the HTTP data path);
+- L{playbalancer.front}, L{playbalancer.exchange}, L{playbalancer.upstream}:
+  the HTTP data path (client connections, one request's life, member
+  connections and their pools), with L{playbalancer.wire} and
+  L{playbalancer.chunked} parsing without sockets;
+- L{playbalancer.tcp}: TCP mode;
+- L{playbalancer.manager}: the manager page and JSON API;
 - L{playbalancer.tap}: the C{twistd playbalancer} service.
 """
 
