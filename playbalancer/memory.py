@@ -43,6 +43,64 @@ def tuneAllocator(mmapThreshold=1 << 20, trimThreshold=16 << 20):
     )
 
 
+def trimHeap():
+    """
+    Give the C allocator's free memory back to the kernel (glibc's
+    C{malloc_trim}).
+
+    @return: whether it was called (C{False} on other C libraries).
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True
+
+
+class HeapTrimmer:
+    """
+    After a burst of connections has gone (slow clients, say), give the
+    memory they used back: every C{interval} seconds, if the open
+    connections fell below half of their peak since the last trim, and by
+    at least C{least}, trim the heap.  Trimming costs a walk of the heap,
+    so it is done only then, never on a steady load.
+
+    @param openConnections: a callable giving the connections open now.
+    """
+
+    def __init__(self, openConnections, clock, interval=5.0, least=100, trim=trimHeap):
+        self.openConnections = openConnections
+        self.clock = clock
+        self.interval = interval
+        self.least = least
+        self.trim = trim
+        self.peak = 0
+        self.trims = 0
+        self._call = None
+
+    def start(self):
+        self._call = self.clock.callLater(self.interval, self._look)
+
+    def stop(self):
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _look(self):
+        now = self.openConnections()
+        self.peak = max(self.peak, now)
+        if self.peak - now >= self.least and now < self.peak / 2:
+            self.trim()
+            self.trims += 1
+            self.peak = now
+        self._call = self.clock.callLater(self.interval, self._look)
+
+
 def settleHeap():
     """
     Collect once, then put every object alive now (modules, configuration,

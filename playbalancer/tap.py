@@ -427,15 +427,25 @@ def makeClusterNode(settings, balancers, reactor):
 
 class _HeapSettler(Service):
     """
-    Calls C{settle} when started (see L{playbalancer.memory.settleHeap}).
+    Calls C{settle} when started (see L{playbalancer.memory.settleHeap});
+    runs C{trimmer} (a L{playbalancer.memory.HeapTrimmer}), if any, while
+    running.
     """
 
-    def __init__(self, settle):
+    def __init__(self, settle, trimmer=None):
         self.settle = settle
+        self.trimmer = trimmer
 
     def startService(self):
         Service.startService(self)
         self.settle()
+        if self.trimmer is not None:
+            self.trimmer.start()
+
+    def stopService(self):
+        Service.stopService(self)
+        if self.trimmer is not None:
+            self.trimmer.stop()
 
 
 def makeService(options, reactor=None):
@@ -536,7 +546,14 @@ def makeService(options, reactor=None):
         playbalancer_event="config.loaded",
     )
     # Last, so that it runs once everything else has started.
-    _HeapSettler(settleHeap).setServiceParent(top)
+    trimmer = None
+    if supervisor is None:
+        from playbalancer.memory import HeapTrimmer
+
+        trimmer = HeapTrimmer(
+            lambda: sum(front.openConnections for _, front in listeners), reactor
+        )
+    _HeapSettler(settleHeap, trimmer).setServiceParent(top)
     top.balancers = balancers
     top.manager = manager
     top.stateKeeper = keeper

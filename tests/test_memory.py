@@ -63,3 +63,43 @@ class NurseryTests(TestCase):
             childEnvironment({"PATH": "/bin"}), {"PATH": "/bin", "PYPY_GC_NURSERY": PYPY_NURSERY}
         )
         self.assertEqual(childEnvironment({"PYPY_GC_NURSERY": "4M"}), {"PYPY_GC_NURSERY": "4M"})
+
+
+class HeapTrimmerTests(TestCase):
+    """
+    The heap is trimmed once a burst of connections has gone, never on a
+    steady load.
+    """
+
+    def test_trimAfterABurst(self):
+        from twisted.internet.task import Clock
+
+        from playbalancer.memory import HeapTrimmer
+
+        clock = Clock()
+        open_ = [0]
+        trims = []
+        trimmer = HeapTrimmer(lambda: open_[0], clock, interval=5, least=100, trim=lambda: trims.append(1))
+        trimmer.start()
+        for count in [10, 50, 60, 55]:  # a steady load
+            open_[0] = count
+            clock.advance(5)
+        self.assertEqual(trims, [])
+        open_[0] = 1000  # a burst of slow clients
+        clock.advance(5)
+        open_[0] = 900
+        clock.advance(5)
+        self.assertEqual(trims, [])
+        open_[0] = 20  # gone
+        clock.advance(5)
+        self.assertEqual(trims, [1])
+        clock.advance(5)
+        self.assertEqual(trims, [1])
+        trimmer.stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_trimHeapRuns(self):
+        from playbalancer.memory import trimHeap
+
+        onGlibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+        self.assertEqual(trimHeap(), onGlibc)
