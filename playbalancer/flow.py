@@ -14,7 +14,12 @@ from zope.interface import implementer
 
 from twisted.internet.interfaces import IPushProducer
 
-from playbalancer.rawsocket import holdProducerUntilDrained, kernelUnsent, unsentBytes
+from playbalancer.rawsocket import (
+    forgetPause,
+    holdProducerUntilDrained,
+    kernelNotSent,
+    unsentBytes,
+)
 
 #: Bytes that may wait in this process for one peer that reads slowly
 #: before the other side is paused (HAProxy's C{tune.bufsize} default).
@@ -30,8 +35,8 @@ def holdIfFull(transport, limit):
         holdProducerUntilDrained(transport)
 
 
-#: Bytes in a socket's kernel send queue above which its peer counts as
-#: not keeping up (a peer that reads as fast as it gets keeps it low).
+#: Bytes the kernel holds unsent for a socket above which its peer counts
+#: as not keeping up (a peer that reads as fast as it gets keeps it low).
 KERNEL_LAG = 262144
 
 
@@ -42,7 +47,15 @@ def keepsUp(transport):
     """
     if transport is None:
         return True
-    return not unsentBytes(transport) and kernelUnsent(transport) < KERNEL_LAG
+    return not unsentBytes(transport) and kernelNotSent(transport) < KERNEL_LAG
+
+
+def waiting(transport):
+    """
+    Bytes written to C{transport} that its peer has not taken yet: ours,
+    and those the kernel has not sent.
+    """
+    return unsentBytes(transport) + kernelNotSent(transport)
 
 
 @implementer(IPushProducer)
@@ -62,6 +75,8 @@ class Pauser:
         self.paused = False
 
     def pauseProducing(self):
+        if self.paused:
+            return  # Twisted asks again on every write while full
         self.paused = True
         self.transport.pauseProducing()
         if self.stall is not None:
@@ -98,6 +113,7 @@ def stopPausing(consumer, pauser):
     a wrapper of its own underneath.)
     """
     consumer.unregisterProducer()
+    forgetPause(consumer)
     if pauser is not None and pauser.paused:
         pauser.resumeProducing()
 
@@ -109,7 +125,8 @@ class SendDeadline:
 
     Armed when the transport's buffer fills (it paused its producer) or
     when we close it with bytes unsent; disarmed when the buffer drains.
-    At the deadline, fewer unsent bytes than when it was armed count as
+    At the deadline, fewer bytes L{waiting} than when it was armed (the
+    kernel's unsent ones count: the peer reads from those first) count as
     progress and arm it again; otherwise the connection is aborted, and
     its C{connectionLost} tells whoever relied on it.  Checked by a
     L{playbalancer.sweeper.Sweeper}, which watches it only while armed.
@@ -133,7 +150,7 @@ class SendDeadline:
         running.
         """
         if self.deadline is None and not self._gone:
-            self._arm(unsentBytes(self.transport))
+            self._arm(waiting(self.transport))
 
     def flowing(self):
         """
@@ -149,7 +166,7 @@ class SendDeadline:
         C{timeout} seconds between two reads to take them.
         """
         if self.deadline is None and not self._gone:
-            unsent = unsentBytes(self.transport)
+            unsent = waiting(self.transport)
             if unsent:
                 self._arm(unsent)
 
@@ -166,7 +183,7 @@ class SendDeadline:
         self.sweeper.watch(self)
 
     def expired(self):
-        unsent = unsentBytes(self.transport)
+        unsent = waiting(self.transport)
         if unsent == 0:
             self.flowing()
         elif unsent < self.unsent:

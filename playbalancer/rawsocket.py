@@ -20,10 +20,15 @@ try:
     import fcntl
     import termios
 
-    _OUTQ = termios.TIOCOUTQ  # the same number as SIOCOUTQ on Linux
-except (ImportError, AttributeError):  # not a Unix with it
+    import sys
+
+    # Linux's SIOCOUTQNSD (linux/sockios.h): bytes in a socket's send queue
+    # not yet sent (SIOCOUTQ would count those in flight, unacknowledged,
+    # too: a fast peer far away would look slow).
+    _NOT_SENT = 0x894B if sys.platform.startswith("linux") else None
+except ImportError:  # not a Unix
     fcntl = None
-    _OUTQ = None
+    _NOT_SENT = None
 
 from twisted.internet.interfaces import INegotiated
 from twisted.internet.tcp import Connection
@@ -116,20 +121,31 @@ def _socketUnder(transport):
     return transport if isinstance(transport, Connection) else None
 
 
-def kernelUnsent(transport):
+def kernelNotSent(transport):
     """
-    Bytes in the kernel's send queue of C{transport}'s socket (sent but
-    not yet acknowledged, or not yet sent): Linux's C{SIOCOUTQ}.  0 where
-    that cannot be read.
+    Bytes in the kernel's send queue of C{transport}'s socket that it has
+    not sent yet (the peer's window is closed, or the network is slower):
+    Linux's C{SIOCOUTQNSD}.  0 where that cannot be read.
     """
     connection = _socketUnder(transport)
-    if connection is None or _OUTQ is None:
+    if connection is None or _NOT_SENT is None:
         return 0
     try:
-        answer = fcntl.ioctl(connection.fileno(), _OUTQ, b"\0\0\0\0")
+        answer = fcntl.ioctl(connection.fileno(), _NOT_SENT, b"\0\0\0\0")
     except (OSError, ValueError):
         return 0
     return struct.unpack("i", answer)[0]
+
+
+def forgetPause(transport):
+    """
+    After its producer was unregistered: Twisted keeps its "paused" flag,
+    which would keep L{holdProducerUntilDrained} from pausing the next
+    producer of the same connection (a keep-alive one); clear it.
+    """
+    transport = socketTransport(transport)
+    if transport is not None and transport.producer is None:
+        transport.producerPaused = False
 
 
 def unsentBytes(transport):

@@ -76,6 +76,7 @@ class _MemberSide(Protocol):
         relay = self.relay
         relay.memberDone = True
         closeWriting(relay.transport)
+        relay.closingSends()
         if relay.clientDone:
             closeWhenSent(self.transport)
 
@@ -252,6 +253,7 @@ class TCPRelay(Protocol):
         """
         self.deadline = None
         closeWhenSent(self.transport)
+        self.closingSends()
         if self.memberSide is not None:
             closeWhenSent(self.memberSide.transport)
 
@@ -274,6 +276,13 @@ class TCPRelay(Protocol):
         """
         self.front.balancer.end(self.member, bytesIn=self.received, bytesOut=self.sent)
         closeWhenSent(self.transport)
+        self.closingSends()
+
+    def closingSends(self):
+        """
+        We are done sending to the client: what it has not taken yet must
+        go within C{sendTimeout} between two reads.
+        """
         deadline = self.sendDeadline()
         if deadline is not None:
             deadline.closing()

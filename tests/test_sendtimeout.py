@@ -217,3 +217,140 @@ class TCPSendTimeoutTests(TestCase):
         await waitUntil(lambda: not front.relays, reactor, timeout=20)
         await waitUntil(lambda: balancer.member("m").active == 0, reactor)
         await task.deferLater(reactor, 0, lambda: None)
+
+
+class SteadyReader(Protocol):
+    """
+    Reads up to C{chunk} bytes every C{every} seconds straight from its
+    socket (so a read takes only what the kernel holds), and counts them.
+    """
+
+    def __init__(self, request, chunk, every):
+        self.request = request
+        self.chunk = chunk
+        self.every = every
+        self.received = 0
+        self.lost = False
+        self._call = None
+
+    def connectionMade(self):
+        self.transport.stopReading()
+        self.transport.write(self.request)
+        self._call = reactor.callLater(self.every, self._read)
+
+    def _read(self):
+        self._call = None
+        if self.lost:
+            return
+        try:
+            data = self.transport.socket.recv(self.chunk)
+        except BlockingIOError:
+            data = None
+        except OSError:
+            data = b""
+        if data == b"":
+            self.transport.abortConnection()
+            return
+        if data:
+            self.received += len(data)
+        self._call = reactor.callLater(self.every, self._read)
+
+    def connectionLost(self, reason):
+        self.lost = True
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+
+
+class ProgressTests(ProxyTestCase):
+    async def test_steadyReaderThroughKernelBuffers(self):
+        """
+        A client that reads steadily is never cut off, though our own
+        buffer may not move for longer than C{send_timeout}: the kernel
+        only takes more once a good part of its send queue has gone, and
+        the bytes the client takes from that queue count as progress.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url], settings=FrontSettings(sendTimeout=0.5))
+        size = 4 * MiB
+        client = SteadyReader(
+            b"GET /large?size=%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % size,
+            32768,
+            0.05,
+        )
+        await connect(self, self.port, client)
+        # Until the client reads the end of the stream (the balancer's side
+        # closes once the kernel holds the rest).
+        await waitUntil(lambda: client.lost, reactor, timeout=60)
+        self.assertGreater(client.received, size)  # the head, and the whole body
+
+    async def test_keepAliveKeepsTheBound(self):
+        """
+        The second of two pipelined responses to a slow reader is held to
+        C{buffer_size} like the first (Twisted keeps a producer's "paused"
+        flag after it is unregistered).
+        """
+        from playbalancer.flow import BUFFER_SIZE
+        from playbalancer.rawsocket import unsentBytes
+        from playbalancer.readsize import FIRST
+
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        first = 4 * MiB
+        request = b"GET /large?size=%d HTTP/1.1\r\nHost: x\r\n\r\n"
+        client = SteadyReader(request % first + request % (256 * MiB), 16384, 0.01)
+        await connect(self, self.port, client)
+        await waitUntil(lambda: client.received > first + 4096, reactor, timeout=60)
+        client.every = 3600  # stops reading
+        await task.deferLater(reactor, 1.0, lambda: None)
+        (front,) = self.front.connections
+        self.assertLessEqual(unsentBytes(front.transport), BUFFER_SIZE + FIRST)
+
+
+class _SendThenHalfClose(Protocol):
+    """
+    Sends 256 KiB (less than the kernel takes at once: nothing waits in
+    the balancer's own buffer) and ends its side.
+    """
+
+    def connectionMade(self):
+        self.factory.opened.append(self)
+        self.transport.write(b"y" * (256 * 1024))
+        self.transport.loseWriteConnection()
+
+
+class TCPHalfCloseTests(TestCase):
+    async def test_memberDoneClientNeverReads(self):
+        """
+        After the member's end of data, a client that takes nothing is
+        cut off within C{send_timeout}, not after C{tunnel_idle_timeout}.
+        """
+        member = Factory.forProtocol(_SendThenHalfClose)
+        member.opened = []
+        port = reactor.listenTCP(0, member, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(lambda: [p.transport.abortConnection() for p in member.opened])
+        balancer = Balancer(
+            "tcp",
+            RoundRobinScheduler(),
+            [Member("m", f"tcp://127.0.0.1:{port.getHost().port}")],
+            reactor,
+        )
+        front = TCPFrontFactory(
+            balancer,
+            MemberEndpoints(reactor, 5).forMember,
+            sweeper=Sweeper(reactor, interval=0.05),
+            sendTimeout=0.5,
+        )
+        listening = reactor.listenTCP(0, front, interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        # A client that never reads, with a small receive buffer: what the
+        # member sent waits in the balancer's kernel send queue.
+        import socket
+
+        client = socket.socket()
+        self.addCleanup(client.close)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(("127.0.0.1", listening.getHost().port))
+        await waitUntil(lambda: balancer.member("m").active == 1, reactor)
+        await waitUntil(lambda: not front.relays, reactor, timeout=20)
+        await waitUntil(lambda: balancer.member("m").active == 0, reactor)
