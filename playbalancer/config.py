@@ -266,6 +266,23 @@ def _array(value, path):
 #: and a percent sign must start a %XX escape.
 _URL_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/\[\]%?#]*\Z")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+#: A host name: labels of letters, digits, hyphens (and underscores, which
+#: container names use), each 1-63 long, not starting or ending with a
+#: hyphen.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?\Z"
+)
+
+
+def _isIPLiteral(host):
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def memberURL(value, path, mode="http"):
@@ -288,6 +305,8 @@ def memberURL(value, path, mode="http"):
         raise ConfigError(path, expected)
     if url.scheme not in schemes or not url.host or not url.absolute:
         raise ConfigError(path, expected)
+    if not _isIPLiteral(url.host) and not _HOST_NAME.match(url.host):
+        raise ConfigError(path, f"expected a host name or IP address in {value!r}")
     if mode == "tcp" and (url.port is None or any(url.path)):
         raise ConfigError(path, f"expected tcp://host:port, got {value!r}")
     if url.port is not None and not 1 <= url.port <= 65535:

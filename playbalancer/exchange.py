@@ -216,7 +216,7 @@ class Exchange:
         self.continueCall = None
         self.interimSent = 0
         self.tunnel = False
-        #: The L{_Pauser}s of the upload (member transport pauses the
+        #: The L{playbalancer.flow.Pauser}s of the upload (member transport pauses the
         #: client) and of the response (client transport pauses the member).
         self.uploadPauser = None
         self.responsePauser = None
@@ -584,8 +584,9 @@ class Exchange:
                     upgrade = value
             parts.append(b"Connection: upgrade\r\nUpgrade: " + upgrade + b"\r\n")
             self.tunnel = True
-        elif length == 0:
-            # No body: pass on a HEAD or 304 response's own length.
+        elif length == 0 and (status == 304 or request.method == b"HEAD"):
+            # No body: pass on a HEAD or 304 response's own length (never
+            # a 1xx's or 204's: RFC 9110 8.6 forbids it there).
             for name, value in head.headers:
                 if name.lower() == b"content-length":
                     parts.extend((b"Content-Length: ", value, b"\r\n"))
@@ -848,10 +849,12 @@ class Exchange:
 
     def clientTimedOut(self):
         """
-        The client stopped sending its request body.
+        The client stopped sending its request body.  When the member has
+        answered already, the client may well have stopped because of that
+        answer: the response goes on (the connection is not kept, and
+        C{send_timeout} covers a client that stops reading too).
         """
         if self.responseStarted:
-            self._cutShort()
             return
         self.bodyDone = True
         connection, self.connection = self.connection, None

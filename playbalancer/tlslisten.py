@@ -71,6 +71,10 @@ def negotiateProtocols(endpoint, protocols):
     if isinstance(endpoint, SSL4ServerEndpoint):
         # The one private attribute this needs: the endpoint's options,
         # whose context every connection of this listener shares.
-        context = endpoint._sslContextFactory.getContext()
+        options = endpoint._sslContextFactory
+        context = options.getContext()
+        if options.getContext() is not context:
+            # Every connection must share the context the callback is on.
+            raise RuntimeError("this Twisted makes a TLS context per connection: ALPN not set")
         context.set_alpn_select_callback(selector(tuple(protocols)))
     return endpoint

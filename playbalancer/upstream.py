@@ -22,6 +22,10 @@ from playbalancer.wire import HTTPError, findBareLF, parseResponseHead
 #: The largest response head a member may send.
 MAX_RESPONSE_HEAD = 65536
 
+#: Interim (1xx) responses a member may send before its final one; more
+#: is a broken member (and would nest our parsing without end).
+MAX_INTERIM_RESPONSES = 32
+
 _HEAD, _BODY, _UNTIL_CLOSE, _IDLE, _TUNNEL, _DEAD = range(6)
 
 
@@ -55,6 +59,7 @@ class MemberConnection(Protocol):
         self._reusable = True
         self._sentAll = True
         self._method = b"GET"
+        self._interim = 0
 
     def connectionMade(self):
         try:
@@ -76,6 +81,7 @@ class MemberConnection(Protocol):
         self.state = _HEAD
         self._sentAll = not withBody
         self.deadline = None
+        self._interim = 0
         startSmall(self.transport)
         sendNow(self.transport, head)
 
@@ -147,8 +153,12 @@ class MemberConnection(Protocol):
                     return  # refused: no tunnel without an Upgrade request
                 self.exchange.memberSwitched(rest)
                 return
+            self._interim += 1
+            if self._interim > MAX_INTERIM_RESPONSES:
+                self._malformed(HTTPError(502, "too many interim responses"))
+                return
             self.exchange.memberInterim(head)
-            if rest:
+            if rest and self.exchange is not None:
                 self._headBytes(rest)
             return
         if not head.keepAlive:

@@ -361,8 +361,17 @@ class BadConfigTests(SynchronousTestCase):
             "http://127.0.0.1:1/%zz",
             "http://127.0.0.1:1/50%",
             "http://exa mple.com/",
+            "http://exa%0d%0ample/",
+            "http://-bad.example/",
+            "http://a..b/",
         ]:
             self.assertBadAt(self.badURL(url), "balancer.mycluster.member[1].url")
+
+    def test_urlHostsAccepted(self):
+        for url in ["http://app_1:80", "http://[::1]:9", "http://10.0.0.1", "http://a-b.example.com.:8"]:
+            self.assertEqual(
+                parseConfig(self.badURL(url), SCHEDULERS).balancers["mycluster"].members[1].url, url
+            )
 
     def test_urlEscapesAccepted(self):
         data = self.badURL("http://h:1/a%20b/~x")

@@ -73,6 +73,19 @@ class InteropTests(ProxyTestCase):
         self.assertIn(b"Link: </style.css>; rel=preload; as=style\r\n\r\nHTTP/1.1 200 OK\r\n", raw)
         self.assertTrue(raw.endswith(b"\r\n\r\nok"), raw)
 
+    async def test_endlessInterimResponses(self):
+        """
+        A member that sends interim responses without end gets 502 after
+        a bound, and a reasonable number of them are passed on.
+        """
+        self.startScripted(b"HTTP/1.1 102 Processing\r\n\r\n" * 2000)
+        raw = await rawExchange(
+            reactor, self.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        self.assertIn(b"HTTP/1.1 502 ", raw)
+        self.assertEqual(raw.count(b"HTTP/1.1 102 Processing"), 8)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     async def test_noInterimToHTTP10(self):
         self.startScripted(
             b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
@@ -143,6 +156,20 @@ class InteropTests(ProxyTestCase):
             self.assertTrue(raw.endswith(b"r" * 100), raw[-100:])
         self.assertEqual(len(factory.connections), 2)
 
+    async def test_noLengthOn204(self):
+        """
+        A 204 that came with a Content-Length reaches the client without it
+        (RFC 9110 8.6), so whatever is in front of us cannot read the next
+        response as its body; the connection carries on.
+        """
+        self.startScripted(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")
+        request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        raw = await rawExchange(
+            reactor, self.port, request + request[:-2] + b"Connection: close\r\n\r\n"
+        )
+        self.assertEqual(raw.count(b"HTTP/1.1 204 No Content\r\n"), 2, raw)
+        self.assertNotIn(b"content-length", raw.lower())
+
     async def test_noContentTypeInvented(self):
         """
         A member response without Content-Type gets none from the proxy.
@@ -168,3 +195,66 @@ class InteropTests(ProxyTestCase):
         self.assertTrue(raw.startswith(b"HTTP/1.1 200 OK\r\n"), raw)
         self.assertIn(b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n", raw)
         self.assertTrue(self.balancer.member("app1").healthy)
+
+
+class _Dribbling(Protocol):
+    """
+    Answers as soon as a request head arrives, with a body sent 64 KiB
+    every 0.05 s (still coming when the client stops sending).
+    """
+
+    def connectionMade(self):
+        self.factory.connections.append(self)
+        self.started = False
+        self.call = None
+
+    def dataReceived(self, data):
+        if not self.started:
+            self.started = True
+            self.left = self.factory.size
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % self.left)
+            self._more()
+
+    def _more(self):
+        self.call = None
+        if self.left and self.transport.connected:
+            piece = min(self.left, 65536)
+            self.left -= piece
+            self.transport.write(b"e" * piece)
+            self.call = reactor.callLater(0.05, self._more)
+
+    def connectionLost(self, reason):
+        if self.call is not None and self.call.active():
+            self.call.cancel()
+
+
+class EarlyAnswerTests(ProxyTestCase):
+    async def test_bodyTimeoutDoesNotCutAnEarlyAnswer(self):
+        """
+        A member that answers before the request body is complete: a client
+        that then stops sending its body (it has its answer) gets the whole
+        response, however long it takes to read.
+        """
+        from playbalancer.front import FrontSettings
+
+        from tests.test_sendtimeout import SteadyReader, connect
+
+        size = 2 * 2**20
+        factory = Factory.forProtocol(_Dribbling)
+        factory.size = size
+        factory.connections = []
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(lambda: [c.transport.abortConnection() for c in factory.connections])
+        self.startBalancer(
+            [f"http://127.0.0.1:{port.getHost().port}"],
+            settings=FrontSettings(bodyTimeout=0.3, minBodyRate=0.0),
+        )
+        client = SteadyReader(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"b" * 70000,
+            32768,
+            0.02,
+        )
+        await connect(self, self.port, client)
+        await waitUntil(lambda: client.lost, reactor, timeout=60)
+        self.assertGreater(client.received, size)

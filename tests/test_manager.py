@@ -508,6 +508,27 @@ class BehindAProxyTests(ManagerTestCase):
         self.assertEqual(await self.get(client, {b"X-Forwarded-For": [b"203.0.113.9"]}), 403)
         self.assertEqual(await self.get(client, {b"X-Forwarded-For": [b"junk"]}), 403)
 
+    async def test_everyForwardedAddressMustPass(self):
+        """
+        A client cannot pick which header counts: when any forwarding
+        header names an address outside the allow-list (a proxy that sets
+        X-Real-IP and passes the client's own X-Forwarded-For on), the
+        request is refused.
+        """
+        client = await self.mounted(trustedProxies=["127.0.0.0/8"])
+        for headers in [
+            {b"X-Forwarded-For": [b"127.0.0.1"], b"X-Real-IP": [b"203.0.113.9"]},
+            {b"X-Forwarded-For": [b"127.0.0.1"], b"Forwarded": [b"for=203.0.113.9"]},
+            {b"x-forwarded-for": [b"127.0.0.1", b"203.0.113.9"]},
+            {b"X-Forwarded-For": [b"203.0.113.9, 127.0.0.1"]},
+            {b"Forwarded": [b"for=127.0.0.1, for=203.0.113.9"]},
+            {b"Forwarded": [b"for=unknown"]},
+            {b"Forwarded": [b"proto=https"]},
+        ]:
+            self.assertEqual(await self.get(client, headers), 403, headers)
+        both = {b"X-Forwarded-For": [b"127.0.0.2"], b"X-Real-IP": [b"127.0.0.2"]}
+        self.assertEqual(await self.get(client, both), 200)
+
     async def test_tokenStillWorks(self):
         client = await self.mounted()
         self.manager.policy.token = "s3cret"

@@ -52,34 +52,36 @@ def _addressIP(address):
     return ip
 
 
-def forwardedClient(request):
+def forwardedClients(request):
     """
-    The client address that the proxy nearest to us says it passed the
-    request on for (the last C{X-Forwarded-For} entry, else the last
-    C{Forwarded} C{for=}, else C{X-Real-IP}): L{None} when the request
-    carries none of them, C{""} when what it carries does not parse.
+    Every client address that forwarding headers claim for C{request}:
+    each C{X-Forwarded-For} entry, each C{Forwarded} element's C{for=},
+    each C{X-Real-IP}, on every line of them.  An entry that is not an IP
+    address (C{unknown}, an obfuscated name, garbage) is C{""}.  Empty
+    when the request carries none of these headers.
     """
     headers = request.requestHeaders
-    values = headers.getRawHeaders(b"x-forwarded-for")
-    if values:
-        return _ipText(values[-1].split(b",")[-1])
-    values = headers.getRawHeaders(b"forwarded")
-    if values:
-        last = values[-1].split(b",")[-1]
-        for pair in last.split(b";"):
-            name, _, value = pair.strip().partition(b"=")
-            if name.lower() == b"for":
-                value = value.strip(b'"')
-                if value.startswith(b"["):
-                    value = value[1:].split(b"]", 1)[0]
-                elif value.count(b":") == 1:
-                    value = value.split(b":", 1)[0]
-                return _ipText(value)
-        return ""
-    values = headers.getRawHeaders(b"x-real-ip")
-    if values:
-        return _ipText(values[-1])
-    return None
+    claimed = []
+    for line in headers.getRawHeaders(b"x-forwarded-for", []):
+        claimed.extend(_ipText(entry) for entry in line.split(b","))
+    for line in headers.getRawHeaders(b"x-real-ip", []):
+        claimed.append(_ipText(line))
+    for line in headers.getRawHeaders(b"forwarded", []):
+        for element in line.split(b","):
+            found = False
+            for pair in element.split(b";"):
+                name, _, value = pair.strip().partition(b"=")
+                if name.strip().lower() == b"for":
+                    found = True
+                    value = value.strip().strip(b'"')
+                    if value.startswith(b"["):
+                        value = value[1:].split(b"]", 1)[0]
+                    elif value.count(b":") == 1:
+                        value = value.split(b":", 1)[0]
+                    claimed.append(_ipText(value))
+            if not found:
+                claimed.append("")
+    return claimed
 
 
 def _ipText(value):
@@ -150,8 +152,8 @@ class AccessPolicy:
         address = request.getClientAddress()
         if not self.allowsAddress(address):
             raise Refusal(403, f"address {_addressIP(address)} is not allowed to use the manager")
-        claimed = forwardedClient(request)
-        if claimed is not None and self.token is None:
+        claimed = forwardedClients(request)
+        if claimed and self.token is None:
             self._checkForwarded(request, address, claimed)
         host = hostName(request.getHeader(b"host"))
         if host is not None and host not in self.hosts and not _isIP(host):
@@ -171,7 +173,9 @@ class AccessPolicy:
         """
         A request a proxy passed on: behind a local proxy every client
         looks local, so without a token only a proxy the listener trusts
-        may pass on requests, and only for a client on the allow-list.
+        may pass on requests, and only when every address the forwarding
+        headers name is on the allow-list (a client can write these
+        headers itself, and a proxy may pass them on unchanged).
         """
         trusted = getattr(getattr(request.channel, "site", None), "trustedProxies", ())
         ip = _addressIP(address)
@@ -181,8 +185,12 @@ class AccessPolicy:
                 "a request passed on by a proxy needs the manager's token_file "
                 "(or the listener's trusted_proxies to name that proxy)",
             )
-        if not claimed or not self.allowsIP(ipaddress.ip_address(claimed)):
-            raise Refusal(403, f"forwarded client {claimed or '(unreadable)'} is not allowed to use the manager")
+        for client in claimed:
+            if not client or not self.allowsIP(ipaddress.ip_address(client)):
+                raise Refusal(
+                    403,
+                    f"forwarded client {client or '(unreadable)'} is not allowed to use the manager",
+                )
 
     def _presentsToken(self, request):
         expected = self.token.encode("utf-8")
