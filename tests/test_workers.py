@@ -39,18 +39,91 @@ def childrenOf(pid):
     return found
 
 
-class WorkerTests(TestCase):
+class TwistdTestCase(TestCase):
+    """
+    A real C{twistd playbalancer} with the configuration a test writes, and
+    the helpers to talk to it.
+    """
+
     timeout = 90
 
+    def startTwistd(self, text):
+        """
+        Write C{text} as the configuration and start C{twistd} on it; its
+        output goes to C{self.logPath}.
+        """
+        config = self.mktemp()
+        with open(config, "w") as f:
+            f.write(text)
+        self.logPath = self.mktemp()
+        self.child = TwistdProcess(config, self.logPath)
+        self.addCleanup(self.child.stop, 15.0)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.client = HTTPClient(Agent(reactor, pool=pool))
+
+    def twistdLog(self):
+        with open(self.logPath) as f:
+            return f.read()
+
+    async def waitServing(self, workers):
+        """
+        Wait until C{workers} worker processes run and the front answers.
+        """
+        if workers > 1:
+            await self.waitFor(lambda: len(childrenOf(self.child.pid)) == workers)
+        for _ in range(200):
+            try:
+                if (await self.get("/")).code == 200:
+                    return
+            except Exception:
+                pass
+            await task.deferLater(reactor, 0.05, lambda: None)
+        self.fail("the balancer never answered")
+
+    async def waitFor(self, condition, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            self.assertTrue(self.child.running(), "twistd exited")
+            if time.monotonic() > deadline:
+                self.fail("condition never came true")
+            await task.deferLater(reactor, 0.05, lambda: None)
+
+    async def get(self, path):
+        response = await self.client.get(self.base + path)
+        await treq.content(response)
+        return response
+
+    async def change(self, member, change, balancer="web"):
+        response = await self.client.post(
+            f"{self.manager}/api/balancers/{balancer}/members/{member}",
+            data=json.dumps(change).encode(),
+            headers={b"Content-Type": [b"application/json"]},
+        )
+        body = await treq.content(response)
+        self.assertEqual(response.code, 200, body)
+
+    async def status(self):
+        response = await self.client.get(self.manager + "/api/status")
+        return json.loads(await treq.content(response))
+
+    async def metric(self, name, **labels):
+        response = await self.client.get(self.manager + "/metrics")
+        text = (await treq.content(response)).decode()
+        wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+        for line in text.splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.split()[-1])
+        return None
+
+
+class WorkerTests(TwistdTestCase):
     async def setUp(self):
         self.members = [MemberServer(name, reactor).start() for name in ("app1", "app2")]
         for member in self.members:
             self.addCleanup(member.stop)
         front, manager = freePorts(2)
-        config = self.mktemp()
-        with open(config, "w") as f:
-            f.write(
-                f"""
+        self.startTwistd(
+            f"""
 workers = 2
 
 [[listen]]
@@ -71,42 +144,10 @@ url = "{self.members[1].url}"
 [manager]
 endpoint = "tcp:{manager}:interface=127.0.0.1"
 """
-            )
-        self.child = TwistdProcess(config, self.mktemp())
-        self.addCleanup(self.child.stop, 15.0)
-        pool = HTTPConnectionPool(reactor, persistent=False)
-        self.client = HTTPClient(Agent(reactor, pool=pool))
+        )
         self.base = f"http://127.0.0.1:{front}"
         self.manager = f"http://127.0.0.1:{manager}"
-        await self.waitFor(lambda: len(childrenOf(self.child.pid)) == 2)
-        for _ in range(200):
-            try:
-                if (await self.get("/")).code == 200:
-                    break
-            except Exception:
-                await task.deferLater(reactor, 0.05, lambda: None)
-
-    async def waitFor(self, condition, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            self.assertTrue(self.child.running(), "twistd exited")
-            if time.monotonic() > deadline:
-                self.fail("condition never came true")
-            await task.deferLater(reactor, 0.05, lambda: None)
-
-    async def get(self, path):
-        response = await self.client.get(self.base + path)
-        await treq.content(response)
-        return response
-
-    async def metric(self, name, **labels):
-        response = await self.client.get(self.manager + "/metrics")
-        text = (await treq.content(response)).decode()
-        wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-        for line in text.splitlines():
-            if line.startswith(wanted + " "):
-                return float(line.split()[-1])
-        return None
+        await self.waitServing(2)
 
     async def test_servesAndAppliesDrain(self):
         """
