@@ -6,11 +6,15 @@ processes, which accept from them (the kernel spreads connections); it
 keeps running the manager, the health checks and the admin state.  Parent
 and workers talk AMP over each worker's standard input and output:
 
-  - L{SetState}, parent to worker: the members of every balancer with their
+  - C{"state"}, parent to worker: the members of every balancer with their
     admin state, standby flag, weight and (with health checks) health, as
     one versioned snapshot, pushed within a tenth of a second of a change.
-  - L{Report}, worker to parent, twice a second: its counters, its
+  - C{"report"}, worker to parent, twice a second: its counters, its
     requests in flight per member, and the state version it applied.
+
+Both are sent as L{playbalancer.bigmessages} (compressed, in pieces), so
+they may be larger than an AMP value.  The loops that send them log what
+goes wrong and go on.
 
 The manager shows the sums.  A drained member counts as idle only once
 every worker has applied the drain and has nothing in flight on it.  A
@@ -29,6 +33,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols import amp
 
+from playbalancer.bigmessages import PieceReceiver, pieces, sendMessage, sendPieces
 from playbalancer.memory import childEnvironment
 from playbalancer.stats import BUCKETS, FAILURE_KINDS
 
@@ -40,17 +45,6 @@ REPORT_INTERVAL = 0.5
 PUSH_INTERVAL = 0.1
 #: Seconds before a worker that died is started again.
 RESTART_DELAY = 0.5
-
-
-class SetState(amp.Command):
-    arguments = [(b"version", amp.Integer()), (b"state", amp.Unicode())]
-    response = []
-
-
-class Report(amp.Command):
-    arguments = [(b"report", amp.Unicode())]
-    response = []
-    requiresAnswer = False
 
 
 # The parent's side
@@ -82,16 +76,15 @@ def listeningSocket(endpoint, port=None):
     return sock
 
 
-class _WorkerControl(amp.AMP):
+class _WorkerControl(PieceReceiver, amp.AMP):
     def __init__(self, supervisor, index):
         amp.AMP.__init__(self)
         self.supervisor = supervisor
         self.index = index
 
-    @Report.responder
-    def report(self, report):
-        self.supervisor.gotReport(self.index, json.loads(report))
-        return {}
+    def messageReceived(self, kind, message):
+        if kind == "report":
+            self.supervisor.gotReport(self.index, message)
 
 
 class _ProcessAddress:
@@ -195,6 +188,7 @@ class WorkerSupervisor(Service):
         self.retired = {}
         self.version = 0
         self._state = None
+        self._pieces = None
         self._push = None
         self._stopping = False
 
@@ -236,7 +230,7 @@ class WorkerSupervisor(Service):
             pid=process.pid,
             playbalancer_event="worker.started",
         )
-        self._send(process, self.version, self._state)
+        self._send(process)
 
     def workerEnded(self, process, reason):
         if self.workers.get(process.index) is process:
@@ -275,19 +269,35 @@ class WorkerSupervisor(Service):
         return json.dumps(state, sort_keys=True)
 
     def _pushState(self):
-        state = self.snapshot()
+        try:
+            state = self.snapshot()
+        except Exception:
+            _log.failure("could not take a snapshot of the state for the workers")
+            return
         if state == self._state:
             return
         self.version += 1
         self._state = state
-        for process in list(self.workers.values()):
-            self._send(process, self.version, state)
-
-    def _send(self, process, version, state):
-        if state is None:
+        try:
+            self._pieces = pieces({"version": self.version, "state": json.loads(state)})
+        except Exception:
+            _log.failure("could not encode state {version}", version=self.version)
+            self._pieces = None
             return
-        d = process.control.callRemote(SetState, version=version, state=state)
-        d.addErrback(lambda f: None)  # a worker that went away
+        for process in list(self.workers.values()):
+            self._send(process)
+
+    def _send(self, process):
+        if self._pieces is None:
+            return
+        try:
+            sendPieces(process.control, "state", self._pieces)
+        except Exception:
+            _log.failure(
+                "could not send state {version} to worker {index}",
+                version=self.version,
+                index=process.index,
+            )
 
     # Reports, workers to parent
 
@@ -448,7 +458,7 @@ def memberCounts(member):
     }
 
 
-class WorkerAgent(amp.AMP):
+class WorkerAgent(PieceReceiver, amp.AMP):
     """
     A worker's end of the control channel: applies the parent's state and
     reports counters.
@@ -479,12 +489,17 @@ class WorkerAgent(amp.AMP):
         if self.clock.running:
             self.clock.stop()
 
-    @SetState.responder
+    def messageReceived(self, kind, message):
+        if kind == "state":
+            self.setState(message["version"], message["state"])
+
     def setState(self, version, state):
-        self.apply(json.loads(state))
+        """
+        Apply the parent's snapshot C{state}, and report at once.
+        """
+        self.apply(state)
         self.version = version
         self.report()
-        return {}
 
     def apply(self, state):
         """
@@ -517,6 +532,18 @@ class WorkerAgent(amp.AMP):
                         member.downReason = spec["down"]
 
     def report(self):
+        """
+        Send the parent a report (and log it if that fails).
+        """
+        try:
+            sendMessage(self, "report", self.counts())
+        except Exception:
+            _log.failure("could not report to the parent")
+
+    def counts(self):
+        """
+        The report: counters, in flight, the state version applied.
+        """
         members = {}
         for name, balancer in self.balancers.items():
             for member in balancer.members:
@@ -531,6 +558,5 @@ class WorkerAgent(amp.AMP):
                     "refused": getattr(factory, "refused", 0),
                 }
             )
-        report = {"version": self.version, "members": members, "listeners": listeners}
-        self.callRemote(Report, report=json.dumps(report))
+        return {"version": self.version, "members": members, "listeners": listeners}
 

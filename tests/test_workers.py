@@ -233,3 +233,95 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         while (await flight()) != [0, 0] and time.monotonic() < deadline:
             await task.deferLater(reactor, 0.1, lambda: None)
         self.assertEqual(inFlight, [0, 0])
+
+
+class ManyMembersTests(TwistdTestCase):
+    """
+    1,000 members (two real ones, the rest standbys never used) with two
+    workers: their reports and state snapshots are far over AMP's 64 KiB
+    value limit.
+    """
+
+    async def setUp(self):
+        self.members = [MemberServer(name, reactor).start() for name in ("app1", "app2")]
+        for member in self.members:
+            self.addCleanup(member.stop)
+        front, manager = freePorts(2)
+        standbys = "".join(
+            f"""
+[[balancer.web.member]]
+name = "standby-with-a-long-name-{i:04d}"
+url = "http://127.0.0.1:9/some/long/path/to/standby/{i:04d}"
+standby = true
+"""
+            for i in range(998)
+        )
+        self.startTwistd(
+            f"""
+workers = 2
+
+[[listen]]
+endpoint = "tcp:{front}:interface=127.0.0.1"
+balancer = "web"
+
+[balancer.web]
+scheduler = "round-robin"
+
+[[balancer.web.member]]
+name = "app1"
+url = "{self.members[0].url}"
+
+[[balancer.web.member]]
+name = "app2"
+url = "{self.members[1].url}"
+{standbys}
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+        self.base = f"http://127.0.0.1:{front}"
+        self.manager = f"http://127.0.0.1:{manager}"
+        await self.waitServing(2)
+
+    async def inFlight(self, member):
+        return await self.metric("playbalancer_member_in_flight", balancer="web", member=member)
+
+    async def test_drainReachesEveryWorker(self):
+        """
+        A drain reaches both workers: after it, every request (over 40 new
+        connections, spread over both workers) goes to the other member.
+        """
+        await self.change("app2", {"admin": "drain"})
+        deadline = time.monotonic() + 15
+        while True:
+            served = {servedBy(await self.get("/")) for _ in range(40)}
+            if served == {"app1"} or time.monotonic() > deadline:
+                break
+            await task.deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(served, {"app1"})
+
+    async def test_inFlightKeepsUpdating(self):
+        """
+        Requests held in the workers show as in flight on the parent, and
+        the count goes back to 0 when they end, twice over: the reports keep
+        coming.
+        """
+        from twisted.internet import defer
+
+        async def total():
+            return sum([(await self.inFlight(m)) or 0 for m in ("app1", "app2")])
+
+        async def until(wanted):
+            deadline = time.monotonic() + 10
+            while await total() != wanted and time.monotonic() < deadline:
+                await task.deferLater(reactor, 0.1, lambda: None)
+            self.assertEqual(await total(), wanted)
+
+        for _ in range(2):
+            held = [defer.ensureDeferred(self.get("/hold")) for _ in range(4)]
+            await self.waitFor(lambda: sum(len(m.hold.held) for m in self.members) == 4)
+            await until(4)
+            for member in self.members:
+                member.hold.release()
+            await defer.gatherResults(held)
+            await until(0)
