@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 
@@ -27,6 +28,12 @@ def main():
 
     tuneAllocator()
     setup = json.loads(os.environ.pop("PLAYBALANCER_WORKER"))
+    # Our standard output is the parent's control channel: what is printed
+    # (access_log = "-") goes to the parent's standard output instead.
+    sys.stdout = os.fdopen(setup["stdout"], "w")
+    # The parent passes SIGUSR1 on (as Reopen); sent to the process group,
+    # it must not end a worker that has no access log to reopen.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     globalLogBeginner.beginLoggingTo(
         [textFileLogObserver(sys.stderr, timeFormat=None)], redirectStandardIO=False
     )

@@ -12,7 +12,10 @@ and workers talk AMP over each worker's standard input and output:
   - C{"report"}, worker to parent, twice a second: its counters, its
     requests in flight per member, and the state version it applied.
 
-Both are sent as L{playbalancer.bigmessages} (compressed, in pieces), so
+  - L{Reopen}, parent to worker, on the parent's C{SIGUSR1}: reopen the
+    access logs (logrotate's C{postrotate}).
+
+The first two are sent as L{playbalancer.bigmessages} (compressed, in pieces), so
 they may be larger than an AMP value.  The loops that send them log what
 goes wrong and go on.
 
@@ -24,6 +27,7 @@ worker that dies is started again; the others keep serving.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import sys
 
@@ -45,6 +49,15 @@ REPORT_INTERVAL = 0.5
 PUSH_INTERVAL = 0.1
 #: Seconds before a worker that died is started again.
 RESTART_DELAY = 0.5
+
+
+class Reopen(amp.Command):
+    """
+    Reopen the access logs.
+    """
+
+    arguments = []
+    response = []
 
 
 # The parent's side
@@ -189,6 +202,7 @@ class WorkerSupervisor(Service):
         self.version = 0
         self._state = None
         self._pieces = None
+        self._previousUSR1 = None
         self._push = None
         self._stopping = False
 
@@ -200,6 +214,32 @@ class WorkerSupervisor(Service):
         self._push = LoopingCall(self._pushState)
         self._push.clock = self.reactor
         self._push.start(PUSH_INTERVAL)
+        try:
+            self._previousUSR1 = signal.signal(signal.SIGUSR1, self._signalled)
+        except ValueError:  # not the main thread (tests)
+            self._previousUSR1 = None
+
+    def _signalled(self, number, frame):
+        self.reactor.callFromThread(self.reopenLogs)
+        if callable(self._previousUSR1):
+            self._previousUSR1(number, frame)
+
+    def reopenLogs(self):
+        """
+        Tell every worker to reopen its access logs (and log each answer).
+        """
+        for process in list(self.workers.values()):
+            d = process.control.callRemote(Reopen)
+            d.addCallback(
+                lambda _, index=process.index: _log.info(
+                    "worker {index} reopened its access logs", index=index
+                )
+            )
+            d.addErrback(
+                lambda f, index=process.index: _log.failure(
+                    "worker {index} could not reopen its access logs", f, index=index
+                )
+            )
 
     def _spawn(self, index):
         if self._stopping:
@@ -210,9 +250,13 @@ class WorkerSupervisor(Service):
             sock = group[index]
             childFDs[3 + offset] = sock.fileno()
             fds.append([3 + offset, sock.family])
+        # Our standard output, for access_log = "-" (the worker's own is
+        # the control channel).
+        stdout = 3 + len(self.sockets)
+        childFDs[stdout] = sys.__stdout__.fileno()
         env = childEnvironment()
         env["PLAYBALANCER_WORKER"] = json.dumps(
-            {"config": self.config.raw, "fds": fds, "index": index}
+            {"config": self.config.raw, "fds": fds, "index": index, "stdout": stdout}
         )
         self.reactor.spawnProcess(
             _WorkerProcess(self, index),
@@ -349,6 +393,9 @@ class WorkerSupervisor(Service):
         self._stopping = True
         if self._push is not None and self._push.running:
             self._push.stop()
+        if self._previousUSR1 is not None:
+            signal.signal(signal.SIGUSR1, self._previousUSR1)
+            self._previousUSR1 = None
         from twisted.internet.defer import Deferred, DeferredList
 
         waits = []
@@ -492,6 +539,17 @@ class WorkerAgent(PieceReceiver, amp.AMP):
     def messageReceived(self, kind, message):
         if kind == "state":
             self.setState(message["version"], message["state"])
+
+    @Reopen.responder
+    def reopen(self):
+        """
+        Reopen this worker's access logs.
+        """
+        for listener, front in self.fronts:
+            log = getattr(front, "accessLog", None)
+            if log is not None:
+                log.reopen()
+        return {}
 
     def setState(self, version, state):
         """
