@@ -8,15 +8,20 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 
 import treq
 from treq.client import HTTPClient
 from twisted.internet import reactor, task
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.internet.endpoints import TCP6ClientEndpoint
 from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.iweb import IAgentEndpointFactory
+from zope.interface import implementer
 
 from playbalancer.testing import MemberServer, TwistdProcess, freePorts
+from playbalancer.workers import DEFAULT_BACKLOG, endpointAddress
 
 from tests.proxyharness import servedBy
 
@@ -325,3 +330,123 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
                 member.hold.release()
             await defer.gatherResults(held)
             await until(0)
+
+
+def listeningPorts(pid, table="/proc/net/tcp6"):
+    """
+    The ports that process C{pid} listens on, from C{table}.
+    """
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    with open(table) as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _hasIPv6Loopback():
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@implementer(IAgentEndpointFactory)
+class _OverIPv6Loopback:
+    """
+    Connects every request to ::1, at its URL's port.
+    """
+
+    @classmethod
+    def agent(cls):
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        return Agent.usingEndpointFactory(reactor, cls(), pool=pool)
+
+    def endpointForURI(self, uri):
+        return TCP6ClientEndpoint(reactor, "::1", uri.port)
+
+
+class IPv6Tests(TwistdTestCase):
+    if not _hasIPv6Loopback():
+        skip = "no IPv6 loopback"
+
+    async def test_tcp6WithInterface(self):
+        """
+        C{tcp6:0:interface=\\:\\:1} (an escaped interface) starts with two
+        workers, which serve requests over ::1.
+        """
+        self.members = [MemberServer(name, reactor).start() for name in ("app1", "app2")]
+        for member in self.members:
+            self.addCleanup(member.stop)
+        (manager,) = freePorts(1)
+        self.startTwistd(
+            f"""
+workers = 2
+
+[[listen]]
+endpoint = 'tcp6:0:interface=\\:\\:1'
+balancer = "web"
+
+[balancer.web]
+
+[[balancer.web.member]]
+name = "app1"
+url = "{self.members[0].url}"
+
+[[balancer.web.member]]
+name = "app2"
+url = "{self.members[1].url}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+        self.manager = f"http://127.0.0.1:{manager}"
+        await self.waitFor(lambda: len(childrenOf(self.child.pid)) == 2)
+        await self.waitFor(lambda: len(listeningPorts(self.child.pid)) == 1)
+        (port,) = listeningPorts(self.child.pid)
+        self.client = HTTPClient(_OverIPv6Loopback.agent())
+        # The host is a name (Agent cannot take an IPv6 literal); the
+        # connection goes to ::1 whatever it says.
+        self.base = f"http://localhost:{port}"
+        await self.waitServing(2)
+        served = {servedBy(await self.get("/")) for _ in range(20)}
+        self.assertEqual(served, {"app1", "app2"})
+
+
+class EndpointAddressTests(SynchronousTestCase):
+    """
+    L{endpointAddress} reads endpoint strings with Twisted's parser.
+    """
+
+    def test_tcp6EscapedInterface(self):
+        self.assertEqual(
+            endpointAddress(r"tcp6:8080:interface=\:\:1"),
+            (socket.AF_INET6, "::1", 8080, DEFAULT_BACKLOG),
+        )
+
+    def test_tcp6AnyInterface(self):
+        self.assertEqual(endpointAddress("tcp6:0"), (socket.AF_INET6, "::", 0, DEFAULT_BACKLOG))
+
+    def test_tcpBacklog(self):
+        self.assertEqual(
+            endpointAddress("tcp:port=80:backlog=7:interface=127.0.0.1"),
+            (socket.AF_INET, "127.0.0.1", 80, 7),
+        )
+
+    def test_otherKinds(self):
+        self.assertRaises(ValueError, endpointAddress, "unix:/tmp/x.sock")
+        self.assertRaises(ValueError, endpointAddress, "tcp:notaport")
