@@ -10,7 +10,8 @@ and workers talk AMP over each worker's standard input and output:
     admin state, standby flag, weight and (with health checks) health, as
     one versioned snapshot, pushed within a tenth of a second of a change.
   - C{"report"}, worker to parent, twice a second: its counters, its
-    requests in flight per member, and the state version it applied.
+    requests in flight per member, the latencies of the requests that ended
+    since its last report, and the state version it applied.
 
   - L{Reopen}, parent to worker, on the parent's C{SIGUSR1}: reopen the
     access logs (logrotate's C{postrotate}).
@@ -379,6 +380,13 @@ class WorkerSupervisor(Service):
 
     def gotReport(self, index, report):
         self.reports[index] = report
+        for key, samples in report.pop("latency", {}).items():
+            balancerName, memberName = key.split("/", 1)
+            balancer = self.balancers.get(balancerName)
+            member = balancer.member(memberName) if balancer is not None else None
+            if member is not None:
+                for at, seconds in samples:
+                    member.recordLatency(at, seconds)
         self._sum()
 
     def _sum(self):
@@ -553,6 +561,8 @@ class WorkerAgent(PieceReceiver, amp.AMP):
         self.makeMember = makeMember
         self.version = 0
         self._loop = None
+        # The newest latency sample reported, by member.
+        self._latencyMarks = {}
 
     def connectionMade(self):
         amp.AMP.connectionMade(self)
@@ -635,9 +645,14 @@ class WorkerAgent(PieceReceiver, amp.AMP):
         The report: counters, in flight, the state version applied.
         """
         members = {}
+        latency = {}
         for name, balancer in self.balancers.items():
             for member in balancer.members:
-                members[f"{name}/{member.name}"] = memberCounts(member)
+                key = f"{name}/{member.name}"
+                members[key] = memberCounts(member)
+                samples = self._newLatencies(key, member)
+                if samples:
+                    latency[key] = samples
         listeners = []
         for listener, factory in self.fronts:
             listeners.append(
@@ -648,5 +663,28 @@ class WorkerAgent(PieceReceiver, amp.AMP):
                     "refused": getattr(factory, "refused", 0),
                 }
             )
-        return {"version": self.version, "members": members, "listeners": listeners}
+        for gone in set(self._latencyMarks) - set(members):
+            del self._latencyMarks[gone]
+        return {
+            "version": self.version,
+            "members": members,
+            "listeners": listeners,
+            "latency": latency,
+        }
+
+    def _newLatencies(self, key, member):
+        """
+        C{[[at, seconds], ...]}: the member's latency samples newer than
+        the last ones reported, oldest first.
+        """
+        mark = self._latencyMarks.get(key, float("-inf"))
+        samples = []
+        for at, seconds in reversed(member._latencies):
+            if at <= mark:
+                break
+            samples.append([at, round(seconds, 6)])
+        if samples:
+            self._latencyMarks[key] = samples[0][0]
+        samples.reverse()
+        return samples
 

@@ -126,3 +126,30 @@ class PushLoopTests(SynchronousTestCase):
         del supervisor.snapshot
         supervisor._pushState()
         self.assertEqual(supervisor.version, 1)
+
+
+class LatencyReportTests(SynchronousTestCase):
+    def test_eachSampleReportedOnce(self):
+        """
+        A worker's report carries the latencies recorded since its last
+        one; the parent adds them to its member, which the manager shows.
+        """
+        from types import SimpleNamespace
+
+        from playbalancer.workers import WorkerSupervisor
+
+        agent, clock, transport = ReportLoopTests.agent(self, members=2)
+        member = agent.balancers["web"].members[0]
+        member.recordLatency(10.0, 0.25)
+        member.recordLatency(11.0, 0.5)
+        report = agent.counts()
+        self.assertEqual(report["latency"], {"web/m0000": [[10.0, 0.25], [11.0, 0.5]]})
+        member.recordLatency(12.0, 0.125)
+        self.assertEqual(agent.counts()["latency"], {"web/m0000": [[12.0, 0.125]]})
+        self.assertEqual(agent.counts()["latency"], {})
+
+        parent = Balancer("web", RoundRobinScheduler(), [Member("m0000", "http://127.0.0.1:1000/")], clock)
+        config = SimpleNamespace(workers=2, listeners=[], raw={})
+        supervisor = WorkerSupervisor(config, {"web": parent}, clock, [], [])
+        supervisor.gotReport(0, report)
+        self.assertEqual(parent.members[0].latency(12.0), (0.375, 0.5))

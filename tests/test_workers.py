@@ -200,6 +200,31 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
             await task.deferLater(reactor, 0.2, lambda: None)
         self.assertEqual(await total(), start + 30)
 
+    async def test_latencyShown(self):
+        """
+        The manager shows the latency of requests served by the workers.
+        """
+        for _ in range(10):
+            await self.get("/")
+        latencies = {}
+
+        async def shown():
+            members = (await self.status())["balancers"]["web"]["members"]
+            for name in ("app1", "app2"):
+                latencies[name] = (
+                    members[name]["latency_mean_ms"],
+                    members[name]["latency_p95_ms"],
+                )
+            return all(None not in pair for pair in latencies.values())
+
+        deadline = time.monotonic() + 10
+        while not await shown() and time.monotonic() < deadline:
+            await task.deferLater(reactor, 0.2, lambda: None)
+        for mean, p95 in latencies.values():
+            self.assertIsNotNone(mean)
+            self.assertGreater(mean, 0)
+            self.assertGreaterEqual(p95, 0)
+
     async def test_inFlightSummedForDrain(self):
         """
         A request held in a worker shows as in flight on the parent's
