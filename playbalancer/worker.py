@@ -14,6 +14,22 @@ import signal
 import sys
 
 
+def divideLimits(config, index):
+    """
+    Give this worker its share of the limits that hold for the whole
+    balancer: C{max_connections}, C{max_connections_per_member} and
+    C{queue} (see L{playbalancer.workers.share}).
+    """
+    from playbalancer.workers import share
+
+    count = config.workers
+    for listener in config.listeners:
+        listener.maxConnections = share(listener.maxConnections, index, count)
+    for balancer in config.balancers.values():
+        balancer.maxConnections = share(balancer.maxConnections, index, count)
+        balancer.queue = share(balancer.queue, index, count, least=0)
+
+
 def main():
     from twisted.internet import reactor
     from twisted.internet.stdio import StandardIO
@@ -39,6 +55,7 @@ def main():
     )
     schedulers = availableSchedulers()
     config = parseConfig(setup["config"], schedulers)
+    divideLimits(config, setup["index"])
     from twisted.application.service import MultiService
 
     top = MultiService()

@@ -21,7 +21,7 @@ from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from playbalancer.testing import MemberServer, TwistdProcess, freePorts
-from playbalancer.workers import DEFAULT_BACKLOG, endpointAddress
+from playbalancer.workers import DEFAULT_BACKLOG, endpointAddress, share
 
 from tests.proxyharness import servedBy
 
@@ -475,3 +475,94 @@ class EndpointAddressTests(SynchronousTestCase):
     def test_otherKinds(self):
         self.assertRaises(ValueError, endpointAddress, "unix:/tmp/x.sock")
         self.assertRaises(ValueError, endpointAddress, "tcp:notaport")
+
+
+class LimitsTests(TwistdTestCase):
+    """
+    C{max_connections} and C{max_connections_per_member} hold for the whole
+    balancer, not per worker.
+    """
+
+    async def start(self, listen, balancer):
+        self.app = MemberServer("app1", reactor).start()
+        self.addCleanup(self.app.stop)
+        front, manager = freePorts(2)
+        self.startTwistd(
+            f"""
+workers = 2
+
+[[listen]]
+endpoint = "tcp:{front}:interface=127.0.0.1"
+balancer = "web"
+{listen}
+
+[balancer.web]
+{balancer}
+
+[[balancer.web.member]]
+name = "app1"
+url = "{self.app.url}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+        self.base = f"http://127.0.0.1:{front}"
+        self.manager = f"http://127.0.0.1:{manager}"
+        await self.waitServing(2)
+
+    async def heldOf(self, count):
+        """
+        Send C{count} requests to C{/hold} at once; when each is either held
+        at the member or answered or refused, how many are held.
+        """
+        from twisted.internet import defer
+
+        ended = []
+
+        async def one():
+            try:
+                await self.get("/hold")
+            except Exception:
+                pass
+            ended.append(1)
+
+        requests = [defer.ensureDeferred(one()) for _ in range(count)]
+        await self.waitFor(lambda: len(self.app.hold.held) + len(ended) == count)
+        held = len(self.app.hold.held)
+        self.app.hold.release()
+        await defer.gatherResults(requests)
+        return held
+
+    async def test_maxConnections(self):
+        """
+        C{max_connections = 2} with two workers: at most 2 connections are
+        served at once.
+        """
+        await self.start("max_connections = 2", "")
+        held = await self.heldOf(10)
+        self.assertGreaterEqual(held, 1)
+        self.assertLessEqual(held, 2)
+
+    async def test_maxConnectionsPerMember(self):
+        """
+        C{max_connections_per_member = 2, queue = 0} with two workers: at
+        most 2 requests reach the member at once.
+        """
+        await self.start("", "max_connections_per_member = 2\nqueue = 0")
+        held = await self.heldOf(10)
+        self.assertGreaterEqual(held, 1)
+        self.assertLessEqual(held, 2)
+
+
+class ShareTests(SynchronousTestCase):
+    def test_shares(self):
+        """
+        A budget is divided among the workers; the first ones get what
+        does not divide evenly; a limit stays a limit (at least 1 each).
+        """
+        self.assertEqual([share(10, i, 3) for i in range(3)], [4, 3, 3])
+        self.assertEqual([share(2, i, 2) for i in range(2)], [1, 1])
+        self.assertEqual([share(1, i, 2) for i in range(2)], [1, 1])
+        self.assertEqual([share(0, i, 2) for i in range(2)], [0, 0])
+        self.assertEqual([share(1, i, 2, least=0) for i in range(2)], [1, 0])
