@@ -12,11 +12,10 @@ and workers talk AMP over each worker's standard input and output:
   - C{"report"}, worker to parent, twice a second: its counters, its
     requests in flight per member, the latencies of the requests that ended
     since its last report, and the state version it applied.
-
   - L{Reopen}, parent to worker, on the parent's C{SIGUSR1}: reopen the
     access logs (logrotate's C{postrotate}).
 
-The first two are sent as L{playbalancer.bigmessages} (compressed, in pieces), so
+The first two go as L{playbalancer.bigmessages} (compressed, in pieces), so
 they may be larger than an AMP value.  The loops that send them log what
 goes wrong and go on.
 
@@ -587,10 +586,17 @@ class WorkerAgent(PieceReceiver, amp.AMP):
         """
         Reopen this worker's access logs.
         """
+        failed = []
         for listener, front in self.fronts:
             log = getattr(front, "accessLog", None)
             if log is not None:
-                log.reopen()
+                try:
+                    log.reopen()
+                except Exception:
+                    _log.failure("access log {path}: could not reopen it", path=log.path)
+                    failed.append(log.path)
+        if failed:
+            raise OSError(f"could not reopen {', '.join(failed)}")
         return {}
 
     def setState(self, version, state):

@@ -148,7 +148,8 @@ class LatencyReportTests(SynchronousTestCase):
         self.assertEqual(agent.counts()["latency"], {"web/m0000": [[12.0, 0.125]]})
         self.assertEqual(agent.counts()["latency"], {})
 
-        parent = Balancer("web", RoundRobinScheduler(), [Member("m0000", "http://127.0.0.1:1000/")], clock)
+        members = [Member("m0000", "http://127.0.0.1:1000/")]
+        parent = Balancer("web", RoundRobinScheduler(), members, clock)
         config = SimpleNamespace(workers=2, listeners=[], raw={})
         supervisor = WorkerSupervisor(config, {"web": parent}, clock, [], [])
         supervisor.gotReport(0, report)
