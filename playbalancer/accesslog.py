@@ -5,19 +5,28 @@ time, retries and the request id.
 
 Lines are buffered and written at most every second (or every 64 KiB), so
 the reactor does not wait on the disk for each request; C{SIGUSR1} reopens
-the file after logrotate moved it, without losing buffered lines.
+the file after logrotate moved it, without losing buffered lines.  On
+standard output (C{"-"}) there is nothing to reopen, and lines are written
+in pieces of at most C{PIPE_BUF} bytes, whole lines each, so several worker
+processes sharing one pipe do not mix their lines.
 """
 
 from __future__ import annotations
 
+import select
 import signal
 import sys
 import time
 
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+_log = Logger()
 
 _FLUSH_BYTES = 65536
+#: Bytes a pipe takes in one write without mixing them with other writers'.
+_ATOMIC_BYTES = getattr(select, "PIPE_BUF", 512)
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -66,11 +75,13 @@ class AccessLog:
         """
         self.flush()
         if self.path == "-":
-            self._file = sys.stdout.buffer
+            if self._file is None:
+                self._file = _standardOutput()
             return
+        new = open(self.path, "ab")
         if self._file is not None:
             self._file.close()
-        self._file = open(self.path, "ab")
+        self._file = new
 
     def _timestamp(self, now):
         second = int(now)
@@ -136,6 +147,11 @@ class AccessLog:
         data = b"".join(self._pending)
         self._pending = []
         self._pendingBytes = 0
+        if self.path == "-":
+            for piece in _wholeLines(data, _ATOMIC_BYTES):
+                self._file.write(piece)
+                self._file.flush()
+            return
         self._file.write(data)
         self._file.flush()
 
@@ -144,6 +160,30 @@ class AccessLog:
         if self._file is not None and self.path != "-":
             self._file.close()
         self._file = None
+
+
+def _standardOutput():
+    """
+    The binary stream under standard output (also once twistd replaced
+    C{sys.stdout} with a logging file).
+    """
+    stream = getattr(sys.stdout, "buffer", None)
+    return stream if stream is not None else sys.__stdout__.buffer
+
+
+def _wholeLines(data, size):
+    """
+    C{data} cut at line ends into pieces of at most C{size} bytes (a longer
+    line is a piece of its own).
+    """
+    start = 0
+    while start < len(data):
+        end = start + size
+        if end < len(data):
+            cut = data.rfind(b"\n", start, end)
+            end = cut + 1 if cut >= start else data.find(b"\n", end) + 1 or len(data)
+        yield data[start:end]
+        start = end
 
 
 class ReopenOnSignal(Service):
@@ -170,9 +210,21 @@ class ReopenOnSignal(Service):
             self._previous = None
 
     def _signalled(self, number, frame):
-        self.reactor.callFromThread(self.log.reopen)
+        self.reactor.callFromThread(self.reopen)
         if callable(self._previous):
             self._previous(number, frame)
+
+    def reopen(self):
+        """
+        Reopen the log, and say so (or why not) in the log.
+        """
+        try:
+            self.log.reopen()
+        except Exception:
+            _log.failure("access log {path}: could not reopen it", path=self.log.path)
+            return
+        what = "standard output: nothing to reopen" if self.log.path == "-" else "reopened"
+        _log.info("access log {path}: {what}", path=self.log.path, what=what)
 
     def stopService(self):
         Service.stopService(self)

@@ -10,7 +10,24 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+
+
+def divideLimits(config, index):
+    """
+    Give this worker its share of the limits that hold for the whole
+    balancer: C{max_connections}, C{max_connections_per_member} and
+    C{queue} (see L{playbalancer.workers.share}).
+    """
+    from playbalancer.workers import share
+
+    count = config.workers
+    for listener in config.listeners:
+        listener.maxConnections = share(listener.maxConnections, index, count)
+    for balancer in config.balancers.values():
+        balancer.maxConnections = share(balancer.maxConnections, index, count)
+        balancer.queue = share(balancer.queue, index, count, least=0)
 
 
 def main():
@@ -27,11 +44,18 @@ def main():
 
     tuneAllocator()
     setup = json.loads(os.environ.pop("PLAYBALANCER_WORKER"))
+    # Our standard output is the parent's control channel: what is printed
+    # (access_log = "-") goes to the parent's standard output instead.
+    sys.stdout = os.fdopen(setup["stdout"], "w")
+    # The parent passes SIGUSR1 on (as Reopen); sent to the process group,
+    # it must not end a worker that has no access log to reopen.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     globalLogBeginner.beginLoggingTo(
         [textFileLogObserver(sys.stderr, timeFormat=None)], redirectStandardIO=False
     )
     schedulers = availableSchedulers()
     config = parseConfig(setup["config"], schedulers)
+    divideLimits(config, setup["index"])
     from twisted.application.service import MultiService
 
     top = MultiService()

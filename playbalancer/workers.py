@@ -6,11 +6,18 @@ processes, which accept from them (the kernel spreads connections); it
 keeps running the manager, the health checks and the admin state.  Parent
 and workers talk AMP over each worker's standard input and output:
 
-  - L{SetState}, parent to worker: the members of every balancer with their
+  - C{"state"}, parent to worker: the members of every balancer with their
     admin state, standby flag, weight and (with health checks) health, as
     one versioned snapshot, pushed within a tenth of a second of a change.
-  - L{Report}, worker to parent, twice a second: its counters, its
-    requests in flight per member, and the state version it applied.
+  - C{"report"}, worker to parent, twice a second: its counters, its
+    requests in flight per member, the latencies of the requests that ended
+    since its last report, and the state version it applied.
+  - L{Reopen}, parent to worker, on the parent's C{SIGUSR1}: reopen the
+    access logs (logrotate's C{postrotate}).
+
+The first two go as L{playbalancer.bigmessages} (compressed, in pieces), so
+they may be larger than an AMP value.  The loops that send them log what
+goes wrong and go on.
 
 The manager shows the sums.  A drained member counts as idle only once
 every worker has applied the drain and has nothing in flight on it.  A
@@ -20,6 +27,7 @@ worker that dies is started again; the others keep serving.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import sys
 
@@ -29,6 +37,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols import amp
 
+from playbalancer.bigmessages import PieceReceiver, pieces, sendMessage, sendPieces
 from playbalancer.memory import childEnvironment
 from playbalancer.stats import BUCKETS, FAILURE_KINDS
 
@@ -42,18 +51,50 @@ PUSH_INTERVAL = 0.1
 RESTART_DELAY = 0.5
 
 
-class SetState(amp.Command):
-    arguments = [(b"version", amp.Integer()), (b"state", amp.Unicode())]
-    response = []
+class Reopen(amp.Command):
+    """
+    Reopen the access logs.
+    """
 
-
-class Report(amp.Command):
-    arguments = [(b"report", amp.Unicode())]
+    arguments = []
     response = []
-    requiresAnswer = False
 
 
 # The parent's side
+
+
+#: The listen backlog of a worker's socket when the endpoint names none.
+DEFAULT_BACKLOG = 1024
+
+
+def endpointAddress(endpoint):
+    """
+    C{(family, interface, port, backlog)} of a C{tcp:} or C{tcp6:} endpoint
+    string, parsed by Twisted's own endpoint parser (so escaped colons in
+    an IPv6 interface, C{interface=\\:\\:1}, are understood).
+
+    @raise ValueError: for other kinds of endpoint.
+    """
+    from twisted.internet.endpoints import (
+        TCP4ServerEndpoint,
+        TCP6ServerEndpoint,
+        _parse,
+        serverFromString,
+    )
+
+    try:
+        parsed = serverFromString(None, endpoint)
+    except Exception as e:
+        raise ValueError(f"{endpoint!r}: {e}")
+    if isinstance(parsed, TCP6ServerEndpoint):
+        family, interface = socket.AF_INET6, parsed._interface or "::"
+    elif isinstance(parsed, TCP4ServerEndpoint):
+        family, interface = socket.AF_INET, parsed._interface
+    else:
+        raise ValueError(f"{endpoint!r}: workers need tcp: or tcp6: listeners")
+    # Twisted's default backlog (50) is small for several processes.
+    backlog = parsed._backlog if "backlog" in _parse(endpoint)[1] else DEFAULT_BACKLOG
+    return family, interface, parsed._port, backlog
 
 
 def listeningSocket(endpoint, port=None):
@@ -66,32 +107,29 @@ def listeningSocket(endpoint, port=None):
         first socket got, for C{tcp:0}).
     @raise ValueError: for other kinds of endpoint.
     """
-    parts = endpoint.split(":")
-    kind = parts[0]
-    if kind not in ("tcp", "tcp6") or len(parts) < 2:
-        raise ValueError(f"{endpoint!r}: workers need tcp: or tcp6: listeners")
-    options = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
-    family = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
-    interface = options.get("interface", "::" if kind == "tcp6" else "")
+    family, interface, endpointPort, backlog = endpointAddress(endpoint)
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((interface, int(parts[1]) if port is None else port))
-    sock.listen(int(options.get("backlog", 1024)))
-    sock.setblocking(False)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((interface, endpointPort if port is None else port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
-class _WorkerControl(amp.AMP):
+class _WorkerControl(PieceReceiver, amp.AMP):
     def __init__(self, supervisor, index):
         amp.AMP.__init__(self)
         self.supervisor = supervisor
         self.index = index
 
-    @Report.responder
-    def report(self, report):
-        self.supervisor.gotReport(self.index, json.loads(report))
-        return {}
+    def messageReceived(self, kind, message):
+        if kind == "report":
+            self.supervisor.gotReport(self.index, message)
 
 
 class _ProcessAddress:
@@ -195,6 +233,8 @@ class WorkerSupervisor(Service):
         self.retired = {}
         self.version = 0
         self._state = None
+        self._pieces = None
+        self._previousUSR1 = None
         self._push = None
         self._stopping = False
 
@@ -206,6 +246,32 @@ class WorkerSupervisor(Service):
         self._push = LoopingCall(self._pushState)
         self._push.clock = self.reactor
         self._push.start(PUSH_INTERVAL)
+        try:
+            self._previousUSR1 = signal.signal(signal.SIGUSR1, self._signalled)
+        except ValueError:  # not the main thread (tests)
+            self._previousUSR1 = None
+
+    def _signalled(self, number, frame):
+        self.reactor.callFromThread(self.reopenLogs)
+        if callable(self._previousUSR1):
+            self._previousUSR1(number, frame)
+
+    def reopenLogs(self):
+        """
+        Tell every worker to reopen its access logs (and log each answer).
+        """
+        for process in list(self.workers.values()):
+            d = process.control.callRemote(Reopen)
+            d.addCallback(
+                lambda _, index=process.index: _log.info(
+                    "worker {index} reopened its access logs", index=index
+                )
+            )
+            d.addErrback(
+                lambda f, index=process.index: _log.failure(
+                    "worker {index} could not reopen its access logs", f, index=index
+                )
+            )
 
     def _spawn(self, index):
         if self._stopping:
@@ -216,9 +282,13 @@ class WorkerSupervisor(Service):
             sock = group[index]
             childFDs[3 + offset] = sock.fileno()
             fds.append([3 + offset, sock.family])
+        # Our standard output, for access_log = "-" (the worker's own is
+        # the control channel).
+        stdout = 3 + len(self.sockets)
+        childFDs[stdout] = sys.__stdout__.fileno()
         env = childEnvironment()
         env["PLAYBALANCER_WORKER"] = json.dumps(
-            {"config": self.config.raw, "fds": fds, "index": index}
+            {"config": self.config.raw, "fds": fds, "index": index, "stdout": stdout}
         )
         self.reactor.spawnProcess(
             _WorkerProcess(self, index),
@@ -236,7 +306,7 @@ class WorkerSupervisor(Service):
             pid=process.pid,
             playbalancer_event="worker.started",
         )
-        self._send(process, self.version, self._state)
+        self._send(process)
 
     def workerEnded(self, process, reason):
         if self.workers.get(process.index) is process:
@@ -275,24 +345,47 @@ class WorkerSupervisor(Service):
         return json.dumps(state, sort_keys=True)
 
     def _pushState(self):
-        state = self.snapshot()
+        try:
+            state = self.snapshot()
+        except Exception:
+            _log.failure("could not take a snapshot of the state for the workers")
+            return
         if state == self._state:
             return
         self.version += 1
         self._state = state
-        for process in list(self.workers.values()):
-            self._send(process, self.version, state)
-
-    def _send(self, process, version, state):
-        if state is None:
+        try:
+            self._pieces = pieces({"version": self.version, "state": json.loads(state)})
+        except Exception:
+            _log.failure("could not encode state {version}", version=self.version)
+            self._pieces = None
             return
-        d = process.control.callRemote(SetState, version=version, state=state)
-        d.addErrback(lambda f: None)  # a worker that went away
+        for process in list(self.workers.values()):
+            self._send(process)
+
+    def _send(self, process):
+        if self._pieces is None:
+            return
+        try:
+            sendPieces(process.control, "state", self._pieces)
+        except Exception:
+            _log.failure(
+                "could not send state {version} to worker {index}",
+                version=self.version,
+                index=process.index,
+            )
 
     # Reports, workers to parent
 
     def gotReport(self, index, report):
         self.reports[index] = report
+        for key, samples in report.pop("latency", {}).items():
+            balancerName, memberName = key.split("/", 1)
+            balancer = self.balancers.get(balancerName)
+            member = balancer.member(memberName) if balancer is not None else None
+            if member is not None:
+                for at, seconds in samples:
+                    member.recordLatency(at, seconds)
         self._sum()
 
     def _sum(self):
@@ -339,6 +432,9 @@ class WorkerSupervisor(Service):
         self._stopping = True
         if self._push is not None and self._push.running:
             self._push.stop()
+        if self._previousUSR1 is not None:
+            signal.signal(signal.SIGUSR1, self._previousUSR1)
+            self._previousUSR1 = None
         from twisted.internet.defer import Deferred, DeferredList
 
         waits = []
@@ -448,7 +544,7 @@ def memberCounts(member):
     }
 
 
-class WorkerAgent(amp.AMP):
+class WorkerAgent(PieceReceiver, amp.AMP):
     """
     A worker's end of the control channel: applies the parent's state and
     reports counters.
@@ -464,6 +560,8 @@ class WorkerAgent(amp.AMP):
         self.makeMember = makeMember
         self.version = 0
         self._loop = None
+        # The newest latency sample reported, by member.
+        self._latencyMarks = {}
 
     def connectionMade(self):
         amp.AMP.connectionMade(self)
@@ -479,12 +577,35 @@ class WorkerAgent(amp.AMP):
         if self.clock.running:
             self.clock.stop()
 
-    @SetState.responder
+    def messageReceived(self, kind, message):
+        if kind == "state":
+            self.setState(message["version"], message["state"])
+
+    @Reopen.responder
+    def reopen(self):
+        """
+        Reopen this worker's access logs.
+        """
+        failed = []
+        for listener, front in self.fronts:
+            log = getattr(front, "accessLog", None)
+            if log is not None:
+                try:
+                    log.reopen()
+                except Exception:
+                    _log.failure("access log {path}: could not reopen it", path=log.path)
+                    failed.append(log.path)
+        if failed:
+            raise OSError(f"could not reopen {', '.join(failed)}")
+        return {}
+
     def setState(self, version, state):
-        self.apply(json.loads(state))
+        """
+        Apply the parent's snapshot C{state}, and report at once.
+        """
+        self.apply(state)
         self.version = version
         self.report()
-        return {}
 
     def apply(self, state):
         """
@@ -517,10 +638,27 @@ class WorkerAgent(amp.AMP):
                         member.downReason = spec["down"]
 
     def report(self):
+        """
+        Send the parent a report (and log it if that fails).
+        """
+        try:
+            sendMessage(self, "report", self.counts())
+        except Exception:
+            _log.failure("could not report to the parent")
+
+    def counts(self):
+        """
+        The report: counters, in flight, the state version applied.
+        """
         members = {}
+        latency = {}
         for name, balancer in self.balancers.items():
             for member in balancer.members:
-                members[f"{name}/{member.name}"] = memberCounts(member)
+                key = f"{name}/{member.name}"
+                members[key] = memberCounts(member)
+                samples = self._newLatencies(key, member)
+                if samples:
+                    latency[key] = samples
         listeners = []
         for listener, factory in self.fronts:
             listeners.append(
@@ -531,6 +669,39 @@ class WorkerAgent(amp.AMP):
                     "refused": getattr(factory, "refused", 0),
                 }
             )
-        report = {"version": self.version, "members": members, "listeners": listeners}
-        self.callRemote(Report, report=json.dumps(report))
+        for gone in set(self._latencyMarks) - set(members):
+            del self._latencyMarks[gone]
+        return {
+            "version": self.version,
+            "members": members,
+            "listeners": listeners,
+            "latency": latency,
+        }
 
+    def _newLatencies(self, key, member):
+        """
+        C{[[at, seconds], ...]}: the member's latency samples newer than
+        the last ones reported, oldest first.
+        """
+        mark = self._latencyMarks.get(key, float("-inf"))
+        samples = []
+        for at, seconds in reversed(member._latencies):
+            if at <= mark:
+                break
+            samples.append([at, round(seconds, 6)])
+        if samples:
+            self._latencyMarks[key] = samples[0][0]
+        samples.reverse()
+        return samples
+
+
+
+def share(total, index, count, least=1):
+    """
+    Worker C{index}'s part of a budget of C{total} divided among C{count}
+    workers: C{total // count}, one more for the first C{total % count}
+    workers, at least C{least}; C{0} (no limit) stays C{0}.
+    """
+    if total == 0:
+        return 0
+    return max(least, total // count + (1 if index < total % count else 0))

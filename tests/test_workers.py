@@ -8,15 +8,20 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 
 import treq
 from treq.client import HTTPClient
 from twisted.internet import reactor, task
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.internet.endpoints import TCP6ClientEndpoint
 from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.iweb import IAgentEndpointFactory
+from zope.interface import implementer
 
 from playbalancer.testing import MemberServer, TwistdProcess, freePorts
+from playbalancer.workers import DEFAULT_BACKLOG, endpointAddress, share
 
 from tests.proxyharness import servedBy
 
@@ -39,18 +44,91 @@ def childrenOf(pid):
     return found
 
 
-class WorkerTests(TestCase):
+class TwistdTestCase(TestCase):
+    """
+    A real C{twistd playbalancer} with the configuration a test writes, and
+    the helpers to talk to it.
+    """
+
     timeout = 90
 
+    def startTwistd(self, text):
+        """
+        Write C{text} as the configuration and start C{twistd} on it; its
+        output goes to C{self.logPath}.
+        """
+        config = self.mktemp()
+        with open(config, "w") as f:
+            f.write(text)
+        self.logPath = self.mktemp()
+        self.child = TwistdProcess(config, self.logPath)
+        self.addCleanup(self.child.stop, 15.0)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.client = HTTPClient(Agent(reactor, pool=pool))
+
+    def twistdLog(self):
+        with open(self.logPath) as f:
+            return f.read()
+
+    async def waitServing(self, workers):
+        """
+        Wait until C{workers} worker processes run and the front answers.
+        """
+        if workers > 1:
+            await self.waitFor(lambda: len(childrenOf(self.child.pid)) == workers)
+        for _ in range(200):
+            try:
+                if (await self.get("/")).code == 200:
+                    return
+            except Exception:
+                pass
+            await task.deferLater(reactor, 0.05, lambda: None)
+        self.fail("the balancer never answered")
+
+    async def waitFor(self, condition, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            self.assertTrue(self.child.running(), "twistd exited")
+            if time.monotonic() > deadline:
+                self.fail("condition never came true")
+            await task.deferLater(reactor, 0.05, lambda: None)
+
+    async def get(self, path):
+        response = await self.client.get(self.base + path)
+        await treq.content(response)
+        return response
+
+    async def change(self, member, change, balancer="web"):
+        response = await self.client.post(
+            f"{self.manager}/api/balancers/{balancer}/members/{member}",
+            data=json.dumps(change).encode(),
+            headers={b"Content-Type": [b"application/json"]},
+        )
+        body = await treq.content(response)
+        self.assertEqual(response.code, 200, body)
+
+    async def status(self):
+        response = await self.client.get(self.manager + "/api/status")
+        return json.loads(await treq.content(response))
+
+    async def metric(self, name, **labels):
+        response = await self.client.get(self.manager + "/metrics")
+        text = (await treq.content(response)).decode()
+        wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+        for line in text.splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.split()[-1])
+        return None
+
+
+class WorkerTests(TwistdTestCase):
     async def setUp(self):
         self.members = [MemberServer(name, reactor).start() for name in ("app1", "app2")]
         for member in self.members:
             self.addCleanup(member.stop)
         front, manager = freePorts(2)
-        config = self.mktemp()
-        with open(config, "w") as f:
-            f.write(
-                f"""
+        self.startTwistd(
+            f"""
 workers = 2
 
 [[listen]]
@@ -71,42 +149,10 @@ url = "{self.members[1].url}"
 [manager]
 endpoint = "tcp:{manager}:interface=127.0.0.1"
 """
-            )
-        self.child = TwistdProcess(config, self.mktemp())
-        self.addCleanup(self.child.stop, 15.0)
-        pool = HTTPConnectionPool(reactor, persistent=False)
-        self.client = HTTPClient(Agent(reactor, pool=pool))
+        )
         self.base = f"http://127.0.0.1:{front}"
         self.manager = f"http://127.0.0.1:{manager}"
-        await self.waitFor(lambda: len(childrenOf(self.child.pid)) == 2)
-        for _ in range(200):
-            try:
-                if (await self.get("/")).code == 200:
-                    break
-            except Exception:
-                await task.deferLater(reactor, 0.05, lambda: None)
-
-    async def waitFor(self, condition, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            self.assertTrue(self.child.running(), "twistd exited")
-            if time.monotonic() > deadline:
-                self.fail("condition never came true")
-            await task.deferLater(reactor, 0.05, lambda: None)
-
-    async def get(self, path):
-        response = await self.client.get(self.base + path)
-        await treq.content(response)
-        return response
-
-    async def metric(self, name, **labels):
-        response = await self.client.get(self.manager + "/metrics")
-        text = (await treq.content(response)).decode()
-        wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-        for line in text.splitlines():
-            if line.startswith(wanted + " "):
-                return float(line.split()[-1])
-        return None
+        await self.waitServing(2)
 
     async def test_servesAndAppliesDrain(self):
         """
@@ -154,6 +200,31 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
             await task.deferLater(reactor, 0.2, lambda: None)
         self.assertEqual(await total(), start + 30)
 
+    async def test_latencyShown(self):
+        """
+        The manager shows the latency of requests served by the workers.
+        """
+        for _ in range(10):
+            await self.get("/")
+        latencies = {}
+
+        async def shown():
+            members = (await self.status())["balancers"]["web"]["members"]
+            for name in ("app1", "app2"):
+                latencies[name] = (
+                    members[name]["latency_mean_ms"],
+                    members[name]["latency_p95_ms"],
+                )
+            return all(None not in pair for pair in latencies.values())
+
+        deadline = time.monotonic() + 10
+        while not await shown() and time.monotonic() < deadline:
+            await task.deferLater(reactor, 0.2, lambda: None)
+        for mean, p95 in latencies.values():
+            self.assertIsNotNone(mean)
+            self.assertGreater(mean, 0)
+            self.assertGreaterEqual(p95, 0)
+
     async def test_inFlightSummedForDrain(self):
         """
         A request held in a worker shows as in flight on the parent's
@@ -192,3 +263,306 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         while (await flight()) != [0, 0] and time.monotonic() < deadline:
             await task.deferLater(reactor, 0.1, lambda: None)
         self.assertEqual(inFlight, [0, 0])
+
+
+class ManyMembersTests(TwistdTestCase):
+    """
+    1,000 members (two real ones, the rest standbys never used) with two
+    workers: their reports and state snapshots are far over AMP's 64 KiB
+    value limit.
+    """
+
+    async def setUp(self):
+        self.members = [MemberServer(name, reactor).start() for name in ("app1", "app2")]
+        for member in self.members:
+            self.addCleanup(member.stop)
+        front, manager = freePorts(2)
+        standbys = "".join(
+            f"""
+[[balancer.web.member]]
+name = "standby-with-a-long-name-{i:04d}"
+url = "http://127.0.0.1:9/some/long/path/to/standby/{i:04d}"
+standby = true
+"""
+            for i in range(998)
+        )
+        self.startTwistd(
+            f"""
+workers = 2
+
+[[listen]]
+endpoint = "tcp:{front}:interface=127.0.0.1"
+balancer = "web"
+
+[balancer.web]
+scheduler = "round-robin"
+
+[[balancer.web.member]]
+name = "app1"
+url = "{self.members[0].url}"
+
+[[balancer.web.member]]
+name = "app2"
+url = "{self.members[1].url}"
+{standbys}
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+        self.base = f"http://127.0.0.1:{front}"
+        self.manager = f"http://127.0.0.1:{manager}"
+        await self.waitServing(2)
+
+    async def inFlight(self, member):
+        return await self.metric("playbalancer_member_in_flight", balancer="web", member=member)
+
+    async def test_drainReachesEveryWorker(self):
+        """
+        A drain reaches both workers: after it, every request (over 40 new
+        connections, spread over both workers) goes to the other member.
+        """
+        await self.change("app2", {"admin": "drain"})
+        deadline = time.monotonic() + 15
+        while True:
+            served = {servedBy(await self.get("/")) for _ in range(40)}
+            if served == {"app1"} or time.monotonic() > deadline:
+                break
+            await task.deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(served, {"app1"})
+
+    async def test_inFlightKeepsUpdating(self):
+        """
+        Requests held in the workers show as in flight on the parent, and
+        the count goes back to 0 when they end, twice over: the reports keep
+        coming.
+        """
+        from twisted.internet import defer
+
+        async def total():
+            return sum([(await self.inFlight(m)) or 0 for m in ("app1", "app2")])
+
+        async def until(wanted):
+            deadline = time.monotonic() + 10
+            while await total() != wanted and time.monotonic() < deadline:
+                await task.deferLater(reactor, 0.1, lambda: None)
+            self.assertEqual(await total(), wanted)
+
+        for _ in range(2):
+            held = [defer.ensureDeferred(self.get("/hold")) for _ in range(4)]
+            await self.waitFor(lambda: sum(len(m.hold.held) for m in self.members) == 4)
+            await until(4)
+            for member in self.members:
+                member.hold.release()
+            await defer.gatherResults(held)
+            await until(0)
+
+
+def listeningPorts(pid, table="/proc/net/tcp6"):
+    """
+    The ports that process C{pid} listens on, from C{table}.
+    """
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    with open(table) as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _hasIPv6Loopback():
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@implementer(IAgentEndpointFactory)
+class _OverIPv6Loopback:
+    """
+    Connects every request to ::1, at its URL's port.
+    """
+
+    @classmethod
+    def agent(cls):
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        return Agent.usingEndpointFactory(reactor, cls(), pool=pool)
+
+    def endpointForURI(self, uri):
+        return TCP6ClientEndpoint(reactor, "::1", uri.port)
+
+
+class IPv6Tests(TwistdTestCase):
+    if not _hasIPv6Loopback():
+        skip = "no IPv6 loopback"
+
+    async def test_tcp6WithInterface(self):
+        """
+        C{tcp6:0:interface=\\:\\:1} (an escaped interface) starts with two
+        workers, which serve requests over ::1.
+        """
+        self.members = [MemberServer(name, reactor).start() for name in ("app1", "app2")]
+        for member in self.members:
+            self.addCleanup(member.stop)
+        (manager,) = freePorts(1)
+        self.startTwistd(
+            f"""
+workers = 2
+
+[[listen]]
+endpoint = 'tcp6:0:interface=\\:\\:1'
+balancer = "web"
+
+[balancer.web]
+
+[[balancer.web.member]]
+name = "app1"
+url = "{self.members[0].url}"
+
+[[balancer.web.member]]
+name = "app2"
+url = "{self.members[1].url}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+        self.manager = f"http://127.0.0.1:{manager}"
+        await self.waitFor(lambda: len(childrenOf(self.child.pid)) == 2)
+        await self.waitFor(lambda: len(listeningPorts(self.child.pid)) == 1)
+        (port,) = listeningPorts(self.child.pid)
+        self.client = HTTPClient(_OverIPv6Loopback.agent())
+        # The host is a name (Agent cannot take an IPv6 literal); the
+        # connection goes to ::1 whatever it says.
+        self.base = f"http://localhost:{port}"
+        await self.waitServing(2)
+        served = {servedBy(await self.get("/")) for _ in range(20)}
+        self.assertEqual(served, {"app1", "app2"})
+
+
+class EndpointAddressTests(SynchronousTestCase):
+    """
+    L{endpointAddress} reads endpoint strings with Twisted's parser.
+    """
+
+    def test_tcp6EscapedInterface(self):
+        self.assertEqual(
+            endpointAddress(r"tcp6:8080:interface=\:\:1"),
+            (socket.AF_INET6, "::1", 8080, DEFAULT_BACKLOG),
+        )
+
+    def test_tcp6AnyInterface(self):
+        self.assertEqual(endpointAddress("tcp6:0"), (socket.AF_INET6, "::", 0, DEFAULT_BACKLOG))
+
+    def test_tcpBacklog(self):
+        self.assertEqual(
+            endpointAddress("tcp:port=80:backlog=7:interface=127.0.0.1"),
+            (socket.AF_INET, "127.0.0.1", 80, 7),
+        )
+
+    def test_otherKinds(self):
+        self.assertRaises(ValueError, endpointAddress, "unix:/tmp/x.sock")
+        self.assertRaises(ValueError, endpointAddress, "tcp:notaport")
+
+
+class LimitsTests(TwistdTestCase):
+    """
+    C{max_connections} and C{max_connections_per_member} hold for the whole
+    balancer, not per worker.
+    """
+
+    async def start(self, listen, balancer):
+        self.app = MemberServer("app1", reactor).start()
+        self.addCleanup(self.app.stop)
+        front, manager = freePorts(2)
+        self.startTwistd(
+            f"""
+workers = 2
+
+[[listen]]
+endpoint = "tcp:{front}:interface=127.0.0.1"
+balancer = "web"
+{listen}
+
+[balancer.web]
+{balancer}
+
+[[balancer.web.member]]
+name = "app1"
+url = "{self.app.url}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+        self.base = f"http://127.0.0.1:{front}"
+        self.manager = f"http://127.0.0.1:{manager}"
+        await self.waitServing(2)
+
+    async def heldOf(self, count):
+        """
+        Send C{count} requests to C{/hold} at once; when each is either held
+        at the member or answered or refused, how many are held.
+        """
+        from twisted.internet import defer
+
+        ended = []
+
+        async def one():
+            try:
+                await self.get("/hold")
+            except Exception:
+                pass
+            ended.append(1)
+
+        requests = [defer.ensureDeferred(one()) for _ in range(count)]
+        await self.waitFor(lambda: len(self.app.hold.held) + len(ended) == count)
+        held = len(self.app.hold.held)
+        self.app.hold.release()
+        await defer.gatherResults(requests)
+        return held
+
+    async def test_maxConnections(self):
+        """
+        C{max_connections = 2} with two workers: at most 2 connections are
+        served at once.
+        """
+        await self.start("max_connections = 2", "")
+        held = await self.heldOf(10)
+        self.assertGreaterEqual(held, 1)
+        self.assertLessEqual(held, 2)
+
+    async def test_maxConnectionsPerMember(self):
+        """
+        C{max_connections_per_member = 2, queue = 0} with two workers: at
+        most 2 requests reach the member at once.
+        """
+        await self.start("", "max_connections_per_member = 2\nqueue = 0")
+        held = await self.heldOf(10)
+        self.assertGreaterEqual(held, 1)
+        self.assertLessEqual(held, 2)
+
+
+class ShareTests(SynchronousTestCase):
+    def test_shares(self):
+        """
+        A budget is divided among the workers; the first ones get what
+        does not divide evenly; a limit stays a limit (at least 1 each).
+        """
+        self.assertEqual([share(10, i, 3) for i in range(3)], [4, 3, 3])
+        self.assertEqual([share(2, i, 2) for i in range(2)], [1, 1])
+        self.assertEqual([share(1, i, 2) for i in range(2)], [1, 1])
+        self.assertEqual([share(0, i, 2) for i in range(2)], [0, 0])
+        self.assertEqual([share(1, i, 2, least=0) for i in range(2)], [1, 0])
