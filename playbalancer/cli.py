@@ -375,8 +375,8 @@ def findMember(status, balancer, name):
 def remaining(member):
     """
     What a drain still waits for: the member's requests in flight, or in
-    cluster mode those of the whole tier plus one for each node that has
-    not applied the drain yet.
+    cluster mode (or with workers) those of the whole tier plus one for
+    each node (or worker) that has not applied the drain yet.
     """
     tier = member.get("tier")
     if tier is None:

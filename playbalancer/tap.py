@@ -515,6 +515,9 @@ def makeService(options, reactor=None):
         except (OSError, ValueError) as e:
             _fail(f"cannot listen: {e}")
         supervisor.setServiceParent(top)
+        if manager is not None:
+            # drain --wait waits for every worker (see tierState).
+            manager.workers = supervisor
     else:
         for listener, front in buildFronts(config, balancers, reactor, top, manager):
             name = listenerName(listener.endpoint)

@@ -414,6 +414,30 @@ class WorkerSupervisor(Service):
             summed.rejected = counts["rejected"]
             summed.refused = counts["refused"]
 
+    def sync(self):
+        """
+        Send the workers any change not sent yet, now (so that what
+        L{tierState} counts as behind includes it).
+        """
+        self._pushState()
+
+    def tierState(self, balancerName, memberName):
+        """
+        What a drain of one member waits for across the workers (as
+        L{playbalancer.cluster.node.ClusterNode.tierState} does across
+        nodes): its requests in flight in every worker, and the workers
+        that have not reported since applying the latest state.
+        """
+        balancer = self.balancers.get(balancerName)
+        member = balancer.member(memberName) if balancer is not None else None
+        behind = [
+            str(index)
+            for index in sorted(self.workers)
+            if (self.reports.get(index, {}).get("version") or 0) < self.version
+        ]
+        inflight = member.active if member is not None else 0
+        return {"inflight": inflight, "behind": behind, "idle": not behind and inflight == 0}
+
     def status(self):
         """
         The workers as the manager shows them.

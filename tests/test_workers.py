@@ -225,6 +225,58 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
             self.assertGreater(mean, 0)
             self.assertGreaterEqual(p95, 0)
 
+    async def test_drainWaitWithWorkers(self):
+        """
+        C{playbalancer drain --wait} with two workers: it does not say
+        "drained" while a request is in flight in a worker, nor before
+        every worker has applied the drain; it does once the request ends.
+        """
+        import io
+
+        from twisted.internet import defer
+
+        from playbalancer.cli import run
+
+        app1 = self.members[0]
+        arrived = app1.hold.arrival()
+        held = defer.ensureDeferred(self.get("/hold"))
+        await arrived
+        out, err = io.StringIO(), io.StringIO()
+        drained = defer.ensureDeferred(
+            run(reactor, ["--manager", self.manager, "drain", "web/app1", "--wait", "--timeout", "30"],
+                stdout=out, stderr=err, environ={})
+        )
+        await task.deferLater(reactor, 1.5, lambda: None)
+        self.assertFalse(drained.called, out.getvalue() + err.getvalue())
+        app1.hold.release()
+        self.assertEqual(await drained, 0, err.getvalue())
+        self.assertIn("drained", out.getvalue())
+        response = await held
+        self.assertEqual(response.code, 200)
+
+    async def test_drainedAtOnceOnlyWhenEveryWorkerApplied(self):
+        """
+        An idle member: the first status after the drain may not show it
+        drained before both workers reported the new state.
+        """
+        response = await self.client.post(
+            self.manager + "/api/balancers/web/members/app1",
+            data=json.dumps({"admin": "drain"}).encode(),
+            headers={b"Content-Type": [b"application/json"]},
+        )
+        answer = json.loads(await treq.content(response))
+        tier = answer["tier"]
+        self.assertEqual(tier["inflight"], 0)
+        self.assertEqual(len(tier["behind"]), 2)  # nobody reported it yet
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            response = await self.client.get(self.manager + "/api/status")
+            status = json.loads(await treq.content(response))
+            if status["balancers"]["web"]["members"]["app1"]["tier"]["idle"]:
+                break
+            await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertTrue(status["balancers"]["web"]["members"]["app1"]["tier"]["idle"])
+
     async def test_inFlightSummedForDrain(self):
         """
         A request held in a worker shows as in flight on the parent's

@@ -100,9 +100,11 @@ class ApiResource(resource.Resource):
             cluster = getattr(self.root, "cluster", None)
             if cluster is not None:
                 status["cluster"] = cluster.summary()
+            tier = self._tier()
+            if tier is not None:
                 for balancerName, info in status["balancers"].items():
                     for memberName, member in info["members"].items():
-                        member["tier"] = cluster.tierState(balancerName, memberName)
+                        member["tier"] = tier.tierState(balancerName, memberName)
             return jsonResponse(request, 200, status)
         if len(path) == 4 and path[0] == b"balancers" and path[2] == b"members":
             try:
@@ -202,10 +204,23 @@ class ApiResource(resource.Resource):
         d.addErrback(lambda f: (request.processingFailed(f), None)[1])
         return NOT_DONE_YET
 
+    def _tier(self):
+        """
+        What spreads this balancer's traffic over several processes: the
+        cluster node, or the worker supervisor (its C{tierState} says what
+        a drain waits for, once it has sent any pending change), or
+        L{None}.
+        """
+        tier = getattr(self.root, "cluster", None) or getattr(self.root, "workers", None)
+        sync = getattr(tier, "sync", None)
+        if sync is not None:
+            sync()
+        return tier
+
     def _answer(self, request, code, balancer, member):
         taking = member in balancer.candidates()
         answer = model.memberStatus(member, balancer.seconds(), taking)
-        cluster = getattr(self.root, "cluster", None)
-        if cluster is not None:
-            answer["tier"] = cluster.tierState(balancer.name, member.name)
+        tier = self._tier()
+        if tier is not None:
+            answer["tier"] = tier.tierState(balancer.name, member.name)
         return jsonResponse(request, code, answer)
