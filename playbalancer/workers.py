@@ -655,6 +655,9 @@ class WorkerAgent(PieceReceiver, amp.AMP):
                 member.configuredWeight = spec["weight"]
                 if balancer.activeChecks:
                     if spec["down"] is None:
+                        if member.downSince is not None:
+                            # Back up: ramp up as the parent does.
+                            member.slowStart(self.clock, balancer.slowStart)
                         member.downSince = member.downUntil = member.downReason = None
                     elif member.downSince is None:
                         member.downSince = self.clock.seconds()

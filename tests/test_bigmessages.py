@@ -154,3 +154,37 @@ class LatencyReportTests(SynchronousTestCase):
         supervisor = WorkerSupervisor(config, {"web": parent}, clock, [], [])
         supervisor.gotReport(0, report)
         self.assertEqual(parent.members[0].latency(12.0), (0.375, 0.5))
+
+
+class WorkerSlowStartTests(SynchronousTestCase):
+    def test_memberBackUpRampsInTheWorker(self):
+        """
+        A member the parent's checks bring back up ramps up in the worker
+        over C{slowstart}, as in the parent, instead of getting its whole
+        share at once.
+        """
+        from twisted.internet.task import Clock
+
+        from playbalancer.workers import WorkerAgent
+
+        clock = Clock()
+        clock.advance(1000)
+        members = [Member("a", "http://127.0.0.1:1/", weight=4)]
+        balancer = Balancer("web", RoundRobinScheduler(), members, clock)
+        balancer.activeChecks = True
+        balancer.slowStart = 10.0
+        agent = WorkerAgent({"web": balancer}, [], clock, lambda spec: None)
+
+        def state(down):
+            return {"web": [{"name": "a", "url": "http://127.0.0.1:1/", "admin": "enabled",
+                             "standby": False, "weight": 4, "down": down}]}
+
+        agent.apply(state("health check: connection refused"))
+        self.assertFalse(members[0].healthy)
+        agent.apply(state(None))
+        self.assertTrue(members[0].healthy)
+        self.assertLess(members[0].weight, 1.0)  # 5% of 4 at first
+        clock.advance(5)
+        self.assertAlmostEqual(members[0].weight, 2.0)
+        clock.advance(5)
+        self.assertEqual(members[0].weight, 4)
