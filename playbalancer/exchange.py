@@ -584,13 +584,14 @@ class Exchange:
                     upgrade = value
             parts.append(b"Connection: upgrade\r\nUpgrade: " + upgrade + b"\r\n")
             self.tunnel = True
-        elif length == 0 and (status == 304 or request.method == b"HEAD"):
-            # No body: pass on a HEAD or 304 response's own length (never
+        elif length == 0:
+            # No body.  Pass on a HEAD or 304 response's own length (never
             # a 1xx's or 204's: RFC 9110 8.6 forbids it there).
-            for name, value in head.headers:
-                if name.lower() == b"content-length":
-                    parts.extend((b"Content-Length: ", value, b"\r\n"))
-                    break
+            if status == 304 or request.method == b"HEAD":
+                for name, value in head.headers:
+                    if name.lower() == b"content-length":
+                        parts.extend((b"Content-Length: ", value, b"\r\n"))
+                        break
         elif length is not None and length > 0:
             parts.append(b"Content-Length: %d\r\n" % length)
         elif request.version == b"HTTP/1.1":

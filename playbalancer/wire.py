@@ -272,12 +272,20 @@ def _contentLength(values, status, sameTwice=False):
     @param sameTwice: accept repeated identical values (RFC 9110 8.6 lets
         a recipient do so; we do for responses, never for requests).
     """
-    if len(values) > 1:
-        if not sameTwice or len(set(values)) != 1:
-            raise HTTPError(status, "more than one Content-Length")
-    if not _DIGITS.match(values[0]):
-        raise HTTPError(status, "Content-Length is not a plain decimal number")
-    return int(values[0])
+    if sameTwice:
+        # RFC 9112 6.3(5): a list (or lines) of one value repeated is that
+        # value.
+        values = [v.strip() for line in values for v in line.split(b",")]
+    if len(values) > 1 and not sameTwice:
+        raise HTTPError(status, "more than one Content-Length")
+    lengths = set()
+    for value in values:
+        if not _DIGITS.match(value):
+            raise HTTPError(status, "Content-Length is not a plain decimal number")
+        lengths.add(int(value))
+    if len(lengths) > 1:
+        raise HTTPError(status, "more than one Content-Length")
+    return lengths.pop()
 
 
 def _chunkedCodings(values, status, unsupported):
@@ -434,7 +442,11 @@ def parseResponseHead(head, method):
         # RFC 9112 6.3: these never have a body, whatever their framing
         # headers say (a HEAD response's Content-Length is the GET's).
         response.length = 0
-        response.announced = codings is not None or (lengths is not None and length != 0)
+        # A HEAD or 304 response's length (or coding) is the GET's, and
+        # normal; a 1xx or 204 that speaks of a body is not: its connection
+        # is not reused, in case the body comes anyway.
+        if status < 200 or status == 204:
+            response.announced = codings is not None or (lengths is not None and length != 0)
         return response
     if codings is not None and lengths is not None:
         raise HTTPError(502, "both Content-Length and Transfer-Encoding")

@@ -159,15 +159,16 @@ class ResponseHeadTests(SynchronousTestCase):
         whatever its framing headers say; one that spoke of a body is
         marked, so that its connection is not reused.
         """
-        for status, method, framing in [
-            (b"200 OK", b"HEAD", b"Transfer-Encoding: chunked"),
-            (b"304 Not Modified", b"GET", b"Transfer-Encoding: chunked"),
-            (b"204 No Content", b"GET", b"Content-Length: 5"),
-            (b"304 Not Modified", b"GET", b"Content-Length: 5\r\nTransfer-Encoding: chunked"),
-            (b"200 OK", b"HEAD", b"Content-Length: 5"),
+        for status, method, framing, announced in [
+            (b"200 OK", b"HEAD", b"Transfer-Encoding: chunked", False),
+            (b"304 Not Modified", b"GET", b"Transfer-Encoding: chunked", False),
+            (b"204 No Content", b"GET", b"Content-Length: 5", True),
+            (b"204 No Content", b"GET", b"Transfer-Encoding: chunked", True),
+            (b"304 Not Modified", b"GET", b"Content-Length: 5\r\nTransfer-Encoding: chunked", False),
+            (b"200 OK", b"HEAD", b"Content-Length: 5", False),
         ]:
             head = parseResponseHead(b"HTTP/1.1 " + status + b"\r\n" + framing, method)
-            self.assertEqual((head.length, head.announced), (0, True), (status, framing))
+            self.assertEqual((head.length, head.announced), (0, announced), (status, framing))
         for head in [b"HTTP/1.1 204 No Content\r\nContent-Length: 0", b"HTTP/1.1 304 Not Modified"]:
             head = parseResponseHead(head, b"GET")
             self.assertEqual((head.length, head.announced), (0, False), head.status)
@@ -177,7 +178,12 @@ class ResponseHeadTests(SynchronousTestCase):
         Identical duplicate Content-Length (RFC 9110 8.6) and leading zeros
         are accepted from members.
         """
-        for framing in [b"Content-Length: 5\r\nContent-Length: 5", b"Content-Length: 0000000000000000005"]:
+        for framing in [
+            b"Content-Length: 5\r\nContent-Length: 5",
+            b"Content-Length: 0000000000000000005",
+            b"Content-Length: 5, 5",
+            b"Content-Length: 5\r\nContent-Length: 05",
+        ]:
             head = parseResponseHead(b"HTTP/1.1 200 OK\r\n" + framing, b"GET")
             self.assertEqual(head.length, 5)
 
