@@ -237,18 +237,20 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
 
         from playbalancer.cli import run
 
-        app1 = self.members[0]
-        arrived = app1.hold.arrival()
+        # The request goes to either member (each worker has its own
+        # round robin): drain the one that holds it.
+        arrivals = [m.hold.arrival() for m in self.members]
         held = defer.ensureDeferred(self.get("/hold"))
-        await arrived
+        _, index = await defer.DeferredList(arrivals, fireOnOneCallback=True)
+        holding = self.members[index]
         out, err = io.StringIO(), io.StringIO()
         drained = defer.ensureDeferred(
-            run(reactor, ["--manager", self.manager, "drain", "web/app1", "--wait", "--timeout", "30"],
-                stdout=out, stderr=err, environ={})
+            run(reactor, ["--manager", self.manager, "drain", f"web/{holding.name}", "--wait",
+                          "--timeout", "30"], stdout=out, stderr=err, environ={})
         )
         await task.deferLater(reactor, 1.5, lambda: None)
         self.assertFalse(drained.called, out.getvalue() + err.getvalue())
-        app1.hold.release()
+        holding.hold.release()
         self.assertEqual(await drained, 0, err.getvalue())
         self.assertIn("drained", out.getvalue())
         response = await held
