@@ -2,8 +2,9 @@
 The malformed-request corpus (L{tests.corpus.VECTORS}) against the
 balancer's front end: one test per vector, named C{test_<vector name>}.
 
-Each test starts a L{RecordingMember} and a balancer in front of it, sends
-the vector's bytes on a fresh raw TCP connection, reads the response(s)
+Each test starts a L{RecordingMember} and a balancer in front of it, warms
+the balancer's member pool with one request, sends the vector's bytes on a
+fresh raw TCP connection, reads the response(s)
 for a bounded time, and checks the first final status, whether the
 balancer closed the connection, how many requests reached the member and,
 where the vector says, what they looked like.
@@ -127,15 +128,30 @@ def describe(vector: Vector, client, closedByServer, member) -> list:
 
 class CorpusTests(ProxyTestCase):
     """
-    One test method per corpus vector (added below).
+    One test method per corpus vector (added below).  The balancer's pool
+    holds an idle member connection when a vector arrives, as a running
+    balancer's does (an idle connection takes a request head at once, so
+    only then does a test see what reaches a member too early).
     """
 
     timeout = 30
+
+    async def warm(self, member):
+        from playbalancer.testing import rawExchange, waitUntil
+
+        raw = await rawExchange(
+            reactor, self.port, b"GET /warm HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n"
+        )
+        self.assertTrue(raw.startswith(b"HTTP/1.1 200 "), raw[:200])
+        pool = self.pools.forMember(self.balancer.member("app1"))
+        await waitUntil(lambda: len(pool.idle) == 1, reactor)
+        del member.requests[:]
 
     async def runVector(self, vector: Vector):
         member = RecordingMember(reactor).start()
         self.addCleanup(member.stop)
         self.startBalancer([member.url], maxBody=vector.maxBody)
+        await self.warm(member)
         client, closedByServer = await exchange(self.port, vector)
         await deferLater(reactor, SETTLE, lambda: None)
         problems = describe(vector, client, closedByServer, member)
