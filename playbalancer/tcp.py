@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from zope.interface import implementer
 
-from twisted.internet.interfaces import IHalfCloseableProtocol, ITCPTransport
+from twisted.internet.interfaces import IHalfCloseableProtocol, INegotiated, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from playbalancer.failures import describe
+from playbalancer.interfaces import IRequestView
 from playbalancer.flow import BUFFER_SIZE, SendDeadline, holdIfFull, keepsUp, pauses
 from playbalancer.front import Rejected
 from playbalancer.proxyline import ProxyHeaderError, parseProxyHeader
@@ -51,6 +52,26 @@ def _noDelay(transport):
     if ITCPTransport.providedBy(transport):
         transport.setTcpNoDelay(True)
         setSendLimit(transport, SEND_LIMIT)
+
+
+@implementer(IRequestView)
+class ConnectionView:
+    """
+    What a scheduler knows of a TCP-mode connection: its client's address,
+    and whether it came over TLS.
+    """
+
+    method = path = query = host = None
+
+    def __init__(self, client, secure=False):
+        self.clientAddress = getattr(client, "host", None)
+        self.secure = secure
+
+    def header(self, name):
+        return None
+
+    def cookie(self, name):
+        return None
 
 
 @implementer(IHalfCloseableProtocol)
@@ -166,7 +187,8 @@ class TCPRelay(Protocol):
 
     def _attempt(self):
         balancer = self.front.balancer
-        member = balancer.pick(None, self.tried)
+        view = ConnectionView(self.client, INegotiated.providedBy(self.transport))
+        member = balancer.pick(view, self.tried)
         if member is None:
             _log.info("no usable member for a connection to {balancer}", balancer=balancer.name)
             closeWhenSent(self.transport)

@@ -14,6 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from zope.interface import implementer
+
+from playbalancer.interfaces import IRequestView
+
 _TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
 
 _REQUEST_LINE = re.compile(rb"([%s]+) ([^\x00-\x20\x7f#]+) (HTTP/[0-9]\.[0-9])\Z" % _TCHAR)
@@ -65,9 +69,11 @@ class Limits:
     maxHeaders: int = 100
 
 
+@implementer(IRequestView)
 class RequestHead:
     """
-    A parsed, checked request head.
+    A parsed, checked request head; what schedulers see of it is
+    L{playbalancer.interfaces.IRequestView}.
 
     @ivar headers: C{(name, value)} pairs in order, names as sent.
     @ivar host: the authority the request is for (from an absolute-form
@@ -112,7 +118,7 @@ class RequestHead:
     def chunked(self):
         return self.length is None
 
-    def getHeader(self, name):
+    def header(self, name):
         """
         The last value of header C{name} (case-insensitive), or L{None}.
         """
@@ -123,9 +129,33 @@ class RequestHead:
                 found = value
         return found
 
+    #: The name twisted.web's C{IRequest} uses, kept for schedulers
+    #: written against it.
+    getHeader = header
+
+    def cookie(self, name):
+        """
+        The value of cookie C{name} from the C{Cookie} headers, or L{None}.
+        """
+        for key, value in self.headers:
+            if key.lower() == b"cookie":
+                for pair in value.split(b";"):
+                    key, sep, found = pair.strip().partition(b"=")
+                    if sep and key == name:
+                        return found.strip().strip(b'"')
+        return None
+
     @property
     def path(self):
         return self.target.partition(b"?")[0]
+
+    @property
+    def query(self):
+        return self.target.partition(b"?")[2]
+
+    @property
+    def clientAddress(self):
+        return self.client
 
 
 class ResponseHead:
