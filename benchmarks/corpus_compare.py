@@ -69,11 +69,13 @@ def log(text):
 
 class Ports:
     """
-    Hands out ports in 21000-21999 that were free a moment ago.
+    Hands out ports of C{portRange} (21000-21999 by default) that were free
+    a moment ago.
     """
 
-    def __init__(self):
-        self._next = iter(PORT_RANGE)
+    def __init__(self, portRange=PORT_RANGE):
+        self._range = portRange
+        self._next = iter(portRange)
 
     def take(self):
         for port in self._next:
@@ -86,7 +88,9 @@ class Ports:
                 continue
             finally:
                 s.close()
-        raise RuntimeError("no free port left in 21000-21999")
+        raise RuntimeError(
+            f"no free port left in {self._range.start}-{self._range.stop - 1}"
+        )
 
 
 def waitListening(port, timeout, child=None):

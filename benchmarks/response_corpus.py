@@ -37,7 +37,6 @@ import os
 import platform
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -46,6 +45,10 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import corpus_compare  # noqa: E402  (its plumbing: ports, children, binaries)
+from corpus_compare import findBinary, log, stopChild, tail, waitListening  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,8 +64,6 @@ CLIENT_TIMEOUT = 8.0
 LINGER = 0.4
 
 
-def log(text):
-    print(text, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------
@@ -346,67 +347,13 @@ CASES: List[Case] = [
 # Ports and processes
 
 
-class Ports:
+class Ports(corpus_compare.Ports):
+    """
+    Ports of 22000-22999, apart from the request corpus's.
+    """
+
     def __init__(self):
-        self._next = iter(PORT_RANGE)
-
-    def take(self):
-        for port in self._next:
-            s = socket.socket()
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-            finally:
-                s.close()
-        raise RuntimeError("no free port left in 22000-22999")
-
-
-def waitListening(port, timeout, child=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child is not None and child.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def stopChild(child, timeout=10.0):
-    if child is None or child.poll() is not None:
-        return
-    try:
-        os.kill(child.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        child.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(5)
-
-
-def findBinary(name, given=None):
-    if given:
-        return given if os.access(given, os.X_OK) else None
-    found = shutil.which(name)
-    if found:
-        return found
-    candidate = os.path.join("/usr/sbin", name)
-    return candidate if os.access(candidate, os.X_OK) else None
-
-
-def tail(path, lines=8):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
+        corpus_compare.Ports.__init__(self, PORT_RANGE)
 
 
 # ---------------------------------------------------------------------------
