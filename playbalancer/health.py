@@ -15,6 +15,23 @@ from playbalancer.failures import describe
 _log = Logger()
 
 
+def quietPool(reactor):
+    """
+    A pool of new connections for the checks that does not log "Starting
+    factory" and "Stopping factory" for each of them (twice a check, every
+    C{interval}, for every member).  It sets the pool's private
+    C{_factory}, pinned by a test.
+    """
+    from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
+
+    class QuietFactory(_HTTP11ClientFactory):
+        noisy = False
+
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    pool._factory = QuietFactory
+    return pool
+
+
 def parseExpect(text):
     """
     C{"200-399"} or C{"200,204,300-399"} as a list of C{(low, high)}.

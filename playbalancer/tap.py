@@ -224,10 +224,10 @@ def makeHealthChecker(balancer, settings, reactor, tcp=False, tls=None):
     GETs, or in TCP mode plain connects.
     """
     from treq.client import HTTPClient
-    from twisted.web.client import Agent, HTTPConnectionPool
+    from twisted.web.client import Agent
 
     from playbalancer.endpoints import MemberEndpoints
-    from playbalancer.health import HealthChecker, connectCheck
+    from playbalancer.health import HealthChecker, connectCheck, quietPool
 
     if tcp:
         endpoints = MemberEndpoints(reactor, settings.timeout)
@@ -235,9 +235,7 @@ def makeHealthChecker(balancer, settings, reactor, tcp=False, tls=None):
     from playbalancer.membertls import SYSTEM
 
     agent = Agent(
-        reactor,
-        contextFactory=tls if tls is not None else SYSTEM,
-        pool=HTTPConnectionPool(reactor, persistent=False),
+        reactor, contextFactory=tls if tls is not None else SYSTEM, pool=quietPool(reactor)
     )
     return HealthChecker(balancer, settings, HTTPClient(agent), reactor)
 

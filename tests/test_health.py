@@ -175,6 +175,28 @@ class RealCheckTests(ProxyTestCase):
         a.start()
         await waitUntil(lambda: balancer.member("app1").healthy, reactor)
 
+    async def test_checksDoNotFillTheLog(self):
+        """
+        A check logs nothing when it passes (Twisted's client factory said
+        "Starting factory" and "Stopping factory" for each one).
+        """
+        from twisted.logger import globalLogPublisher
+
+        from playbalancer.tap import makeHealthChecker
+
+        (a,) = self.startMembers("app1")
+        balancer = self.startBalancer([a.url])
+        balancer.activeChecks = True
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        checker = makeHealthChecker(balancer, HealthConfig(interval=0.05, timeout=1, rise=1, fall=2), reactor)
+        checker.startService()
+        self.addCleanup(checker.stopService)
+        await waitUntil(lambda: balancer.member("app1").checkPasses >= 5, reactor)
+        said = [e.get("log_format", "") for e in events]
+        self.assertEqual([s for s in said if "factory" in s.lower()], [])
+
 
 class FailOnStatusTests(ProxyTestCase):
     async def test_idempotentRetriedPostPassedOn(self):
