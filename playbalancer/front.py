@@ -15,12 +15,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IProtocolNegotiationFactory, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
-from twisted.web import http, resource
 
 from playbalancer.chunked import ChunkedDecoder, LengthCounter
 from playbalancer.exchange import REASONS, Exchange, plainResponse
 from playbalancer.flow import SendDeadline
-from playbalancer.manager.root import managerSite
 from playbalancer.rawsocket import canHalfClose, closeWhenSent, setSendLimit
 from playbalancer.readsize import followReads
 from playbalancer.tlslisten import HTTP_PROTOCOLS
@@ -497,7 +495,8 @@ class HTTPFrontFactory(Factory):
 
     @param proxy: the L{playbalancer.exchange.HTTPProxy} requests go to.
     @param settings: the listener's L{FrontSettings}.
-    @param mount: optional L{ManagerMount}: requests under its path go to
+    @param mount: optional L{playbalancer.manager.mount.ManagerMount}:
+        requests under its path go to
         it, not to the proxy.
     """
 
@@ -558,49 +557,3 @@ class HTTPFrontFactory(Factory):
 
         check()
         return d
-
-
-class _OneRequestChannel(http.HTTPChannel):
-    """
-    A twisted.web channel that closes after its first response.
-    """
-
-    def checkPersistence(self, request, version):
-        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
-        return False
-
-
-class ManagerMount:
-    """
-    Serves the manager under a path of a front listener (like Apache's
-    C{ProxyPass /balancer-manager !}): a request under that path is handed,
-    with its connection, to a twisted.web channel serving the manager, and
-    that connection closes after its response.
-
-    @param path: the manager's path, e.g. C{"/balancer-manager"}.
-    @param manager: the manager's root resource (its C{policy} guards
-        request bodies, see L{playbalancer.manager.root.GuardedRequest}).
-    @param trustedProxies: the listener's trusted proxies (networks), the
-        only ones that may pass manager requests on without a token.
-    """
-
-    def __init__(self, path, manager, trustedProxies=()):
-        segments = [s.encode("ascii") for s in path.strip("/").split("/")]
-        self.prefix = b"/" + b"/".join(segments)
-        root = parent = resource.Resource()
-        for segment in segments[:-1]:
-            child = resource.Resource()
-            parent.putChild(segment, child)
-            parent = child
-        parent.putChild(segments[-1], manager)
-        self.site = managerSite(root, manager.policy)
-        self.site.protocol = _OneRequestChannel
-        # The listener's trusted proxies may pass on manager requests.
-        self.site.trustedProxies = tuple(trustedProxies)
-
-    def claims(self, path):
-        prefix = self.prefix
-        return path == prefix or path.startswith(prefix + b"/")
-
-    def buildProtocol(self, addr):
-        return self.site.buildProtocol(addr)

@@ -328,7 +328,8 @@ def buildFronts(config, balancers, reactor, top, manager=None):
     """
     from playbalancer.endpoints import MemberEndpoints
     from playbalancer.exchange import HTTPProxy
-    from playbalancer.front import HTTPFrontFactory, ManagerMount
+    from playbalancer.front import HTTPFrontFactory
+    from playbalancer.manager.mount import ManagerMount
     from playbalancer.sweeper import Sweeper
     from playbalancer.tcp import TCPFrontFactory
     from playbalancer.upstream import MemberPools

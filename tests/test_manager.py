@@ -13,7 +13,7 @@ from twisted.internet import defer, reactor
 from twisted.protocols.policies import WrappingFactory
 from twisted.trial.unittest import TestCase
 
-from playbalancer.front import ManagerMount
+from playbalancer.manager.mount import ManagerMount
 from playbalancer.manager import ManagerRoot
 from playbalancer.manager.guard import AccessPolicy
 from playbalancer.manager.root import MAX_MANAGER_BODY, GuardedRequest, managerSite

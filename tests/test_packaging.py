@@ -18,53 +18,22 @@ from playbalancer.demo import TWISTD
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-MODULES = [
-    "twisted.plugins.playbalancer_plugin",
-    "twisted.plugins.playbalancer_schedulers",
-    "playbalancer",
-    "playbalancer.interfaces",
-    "playbalancer.config",
-    "playbalancer.balancer",
-    "playbalancer.schedulers",
-    "playbalancer.headers",
-    "playbalancer.wire",
-    "playbalancer.chunked",
-    "playbalancer.sweeper",
-    "playbalancer.endpoints",
-    "playbalancer.upstream",
-    "playbalancer.exchange",
-    "playbalancer.front",
-    "playbalancer.proxyline",
-    "playbalancer.accesslog",
-    "playbalancer.metrics",
-    "playbalancer.stats",
-    "playbalancer.memory",
-    "playbalancer.sendnow",
-    "playbalancer.workers",
-    "playbalancer.worker",
-    "playbalancer.faultmember",
-    "playbalancer.cluster",
-    "playbalancer.cluster.interfaces",
-    "playbalancer.cluster.etcd",
-    "playbalancer.cluster.node",
-    "playbalancer.site",
-    "playbalancer.tap",
-    "playbalancer.demo",
-    "playbalancer.statefile",
-    "playbalancer.plugincache",
-    "playbalancer.manager",
-    "playbalancer.manager.root",
-    "playbalancer.manager.api",
-    "playbalancer.manager.page",
-    "playbalancer.manager.guard",
-    "playbalancer.manager.model",
-    "playbalancer.testing",
-    "playbalancer.cli",
-    "playbalancer.rolling",
-    "playbalancer.health",
-    "playbalancer.failures",
-    "playbalancer.tokens",
-]
+def _modules():
+    """
+    Every module of the package, found on disk (so that a new or moved
+    module is covered without a list to keep), and the two dropins.
+    """
+    import pkgutil
+
+    import playbalancer
+
+    names = ["playbalancer"] + [
+        info.name for info in pkgutil.walk_packages(playbalancer.__path__, "playbalancer.")
+    ]
+    return ["twisted.plugins.playbalancer_plugin", "twisted.plugins.playbalancer_schedulers"] + names
+
+
+MODULES = _modules()
 
 
 class PackagingTests(TestCase):
@@ -129,3 +98,49 @@ class PackagingTests(TestCase):
         finally:
             child.terminate()
             child.wait(10)
+
+
+#: The modules a request passes through, and what they must not pull in:
+#: the data path works without the manager, cluster mode, workers or the
+#: command line (they depend on it, not the other way round).
+DATA_PATH = [
+    "playbalancer.wire",
+    "playbalancer.chunked",
+    "playbalancer.headers",
+    "playbalancer.front",
+    "playbalancer.exchange",
+    "playbalancer.upstream",
+    "playbalancer.tcp",
+    "playbalancer.flow",
+    "playbalancer.rawsocket",
+    "playbalancer.balancer",
+    "playbalancer.schedulers",
+    "playbalancer.endpoints",
+    "playbalancer.tlslisten",
+    "playbalancer.membertls",
+]
+NOT_FROM_DATA_PATH = (
+    "playbalancer.manager",
+    "playbalancer.cluster",
+    "playbalancer.workers",
+    "playbalancer.worker",
+    "playbalancer.cli",
+    "playbalancer.rolling",
+    "playbalancer.tap",
+)
+
+
+class ImportDirectionTests(TestCase):
+    def test_dataPathImportsNoControlPlane(self):
+        code = (
+            "import sys\n"
+            f"for name in {DATA_PATH!r}:\n"
+            "    __import__(name)\n"
+            f"print(sorted(n for n in sys.modules if n.startswith({NOT_FROM_DATA_PATH!r})))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            universal_newlines=True, timeout=60,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.strip(), "[]")
