@@ -620,3 +620,68 @@ class ShareTests(SynchronousTestCase):
         self.assertEqual([share(1, i, 2) for i in range(2)], [1, 1])
         self.assertEqual([share(0, i, 2) for i in range(2)], [0, 0])
         self.assertEqual([share(1, i, 2, least=0) for i in range(2)], [1, 0])
+
+
+class SlowStartTests(TwistdTestCase):
+    """
+    With C{workers = 2}, a member that comes back up ramps up its share over
+    C{slowstart} in every worker, as with one process (each worker once
+    took its whole share at once).
+    """
+
+    async def test_returningMemberRampsUp(self):
+        app1, app2 = (MemberServer(name, reactor).start() for name in ("app1", "app2"))
+        self.addCleanup(app1.stop)
+        self.addCleanup(app2.stop)
+        front, manager = freePorts(2)
+        self.startTwistd(
+            f"""
+workers = 2
+
+[[listen]]
+endpoint = "tcp:{front}:interface=127.0.0.1"
+balancer = "web"
+
+[balancer.web]
+scheduler = "round-robin"
+[balancer.web.health]
+interval = 0.2
+rise = 1
+fall = 1
+slowstart = 60
+
+[[balancer.web.member]]
+name = "app1"
+url = "{app1.url}"
+
+[[balancer.web.member]]
+name = "app2"
+url = "{app2.url}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+        self.base = f"http://127.0.0.1:{front}"
+        self.manager = f"http://127.0.0.1:{manager}"
+        await self.waitServing(2)
+
+        async def members():
+            return (await self.status())["balancers"]["web"]["members"]
+
+        await app1.stop()
+        deadline = time.monotonic() + 20
+        while (await members())["app1"]["healthy"] and time.monotonic() < deadline:
+            await task.deferLater(reactor, 0.1, lambda: None)
+        app1.start()
+        while not (await members())["app1"]["healthy"] and time.monotonic() < deadline + 20:
+            await task.deferLater(reactor, 0.1, lambda: None)
+        await task.deferLater(reactor, 0.5, lambda: None)  # the workers hear of it
+        served = {"app1": 0, "app2": 0}
+        for _ in range(100):
+            response = await self.get("/")
+            served[response.headers.getRawHeaders(b"x-served-by", [b"-"])[0].decode()] += 1
+        # A few seconds into a 60 s ramp app1 has well under a tenth of its
+        # weight; without the ramp it would take half.
+        self.assertLess(served["app1"], 25, served)
+        self.assertGreater(served["app2"], 75, served)
