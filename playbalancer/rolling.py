@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 
-from playbalancer.cli import CommandError, findMember, waitDrained
+from playbalancer.ctlclient import CommandError, findMember, waitDrained
 
 #: Seconds between status polls while waiting for health checks.
 POLL = 0.2

@@ -144,3 +144,19 @@ class ImportDirectionTests(TestCase):
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(result.stdout.strip(), "[]")
+
+    def test_noImportCycleBetweenCliAndRolling(self):
+        """
+        C{playbalancer.rolling} builds on the manager client, not on the
+        command line that uses it.
+        """
+        code = (
+            "import sys\n"
+            "import playbalancer.rolling\n"
+            "print('playbalancer.cli' in sys.modules)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            universal_newlines=True, timeout=60,
+        )
+        self.assertEqual((result.returncode, result.stdout.strip()), (0, "False"), result.stderr)
