@@ -137,8 +137,10 @@ def apply(state, balancers):
                 if "url" not in saved:
                     _log.warn("state file: member {b}/{m} is no longer configured", b=bname, m=mname)
                     continue
+                # Through the balancer, like any member added at run time:
+                # with health checks, no traffic before its first pass.
                 member = Member(mname, saved["url"])
-                balancer.members.append(member)
+                balancer.addMember(member, "state file")
             member.admin = saved["admin"]
             member.standby = saved["standby"]
             member.weight = saved["weight"]

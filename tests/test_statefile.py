@@ -153,6 +153,30 @@ class StateFileTests(SynchronousTestCase):
 
 
 class TCPStateTests(SynchronousTestCase):
+    def test_restoredMemberWaitsForItsChecks(self):
+        """
+        A member added at run time and restored from the state file gets no
+        traffic before its first passing health check, as when it was added.
+        """
+        from playbalancer.balancer import Balancer
+        from playbalancer.schedulers import RoundRobinScheduler
+
+        path = os.path.join(self.mktemp() + ".json")
+        statefile.write(path, {"format": 1, "balancers": {"web": {"members": {
+            "app9": {"admin": "enabled", "standby": False, "weight": 1, "url": "http://127.0.0.1:9"}},
+            "removed": []}}})
+        from playbalancer.balancer import Member
+
+        clock = Clock()
+        balancer = Balancer("web", RoundRobinScheduler(), [Member("app1", "http://127.0.0.1:1")], clock)
+        balancer.activeChecks = True
+        statefile.apply(statefile.read(path), {"web": balancer})
+        app9 = balancer.member("app9")
+        self.assertNotIn(app9, balancer.candidates())
+        self.assertEqual(app9.downReason, "not checked yet")
+        balancer.checkResult(app9, True, "200", 0.01, rise=1, fall=1)
+        self.assertIn(app9, balancer.candidates())
+
     def test_tcpMemberAddedAtRuntime(self):
         from playbalancer.balancer import Balancer
         from playbalancer.schedulers import RoundRobinScheduler
