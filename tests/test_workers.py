@@ -66,6 +66,43 @@ class TwistdTestCase(TestCase):
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.client = HTTPClient(Agent(reactor, pool=pool))
 
+    async def startTwoMembers(self, balancer="", members="", workers=2):
+        """
+        Two demo members (C{self.members}) behind a twistd with C{workers}
+        workers, a round-robin balancer C{web} (C{balancer} and C{members}
+        add to its table) and a manager; wait until it serves.
+        """
+        self.members = [MemberServer(name, reactor).start() for name in ("app1", "app2")]
+        for member in self.members:
+            self.addCleanup(member.stop)
+        front, manager = freePorts(2)
+        self.startTwistd(
+            f"""
+workers = {workers}
+
+[[listen]]
+endpoint = "tcp:{front}:interface=127.0.0.1"
+balancer = "web"
+
+[balancer.web]
+scheduler = "round-robin"
+{balancer}
+[[balancer.web.member]]
+name = "app1"
+url = "{self.members[0].url}"
+
+[[balancer.web.member]]
+name = "app2"
+url = "{self.members[1].url}"
+{members}
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+        self.base = f"http://127.0.0.1:{front}"
+        self.manager = f"http://127.0.0.1:{manager}"
+        await self.waitServing(workers)
+
     def twistdLog(self):
         with open(self.logPath) as f:
             return f.read()
@@ -123,36 +160,7 @@ class TwistdTestCase(TestCase):
 
 class WorkerTests(TwistdTestCase):
     async def setUp(self):
-        self.members = [MemberServer(name, reactor).start() for name in ("app1", "app2")]
-        for member in self.members:
-            self.addCleanup(member.stop)
-        front, manager = freePorts(2)
-        self.startTwistd(
-            f"""
-workers = 2
-
-[[listen]]
-endpoint = "tcp:{front}:interface=127.0.0.1"
-balancer = "web"
-
-[balancer.web]
-scheduler = "round-robin"
-
-[[balancer.web.member]]
-name = "app1"
-url = "{self.members[0].url}"
-
-[[balancer.web.member]]
-name = "app2"
-url = "{self.members[1].url}"
-
-[manager]
-endpoint = "tcp:{manager}:interface=127.0.0.1"
-"""
-        )
-        self.base = f"http://127.0.0.1:{front}"
-        self.manager = f"http://127.0.0.1:{manager}"
-        await self.waitServing(2)
+        await self.startTwoMembers()
 
     async def test_servesAndAppliesDrain(self):
         """
@@ -327,10 +335,6 @@ class ManyMembersTests(TwistdTestCase):
     """
 
     async def setUp(self):
-        self.members = [MemberServer(name, reactor).start() for name in ("app1", "app2")]
-        for member in self.members:
-            self.addCleanup(member.stop)
-        front, manager = freePorts(2)
         standbys = "".join(
             f"""
 [[balancer.web.member]]
@@ -340,32 +344,7 @@ standby = true
 """
             for i in range(998)
         )
-        self.startTwistd(
-            f"""
-workers = 2
-
-[[listen]]
-endpoint = "tcp:{front}:interface=127.0.0.1"
-balancer = "web"
-
-[balancer.web]
-scheduler = "round-robin"
-
-[[balancer.web.member]]
-name = "app1"
-url = "{self.members[0].url}"
-
-[[balancer.web.member]]
-name = "app2"
-url = "{self.members[1].url}"
-{standbys}
-[manager]
-endpoint = "tcp:{manager}:interface=127.0.0.1"
-"""
-        )
-        self.base = f"http://127.0.0.1:{front}"
-        self.manager = f"http://127.0.0.1:{manager}"
-        await self.waitServing(2)
+        await self.startTwoMembers(members=standbys)
 
     async def inFlight(self, member):
         return await self.metric("playbalancer_member_in_flight", balancer="web", member=member)
@@ -630,41 +609,10 @@ class SlowStartTests(TwistdTestCase):
     """
 
     async def test_returningMemberRampsUp(self):
-        app1, app2 = (MemberServer(name, reactor).start() for name in ("app1", "app2"))
-        self.addCleanup(app1.stop)
-        self.addCleanup(app2.stop)
-        front, manager = freePorts(2)
-        self.startTwistd(
-            f"""
-workers = 2
-
-[[listen]]
-endpoint = "tcp:{front}:interface=127.0.0.1"
-balancer = "web"
-
-[balancer.web]
-scheduler = "round-robin"
-[balancer.web.health]
-interval = 0.2
-rise = 1
-fall = 1
-slowstart = 60
-
-[[balancer.web.member]]
-name = "app1"
-url = "{app1.url}"
-
-[[balancer.web.member]]
-name = "app2"
-url = "{app2.url}"
-
-[manager]
-endpoint = "tcp:{manager}:interface=127.0.0.1"
-"""
+        await self.startTwoMembers(
+            balancer="[balancer.web.health]\ninterval = 0.2\nrise = 1\nfall = 1\nslowstart = 60\n"
         )
-        self.base = f"http://127.0.0.1:{front}"
-        self.manager = f"http://127.0.0.1:{manager}"
-        await self.waitServing(2)
+        app1 = self.members[0]
 
         async def members():
             return (await self.status())["balancers"]["web"]["members"]
