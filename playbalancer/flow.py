@@ -14,7 +14,7 @@ from zope.interface import implementer
 
 from twisted.internet.interfaces import IPushProducer
 
-from playbalancer.rawsocket import (
+from playbalancer._net.rawsocket import (
     forgetPause,
     holdProducerUntilDrained,
     kernelNotSent,

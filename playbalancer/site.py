@@ -9,6 +9,8 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 
+from playbalancer._net.internals import raiseStartErrors
+
 _log = Logger()
 
 
@@ -22,7 +24,7 @@ class ListenerService(StreamServerEndpointService):
 
     def __init__(self, endpoint, factory, name="listener"):
         StreamServerEndpointService.__init__(self, endpoint, factory)
-        self._raiseSynchronously = True
+        raiseStartErrors(self)
         self.listenerName = name
 
     def startService(self):

@@ -68,6 +68,7 @@ class PackagingTests(TestCase):
         self.assertNotIn("twisted/plugins/__init__.py", names)
         self.assertIn("playbalancer/exchange.py", names)
         self.assertIn("playbalancer/cluster/node.py", names)
+        self.assertIn("playbalancer/_net/internals.py", names)
 
     def test_twistdReactorOption(self):
         """
@@ -112,11 +113,14 @@ DATA_PATH = [
     "playbalancer.upstream",
     "playbalancer.tcp",
     "playbalancer.flow",
-    "playbalancer.rawsocket",
+    "playbalancer._net.rawsocket",
+    "playbalancer._net.sendnow",
+    "playbalancer._net.readsize",
+    "playbalancer._net.internals",
     "playbalancer.balancer",
     "playbalancer.schedulers",
     "playbalancer.endpoints",
-    "playbalancer.tlslisten",
+    "playbalancer._net.tlslisten",
     "playbalancer.membertls",
 ]
 NOT_FROM_DATA_PATH = (

@@ -1,5 +1,5 @@
 """
-L{playbalancer.readsize.followReads}: small reads for small messages,
+L{playbalancer._net.readsize.followReads}: small reads for small messages,
 large ones for bulk data.
 """
 
@@ -9,7 +9,7 @@ from twisted.internet.tcp import Connection
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
-from playbalancer.readsize import LARGE, SMALL, followReads
+from playbalancer._net.readsize import LARGE, SMALL, followReads
 
 
 class _Transport(Connection):

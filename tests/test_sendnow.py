@@ -1,5 +1,5 @@
 """
-L{playbalancer.sendnow.sendNow} over a real socket pair and with
+L{playbalancer._net.sendnow.sendNow} over a real socket pair and with
 transports it must leave alone.
 """
 
@@ -10,7 +10,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
-from playbalancer.sendnow import sendNow, sendSequenceNow
+from playbalancer._net.sendnow import sendNow, sendSequenceNow
 from playbalancer.testing import RawConversation, waitUntil
 
 

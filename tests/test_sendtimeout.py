@@ -290,8 +290,8 @@ class ProgressTests(ProxyTestCase):
         flag after it is unregistered).
         """
         from playbalancer.flow import BUFFER_SIZE
-        from playbalancer.rawsocket import unsentBytes
-        from playbalancer.readsize import FIRST
+        from playbalancer._net.rawsocket import unsentBytes
+        from playbalancer._net.readsize import FIRST
 
         (a,) = self.startMembers("app1")
         self.startBalancer([a.url])

@@ -123,8 +123,8 @@ class SlowMemberTests(ProxyTestCase):
         from twisted.internet.protocol import Factory
 
         from playbalancer.flow import BUFFER_SIZE
-        from playbalancer.rawsocket import unsentBytes
-        from playbalancer.readsize import FIRST
+        from playbalancer._net.rawsocket import unsentBytes
+        from playbalancer._net.readsize import FIRST
 
         member = Factory.forProtocol(_NeverReadingMember)
         member.opened = []

@@ -31,16 +31,16 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from playbalancer._net.rawsocket import closeWriting, setSendLimit, socketTransport
+from playbalancer._net.readsize import LARGE, followReads
+from playbalancer._net.sendnow import sendNow, sendSequenceNow
+from playbalancer._net.tlslisten import negotiateProtocols, protocolsOf
 from playbalancer.balancer import Balancer, Member
 from playbalancer.endpoints import MemberEndpoints
 from playbalancer.membertls import MemberTLS, loadAuthorities
-from playbalancer.rawsocket import closeWriting, setSendLimit, socketTransport
-from playbalancer.readsize import LARGE, followReads
 from playbalancer.schedulers import RoundRobinScheduler
-from playbalancer.sendnow import sendNow, sendSequenceNow
 from playbalancer.tcp import TCPFrontFactory
 from playbalancer.testing import MemberServer, waitUntil, writeSelfSigned
-from playbalancer.tlslisten import negotiateProtocols, protocolsOf
 
 from tests.proxyharness import ProxyTestCase
 from tests.test_websocket import _Client, _EchoMember

@@ -1,0 +1,106 @@
+"""
+The private parts of Twisted that playbalancer relies on, named here and
+nowhere else, so that a Twisted upgrade that changes them breaks one
+module (and C{tests/test_twisted_internals.py} says which one).
+
+- a socket transport's (C{twisted.internet.tcp.Connection}) write queue:
+  C{dataBuffer} and C{offset}, plus C{_tempDataBuffer} and
+  C{_tempDataLen}, the writes not yet joined into C{dataBuffer};
+- its C{SEND_LIMIT} (bytes handed to one C{send}) and C{bufferSize}
+  (bytes asked of one C{recv});
+- a TLS wrapper's (C{TLSMemoryBIOProtocol}) C{_appSendBuffer}: what is
+  written before its handshake ends;
+- C{SSL4ServerEndpoint._sslContextFactory}: the TLS options a listener's
+  connections share;
+- C{StreamServerEndpointService._raiseSynchronously}: raise a listening
+  error from C{startService} instead of only logging it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "hasQueuedWrites",
+    "queuedLength",
+    "sendLimit",
+    "setSendLimit",
+    "readSize",
+    "setReadSize",
+    "tlsPendingLength",
+    "listenerTLSOptions",
+    "raiseStartErrors",
+]
+
+
+def hasQueuedWrites(connection):
+    """
+    Whether socket transport C{connection} has written bytes waiting for
+    the socket.
+    """
+    return bool(connection.dataBuffer or connection._tempDataBuffer)
+
+
+def queuedLength(connection):
+    """
+    How many written bytes socket transport C{connection} holds for the
+    socket.
+    """
+    return len(connection.dataBuffer) - connection.offset + connection._tempDataLen
+
+
+def sendLimit(connection):
+    """
+    The most bytes socket transport C{connection} hands to one C{send}.
+    """
+    return connection.SEND_LIMIT
+
+
+def setSendLimit(connection, limit):
+    """
+    Let socket transport C{connection} hand up to C{limit} bytes to one
+    C{send} (Twisted's default: 128 KiB, on the class).
+    """
+    connection.SEND_LIMIT = limit
+
+
+def readSize(connection):
+    """
+    The bytes socket transport C{connection} asks for in one C{recv}.
+    """
+    return connection.bufferSize
+
+
+def setReadSize(connection, size):
+    """
+    Make socket transport C{connection} ask for C{size} bytes in each
+    C{recv} from now on.
+    """
+    connection.bufferSize = size
+
+
+def tlsPendingLength(wrapper):
+    """
+    Bytes written to protocol wrapper C{wrapper} that it holds until its
+    TLS handshake ends (0 for any other wrapper).
+    """
+    waiting = wrapper.__dict__.get("_appSendBuffer")
+    if not waiting:
+        return 0
+    return sum(len(piece) for piece in waiting)
+
+
+def listenerTLSOptions(endpoint):
+    """
+    The TLS options (an C{IOpenSSLContextFactory}) of the
+    C{SSL4ServerEndpoint} C{endpoint}: every connection it accepts uses
+    their context.
+    """
+    return endpoint._sslContextFactory
+
+
+def raiseStartErrors(service):
+    """
+    Make C{StreamServerEndpointService} C{service} raise from
+    C{startService} when it cannot listen (by default it logs the error
+    and starts anyway).
+    """
+    service._raiseSynchronously = True
