@@ -10,8 +10,8 @@ import sys
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from playbalancer import accesslog
-from playbalancer.accesslog import AccessLog, _wholeLines
+from playbalancer.observe import accesslog
+from playbalancer.observe.accesslog import AccessLog, _wholeLines
 
 
 class _Recording(io.BytesIO):

@@ -14,11 +14,11 @@ from twisted.internet import reactor
 from twisted.logger import globalLogPublisher
 from twisted.web.server import Site
 
-from playbalancer.accesslog import AccessLog, ReopenOnSignal
 from playbalancer.faultmember import FaultMember
 from playbalancer.manager import ManagerRoot
 from playbalancer.manager.guard import AccessPolicy
-from playbalancer.metrics import MetricsPage, registryFor
+from playbalancer.observe.accesslog import AccessLog, ReopenOnSignal
+from playbalancer.observe.metrics import MetricsPage, registryFor
 from playbalancer.testing import rawExchange, waitUntil
 
 from tests.proxyharness import ProxyTestCase

@@ -17,12 +17,12 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Site
 
-from playbalancer.accesslog import AccessLog, ReopenOnSignal
 from playbalancer.faultmember import FaultMember
 from playbalancer.front import FrontSettings
 from playbalancer.manager import ManagerRoot
 from playbalancer.manager.guard import AccessPolicy
-from playbalancer.metrics import MetricsPage, registryFor
+from playbalancer.observe.accesslog import AccessLog, ReopenOnSignal
+from playbalancer.observe.metrics import MetricsPage, registryFor
 from playbalancer.testing import MemberServer, RawConversation, rawExchange, waitUntil
 
 from tests.promiseharness import ServiceTestCase, blackHole

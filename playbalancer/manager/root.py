@@ -24,7 +24,7 @@ class ManagerRoot(resource.Resource):
     @param policy: an L{playbalancer.manager.guard.AccessPolicy}.
     @param clock: provides C{seconds()}.
     @param metrics: the resource for C{/metrics}, if any (see
-        L{playbalancer.metrics.MetricsPage}).
+        L{playbalancer.observe.metrics.MetricsPage}).
     """
 
     def __init__(self, balancers, policy, clock, metrics=None):
