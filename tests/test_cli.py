@@ -1,6 +1,6 @@
 """
 The C{playbalancer} control command against a fake manager on 127.0.0.1:
-in this process through L{playbalancer.cli.run}, and as a real process.
+in this process through L{playbalancer.ctl.cli.run}, and as a real process.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from playbalancer import cli
+from playbalancer.ctl import cli
 from playbalancer.testing import closeAll
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -696,14 +696,14 @@ class ErrorTests(CLITestCase):
 
 class ProcessTests(CLITestCase):
     """
-    C{python -m playbalancer.cli} as a real process, while this reactor
+    C{python -m playbalancer.ctl.cli} as a real process, while this reactor
     serves the fake manager.
     """
 
     async def spawn(self, *argv):
         env = {k: v for k, v in os.environ.items() if not k.startswith("PLAYBALANCER_")}
         out, err, code = await getProcessOutputAndValue(
-            sys.executable, ["-m", "playbalancer.cli"] + list(argv), env=env, path=ROOT
+            sys.executable, ["-m", "playbalancer.ctl.cli"] + list(argv), env=env, path=ROOT
         )
         return code, out.decode(), err.decode()
 
@@ -740,6 +740,6 @@ class ProcessTests(CLITestCase):
         """
         Importing the command leaves the reactor unchosen.
         """
-        code = "import sys, playbalancer.cli; print('twisted.internet.reactor' in sys.modules)"
+        code = "import sys, playbalancer.ctl.cli; print('twisted.internet.reactor' in sys.modules)"
         output = subprocess.check_output([sys.executable, "-c", code], cwd=ROOT)
         self.assertEqual(output.strip(), b"False")

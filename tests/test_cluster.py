@@ -19,9 +19,9 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from playbalancer.cli import run
 from playbalancer.cluster.testing import EtcdCluster
 from playbalancer.config import parseConfig, tomllib
+from playbalancer.ctl.cli import run
 from playbalancer.schedulers import availableSchedulers
 from playbalancer.tap import makeService
 from playbalancer.testing import MemberServer, freePorts

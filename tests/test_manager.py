@@ -546,7 +546,7 @@ class LiveCLITests(ManagerTestCase):
         """
         import io
 
-        from playbalancer.cli import run
+        from playbalancer.ctl.cli import run
 
         a, b = self.startMembers("app1", "app2")
         balancer = self.startBalancer([a.url, b.url], scheduler="standby")

@@ -128,6 +128,7 @@ NOT_FROM_DATA_PATH = (
     "playbalancer.cluster",
     "playbalancer.workers",
     "playbalancer.worker",
+    "playbalancer.ctl",
     "playbalancer.cli",
     "playbalancer.rolling",
     "playbalancer.tap",
@@ -151,13 +152,13 @@ class ImportDirectionTests(TestCase):
 
     def test_noImportCycleBetweenCliAndRolling(self):
         """
-        C{playbalancer.rolling} builds on the manager client, not on the
+        C{playbalancer.ctl.rolling} builds on the manager client, not on the
         command line that uses it.
         """
         code = (
             "import sys\n"
-            "import playbalancer.rolling\n"
-            "print('playbalancer.cli' in sys.modules)\n"
+            "import playbalancer.ctl.rolling\n"
+            "print('playbalancer.ctl.cli' in sys.modules)\n"
         )
         result = subprocess.run(
             [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

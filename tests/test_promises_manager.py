@@ -233,7 +233,7 @@ class RollingMembersTests(ManagerTestCase):
         #155: C{rolling-restart --members app2} restarts app2 only: the
         command runs once, for app2; app1 and app3 are never drained.
         """
-        from playbalancer.cli import run
+        from playbalancer.ctl.cli import run
 
         members = self.startMembers("app1", "app2", "app3")
         balancer = self.startBalancer([m.url for m in members], clock=reactor)

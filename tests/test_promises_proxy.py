@@ -439,7 +439,7 @@ class CLIDefaultManagerTests(TestCase):
         #160: C{--manager} defaults to C{$PLAYBALANCER_MANAGER}, else
         C{http://127.0.0.1:8081}; and the command asks that address.
         """
-        from playbalancer.cli import parseArguments, run
+        from playbalancer.ctl.cli import parseArguments, run
 
         self.assertEqual(
             str(parseArguments(["status"], {}).manager).rstrip("/"), "http://127.0.0.1:8081"

@@ -10,8 +10,8 @@ import io
 
 from twisted.internet import reactor
 
-from playbalancer.cli import run
 from playbalancer.config import HealthConfig
+from playbalancer.ctl.cli import run
 from playbalancer.tap import makeHealthChecker
 from playbalancer.testing import waitUntil
 

@@ -243,7 +243,7 @@ class WorkerTests(TwistdTestCase):
 
         from twisted.internet import defer
 
-        from playbalancer.cli import run
+        from playbalancer.ctl.cli import run
 
         # The request goes to either member (each worker has its own
         # round robin): drain the one that holds it.
