@@ -19,12 +19,12 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from playbalancer.cluster.testing import EtcdCluster
 from playbalancer.config import parseConfig, tomllib
 from playbalancer.ctl.cli import run
 from playbalancer.schedulers import availableSchedulers
 from playbalancer.tap import makeService
 from playbalancer.testing import MemberServer, freePorts
+from playbalancer.testing.etcd import EtcdCluster
 
 from tests.proxyharness import servedBy
 

@@ -16,8 +16,8 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
-from playbalancer.faultmember import BEHAVIOURS, MALFORMED, FaultMember
 from playbalancer.testing import waitUntil
+from playbalancer.testing.faultmember import BEHAVIOURS, MALFORMED, FaultMember
 
 #: How long "nothing arrives" is watched for.
 QUIET = 0.1

@@ -1,6 +1,6 @@
 """
 The fault-injection suite: every way a member can fail, driven through a
-real balancer with L{playbalancer.faultmember.FaultMember}, checking what
+real balancer with L{playbalancer.testing.faultmember.FaultMember}, checking what
 the client sees, what the manager shows, and that the balancer serves the
 next 100 requests once the member behaves again.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from twisted.internet import reactor
 
-from playbalancer.faultmember import FaultMember
 from playbalancer.manager.model import memberStatus
 from playbalancer.testing import rawExchange
+from playbalancer.testing.faultmember import FaultMember
 
 from tests.proxyharness import ProxyTestCase
 

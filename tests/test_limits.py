@@ -8,9 +8,9 @@ from __future__ import annotations
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 
-from playbalancer.faultmember import FaultMember
 from playbalancer.front import FrontSettings
 from playbalancer.testing import RawConversation, rawExchange, waitUntil
+from playbalancer.testing.faultmember import FaultMember
 
 from tests.proxyharness import ProxyTestCase
 

@@ -14,12 +14,12 @@ from twisted.internet import reactor
 from twisted.logger import globalLogPublisher
 from twisted.web.server import Site
 
-from playbalancer.faultmember import FaultMember
 from playbalancer.manager import ManagerRoot
 from playbalancer.manager.guard import AccessPolicy
 from playbalancer.observe.accesslog import AccessLog, ReopenOnSignal
 from playbalancer.observe.metrics import MetricsPage, registryFor
 from playbalancer.testing import rawExchange, waitUntil
+from playbalancer.testing.faultmember import FaultMember
 
 from tests.proxyharness import ProxyTestCase
 

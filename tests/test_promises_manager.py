@@ -13,9 +13,9 @@ from twisted.internet import defer, reactor
 from twisted.logger import globalLogPublisher
 
 from playbalancer.config import HealthConfig
-from playbalancer.faultmember import FaultMember
 from playbalancer.tap import makeHealthChecker
 from playbalancer.testing import waitUntil
+from playbalancer.testing.faultmember import FaultMember
 
 from tests.proxyharness import servedBy
 from tests.test_manager import ManagerTestCase

@@ -17,13 +17,13 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Site
 
-from playbalancer.faultmember import FaultMember
 from playbalancer.front import FrontSettings
 from playbalancer.manager import ManagerRoot
 from playbalancer.manager.guard import AccessPolicy
 from playbalancer.observe.accesslog import AccessLog, ReopenOnSignal
 from playbalancer.observe.metrics import MetricsPage, registryFor
 from playbalancer.testing import MemberServer, RawConversation, rawExchange, waitUntil
+from playbalancer.testing.faultmember import FaultMember
 
 from tests.promiseharness import ServiceTestCase, blackHole
 from tests.proxyharness import ProxyTestCase, servedBy

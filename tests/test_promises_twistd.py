@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import struct
-import subprocess
-import sys
 import time
 
 from twisted.internet import defer, reactor, task
@@ -25,54 +22,26 @@ from twisted.internet.endpoints import (
 )
 from twisted.trial.unittest import TestCase
 
-from playbalancer.demo import TWISTD
-from playbalancer.testing import MemberServer, _RawClient, freePorts, waitUntil
+from playbalancer.testing import MemberServer, freePorts, waitUntil
+from playbalancer.testing.client import _RawClient
+from playbalancer.testing.twistd import TwistdProcess, childrenOf
 
 from tests.promiseharness import ServiceTestCase
 from tests.proxyharness import headerValues
 from tests.test_bigbodies import memoryOf
-from tests.test_workers import childrenOf
 
 MiB = 2**20
 
 
-class Child:
+class Child(TwistdProcess):
     """
     A C{twistd -n playbalancer ARGS} (or C{twist ... playbalancer ARGS})
     child process under this interpreter; its output in C{output()}.
     """
 
     def __init__(self, case, args, command=None):
-        self.logPath = case.mktemp()
-        self.log = open(self.logPath, "w+b")
-        command = command or ["-c", TWISTD, "-n", "--pidfile="]
-        self.process = subprocess.Popen(
-            [sys.executable] + command + ["playbalancer"] + list(args),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        case.addCleanup(self.stop)
-
-    @property
-    def pid(self):
-        return self.process.pid
-
-    def running(self):
-        return self.process.poll() is None
-
-    def output(self):
-        with open(self.logPath, "rb") as f:
-            return f.read()
-
-    def stop(self):
-        if self.running():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
+        TwistdProcess.__init__(self, logPath=case.mktemp(), args=args, command=command)
+        case.addCleanup(self.stop, 15.0)
 
 
 def raw(endpoint, data, timeout=15.0):

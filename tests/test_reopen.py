@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 
 from playbalancer.testing import MemberServer, freePorts
-
-from tests.test_workers import TwistdTestCase, childrenOf
+from playbalancer.testing.twistd import TwistdTestCase, childrenOf
 
 
 def lines(path, needle):

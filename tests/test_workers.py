@@ -14,148 +14,17 @@ import time
 import treq
 from treq.client import HTTPClient
 from twisted.internet import reactor, task
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 from twisted.internet.endpoints import TCP6ClientEndpoint
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
-from playbalancer.testing import MemberServer, TwistdProcess, freePorts
+from playbalancer.testing import MemberServer, freePorts
+from playbalancer.testing.twistd import TwistdTestCase, childrenOf
 from playbalancer.workers import DEFAULT_BACKLOG, endpointAddress, share
 
 from tests.proxyharness import servedBy
-
-
-def childrenOf(pid):
-    """
-    The process ids whose parent is C{pid}.
-    """
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(entry))
-    return found
-
-
-class TwistdTestCase(TestCase):
-    """
-    A real C{twistd playbalancer} with the configuration a test writes, and
-    the helpers to talk to it.
-    """
-
-    timeout = 90
-
-    def startTwistd(self, text):
-        """
-        Write C{text} as the configuration and start C{twistd} on it; its
-        output goes to C{self.logPath}.
-        """
-        config = self.mktemp()
-        with open(config, "w") as f:
-            f.write(text)
-        self.logPath = self.mktemp()
-        self.child = TwistdProcess(config, self.logPath)
-        self.addCleanup(self.child.stop, 15.0)
-        pool = HTTPConnectionPool(reactor, persistent=False)
-        self.client = HTTPClient(Agent(reactor, pool=pool))
-
-    async def startTwoMembers(self, balancer="", members="", workers=2):
-        """
-        Two demo members (C{self.members}) behind a twistd with C{workers}
-        workers, a round-robin balancer C{web} (C{balancer} and C{members}
-        add to its table) and a manager; wait until it serves.
-        """
-        self.members = [MemberServer(name, reactor).start() for name in ("app1", "app2")]
-        for member in self.members:
-            self.addCleanup(member.stop)
-        front, manager = freePorts(2)
-        self.startTwistd(
-            f"""
-workers = {workers}
-
-[[listen]]
-endpoint = "tcp:{front}:interface=127.0.0.1"
-balancer = "web"
-
-[balancer.web]
-scheduler = "round-robin"
-{balancer}
-[[balancer.web.member]]
-name = "app1"
-url = "{self.members[0].url}"
-
-[[balancer.web.member]]
-name = "app2"
-url = "{self.members[1].url}"
-{members}
-[manager]
-endpoint = "tcp:{manager}:interface=127.0.0.1"
-"""
-        )
-        self.base = f"http://127.0.0.1:{front}"
-        self.manager = f"http://127.0.0.1:{manager}"
-        await self.waitServing(workers)
-
-    def twistdLog(self):
-        with open(self.logPath) as f:
-            return f.read()
-
-    async def waitServing(self, workers):
-        """
-        Wait until C{workers} worker processes run and the front answers.
-        """
-        if workers > 1:
-            await self.waitFor(lambda: len(childrenOf(self.child.pid)) == workers)
-        for _ in range(200):
-            try:
-                if (await self.get("/")).code == 200:
-                    return
-            except Exception:
-                pass
-            await task.deferLater(reactor, 0.05, lambda: None)
-        self.fail("the balancer never answered")
-
-    async def waitFor(self, condition, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            self.assertTrue(self.child.running(), "twistd exited")
-            if time.monotonic() > deadline:
-                self.fail("condition never came true")
-            await task.deferLater(reactor, 0.05, lambda: None)
-
-    async def get(self, path):
-        response = await self.client.get(self.base + path)
-        await treq.content(response)
-        return response
-
-    async def change(self, member, change, balancer="web"):
-        response = await self.client.post(
-            f"{self.manager}/api/balancers/{balancer}/members/{member}",
-            data=json.dumps(change).encode(),
-            headers={b"Content-Type": [b"application/json"]},
-        )
-        body = await treq.content(response)
-        self.assertEqual(response.code, 200, body)
-
-    async def status(self):
-        response = await self.client.get(self.manager + "/api/status")
-        return json.loads(await treq.content(response))
-
-    async def metric(self, name, **labels):
-        response = await self.client.get(self.manager + "/metrics")
-        text = (await treq.content(response)).decode()
-        wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-        for line in text.splitlines():
-            if line.startswith(wanted + " "):
-                return float(line.split()[-1])
-        return None
 
 
 class WorkerTests(TwistdTestCase):

@@ -1,0 +1,232 @@
+"""
+The whole program under test: a real C{twistd playbalancer} child process
+(L{TwistdProcess}), and a trial test case that starts one on the
+configuration a test writes and talks to it over HTTP (L{TwistdTestCase}).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import treq
+from treq.client import HTTPClient
+
+from twisted.internet import task
+from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from playbalancer.demo import TWISTD
+from playbalancer.testing.client import freePorts
+from playbalancer.testing.members import MemberServer
+
+__all__ = ["childrenOf", "TwistdProcess", "TwistdTestCase"]
+
+
+def childrenOf(pid):
+    """
+    The process ids whose parent is C{pid} (read from C{/proc}).
+    """
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(entry))
+    return found
+
+
+class TwistdProcess:
+    """
+    A real C{twistd -n playbalancer --config PATH} child process, for tests
+    of the whole program: started at once under this interpreter, its
+    output in C{logPath} (or dropped), ended by its own PID with L{stop}.
+
+    @param args: the plugin's arguments instead of C{--config configPath}.
+    @param command: the interpreter's arguments before C{playbalancer}
+        (default: twistd in the foreground, no PID file).
+    """
+
+    def __init__(self, configPath=None, logPath=None, args=None, command=None):
+        if args is None:
+            args = ["--config", configPath]
+        if command is None:
+            command = ["-c", TWISTD, "-n", "--pidfile="]
+        self.logPath = logPath
+        self.log = open(logPath, "w+b") if logPath else None
+        self.process = subprocess.Popen(
+            [sys.executable] + list(command) + ["playbalancer"] + list(args),
+            stdout=self.log if self.log is not None else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def running(self):
+        return self.process.poll() is None
+
+    def output(self):
+        """
+        What it wrote so far (bytes; empty without C{logPath}).
+        """
+        if self.logPath is None:
+            return b""
+        with open(self.logPath, "rb") as f:
+            return f.read()
+
+    def kill(self):
+        """
+        SIGKILL: the process ends with no chance to clean up.
+        """
+        self.process.send_signal(signal.SIGKILL)
+
+    def stop(self, grace=10.0):
+        """
+        SIGTERM, and SIGKILL if it is still there after C{grace} seconds;
+        then close the log.
+        """
+        if self.running():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        else:
+            self.process.wait()
+        if self.log is not None:
+            self.log.close()
+
+
+class TwistdTestCase(TestCase):
+    """
+    A real C{twistd playbalancer} with the configuration a test writes, and
+    the helpers to talk to it (the reactor is imported when a test runs,
+    not with this module).
+    """
+
+    timeout = 90
+
+    def startTwistd(self, text):
+        """
+        Write C{text} as the configuration and start C{twistd} on it; its
+        output goes to C{self.logPath}.
+        """
+        from twisted.internet import reactor
+
+        config = self.mktemp()
+        with open(config, "w") as f:
+            f.write(text)
+        self.logPath = self.mktemp()
+        self.child = TwistdProcess(config, self.logPath)
+        self.addCleanup(self.child.stop, 15.0)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.client = HTTPClient(Agent(reactor, pool=pool))
+
+    async def startTwoMembers(self, balancer="", members="", workers=2):
+        """
+        Two demo members (C{self.members}) behind a twistd with C{workers}
+        workers, a round-robin balancer C{web} (C{balancer} and C{members}
+        add to its table) and a manager; wait until it serves.
+        """
+        from twisted.internet import reactor
+
+        self.members = [MemberServer(name, reactor).start() for name in ("app1", "app2")]
+        for member in self.members:
+            self.addCleanup(member.stop)
+        front, manager = freePorts(2)
+        self.startTwistd(
+            f"""
+workers = {workers}
+
+[[listen]]
+endpoint = "tcp:{front}:interface=127.0.0.1"
+balancer = "web"
+
+[balancer.web]
+scheduler = "round-robin"
+{balancer}
+[[balancer.web.member]]
+name = "app1"
+url = "{self.members[0].url}"
+
+[[balancer.web.member]]
+name = "app2"
+url = "{self.members[1].url}"
+{members}
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+        self.base = f"http://127.0.0.1:{front}"
+        self.manager = f"http://127.0.0.1:{manager}"
+        await self.waitServing(workers)
+
+    def twistdLog(self):
+        with open(self.logPath) as f:
+            return f.read()
+
+    async def waitServing(self, workers):
+        """
+        Wait until C{workers} worker processes run and the front answers.
+        """
+        from twisted.internet import reactor
+
+        if workers > 1:
+            await self.waitFor(lambda: len(childrenOf(self.child.pid)) == workers)
+        for _ in range(200):
+            try:
+                if (await self.get("/")).code == 200:
+                    return
+            except Exception:
+                pass
+            await task.deferLater(reactor, 0.05, lambda: None)
+        self.fail("the balancer never answered")
+
+    async def waitFor(self, condition, timeout=20.0):
+        from twisted.internet import reactor
+
+        deadline = time.monotonic() + timeout
+        while not condition():
+            self.assertTrue(self.child.running(), "twistd exited")
+            if time.monotonic() > deadline:
+                self.fail("condition never came true")
+            await task.deferLater(reactor, 0.05, lambda: None)
+
+    async def get(self, path):
+        response = await self.client.get(self.base + path)
+        await treq.content(response)
+        return response
+
+    async def change(self, member, change, balancer="web"):
+        response = await self.client.post(
+            f"{self.manager}/api/balancers/{balancer}/members/{member}",
+            data=json.dumps(change).encode(),
+            headers={b"Content-Type": [b"application/json"]},
+        )
+        body = await treq.content(response)
+        self.assertEqual(response.code, 200, body)
+
+    async def status(self):
+        response = await self.client.get(self.manager + "/api/status")
+        return json.loads(await treq.content(response))
+
+    async def metric(self, name, **labels):
+        response = await self.client.get(self.manager + "/metrics")
+        text = (await treq.content(response)).decode()
+        wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+        for line in text.splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.split()[-1])
+        return None
