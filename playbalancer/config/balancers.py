@@ -1,0 +1,137 @@
+"""
+The C{[balancer.NAME]} tables: a balancer, its members and its health
+checks.
+"""
+
+from __future__ import annotations
+
+from playbalancer.config.model import (
+    DEFAULT_KEEPALIVE,
+    DEFAULT_SCHEDULER,
+    BalancerConfig,
+    HealthConfig,
+    MemberConfig,
+)
+from playbalancer.config.values import (
+    ConfigError,
+    _Table,
+    _array,
+    _bool,
+    _caFile,
+    _count,
+    memberURL,
+    _name,
+    _positiveSeconds,
+    _seconds,
+    _show,
+    _string,
+)
+
+def _member(data, path, mode):
+    table = _Table(data, path)
+    member = MemberConfig(
+        name=table.get("name", _name, required=True),
+        url=table.get("url", lambda v, p: memberURL(v, p, mode), required=True),
+        standby=table.get("standby", _bool, False),
+        weight=table.get("weight", _count, 1),
+    )
+    table.done()
+    return member
+
+
+def _balancer(name, data, path, schedulers, mode="http"):
+    table = _Table(data, path)
+    scheduler = table.get("scheduler", _string, DEFAULT_SCHEDULER)
+    if schedulers is not None and scheduler not in schedulers:
+        known = ", ".join(sorted(schedulers))
+        raise ConfigError(
+            table.at("scheduler"), f"unknown scheduler {scheduler!r} (known: {known})"
+        )
+    options = table.get("scheduler_options", lambda v, p: dict(_Table(v, p)._data), {})
+    rawMembers = table.get("member", _array, required=True)
+    members = []
+    seen = set()
+    for index, item in enumerate(rawMembers):
+        member = _member(item, f"{path}.member[{index}]", mode)
+        if member.name in seen:
+            raise ConfigError(
+                f"{path}.member[{index}].name", f"duplicate member name {member.name!r}"
+            )
+        seen.add(member.name)
+        members.append(member)
+    if not members:
+        raise ConfigError(table.at("member"), "a balancer needs at least one member")
+    balancer = BalancerConfig(
+        name=name,
+        members=members,
+        scheduler=scheduler,
+        schedulerOptions=options,
+        retry=table.get("retry", _seconds, 60.0),
+        timeout=table.get("timeout", _positiveSeconds, 60.0),
+        connectTimeout=table.get("connect_timeout", _positiveSeconds, 5.0),
+        keepalive=table.get("keepalive", _count, DEFAULT_KEEPALIVE),
+        failOnStatus=table.get("failonstatus", _statusList, []),
+        sendProxyProtocol=table.get("send_proxy_protocol", _bool, False),
+        mode=mode,
+        maxConnections=table.get("max_connections_per_member", _count, 0),
+        queue=table.get("queue", _count, 128),
+        queueTimeout=table.get("queue_timeout", _positiveSeconds, 10.0),
+        health=table.get("health", _health),
+        tlsCAFile=table.get("tls_ca_file", _caFile),
+        tlsVerify=table.get("tls_verify", _bool, True),
+        retryIdempotencyKey=table.get("retry_idempotency_key", _bool, False),
+    )
+    table.done()
+    return balancer
+
+
+def _statusList(value, path):
+    if not isinstance(value, list):
+        raise ConfigError(path, f"expected an array of HTTP statuses, got {_show(value)}")
+    for index, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, int) or not 100 <= item <= 599:
+            raise ConfigError(f"{path}[{index}]", f"expected an HTTP status, got {_show(item)}")
+    return list(value)
+
+
+def _atLeastOne(value, path):
+    if _count(value, path) < 1:
+        raise ConfigError(path, f"expected a whole number >= 1, got {_show(value)}")
+    return value
+
+
+def _expect(value, path):
+    from playbalancer.health import parseExpect
+
+    _string(value, path)
+    try:
+        parseExpect(value)
+    except ValueError as e:
+        raise ConfigError(path, str(e))
+    return value
+
+
+def _healthPath(value, path):
+    _string(value, path)
+    if not value.startswith("/") or any(c in value for c in " \t\r\n#"):
+        raise ConfigError(path, f"expected a path starting with '/', got {value!r}")
+    try:
+        value.encode("ascii")
+    except UnicodeEncodeError:
+        raise ConfigError(path, f"expected an ASCII path, got {value!r}")
+    return value
+
+
+def _health(data, path):
+    table = _Table(data, path)
+    health = HealthConfig(
+        path=table.get("path", _healthPath, "/health"),
+        interval=table.get("interval", _positiveSeconds, 2.0),
+        timeout=table.get("timeout", _positiveSeconds, 1.0),
+        rise=table.get("rise", _atLeastOne, 2),
+        fall=table.get("fall", _atLeastOne, 3),
+        expect=table.get("expect", _expect, "200-399"),
+        slowstart=table.get("slowstart", _seconds, 0.0),
+    )
+    table.done()
+    return health

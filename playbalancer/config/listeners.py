@@ -1,0 +1,122 @@
+"""
+The C{[[listen]]} tables and the C{[manager]} table.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from playbalancer.config.model import (
+    DEFAULT_ALLOW,
+    DEFAULT_MANAGER_ENDPOINT,
+    ListenConfig,
+    ManagerConfig,
+)
+from playbalancer.config.values import (
+    NAME,
+    ConfigError,
+    _Table,
+    _atLeast,
+    _bool,
+    _count,
+    _endpoint,
+    _name,
+    _positiveSeconds,
+    _rate,
+    _seconds,
+    _show,
+    _string,
+)
+
+def _listener(data, path):
+    table = _Table(data, path)
+    listener = ListenConfig(
+        endpoint=table.get("endpoint", _endpoint, required=True),
+        balancer=table.get("balancer", _name, required=True),
+        preserveHost=table.get("preserve_host", _bool, True),
+        maxBody=table.get("max_body", _count, 0),
+        managerPath=table.get("manager_path", _urlPath),
+        mode=table.get("mode", _mode, "http"),
+        acceptProxyProtocol=table.get("accept_proxy_protocol", _bool, False),
+        trustedProxies=table.get("trusted_proxies", _cidrList, []),
+        accessLog=table.get("access_log", _string),
+        headerTimeout=table.get("header_timeout", _positiveSeconds, 10.0),
+        idleTimeout=table.get("idle_timeout", _positiveSeconds, 75.0),
+        bodyTimeout=table.get("body_timeout", _positiveSeconds, 60.0),
+        bodyMinRate=table.get("body_min_rate", _rate, 500.0),
+        bodyDeadline=table.get("body_deadline", _seconds, 0.0),
+        tunnelIdleTimeout=table.get("tunnel_idle_timeout", _seconds, 3600.0),
+        sendTimeout=table.get("send_timeout", _seconds, 60.0),
+        bufferSize=table.get("buffer_size", _atLeast(1024), 16384),
+        underscoresInHeaders=table.get("underscores_in_headers", _bool, False),
+        maxConnections=table.get("max_connections", _count, 10000),
+        maxRequestLine=table.get("max_request_line", _atLeast(256), 8192),
+        maxHeaderLine=table.get("max_header_line", _atLeast(256), 8192),
+        maxHeaderBytes=table.get("max_header_bytes", _atLeast(1024), 65536),
+        maxHeaders=table.get("max_headers", _atLeast(8), 100),
+    )
+    table.done()
+    if listener.acceptProxyProtocol and listener.endpoint.split(":")[0] == "ssl":
+        # The PROXY line comes before TLS on the wire; an ssl: endpoint
+        # would look for it inside TLS.
+        raise ConfigError(
+            table.at("accept_proxy_protocol"), "not available on ssl: listeners yet"
+        )
+    return listener
+
+
+def _mode(value, path):
+    if value not in ("http", "tcp"):
+        raise ConfigError(path, f"expected \"http\" or \"tcp\", got {_show(value)}")
+    return value
+
+
+def _urlPath(value, path):
+    _string(value, path)
+    segments = value.strip("/").split("/")
+    if not value.startswith("/") or not all(NAME.match(s) for s in segments):
+        raise ConfigError(
+            path, f"expected a path like '/balancer-manager', got {value!r}"
+        )
+    return "/" + "/".join(segments)
+
+
+def _hostList(value, path):
+    if not isinstance(value, list):
+        raise ConfigError(path, f"expected an array of host names, got {_show(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not re.match(r"[A-Za-z0-9.-]{1,253}\Z", item):
+            raise ConfigError(f"{path}[{index}]", f"expected a host name, got {_show(item)}")
+    return list(value)
+
+
+def _cidrList(value, path):
+    if not isinstance(value, list) or not value:
+        raise ConfigError(path, f"expected a non-empty array of addresses, got {_show(value)}")
+    for index, item in enumerate(value):
+        _cidr(item, f"{path}[{index}]")
+    return list(value)
+
+
+def _cidr(value, path):
+    _string(value, path)
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ConfigError(path, f"expected an address or CIDR network, got {value!r}")
+    return value
+
+
+def _manager(data, path):
+    table = _Table(data, path)
+    manager = ManagerConfig(
+        endpoint=table.get("endpoint", _endpoint, DEFAULT_MANAGER_ENDPOINT),
+        allow=table.get("allow", _cidrList, list(DEFAULT_ALLOW)),
+        tokenFile=table.get("token_file", _string),
+        stateFile=table.get("state_file", _string),
+        allowedHosts=table.get("allowed_hosts", _hostList, []),
+        metricsEndpoint=table.get("metrics_endpoint", _endpoint),
+    )
+    table.done()
+    return manager
