@@ -1,7 +1,7 @@
 """
 playbalancer: an HTTP and TCP load balancer built on Twisted.
 
-The pieces, each in a module of its own:
+The pieces, each in a module or package of its own:
 
 - L{playbalancer.config}: TOML configuration, validated into plain objects;
 - L{playbalancer.balancer}: members, their state and counters, and the choice
@@ -11,9 +11,15 @@ The pieces, each in a module of its own:
   the HTTP data path (client connections, one request's life, member
   connections and their pools), with L{playbalancer.wire} and
   L{playbalancer.chunked} parsing without sockets;
+- L{playbalancer._net}: the socket shortcuts that reach into Twisted's
+  transports, with the private attributes they use named in
+  L{playbalancer._net.internals};
 - L{playbalancer.tcp}: TCP mode;
 - L{playbalancer.manager}: the manager page and JSON API;
-- L{playbalancer.tap}: the C{twistd playbalancer} service.
+- L{playbalancer.observe}: counters, Prometheus metrics, the access log;
+- L{playbalancer.ctl}: the C{playbalancer} command and its API client;
+- L{playbalancer.tap}: the C{twistd playbalancer} service;
+- L{playbalancer.testing}: test doubles.
 """
 
 from playbalancer._version import __version__

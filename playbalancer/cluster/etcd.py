@@ -265,9 +265,9 @@ class EtcdStore:
         watch ends.  The watch requires a leader: it ends when the cluster
         loses its leader.
 
-        @param onEvents: called with C{(revision, [(key, value or None
-            for a delete)])} for each batch of changes, and with an empty
-            list for progress notifications.
+        @param onEvents: called as C{onEvents(revision, [(key, value or
+            None for a delete, modRevision)])} for each batch of changes,
+            and with an empty list for progress notifications.
         @raise CompactedError: C{startRevision} was compacted.
         @raise StoreError: when the watch ends, with why.
         """
