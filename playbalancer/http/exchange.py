@@ -368,10 +368,20 @@ class Exchange:
 
     def _rewrite(self, value):
         request = self.request
+        mountPath = request.mountPath
+        if mountPath and value[:1] == b"/" and value[:2] != b"//":
+            # A path on the member: the same path under the mount.
+            basePath = self.attempt.member.basePath
+            if basePath and value.startswith(basePath):
+                rest = value[len(basePath) :]
+                if not rest or rest[:1] in b"/?#":
+                    return mountPath + (rest or b"/")
+                return value
+            return mountPath + value
         if request.host is None:
             return value
         scheme = b"https://" if request.secure else b"http://"
-        return self.proxy.locationRewriter().rewrite(value, scheme + request.host)
+        return self.proxy.locationRewriter().rewrite(value, scheme + request.host + mountPath)
 
     def attemptDone(self, attempt):
         """

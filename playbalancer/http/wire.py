@@ -97,6 +97,7 @@ class RequestHead:
         "client",
         "secure",
         "requestId",
+        "mountPath",
     )
 
     def __init__(self, method, target, version, headers):
@@ -113,6 +114,9 @@ class RequestHead:
         self.client = None
         self.secure = False
         self.requestId = None
+        #: Where the proxy is mounted in the client's view (C{b"/app"}), the
+        #: target being what follows it; C{b""} at the root.
+        self.mountPath = b""
 
     @property
     def chunked(self):
