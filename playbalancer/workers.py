@@ -8,7 +8,10 @@ and workers talk AMP over each worker's standard input and output:
 
   - C{"state"}, parent to worker: the members of every balancer with their
     admin state, standby flag, weight and (with health checks) health, as
-    one versioned snapshot, pushed within a tenth of a second of a change.
+    one versioned snapshot (L{playbalancer.memberstate}'s format, complete),
+    pushed within a tenth of a second of a change.  The worker applies it
+    through its balancers' methods, as the state file and a cluster node
+    do.
   - C{"report"}, worker to parent, twice a second: its counters, its
     requests in flight per member, the latencies of the requests that ended
     since its last report, and the state version it applied.
@@ -37,6 +40,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols import amp
 
+from playbalancer import memberstate
 from playbalancer.bigmessages import PieceReceiver, pieces, sendMessage, sendPieces
 from playbalancer.memory import childEnvironment
 from playbalancer.stats import BUCKETS, FAILURE_KINDS
@@ -328,21 +332,12 @@ class WorkerSupervisor(Service):
     # State, parent to workers
 
     def snapshot(self):
-        state = {}
-        for name, balancer in self.balancers.items():
-            state[name] = [
-                {
-                    "name": m.name,
-                    "url": m.url,
-                    "admin": m.admin,
-                    "standby": m.standby,
-                    "weight": m.configuredWeight,
-                    "down": m.downReason if balancer.activeChecks and not m.healthy else None,
-                }
-                for m in balancer.members
-                if not m.removing
-            ]
-        return json.dumps(state, sort_keys=True)
+        """
+        The state for the workers, as JSON text: a complete
+        L{playbalancer.memberstate} snapshot, with the health by the
+        parent's checks.
+        """
+        return json.dumps(memberstate.snapshot(self.balancers, health=True))
 
     def _pushState(self):
         try:
@@ -576,7 +571,7 @@ class WorkerAgent(PieceReceiver, amp.AMP):
     @param fronts: the worker's C{[(listener config, factory)]}.
     """
 
-    def __init__(self, balancers, fronts, clock, makeMember):
+    def __init__(self, balancers, fronts, clock, makeMember=None):
         amp.AMP.__init__(self)
         self.balancers = balancers
         self.fronts = fronts
@@ -633,36 +628,43 @@ class WorkerAgent(PieceReceiver, amp.AMP):
 
     def apply(self, state):
         """
-        Make the balancers' members match the parent's snapshot.
+        Make the balancers' members match the parent's complete snapshot
+        (L{playbalancer.memberstate}'s format, each entry with C{"down"}):
+        admin state through the balancers' methods, then health.
         """
-        for name, members in state.items():
+        if "balancers" not in state:
+            state = _fromListState(state)
+        added = memberstate.apply(state, self.balancers, "parent", complete=True, makeMember=self._makeMember)
+        added = set(map(id, added))
+        for name, table in state["balancers"].items():
             balancer = self.balancers.get(name)
-            if balancer is None:
+            if balancer is None or not balancer.activeChecks:
                 continue
-            wanted = {m["name"]: m for m in members}
-            for member in list(balancer.members):
-                if member.name not in wanted and not member.removing:
-                    balancer.removeMember(member, "parent")
-            for spec in members:
-                member = balancer.member(spec["name"])
-                if member is None or member.url != spec["url"] or member.removing:
-                    if member is not None and not member.removing:
-                        balancer.removeMember(member, "parent")
-                    member = self.makeMember(spec)
-                    balancer.members.append(member)
-                member.admin = spec["admin"]
-                member.standby = spec["standby"]
-                member.configuredWeight = spec["weight"]
-                if balancer.activeChecks:
-                    if spec["down"] is None:
-                        if member.downSince is not None:
-                            # Back up: ramp up as the parent does.
-                            member.slowStart(self.clock, balancer.slowStart)
-                        member.downSince = member.downUntil = member.downReason = None
-                    elif member.downSince is None:
-                        member.downSince = self.clock.seconds()
-                        member.downUntil = float("inf")
-                        member.downReason = spec["down"]
+            for member in balancer.members:
+                item = table["members"].get(member.name)
+                if item is None or member.removing:
+                    continue
+                self._health(balancer, member, item.get("down"), id(member) in added)
+
+    def _makeMember(self, name, item):
+        if self.makeMember is None:
+            return memberstate.newMember(name, item)
+        return self.makeMember(dict(item, name=name))
+
+    def _health(self, balancer, member, down, new):
+        """
+        Show the parent's health checks' verdict on C{member}: C{down} is
+        why it is out of rotation, or L{None}.
+        """
+        if down is None:
+            if member.downSince is not None and not new:
+                # Back up: ramp up as the parent does.
+                member.slowStart(self.clock, balancer.slowStart)
+            member.downSince = member.downUntil = member.downReason = None
+        elif member.downSince is None:
+            member.downSince = self.clock.seconds()
+            member.downUntil = float("inf")
+            member.downReason = down
 
     def report(self):
         """
@@ -682,6 +684,11 @@ class WorkerAgent(PieceReceiver, amp.AMP):
         for name, balancer in self.balancers.items():
             for member in balancer.members:
                 key = f"{name}/{member.name}"
+                if key in members:
+                    # One on its way out, after its namesake added again
+                    # (see memberstate): its requests in flight count.
+                    members[key]["active"] += member.active
+                    continue
                 members[key] = memberCounts(member)
                 samples = self._newLatencies(key, member)
                 if samples:
@@ -721,6 +728,26 @@ class WorkerAgent(PieceReceiver, amp.AMP):
         samples.reverse()
         return samples
 
+
+
+def _fromListState(state):
+    """
+    The state message of a parent older than this worker's code (one list
+    of members per balancer), in L{playbalancer.memberstate}'s format.
+    """
+    return {
+        "format": memberstate.FORMAT,
+        "balancers": {
+            name: {
+                "members": {
+                    spec["name"]: {k: spec[k] for k in ("url", "admin", "standby", "weight", "down") if k in spec}
+                    for spec in members
+                },
+                "removed": [],
+            }
+            for name, members in state.items()
+        },
+    }
 
 
 def share(total, index, count, least=1):
