@@ -273,3 +273,30 @@ class ClusterPathTests(LoggedMixin, TestCase):
         self.assertEqual((new.url, new.downReason), ("http://127.0.0.1:99", "not checked yet"))
         self.balancer.end(old)
         self.assertEqual([m.name for m in self.balancer.members], ["m1", "m2", "m9"])
+
+
+class FormatTests(SynchronousTestCase):
+    def test_roundTrip(self):
+        """
+        A snapshot applied to balancers built from the same config gives
+        the same snapshot back: with the configured members (the state
+        file's) or complete (the workers').
+        """
+        from playbalancer import memberstate
+
+        clock = Clock()
+        web = balancer(clock, names=("app1", "app2", "app3"))
+        web.setAdmin(web.member("app1"), "disabled", "t")
+        web.setStandby(web.member("app3"), True, "t")
+        web.removeMember(web.member("app2"), "t")
+        web.addMember(Member("app9", "tcp://127.0.0.1:9", weight=0), "t")
+        configured = {"web": {"app1", "app2", "app3"}}
+        for kwargs in [{"configured": configured}, {}]:
+            state = memberstate.snapshot({"web": web}, **kwargs)
+            self.assertIsNone(memberstate.check(json.loads(json.dumps(state))))
+            fresh = balancer(clock, names=("app1", "app2", "app3"))
+            memberstate.apply(state, {"web": fresh}, "t", complete="configured" not in kwargs)
+            self.assertEqual(memberstate.snapshot({"web": fresh}, **kwargs), state)
+        self.assertEqual(state["balancers"]["web"]["members"]["app9"],
+                         {"admin": "enabled", "standby": False, "weight": 0, "url": "tcp://127.0.0.1:9"})
+        self.assertEqual(memberstate.snapshot({"web": web}, configured)["balancers"]["web"]["removed"], ["app2"])
