@@ -68,6 +68,8 @@ class PackagingTests(TestCase):
         self.assertNotIn("twisted/plugins/__init__.py", names)
         self.assertIn("playbalancer/exchange.py", names)
         self.assertIn("playbalancer/cluster/node.py", names)
+        self.assertIn("playbalancer/workers/supervisor.py", names)
+        self.assertIn("playbalancer/memberstate.py", names)
 
     def test_twistdReactorOption(self):
         """
