@@ -12,20 +12,14 @@ from twisted.logger import Logger
 from playbalancer import outcome
 from playbalancer.http import retry
 from playbalancer.http.attempt import Attempt
-from playbalancer.http.headers import requestHeadersForMember, responseHeadersForClient
+from playbalancer.http.interim import CONTINUE_WAIT, MAX_INTERIM, Interim  # noqa: F401
+from playbalancer.http.memberrequest import memberRequestHead
 from playbalancer.http.proxy import HTTPProxy  # noqa: F401 (its old home)
 from playbalancer.http.requestbody import PENDING_LIMIT, REPLAY_LIMIT, RequestBody  # noqa: F401
+from playbalancer.http.responsehead import clientHeaders, clientResponse, rewriteLocation
 from playbalancer.http.responses import REASONS, plainResponse  # noqa: F401
 from playbalancer.http.retry import IDEMPOTENT  # noqa: F401
 
-#: Seconds to wait for a member's C{100 Continue} before sending our own.
-CONTINUE_WAIT = 1.0
-
-#: The most interim (1xx) responses passed on for one request; a member
-#: that sends more is not heard beyond them.
-MAX_INTERIM = 8
-
-_CONNECTION_WORDS = frozenset([b"close", b"keep-alive", b"upgrade"])
 
 BUFFERING = "buffering"
 ATTEMPTING = "attempting"
@@ -70,27 +64,17 @@ class Exchange:
         #: The current (or last) L{Attempt}, or L{None} before the first.
         self.attempt = None
         self.body = RequestBody(request.length)
-        self.retry = retry.RetryState(request.method, request.upgrade, self._carriesIdempotencyKey())
+        self.retry = retry.stateOf(request, proxy.balancer)
         self.connectFailed = False
         self.responseHead = None
         self.keepAlive = True
-        self.continueSent = False
-        self.continueCall = None
-        self.interimSent = 0
+        self.interim = Interim(client, proxy.clock)
         self.ownStatus = 0
         self.ownBytes = 0
         self.arrived = proxy.clock.seconds()
 
     def __repr__(self):
         return f"<Exchange {self.request.method!r} {self.request.target!r}: {self.state}>"
-
-    @property
-    def member(self):
-        """
-        The member of the current (or last) attempt, or L{None}.
-        """
-        attempt = self.attempt
-        return attempt.member if attempt is not None else None
 
     # The request
 
@@ -107,7 +91,7 @@ class Exchange:
         if length is None or 0 < length <= REPLAY_LIMIT:
             self.state = BUFFERING
             if self.request.expectContinue:
-                self._sendContinue()
+                self.interim.sendContinue()
             return
         self._attempt()
 
@@ -116,12 +100,7 @@ class Exchange:
         A piece of the request body arrived from the client.
         """
         body = self.body
-        body.received += len(data)
-        if self.request.length is None:
-            framed = b"%x\r\n%s\r\n" % (len(data), data)
-        else:
-            framed = data
-        self._sendBody(framed)
+        self._sendBody(body.frame(data))
         if self.state == BUFFERING and body.pendingBytes > REPLAY_LIMIT:
             # A chunked body longer than we keep: stream the rest.
             self._attempt()
@@ -142,13 +121,8 @@ class Exchange:
             attempt.endBody()
 
     def _sendBody(self, framed):
-        if self.responseHead is not None:
-            return  # the member already answered: it gets no more
-        attempt = self.attempt
-        if attempt is not None and attempt.takesBody():
-            attempt.sendBody(framed)
-        elif self.body.hold(framed):
-            self.client.pauseProducing()
+        if self.responseHead is None:  # (once answered, the member gets no more)
+            self.body.offer(framed, self.attempt, self.client)
 
     def sendingBody(self):
         """
@@ -157,8 +131,8 @@ class Exchange:
         """
         self.client.resumeProducing()
         request = self.request
-        if request.expectContinue and not self.continueSent and self.continueCall is None:
-            self.continueCall = self.proxy.clock.callLater(CONTINUE_WAIT, self._sendContinue)
+        if request.expectContinue:
+            self.interim.continueSoon()
 
     def memberKeepsUp(self):
         """
@@ -208,96 +182,19 @@ class Exchange:
             extra=[(b"Retry-After", b"%d" % wait)],
         )
 
-    def _carriesIdempotencyKey(self):
-        """
-        Whether a request of another method may be sent again all the same:
-        the balancer allows it (C{retry_idempotency_key}) and the client
-        sent an C{Idempotency-Key} (the IETF draft), promising that the
-        member will not act on it twice.
-        """
-        if not self.proxy.balancer.retryIdempotencyKey:
-            return False
-        return any(name.lower() == b"idempotency-key" for name, _ in self.request.headers)
-
     def memberHead(self, member):
         """
         The request head for C{member}, as bytes.
         """
-        request = self.request
-        proxy = self.proxy
-        target = request.target
-        if member.basePath and target[:1] == b"/":
-            target = member.basePath + target
-        listed = request.connection - _CONNECTION_WORDS if request.connection else frozenset()
-        address = request.client or "unknown"
-        headers = requestHeadersForMember(
-            request.headers,
-            address.encode("ascii"),
-            request.secure,
-            member.hostHeader,
-            proxy.preserveHost,
-            request.host,
-            listed,
-            proxy.trusts(address),
-            self.requestId(),
-            proxy.underscoresInHeaders,
-        )
-        parts = [request.method, b" ", target, b" HTTP/1.1\r\n"]
-        for name, value in headers:
-            parts.extend((name, b": ", value, b"\r\n"))
-        if request.length is None:
-            parts.append(b"Transfer-Encoding: chunked\r\n")
-        elif request.length or request.method in (b"POST", b"PUT", b"PATCH"):
-            parts.append(b"Content-Length: %d\r\n" % request.length)
-        if request.expectContinue and not self.body.complete:
-            parts.append(b"Expect: 100-continue\r\n")
-        if request.upgrade:
-            parts.append(b"Connection: upgrade\r\nUpgrade: " + request.upgrade + b"\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts)
-
-    def requestId(self):
-        """
-        The client's valid C{X-Request-Id}, or one made here (a per-process
-        random prefix and a counter: unique without a syscall).
-        """
-        request = self.request
-        if request.requestId is None:
-            request.requestId = self.proxy.nextRequestId()
-        return request.requestId
-
-    # 100 Continue and other interim responses
-
-    def _sendContinue(self):
-        self.continueCall = None
-        if not self.continueSent and self.state in (BUFFERING, ATTEMPTING):
-            self.continueSent = True
-            self.client.sendContinue()
-
-    def _stopContinue(self):
-        if self.continueCall is not None:
-            if self.continueCall.active():
-                self.continueCall.cancel()
-            self.continueCall = None
+        expect = self.request.expectContinue and not self.body.complete
+        return memberRequestHead(self.proxy, self.request, member, expect)
 
     def attemptInterim(self, head):
         """
-        An interim (1xx) response before the final one: passed on, as RFC
-        9110 15.2 asks of a proxy (a 103 Early Hints with its Link headers,
-        a 102), at most L{MAX_INTERIM} of them.
+        An interim (1xx) response before the final one.
         """
-        status = head.status
-        if status == 100:
-            self._stopContinue()
-            if self.continueSent:
-                return  # we said it ourselves already
-            self.continueSent = True
-        if self.state != ATTEMPTING:
-            return
-        self.interimSent += 1
-        if self.interimSent > MAX_INTERIM:
-            return
-        self.client.sendInterim(status, head.reason, list(self._clientHeaders(head)))
+        if self.state == ATTEMPTING:
+            self.interim.fromMember(head.status, head.reason, clientHeaders(head, self._rewrite))
 
     # The response
 
@@ -306,7 +203,7 @@ class Exchange:
         The member's final response head came: pass it on, or try another
         member.
         """
-        self._stopContinue()
+        self.interim.stop()
         if self.state != ATTEMPTING:
             attempt.abandon()
             attempt.end(outcome.CANCELLED)
@@ -340,48 +237,13 @@ class Exchange:
     def _startResponse(self, head):
         self.state = RESPONDING
         self.retry.responseStarted = True
-        headers = list(self._clientHeaders(head))
-        status = head.status
-        length = head.length
-        upgrade = None
-        if status == 101:
-            upgrade = b""
-            for name, value in head.headers:
-                if name.lower() == b"upgrade":
-                    upgrade = value
-            length = None
-        elif length == 0:
-            # No body.  Pass on a HEAD or 304 response's own length (never
-            # a 1xx's or 204's: RFC 9110 8.6 forbids it there).
-            if status == 304 or self.request.method == b"HEAD":
-                for name, value in head.headers:
-                    if name.lower() == b"content-length":
-                        headers.append((b"Content-Length", value))
-                        break
-        elif length == -1:
-            length = None
-        self.client.startResponse(status, head.reason, headers, length, self.keepAlive, upgrade)
-
-    def _clientHeaders(self, head):
-        listed = head.connection - _CONNECTION_WORDS if head.connection else frozenset()
-        return responseHeadersForClient(head.headers, self._rewrite, listed)
+        headers, length, upgrade = clientResponse(head, self.request, self._rewrite)
+        self.client.startResponse(head.status, head.reason, headers, length, self.keepAlive, upgrade)
 
     def _rewrite(self, value):
-        request = self.request
-        mountPath = request.mountPath
-        if mountPath and value[:1] == b"/" and value[:2] != b"//":
-            # A path on the member: the same path under the mount.
-            basePath = self.attempt.member.basePath
-            if basePath and value.startswith(basePath):
-                rest = value[len(basePath) :]
-                if not rest or rest[:1] in b"/?#":
-                    return mountPath + (rest or b"/")
-                return value
-            return mountPath + value
-        if request.host is None:
-            return value
-        scheme = b"https://" if request.secure else b"http://"
-        return self.proxy.locationRewriter().rewrite(value, scheme + request.host + mountPath)
+        return rewriteLocation(
+            value, self.request, self.attempt.member, self.proxy.locationRewriter()
+        )
 
     def attemptDone(self, attempt):
         """
@@ -427,50 +289,24 @@ class Exchange:
                 )
             self._cutShort()
             return
-        if kind == outcome.QUEUE_FULL:
-            attempt.end(kind, reason)
-            self._respond(
-                503, f"Service Unavailable: {reason}", extra=[(b"Retry-After", b"1")]
-            )
+        again, status, text = retry.afterFailure(self.retry, kind, reason)
+        attempt.end(kind, reason, retried=again, answeredPart=answeredPart)
+        if not again:
+            extra = [(b"Retry-After", b"1")] if kind == outcome.QUEUE_FULL else ()
+            self._respond(status, text, extra=extra)
             return
         if kind == outcome.CONNECT:
-            attempt.end(kind, reason, retried=True)
-            self.connectFailed = True
-            self._attempt()
-            return
-        again = kind == outcome.RESET and retry.afterLoss(self.retry)
-        attempt.end(kind, reason, retried=again, answeredPart=answeredPart)
-        if again:
-            self.retry.retried = True
-            self._attempt()
-        elif kind == outcome.RESET:
-            self._respond(502, "Bad Gateway: the member closed the connection")
-        elif kind == outcome.BAD_RESPONSE:
-            self._respond(502, f"Bad Gateway: {reason}")
+            self.connectFailed = True  # (it does not use up the one retry)
         else:
-            self._respond(504, "Gateway Timeout: the member did not answer in time")
+            self.retry.retried = True
+        self._attempt()
 
     # Endings
 
     def _record(self, status):
-        """
-        Write the access log line.
-        """
         log = self.client.accessLog
-        if log is None:
-            return
-        head = self.responseHead
-        attempt = self.attempt
-        log.request(
-            self.request,
-            status,
-            attempt.bytesIn if head is not None else self.ownBytes,
-            attempt.member.name if attempt is not None else None,
-            head.status if head is not None else None,
-            attempt.firstByte if head is not None else None,
-            self.proxy.clock.seconds() - self.arrived,
-            len(self.tried) - 1 if self.tried else 0,
-        )
+        if log is not None:
+            recordExchange(log, self, status)
 
     def _cutShort(self):
         """
@@ -485,7 +321,7 @@ class Exchange:
     def _finish(self):
         self.state = FINISHED
         self._record(self.responseHead.status if self.responseHead is not None else self.ownStatus)
-        self._stopContinue()
+        self.interim.stop()
         self.client.finish()
 
     def _respond(self, status, text, keepAlive=True, extra=()):
@@ -509,7 +345,7 @@ class Exchange:
             return
         self._record(499)  # nginx's "client closed request"
         self.state = ABANDONED
-        self._stopContinue()
+        self.interim.stop()
         if self.attempt is not None:
             self.attempt.cancel()
 
@@ -526,3 +362,23 @@ class Exchange:
         if self.attempt is not None:
             self.attempt.cancel()
         self._respond(408, "Request Timeout: the request body stopped", keepAlive=False)
+
+
+def recordExchange(log, exchange, status):
+    """
+    Write C{exchange}'s line in access log C{log}, C{status} being what
+    the client got (499: it left first).
+    """
+    head = exchange.responseHead
+    attempt = exchange.attempt
+    answered = head is not None
+    log.request(
+        exchange.request,
+        status,
+        attempt.bytesIn if answered else exchange.ownBytes,
+        attempt.member.name if attempt is not None else None,
+        head.status if answered else None,
+        attempt.firstByte if answered else None,
+        exchange.proxy.clock.seconds() - exchange.arrived,
+        len(exchange.tried) - 1 if exchange.tried else 0,
+    )

@@ -18,7 +18,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from playbalancer.flow import SendDeadline
-from playbalancer.http.chunked import ChunkedDecoder, LengthCounter
+from playbalancer.http.bodyreader import BodyReader
 from playbalancer.http.exchange import Exchange
 from playbalancer.http.responses import REASONS, plainResponse
 from playbalancer.http.responsewriter import ResponseWriter
@@ -101,7 +101,6 @@ class FrontConnection(Protocol):
         self._scanned = 0
         self._processing = False
         self._paused = False
-        self._pausedAt = None
         self._handedOver = None
         self._sendDeadline = None
         self.writer = None
@@ -241,30 +240,15 @@ class FrontConnection(Protocol):
             self.deadline = None
         else:
             self.state = _BODY
-            self._bodySize = 0
-            self._bodyRead = 0
-            self._bodyStarted = sweeper.now
-            onData = self._bodyData
-            self._body = (
-                ChunkedDecoder(onData, 400) if length is None else LengthCounter(onData, length)
-            )
-            self.deadline = self._bodyDeadline()
+            self._body = BodyReader(length, self.settings, exchange.bodyData, sweeper.now)
+            self.deadline = self._body.deadline(sweeper.now)
         try:
             exchange.start()
         except Exception:
             exchange.failed(Failure())
         return True
 
-    def _bodyData(self, data):
-        maxBody = self.settings.maxBody
-        if maxBody:
-            self._bodySize += len(data)
-            if self._bodySize > maxBody:
-                raise HTTPError(413, "the body is too big")
-        self.exchange.bodyData(data)
-
     def _feedBody(self, data):
-        self._bodyRead += len(data)
         try:
             left = self._body.feed(data)
         except HTTPError as e:
@@ -279,7 +263,7 @@ class FrontConnection(Protocol):
         if left is None:
             # (Reading may have just paused, the member being slow: then
             # the body's clock stopped.)
-            self.deadline = None if self._paused else self._bodyDeadline()
+            self.deadline = None if self._paused else self._body.deadline(self.factory.sweeper.now)
             return
         self._body = None
         self.buffer = left + self.buffer if self.buffer else left
@@ -292,20 +276,6 @@ class FrontConnection(Protocol):
         self.deadline = None
         exchange.bodyEnd()
 
-    def _bodyDeadline(self):
-        """
-        When the request body times out if nothing more comes: after a
-        pause of C{bodyTimeout}, or once it falls below C{minBodyRate}.
-        """
-        settings = self.settings
-        deadline = self.factory.sweeper.now + settings.bodyTimeout
-        if settings.minBodyRate:
-            earned = self._bodyStarted + settings.bodyTimeout + self._bodyRead / settings.minBodyRate
-            deadline = min(deadline, earned)
-        if settings.bodyDeadline:
-            deadline = min(deadline, self._bodyStarted + settings.bodyDeadline)
-        return deadline
-
     # Flow control
 
     def pauseReading(self):
@@ -313,19 +283,17 @@ class FrontConnection(Protocol):
             self._paused = True
             self.transport.pauseProducing()
             if self.state == _BODY:
-                # While we do not read, the client is not slow: its body's
-                # clock stops (see _bodyDeadline).
-                self._pausedAt = self.factory.sweeper.now
+                self._body.paused(self.factory.sweeper.now)
                 self.deadline = None
 
     def resumeReading(self):
         if self._paused:
             self._paused = False
             self.transport.resumeProducing()
-            pausedAt, self._pausedAt = self._pausedAt, None
-            if self.state == _BODY and pausedAt is not None:
-                self._bodyStarted += self.factory.sweeper.now - pausedAt
-                self.deadline = self._bodyDeadline()
+            if self.state == _BODY:
+                now = self.factory.sweeper.now
+                self._body.resumed(now)
+                self.deadline = self._body.deadline(now)
 
     # Answers
 

@@ -23,9 +23,19 @@ class RequestBody:
     @ivar replayable: whether every piece sent so far is still kept.
     """
 
-    __slots__ = ("complete", "received", "pending", "pendingBytes", "sent", "sentBytes", "replayable")
+    __slots__ = (
+        "chunked",
+        "complete",
+        "received",
+        "pending",
+        "pendingBytes",
+        "sent",
+        "sentBytes",
+        "replayable",
+    )
 
     def __init__(self, length):
+        self.chunked = length is None
         self.complete = length == 0
         self.received = 0
         self.pending = []
@@ -33,6 +43,26 @@ class RequestBody:
         self.sent = []
         self.sentBytes = 0
         self.replayable = True
+
+    def frame(self, data):
+        """
+        Count a piece of the body from the client, and frame it for the
+        member (as a chunk, for a chunked body).
+        """
+        self.received += len(data)
+        if self.chunked:
+            return b"%x\r\n%s\r\n" % (len(data), data)
+        return data
+
+    def offer(self, framed, attempt, client):
+        """
+        Send C{framed} on C{attempt} if it takes the body now; else hold it,
+        pausing C{client} when too much is held.
+        """
+        if attempt is not None and attempt.takesBody():
+            attempt.sendBody(framed)
+        elif self.hold(framed):
+            client.pauseProducing()
 
     def hold(self, framed):
         """

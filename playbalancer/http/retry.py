@@ -40,6 +40,20 @@ class RetryState:
         self.replayable = True
 
 
+def stateOf(request, balancer):
+    """
+    The L{RetryState} of a new request (a L{playbalancer.http.wire.RequestHead})
+    to C{balancer}.  A request of a method that is not idempotent may be
+    sent again all the same when the balancer allows it
+    (C{retry_idempotency_key}) and the client sent an C{Idempotency-Key}
+    (the IETF draft), promising that the member will not act on it twice.
+    """
+    keyed = balancer.retryIdempotencyKey and any(
+        name.lower() == b"idempotency-key" for name, _ in request.headers
+    )
+    return RetryState(request.method, request.upgrade, keyed)
+
+
 def safeToRepeat(state):
     """
     Whether the request of C{state} (a L{RetryState}) may be sent to a
@@ -76,3 +90,32 @@ def afterFailingStatus(state, bodyDone, othersLeft):
     its whole body came already, and another member is usable.
     """
     return othersLeft and bodyDone and safeToRepeat(state)
+
+
+#: What the client gets when a failed attempt is not tried again, by kind.
+_ANSWERS = {
+    "reset": (502, "Bad Gateway: the member closed the connection"),
+    "bad_response": (502, "Bad Gateway: {reason}"),
+    "timeout": (504, "Gateway Timeout: the member did not answer in time"),
+    "queue_full": (503, "Service Unavailable: {reason}"),
+}
+
+
+def afterFailure(state, kind, reason):
+    """
+    An attempt failed before its response started (C{kind} as in
+    L{playbalancer.outcome}): try the next member, or answer.
+
+    @return: C{(again, status, text)}: whether to try another member, and
+        otherwise the status and text of our answer.
+    """
+    if kind == "connect":
+        again = afterConnectFailure(state)
+    elif kind == "reset":
+        again = afterLoss(state)
+    else:
+        again = False
+    if again:
+        return True, 0, ""
+    status, text = _ANSWERS[kind]
+    return False, status, text.format(reason=reason)
