@@ -24,9 +24,10 @@ class IRequestView(Interface):
     """
     What a scheduler may know of the request (or, in TCP mode, the
     connection) it places.  Every client face provides it: the HTTP/1.1
-    front, and later the twisted.web resource and HTTP/2 streams; TCP mode
-    gives the client's address and L{None} for the rest.  Values are
-    C{bytes} as they came, except C{clientAddress}.
+    front, the twisted.web resource (L{playbalancer.resource}), and later
+    HTTP/2 streams; TCP mode gives the client's address and L{None} for the
+    rest.  Values are C{bytes} as they came, except C{clientAddress}; the
+    path and query are those under the resource's mount.
     """
 
     method = Attribute("The method (C{b'GET'}), or L{None} in TCP mode.")
@@ -34,22 +35,24 @@ class IRequestView(Interface):
     query = Attribute("What follows C{?} in the target (C{b''} if nothing), or L{None}.")
     host = Attribute("The authority the client asked for, or L{None}.")
     clientAddress = Attribute(
-        "The client's IP address (C{str}; from the PROXY protocol or a trusted "
-        "proxy where configured), or L{None}."
+        "The client's IP address (C{str}): from the PROXY protocol, or, when "
+        "the peer is one of C{trusted_proxies}, the last address in its "
+        "X-Forwarded-For that is not a trusted proxy; L{None} when there is "
+        "none (a UNIX socket)."
     )
     secure = Attribute("Whether the client came over TLS (C{bool}).")
 
     def header(name):
         """
-        The value of request header C{name} (C{bytes}, any case); the last
-        one if it was sent more than once; L{None} if not sent (always in
-        TCP mode).
+        The value of request header C{name} (C{bytes} or ASCII text, any
+        case); the last one if it was sent more than once; L{None} if not
+        sent (always in TCP mode).
         """
 
     def cookie(name):
         """
-        The value of cookie C{name} (C{bytes}) from the C{Cookie} headers,
-        or L{None}.
+        The value of cookie C{name} (C{bytes} or ASCII text) from the
+        C{Cookie} headers, or L{None}.
         """
 
 

@@ -97,7 +97,7 @@ def requestHead(request, limits):
     head.version = request.clientproto if request.clientproto == b"HTTP/1.0" else b"HTTP/1.1"
     head.mountPath = mountPath
     address = request.getClientAddress()
-    head.client = getattr(address, "host", None) or "unknown"
+    head.client = getattr(address, "host", None) or None
     head.secure = bool(request.isSecure())
     return head
 

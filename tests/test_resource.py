@@ -17,7 +17,10 @@ from twisted.internet.protocol import ClientCreator, Protocol
 from twisted.trial.unittest import TestCase
 from twisted.web import resource, server, static
 
+from zope.interface.verify import verifyObject
+
 from playbalancer.config import ConfigError
+from playbalancer.interfaces import IRequestView
 from playbalancer.embed import loadBalancers
 from playbalancer.resource import ReverseProxyResource
 from playbalancer.testing import MemberServer, waitUntil
@@ -217,3 +220,33 @@ class FlowTests(_EmbeddedCase):
         client.transport.loseConnection()
         await waitUntil(lambda: sum(m.active for m in balancer.members) == 0, reactor)
         await waitUntil(lambda: not self.memberConnections(), reactor)
+
+
+class _Recorder:
+    def __init__(self):
+        self.seen = []
+
+    def pick(self, candidates, request):
+        self.seen.append(request)
+        return candidates[0]
+
+
+class ViewTests(_EmbeddedCase):
+    async def test_schedulerSeesTheRequest(self):
+        """
+        Through the resource, schedulers see the same request view as on a
+        listener: the method, the path under the mount, the query, the
+        host, headers and the client's address.
+        """
+        self.serve()
+        recorder = self.balancers.balancer("mycluster").scheduler = _Recorder()
+        response, _ = await self.get("/app/echo?q=1", headers={b"X-User": [b"ann"]})
+        self.assertEqual(response.code, 200)
+        (view,) = recorder.seen
+        verifyObject(IRequestView, view)
+        self.assertEqual(
+            (view.method, view.path, view.query, view.clientAddress, view.secure),
+            (b"GET", b"/echo", b"q=1", "127.0.0.1", False),
+        )
+        self.assertEqual(view.header(b"x-user"), b"ann")
+        self.assertTrue(view.host.startswith(b"127.0.0.1:"))

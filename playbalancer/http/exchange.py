@@ -72,6 +72,8 @@ class Exchange:
         self.ownStatus = 0
         self.ownBytes = 0
         self.arrived = proxy.clock.seconds()
+        if proxy.trustedProxies and proxy.trusts(request.client):
+            request.origin = proxy.originOf(request)
 
     def __repr__(self):
         return f"<Exchange {self.request.method!r} {self.request.target!r}: {self.state}>"

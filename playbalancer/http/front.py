@@ -223,8 +223,8 @@ class FrontConnection(Protocol):
         if self.client is None:
             # Asked only now: a PROXY protocol wrapper knows the real peer
             # once its header was read.
-            self.client = getattr(self.transport.getPeer(), "host", None) or "unknown"
-        request.client = self.client
+            self.client = getattr(self.transport.getPeer(), "host", None) or ""
+        request.client = self.client or None  # (no address: a UNIX socket)
         request.secure = self.secure
         self._headStarted = False
         mount = self.factory.mount

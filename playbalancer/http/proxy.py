@@ -89,6 +89,26 @@ class HTTPProxy:
             self._trusted[address] = known
         return known
 
+    def originOf(self, request):
+        """
+        The client that trusted proxies in front of us name for C{request}
+        (its peer being one): the last address in its I{X-Forwarded-For}
+        that is not a trusted proxy itself (nginx's C{real_ip_recursive}),
+        or L{None} when there is none to believe.
+        """
+        named = []
+        for name, value in request.headers:
+            if name.lower() == b"x-forwarded-for":
+                named.extend(part.strip() for part in value.split(b","))
+        for raw in reversed(named):
+            try:
+                address = str(ipaddress.ip_address(raw.decode("ascii")))
+            except (UnicodeDecodeError, ValueError):
+                return None
+            if not self.trusts(address):
+                return address
+        return None
+
     def locationRewriter(self):
         """
         The rewriter for the balancer's current members (rebuilt only when

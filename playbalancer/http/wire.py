@@ -98,6 +98,7 @@ class RequestHead:
         "secure",
         "requestId",
         "mountPath",
+        "origin",
     )
 
     def __init__(self, method, target, version, headers):
@@ -117,6 +118,8 @@ class RequestHead:
         #: Where the proxy is mounted in the client's view (C{b"/app"}), the
         #: target being what follows it; C{b""} at the root.
         self.mountPath = b""
+        #: The client a trusted proxy in front of us named, or L{None}.
+        self.origin = None
 
     @property
     def chunked(self):
@@ -124,8 +127,11 @@ class RequestHead:
 
     def header(self, name):
         """
-        The last value of header C{name} (case-insensitive), or L{None}.
+        The last value of header C{name} (case-insensitive; C{bytes}, or
+        ASCII text), or L{None}.
         """
+        if isinstance(name, str):
+            name = name.encode("ascii")
         name = name.lower()
         found = None
         for key, value in self.headers:
@@ -139,8 +145,11 @@ class RequestHead:
 
     def cookie(self, name):
         """
-        The value of cookie C{name} from the C{Cookie} headers, or L{None}.
+        The value of cookie C{name} (C{bytes}, or ASCII text) from the
+        C{Cookie} headers, or L{None}.
         """
+        if isinstance(name, str):
+            name = name.encode("ascii")
         for key, value in self.headers:
             if key.lower() == b"cookie":
                 for pair in value.split(b";"):
@@ -159,7 +168,8 @@ class RequestHead:
 
     @property
     def clientAddress(self):
-        return self.client
+        origin = self.origin
+        return origin if origin is not None else self.client
 
 
 class ResponseHead:
