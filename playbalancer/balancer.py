@@ -3,8 +3,10 @@ Balancers and their members: configuration, live state and counters, and
 the choice of usable candidates for a new request.
 
 Nothing here knows HTTP: the proxy and the TCP relay ask
-L{Balancer.pick} for a member, and reports back with L{Balancer.begin},
-L{Balancer.end}, L{Balancer.memberFailed} and L{Balancer.memberSucceeded}.
+L{Balancer.pick} for a member, call L{Balancer.begin} when an attempt on it
+starts, and report what happened once, when it ends, with
+L{Balancer.attemptEnded} (an L{playbalancer.outcome.Outcome}): passive
+health and the member's counters follow from that one call.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from zope.interface import implementer
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from playbalancer import outcome as _outcome
 from playbalancer.interfaces import IMember
 from playbalancer.stats import MemberStats
 
@@ -299,6 +302,56 @@ class Balancer:
         """
         member.active += 1
         member.requests += 1
+
+    def attemptEnded(self, member, outcome):
+        """
+        An attempt on C{member} (begun with L{begin}) is over: count it,
+        and let it tell the member's passive health.
+
+        @param outcome: an L{playbalancer.outcome.Outcome}.
+        """
+        kind = outcome.kind
+        stats = member.stats
+        status = outcome.status
+        if status:
+            stats.answered(status)
+        if outcome.firstByte is not None:
+            stats.firstByte.observe(outcome.firstByte)
+        if outcome.total is not None:
+            stats.total.observe(outcome.total)
+        if outcome.retried:
+            stats.retries += 1
+        if kind == _outcome.ANSWERED:
+            if status in self.failOnStatus:
+                self.memberFailed(member, f"answered {status}")
+            else:
+                self.memberSucceeded(member)
+        elif kind == _outcome.REFUSED:
+            self.memberFailed(member, f"answered {status}")
+        elif kind != _outcome.CANCELLED:
+            stats.failures[kind] += 1
+            if kind == _outcome.CONNECT:
+                self.memberFailed(member, outcome.reason)
+            elif kind == _outcome.BAD_RESPONSE:
+                self.badResponse(member, f"bad response: {outcome.reason}")
+            elif kind == _outcome.RESET:
+                if status:
+                    self.countFailure(member)  # broke off a response under way
+                elif outcome.answeredPart or not outcome.reused:
+                    self.memberFailed(member, outcome.reason)
+            elif kind == _outcome.TIMEOUT:
+                self.countFailure(member)
+        self.end(member, outcome.bytesIn, outcome.bytesOut, outcome.total)
+
+    def noUsableMember(self):
+        """
+        A request found no usable member: count it.
+
+        @return: seconds after which one may be usable again (for
+            I{Retry-After}).
+        """
+        self.unavailable += 1
+        return self.secondsUntilRetry()
 
     def end(self, member, bytesIn=0, bytesOut=0, latency=None):
         """

@@ -1,5 +1,6 @@
 """
-The contracts that schedulers (built-in or third-party plugins) see.
+The contracts between the parts: what schedulers (built-in or third-party
+plugins) see, and what an exchange needs of the client it serves.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ class IRequestView(Interface):
     """
     What a scheduler may know of the request (or, in TCP mode, the
     connection) it places.  Every client face provides it: the HTTP/1.1
-    front, and later the twisted.web resource and HTTP/2 streams; TCP mode
-    gives the client's address and L{None} for the rest.  Values are
-    C{bytes} as they came, except C{clientAddress}.
+    front, the twisted.web resource (L{playbalancer.resource}), and later
+    HTTP/2 streams; TCP mode gives the client's address and L{None} for the
+    rest.  Values are C{bytes} as they came, except C{clientAddress}; the
+    path and query are those under the resource's mount.
     """
 
     method = Attribute("The method (C{b'GET'}), or L{None} in TCP mode.")
@@ -33,22 +35,24 @@ class IRequestView(Interface):
     query = Attribute("What follows C{?} in the target (C{b''} if nothing), or L{None}.")
     host = Attribute("The authority the client asked for, or L{None}.")
     clientAddress = Attribute(
-        "The client's IP address (C{str}; from the PROXY protocol or a trusted "
-        "proxy where configured), or L{None}."
+        "The client's IP address (C{str}): from the PROXY protocol, or, when "
+        "the peer is one of C{trusted_proxies}, the last address in its "
+        "X-Forwarded-For that is not a trusted proxy; L{None} when there is "
+        "none (a UNIX socket)."
     )
     secure = Attribute("Whether the client came over TLS (C{bool}).")
 
     def header(name):
         """
-        The value of request header C{name} (C{bytes}, any case); the last
-        one if it was sent more than once; L{None} if not sent (always in
-        TCP mode).
+        The value of request header C{name} (C{bytes} or ASCII text, any
+        case); the last one if it was sent more than once; L{None} if not
+        sent (always in TCP mode).
         """
 
     def cookie(name):
         """
-        The value of cookie C{name} (C{bytes}) from the C{Cookie} headers,
-        or L{None}.
+        The value of cookie C{name} (C{bytes} or ASCII text) from the
+        C{Cookie} headers, or L{None}.
         """
 
 
@@ -91,4 +95,125 @@ class ISchedulerFactory(Interface):
         @raise ValueError: when an option is wrong; the message names it.
 
         @return: an L{IScheduler} provider.
+        """
+
+
+class IClientSide(Interface):
+    """
+    The client one request came from, as the exchange serving it sees it
+    (L{playbalancer.exchange.Exchange}).  One provider per kind of client:
+    an HTTP/1.1 connection (L{playbalancer.front}), a twisted.web request
+    (L{playbalancer.resource}), an in-memory client for tests
+    (L{playbalancer.memoryclient}), and later an HTTP/2 stream.
+
+    The provider owns the client's transport and the framing of what goes
+    to it; the exchange never touches either.  It also reads the request
+    body and hands it to the exchange (C{bodyData}, C{bodyEnd}), and tells
+    it when the client is gone (C{clientGone}) or too slow
+    (C{clientTimedOut}).
+    """
+
+    closing = Attribute(
+        "Whether the client connection closes after this response (C{bool}): "
+        "the exchange then promises no keep-alive."
+    )
+    accessLog = Attribute("The L{playbalancer.accesslog.AccessLog} to record requests in, or L{None}.")
+
+    def sendContinue():
+        """
+        Tell the client to send its body (C{100 Continue}), if its protocol
+        has that.
+        """
+
+    def sendInterim(status, reason, headers):
+        """
+        Pass on an interim (1xx) response, if the client's protocol can
+        take one.
+        """
+
+    def startResponse(status, reason, headers, length, keepAlive, upgrade=None):
+        """
+        Start the response.
+
+        @param headers: C{(name, value)} pairs to send as they are: no
+            framing or connection headers (the provider adds its own).
+        @param length: body bytes to come (0: none), or L{None} if unknown
+            until L{finish}.
+        @param keepAlive: whether the exchange lets the connection be kept.
+        @param upgrade: for a C{101}, the protocol switched to (C{bytes}).
+        """
+
+    def writeBody(data):
+        """
+        Body bytes (or, in a tunnel, any bytes) for the client.
+        """
+
+    def readEnd():
+        """
+        The member's bytes read together have all been passed on: what
+        the provider held back to send in one go may go now.
+        """
+
+    def finish():
+        """
+        The response is complete.
+        """
+
+    def respond(status, text, keepAlive=True, extra=()):
+        """
+        Answer with a short plain-text response of our own, complete.
+
+        @param extra: more C{(name, value)} headers.
+        @return: the number of body bytes sent.
+        """
+
+    def abort():
+        """
+        End a response that cannot be completed, so that the client cannot
+        take it for complete.
+        """
+
+    def pauseProducing():
+        """
+        Stop reading the request body (the member is slow to take it).
+        """
+
+    def resumeProducing():
+        """
+        Read the request body again.
+        """
+
+    def pauseWhileFull(producer):
+        """
+        Let the client pause C{producer} (with C{pauseProducing} and
+        C{resumeProducing}) while what waits for the client is over its
+        limit.
+
+        @return: a token for L{stopPausing}.
+        """
+
+    def stopPausing(token):
+        """
+        Undo L{pauseWhileFull}, resuming the producer if it was paused.
+        """
+
+    def keepsUp():
+        """
+        Whether the client takes the response as fast as it comes.
+        """
+
+    def startTunnel(exchange):
+        """
+        After a C{101}: from now on the client's bytes go, as they are, to
+        C{exchange.clientData}.
+        """
+
+    def tunnelActive():
+        """
+        Bytes went through the tunnel: its idle clock starts again.
+        """
+
+    def close():
+        """
+        Close the client connection once what was written has gone out.
         """

@@ -1,7 +1,8 @@
 """
 Admin state that survives a restart: admin, standby and weight of every
 member, and the members added or removed at run time, kept in a JSON file
-written atomically after every change.
+written atomically after every change.  The format, and how it is taken
+and applied, is L{playbalancer.memberstate}'s.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ import json
 
 from twisted.logger import Logger
 
+from playbalancer import memberstate
 from playbalancer.atomicfile import replaceFile
-from playbalancer.balancer import ADMIN_STATES, Member
-from playbalancer.config import NAME, ConfigError, memberURL
 
-FORMAT = 1
+FORMAT = memberstate.FORMAT
 
 _log = Logger()
 
@@ -27,30 +27,13 @@ class StateFileError(Exception):
 
 def snapshot(balancers, configured):
     """
-    The state to save, as a JSON-ready dict.
+    The state to save, as a JSON-ready dict (L{playbalancer.memberstate}'s
+    format).
 
     @param configured: C{{balancer: set of member names}} from the config,
         to tell run-time additions and removals from configured members.
     """
-    result = {}
-    for name, balancer in balancers.items():
-        members = {}
-        present = set()
-        for member in balancer.members:
-            if member.removing:
-                continue
-            present.add(member.name)
-            entry = {
-                "admin": member.admin,
-                "standby": member.standby,
-                "weight": member.configuredWeight,
-            }
-            if member.name not in configured.get(name, ()):
-                entry["url"] = member.url
-            members[member.name] = entry
-        removed = sorted(configured.get(name, set()) - present)
-        result[name] = {"members": members, "removed": removed}
-    return {"format": FORMAT, "balancers": result}
+    return memberstate.snapshot(balancers, configured)
 
 
 def write(path, state):
@@ -81,7 +64,7 @@ def read(path):
         raise StateFileError(
             f"state file {path} is corrupt ({e}); fix it or move it away to start from the config"
         )
-    problem = _check(state)
+    problem = memberstate.check(state)
     if problem:
         raise StateFileError(
             f"state file {path} is not a playbalancer state file ({problem}); "
@@ -90,64 +73,16 @@ def read(path):
     return state
 
 
-def _check(state):
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        return f"expected format {FORMAT}"
-    balancers = state.get("balancers")
-    if not isinstance(balancers, dict):
-        return "no balancers"
-    for bname, entry in balancers.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("members"), dict):
-            return f"balancer {bname!r} has no members table"
-        if not isinstance(entry.get("removed", []), list):
-            return f"balancer {bname!r}: removed is not a list"
-        for mname, m in entry["members"].items():
-            if not isinstance(mname, str) or not NAME.match(mname) or not isinstance(m, dict):
-                return f"bad member entry {mname!r}"
-            if m.get("admin") not in ADMIN_STATES:
-                return f"member {mname!r}: bad admin state"
-            if not isinstance(m.get("standby"), bool):
-                return f"member {mname!r}: bad standby"
-            weight = m.get("weight")
-            if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
-                return f"member {mname!r}: bad weight"
-            if "url" in m:
-                try:
-                    mode = "tcp" if str(m["url"]).startswith("tcp://") else "http"
-                    memberURL(m["url"], "url", mode)
-                except ConfigError as e:
-                    return f"member {mname!r}: bad url: {e.message}"
-    return None
-
-
 def apply(state, balancers):
     """
-    Put the saved state onto freshly configured balancers.  Balancers that
-    no longer exist are skipped with a warning; so are saved members that
-    are gone from the config and were not added at run time.
+    Put the saved state onto freshly configured balancers, through their
+    methods (each change logged as made by the state file; a member added
+    at run time waits for its first passing check, as when it was added).
+    Balancers that no longer exist are skipped with a warning; so are
+    saved members that are gone from the config and were not added at run
+    time.
     """
-    for bname, entry in state["balancers"].items():
-        balancer = balancers.get(bname)
-        if balancer is None:
-            _log.warn("state file: balancer {name} is no longer configured", name=bname)
-            continue
-        for mname, saved in entry["members"].items():
-            member = balancer.member(mname)
-            if member is None:
-                if "url" not in saved:
-                    _log.warn("state file: member {b}/{m} is no longer configured", b=bname, m=mname)
-                    continue
-                # Through the balancer, like any member added at run time:
-                # with health checks, no traffic before its first pass.
-                member = Member(mname, saved["url"])
-                balancer.addMember(member, "state file")
-            member.admin = saved["admin"]
-            member.standby = saved["standby"]
-            member.weight = saved["weight"]
-        for mname in entry.get("removed", []):
-            member = balancer.member(mname)
-            if member is not None:
-                balancer.members.remove(member)
+    memberstate.apply(state, balancers, "state file")
 
 
 class StateKeeper:

@@ -11,7 +11,14 @@ from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 from twisted.python import usage
 
-from playbalancer.balancer import Balancer, Member
+from playbalancer.assembly import (  # noqa: F401 (makeHealthChecker, memberTLS: their old home)
+    buildBalancer,
+    buildBalancers,
+    buildPools,
+    makeHealthChecker,
+    makeProxy,
+    memberTLS,
+)
 from playbalancer.config import ConfigError, configFromArguments, loadConfig, parseConfig
 from playbalancer.schedulers import availableSchedulers
 from playbalancer.tokens import readTokenFile
@@ -113,44 +120,6 @@ def _workersOption(value):
         raise usage.UsageError(f"--workers: expected a number, got {value!r}")
 
 
-class _PoolService(Service):
-    """
-    Closes the idle member connections when the balancer stops.
-    """
-
-    def __init__(self, pools):
-        self.pools = pools
-
-    def stopService(self):
-        Service.stopService(self)
-        self.pools.close()
-
-
-def buildBalancer(config, schedulerFactory, clock):
-    """
-    A L{Balancer} from a L{playbalancer.config.BalancerConfig}.
-
-    @raise ConfigError: when the scheduler refuses its options.
-    """
-    try:
-        scheduler = schedulerFactory.makeScheduler(dict(config.schedulerOptions))
-    except ValueError as e:
-        raise ConfigError(f"balancer.{config.name}.scheduler_options", str(e))
-    members = [
-        Member(m.name, m.url, weight=m.weight, standby=m.standby) for m in config.members
-    ]
-    balancer = Balancer(
-        config.name,
-        scheduler,
-        members,
-        clock,
-        retry=config.retry,
-        schedulerName=config.scheduler,
-    )
-    balancer.mode = config.mode
-    return balancer
-
-
 def _fail(message):
     """
     Stop start-up with one clear line and a non-zero exit.
@@ -205,47 +174,12 @@ def makeManager(config, balancers, reactor, listeners=()):
     return root, keeper
 
 
-def memberTLS(balancerConfig):
-    """
-    The L{playbalancer.membertls.MemberTLS} of a balancer's config.
-    """
-    from playbalancer.membertls import MemberTLS
-
-    try:
-        return MemberTLS.fromConfig(balancerConfig.tlsCAFile, balancerConfig.tlsVerify)
-    except ValueError as e:  # the file changed since the config was read
-        _fail(f"balancer.{balancerConfig.name}.tls_ca_file: {e}")
-
-
-def makeHealthChecker(balancer, settings, reactor, tcp=False, tls=None):
-    """
-    The active health checks of one balancer, over fresh connections (a
-    pooled one would not show whether the member accepts new ones): HTTP
-    GETs, or in TCP mode plain connects.
-    """
-    from treq.client import HTTPClient
-    from twisted.web.client import Agent
-
-    from playbalancer.endpoints import MemberEndpoints
-    from playbalancer.health import HealthChecker, connectCheck, quietPool
-
-    if tcp:
-        endpoints = MemberEndpoints(reactor, settings.timeout)
-        return HealthChecker(balancer, settings, None, reactor, connectCheck(endpoints.forMember))
-    from playbalancer.membertls import SYSTEM
-
-    agent = Agent(
-        reactor, contextFactory=tls if tls is not None else SYSTEM, pool=quietPool(reactor)
-    )
-    return HealthChecker(balancer, settings, HTTPClient(agent), reactor)
-
-
 def frontSettings(listener):
     """
     The L{playbalancer.front.FrontSettings} of a listener's config.
     """
-    from playbalancer.front import FrontSettings
-    from playbalancer.wire import Limits
+    from playbalancer.http.front import FrontSettings
+    from playbalancer.http.wire import Limits
 
     return FrontSettings(
         limits=Limits(
@@ -287,38 +221,6 @@ def makeAccessLog(path, endpoint, parent, reactor):
     return log
 
 
-def buildBalancers(config, schedulers, reactor, top=None):
-    """
-    The balancers of a config, with their health checkers under C{top} (if
-    given; worker processes get health from their parent).
-    """
-    balancers = {}
-    try:
-        for name, balancerConfig in config.balancers.items():
-            factory = schedulers[balancerConfig.scheduler]
-            balancers[name] = buildBalancer(balancerConfig, factory, reactor)
-    except ConfigError as e:
-        _fail(str(e))
-    for name, balancerConfig in config.balancers.items():
-        balancer = balancers[name]
-        balancer.failOnStatus = frozenset(balancerConfig.failOnStatus)
-        balancer.retryIdempotencyKey = balancerConfig.retryIdempotencyKey
-        if balancerConfig.health is not None:
-            balancer.activeChecks = True
-            balancer.healthSettings = balancerConfig.health
-            balancer.slowStart = balancerConfig.health.slowstart
-            if top is not None:
-                checker = makeHealthChecker(
-                    balancer,
-                    balancerConfig.health,
-                    reactor,
-                    tcp=balancerConfig.mode == "tcp",
-                    tls=memberTLS(balancerConfig),
-                )
-                checker.setServiceParent(top)
-    return balancers
-
-
 def buildFronts(config, balancers, reactor, top, manager=None):
     """
     The front factory of every listener (not listening yet), and the member
@@ -326,32 +228,16 @@ def buildFronts(config, balancers, reactor, top, manager=None):
 
     @return: C{[(listener config, factory)]}.
     """
-    from playbalancer.endpoints import MemberEndpoints
-    from playbalancer.exchange import HTTPProxy
-    from playbalancer.front import HTTPFrontFactory
+    from playbalancer.http.front import HTTPFrontFactory
     from playbalancer.manager.mount import ManagerMount
     from playbalancer.sweeper import Sweeper
     from playbalancer.tcp import TCPFrontFactory
-    from playbalancer.upstream import MemberPools
 
     sweeper = Sweeper(reactor)
-    pools = {}
-    endpoints = {}
-    for name, balancerConfig in config.balancers.items():
-        endpoints[name] = MemberEndpoints(
-            reactor, balancerConfig.connectTimeout, memberTLS(balancerConfig)
-        )
-        if balancerConfig.mode == "tcp":
-            continue
-        pools[name] = MemberPools(
-            endpoints[name].forMember,
-            sweeper,
-            maxIdle=balancerConfig.keepalive,
-            maxConnections=balancerConfig.maxConnections,
-            queueLimit=balancerConfig.queue,
-            queueTimeout=balancerConfig.queueTimeout,
-        )
-        _PoolService(pools[name]).setServiceParent(top)
+    try:
+        pools, endpoints = buildPools(config, reactor, top, sweeper)
+    except ConfigError as e:
+        _fail(str(e))
     fronts = []
     for listener in config.listeners:
         balancerConfig = config.balancers[listener.balancer]
@@ -368,17 +254,12 @@ def buildFronts(config, balancers, reactor, top, manager=None):
                 bufferSize=listener.bufferSize,
             )
         else:
-            proxy = HTTPProxy(
+            proxy = makeProxy(
                 balancers[listener.balancer],
                 pools[listener.balancer],
+                balancerConfig,
                 reactor,
-                preserveHost=listener.preserveHost,
-                timeout=balancerConfig.timeout,
-                trustedProxies=[
-                    ipaddress.ip_network(n, strict=False) for n in listener.trustedProxies
-                ],
-                underscoresInHeaders=listener.underscoresInHeaders,
-                bufferSize=listener.bufferSize,
+                listener,
             )
             mount = None
             if listener.managerPath:
@@ -468,7 +349,10 @@ def makeService(options, reactor=None):
         _log.warn(advice)
     config = options.config
     top = MultiService()
-    balancers = buildBalancers(config, options.schedulers, reactor, top)
+    try:
+        balancers = buildBalancers(config, options.schedulers, reactor, top)
+    except ConfigError as e:
+        _fail(str(e))
     listeners = []
     manager, keeper = makeManager(config, balancers, reactor, listeners)
     fronts = top

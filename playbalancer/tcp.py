@@ -13,10 +13,12 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, INegotiated, ITC
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
+from playbalancer import outcome
 from playbalancer.failures import describe
+from playbalancer.outcome import Outcome
 from playbalancer.interfaces import IRequestView
 from playbalancer.flow import BUFFER_SIZE, SendDeadline, holdIfFull, keepsUp, pauses
-from playbalancer.front import Rejected
+from playbalancer.http.front import Rejected
 from playbalancer.proxyline import ProxyHeaderError, parseProxyHeader
 from playbalancer.rawsocket import closeWhenSent, closeWriting, setSendLimit
 from playbalancer.readsize import followReads
@@ -201,7 +203,6 @@ class TCPRelay(Protocol):
 
     def _connected(self, memberSide):
         self.pending = None
-        self.front.balancer.memberSucceeded(self.member)
         self.memberSide = memberSide
         transport = memberSide.transport
         _noDelay(transport)
@@ -223,11 +224,11 @@ class TCPRelay(Protocol):
     def _refused(self, failure):
         self.pending = None
         balancer = self.front.balancer
-        balancer.end(self.member)
         member, self.member = self.member, None
         if self.ended:
+            balancer.attemptEnded(member, Outcome(outcome.CANCELLED))
             return
-        balancer.memberFailed(member, describe(failure))
+        balancer.attemptEnded(member, Outcome(outcome.CONNECT, reason=describe(failure), retried=True))
         self._attempt()
 
     def dataReceived(self, data):
@@ -296,7 +297,9 @@ class TCPRelay(Protocol):
         The member connection is gone: close the client's once its last
         bytes are out, and count the connection as over.
         """
-        self.front.balancer.end(self.member, bytesIn=self.received, bytesOut=self.sent)
+        self.front.balancer.attemptEnded(
+            self.member, Outcome(outcome.ANSWERED, bytesIn=self.received, bytesOut=self.sent)
+        )
         closeWhenSent(self.transport)
         self.closingSends()
 

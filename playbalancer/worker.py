@@ -18,9 +18,9 @@ def divideLimits(config, index):
     """
     Give this worker its share of the limits that hold for the whole
     balancer: C{max_connections}, C{max_connections_per_member} and
-    C{queue} (see L{playbalancer.workers.share}).
+    C{queue} (see L{playbalancer.workers.limits.share}).
     """
-    from playbalancer.workers import share
+    from playbalancer.workers.limits import share
 
     count = config.workers
     for listener in config.listeners:
@@ -35,12 +35,11 @@ def main():
     from twisted.internet.stdio import StandardIO
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    from playbalancer.balancer import Member
     from playbalancer.config import parseConfig
     from playbalancer.memory import settleHeap, tuneAllocator
     from playbalancer.schedulers import availableSchedulers
     from playbalancer.tap import buildBalancers, buildFronts
-    from playbalancer.workers import WorkerAgent
+    from playbalancer.workers.agent import WorkerAgent
 
     tuneAllocator()
     setup = json.loads(os.environ.pop("PLAYBALANCER_WORKER"))
@@ -66,10 +65,7 @@ def main():
         ports.append(reactor.adoptStreamPort(fd, family, front))
         os.close(fd)
 
-    def makeMember(spec):
-        return Member(spec["name"], spec["url"], weight=spec["weight"], standby=spec["standby"])
-
-    StandardIO(WorkerAgent(balancers, fronts, reactor, makeMember))
+    StandardIO(WorkerAgent(balancers, fronts, reactor))
 
     def stopping():
         from twisted.internet.defer import DeferredList, maybeDeferred

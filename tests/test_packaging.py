@@ -69,6 +69,8 @@ class PackagingTests(TestCase):
         self.assertIn("playbalancer/exchange.py", names)
         self.assertIn("playbalancer/cluster/node.py", names)
         self.assertIn("playbalancer/_net/internals.py", names)
+        self.assertIn("playbalancer/workers/supervisor.py", names)
+        self.assertIn("playbalancer/memberstate.py", names)
 
     def test_twistdReactorOption(self):
         """

@@ -10,118 +10,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import textwrap
-import time
 
-from twisted.internet import defer, protocol, reactor
-from twisted.internet.task import deferLater
-from twisted.protocols.policies import WrappingFactory
+from twisted.internet import defer
 from twisted.trial import unittest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLE = os.path.join(REPO, "examples", "p2c-scheduler")
-DROPIN = os.path.join(EXAMPLE, "twisted", "plugins", "p2c_scheduler_plugin.py")
-
-#: Runs twistd with this interpreter.
-TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
-
-BUILTINS = {"standby", "round-robin", "least-conn"}
-
-#: Upper bound for any child process that is expected to finish by itself.
-CHILD_TIMEOUT = 60
-
-LIST_SCHEDULERS = (
-    "import json; from playbalancer.schedulers import availableSchedulers; "
-    "print(json.dumps(sorted(availableSchedulers())))"
+from tests.pluginharness import (
+    BUILTINS,
+    EXAMPLES,
+    LIST_SCHEDULERS,
+    TWISTD,
+    TwistdBalancer,
+    childEnv,
+    configErrorLine,
+    describe,
+    runChild,
+    servedBy,
+    startDemoMember,
 )
 
-
-def _env(*paths):
-    """
-    The environment of a child: C{paths}, then this checkout, on
-    C{PYTHONPATH}; no bytecode files (the dropin tests rewrite sources).
-    """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(list(paths) + [REPO])
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
-
-
-def _run(args, env, cwd):
-    """
-    Run C{sys.executable args} to completion (bounded).
-    """
-    return subprocess.run(
-        [sys.executable] + list(args),
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        universal_newlines=True,
-        timeout=CHILD_TIMEOUT,
-    )
-
-
-def _freePort():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _describe(result):
-    return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-
-
-class _Child(protocol.ProcessProtocol):
-    """
-    A child process: its output, and whether it has ended.
-    """
-
-    def __init__(self):
-        self.chunks = []
-        self.ended = False
-        self.reason = None
-
-    def outReceived(self, data):
-        self.chunks.append(data)
-
-    errReceived = outReceived
-
-    def processEnded(self, reason):
-        self.ended = True
-        self.reason = reason.value
-
-    def output(self):
-        return b"".join(self.chunks).decode("utf-8", "replace")
-
-
-async def _waitFor(predicate, seconds, step=0.05):
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await deferLater(reactor, step, lambda: None)
-    return True
-
-
-async def _stopChild(child, transport):
-    """
-    SIGTERM the child by its PID, then SIGKILL if it lingers; bounded.
-    """
-    for sig, grace in [(signal.SIGTERM, 10), (signal.SIGKILL, 5)]:
-        if child.ended:
-            return
-        pid = transport.pid
-        if pid is not None:  # None once reaped: never signal a reused PID
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        await _waitFor(lambda: child.ended, grace)
+EXAMPLE = os.path.join(EXAMPLES, "p2c-scheduler")
+DROPIN = os.path.join(EXAMPLE, "twisted", "plugins", "p2c_scheduler_plugin.py")
 
 
 class SchedulerTests(unittest.TestCase):
@@ -181,9 +90,9 @@ class SchedulerTests(unittest.TestCase):
         )
         cwd = os.path.abspath(self.mktemp())
         os.makedirs(cwd)
-        result = _run(["-c", script], _env(EXAMPLE), cwd)
+        result = runChild(["-c", script], childEnv(EXAMPLE), cwd)
         self.assertEqual(
-            (result.returncode, result.stdout.strip()), (0, "ok"), _describe(result)
+            (result.returncode, result.stdout.strip()), (0, "ok"), describe(result)
         )
 
 
@@ -200,8 +109,8 @@ class DiscoveryTests(unittest.TestCase):
         """
         C{availableSchedulers()} lists C{p2c} along with the built-ins.
         """
-        result = _run(["-c", LIST_SCHEDULERS], _env(EXAMPLE), self.cwd)
-        self.assertEqual(result.returncode, 0, _describe(result))
+        result = runChild(["-c", LIST_SCHEDULERS], childEnv(EXAMPLE), self.cwd)
+        self.assertEqual(result.returncode, 0, describe(result))
         names = set(json.loads(result.stdout.splitlines()[-1]))
         self.assertEqual(names, BUILTINS | {"p2c"})
         self.assertNotIn("Traceback", result.stderr)
@@ -210,8 +119,8 @@ class DiscoveryTests(unittest.TestCase):
         """
         C{twistd --help} lists the playbalancer command.
         """
-        result = _run(["-c", TWISTD, "--help"], _env(EXAMPLE), self.cwd)
-        self.assertEqual(result.returncode, 0, _describe(result))
+        result = runChild(["-c", TWISTD, "--help"], childEnv(EXAMPLE), self.cwd)
+        self.assertEqual(result.returncode, 0, describe(result))
         commands = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ")]
         self.assertIn("playbalancer", commands, result.stdout)
 
@@ -222,36 +131,7 @@ class BadConfigTests(unittest.TestCase):
     """
 
     def runTwistd(self, balancerTable):
-        cwd = os.path.abspath(self.mktemp())
-        os.makedirs(cwd)
-        config = os.path.join(cwd, "playbalancer.toml")
-        with open(config, "w") as f:
-            f.write(
-                textwrap.dedent(
-                    f"""\
-                    [[listen]]
-                    endpoint = "tcp:{_freePort()}:interface=127.0.0.1"
-                    balancer = "web"
-
-                    [balancer.web]
-                    """
-                )
-                + textwrap.dedent(balancerTable)
-                + textwrap.dedent(
-                    """
-                    [[balancer.web.member]]
-                    name = "app1"
-                    url = "http://127.0.0.1:9"
-                    """
-                )
-            )
-        args = ["-c", TWISTD, "-n", "--pidfile=", "playbalancer", "--config", config]
-        result = _run(args, _env(EXAMPLE), cwd)
-        self.assertNotEqual(result.returncode, 0, _describe(result))
-        self.assertNotIn("Traceback", result.stdout + result.stderr, _describe(result))
-        lines = result.stderr.splitlines()
-        self.assertEqual(len(lines), 1, _describe(result))
-        return lines[0]
+        return configErrorLine(self, balancerTable, EXAMPLE)
 
     def test_unknownScheduler(self):
         line = self.runTwistd('scheduler = "nope"\n')
@@ -286,86 +166,27 @@ class EndToEndTests(unittest.TestCase):
     def test_balancesWithP2C(self):
         return defer.ensureDeferred(self._balancesWithP2C())
 
-    def startMember(self, name):
-        from playbalancer.demo import DemoInstance
-
-        instance = DemoInstance(name, 0, reactor)
-        wrapper = WrappingFactory(instance.site())
-        port = reactor.listenTCP(0, wrapper, interface="127.0.0.1")
-        instance.port = port.getHost().port
-
-        async def stop():
-            await port.stopListening()
-            # The balancer is gone by now (cleanups run last-in first-out);
-            # its connections to us end shortly.
-            if not await _waitFor(lambda: not wrapper.protocols, 5):
-                for p in list(wrapper.protocols):
-                    p.transport.abortConnection()
-                await _waitFor(lambda: not wrapper.protocols, 5)
-
-        self.addCleanup(lambda: defer.ensureDeferred(stop()))
-        return instance
-
     async def _balancesWithP2C(self):
-        from treq.client import HTTPClient
-        from twisted.web.client import Agent, HTTPConnectionPool
-
-        members = [self.startMember("app1"), self.startMember("app2")]
-
-        cwd = os.path.abspath(self.mktemp())
-        os.makedirs(cwd)
-        listen = _freePort()
-        config = os.path.join(cwd, "playbalancer.toml")
-        memberTables = "".join(
-            f'\n[[balancer.web.member]]\nname = "{m.name}"\nurl = "http://127.0.0.1:{m.port}"\n'
-            for m in members
+        members = [startDemoMember(self, "app1"), startDemoMember(self, "app2")]
+        balancer = await TwistdBalancer.start(
+            self,
+            'scheduler = "p2c"\n\n[balancer.web.scheduler_options]\nseed = 1\n',
+            members,
+            EXAMPLE,
         )
-        with open(config, "w") as f:
-            f.write(
-                f'[[listen]]\nendpoint = "tcp:{listen}:interface=127.0.0.1"\nbalancer = "web"\n\n'
-                '[balancer.web]\nscheduler = "p2c"\n\n'
-                "[balancer.web.scheduler_options]\nseed = 1\n" + memberTables
-            )
-
-        pool = HTTPConnectionPool(reactor, persistent=True)
-        self.addCleanup(pool.closeCachedConnections)
-        client = HTTPClient(Agent(reactor, pool=pool))
-
-        child = _Child()
-        args = [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "playbalancer", "--config", config]
-        transport = reactor.spawnProcess(child, sys.executable, args, env=_env(EXAMPLE), path=cwd)
-        self.addCleanup(lambda: defer.ensureDeferred(_stopChild(child, transport)))
-
-        url = f"http://127.0.0.1:{listen}/"
-        deadline = time.monotonic() + 20
-        while True:
-            if child.ended:
-                self.fail(f"twistd ended early ({child.reason}):\n{child.output()}")
-            try:
-                response = await client.get(url, timeout=2)
-                await response.content()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    self.fail(f"twistd did not answer on {url} in 20 s:\n{child.output()}")
-                await deferLater(reactor, 0.1, lambda: None)
 
         served = {"app1": 0, "app2": 0}
         for _ in range(20):
-            response = await client.get(url, timeout=10)
+            response = await balancer.client.get(balancer.url, timeout=10)
             body = await response.text("utf-8")
             self.assertEqual(response.code, 200, body)
-            for name in served:
-                if f"Hello from {name} " in body:
-                    served[name] += 1
+            name = servedBy(body, members)
+            if name is not None:
+                served[name] += 1
         self.assertEqual(sum(served.values()), 20, served)
         self.assertTrue(all(served.values()), f"one member got nothing: {served}")
 
-        await _stopChild(child, transport)
-        self.assertTrue(child.ended, "twistd did not stop")
-        log = child.output()
-        for bad in ["Traceback", "Unhandled Error", "CRITICAL"]:
-            self.assertNotIn(bad, log, log)
+        await balancer.stopCleanly()
 
 
 class StaleDropinCacheTests(unittest.TestCase):
@@ -392,8 +213,8 @@ class StaleDropinCacheTests(unittest.TestCase):
         self.assertTrue(os.path.exists(self.cache), "getPlugins wrote no dropin.cache")
 
     def available(self):
-        result = _run(["-c", LIST_SCHEDULERS], _env(self.root), self.root)
-        self.assertEqual(result.returncode, 0, _describe(result))
+        result = runChild(["-c", LIST_SCHEDULERS], childEnv(self.root), self.root)
+        self.assertEqual(result.returncode, 0, describe(result))
         self.stderr = result.stderr
         return set(json.loads(result.stdout.splitlines()[-1]))
 

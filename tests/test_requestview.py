@@ -37,6 +37,7 @@ class ViewTests(SynchronousTestCase):
         )
         self.assertEqual(head.header(b"x-user"), b"bob")  # the last one
         self.assertEqual(head.header(b"X-Missing"), None)
+        self.assertEqual((head.header("X-User"), head.cookie("lang")), (b"bob", b"fr"))  # text names
         self.assertEqual(
             (head.cookie(b"session"), head.cookie(b"lang"), head.cookie(b"nope")),
             (b"abc", b"fr", None),
@@ -82,6 +83,65 @@ class SchedulerSeesTheRequestTests(ProxyTestCase):
         view = scheduler.seen[0]
         self.assertEqual((view.method, view.path, view.query), (b"GET", b"/echo", b"q=1"))
         self.assertEqual(view.clientAddress, "127.0.0.1")
+
+
+class TrustedProxyViewTests(ProxyTestCase):
+    async def test_clientBehindTrustedProxy(self):
+        """
+        Behind a trusted proxy the scheduler sees the client that proxy
+        names (the last address in X-Forwarded-For that is not itself a
+        trusted proxy), not the proxy's address; an untrusted peer's
+        X-Forwarded-For is not believed.
+        """
+        import ipaddress
+
+        members = self.startMembers("app1")
+        balancer = self.startBalancer(
+            [members[0].url],
+            trustedProxies=[ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/8")],
+        )
+        scheduler = balancer.scheduler = ByUser()
+        client = self.client()
+        for forwarded in [b"203.0.113.5", b"198.51.100.1, 203.0.113.5, 10.1.2.3", b"not an address"]:
+            response, _ = await self.fetch(
+                client, "/echo", headers=Headers({b"X-Forwarded-For": [forwarded]})
+            )
+            self.assertEqual(response.code, 200)
+        self.assertEqual(
+            [view.clientAddress for view in scheduler.seen],
+            ["203.0.113.5", "203.0.113.5", "127.0.0.1"],
+        )
+
+    async def test_untrustedPeer(self):
+        members = self.startMembers("app1")
+        balancer = self.startBalancer([members[0].url])
+        scheduler = balancer.scheduler = ByUser()
+        response, _ = await self.fetch(
+            self.client(), "/echo", headers=Headers({b"X-Forwarded-For": [b"203.0.113.5"]})
+        )
+        self.assertEqual(scheduler.seen[0].clientAddress, "127.0.0.1")
+
+
+class UNIXSocketViewTests(ProxyTestCase):
+    async def test_noAddress(self):
+        """
+        A client on a UNIX socket has no address: the view says L{None}.
+        """
+        from twisted.internet.endpoints import UNIXClientEndpoint
+        from twisted.internet.protocol import Factory, Protocol
+
+        from playbalancer.testing import waitUntil
+        members = self.startMembers("app1")
+        balancer = self.startBalancer([members[0].url])
+        scheduler = balancer.scheduler = ByUser()
+        path = self.mktemp()
+        port = reactor.listenUNIX(path, self.frontFactory)
+        self.addCleanup(port.stopListening)
+        client = await UNIXClientEndpoint(reactor, path).connect(Factory.forProtocol(Protocol))
+        self.addCleanup(client.transport.loseConnection)
+        client.transport.write(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
+        await waitUntil(lambda: scheduler.seen, reactor)
+        self.assertIsNone(scheduler.seen[0].clientAddress)
 
 
 class TCPViewTests(ProxyTestCase):

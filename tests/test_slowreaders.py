@@ -141,7 +141,7 @@ class SlowMemberTests(ProxyTestCase):
         talk.send(b"u" * size)
         await waitUntil(lambda: self.balancer.member("app1").active == 1, reactor)
         (front,) = self.front.connections
-        connection = front.exchange.connection
+        connection = front.exchange.attempt.connection
         await waitUntil(lambda: connection is not None and unsentBytes(connection.transport) > 0, reactor)
         await task.deferLater(reactor, 1.0, lambda: None)
         # At most the mark, and one read of the size reads shrink to.

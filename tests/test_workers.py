@@ -457,6 +457,24 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         self.assertLessEqual(held, 2)
 
 
+class PackageTests(SynchronousTestCase):
+    def test_namesStayImportable(self):
+        """
+        What was importable from C{playbalancer.workers} as one module
+        still is, from the package.
+        """
+        import playbalancer.workers as workers
+        from playbalancer.workers.agent import WorkerAgent
+        from playbalancer.workers.supervisor import WorkerSupervisor
+
+        for name in ["DEFAULT_BACKLOG", "PUSH_INTERVAL", "REPORT_INTERVAL", "RESTART_DELAY", "Reopen",
+                     "WorkerAgent", "WorkerSupervisor", "endpointAddress", "listeningSocket",
+                     "memberCounts", "share"]:
+            self.assertTrue(hasattr(workers, name), name)
+        self.assertIs(workers.WorkerAgent, WorkerAgent)
+        self.assertIs(workers.WorkerSupervisor, WorkerSupervisor)
+
+
 class ShareTests(SynchronousTestCase):
     def test_shares(self):
         """

@@ -6,7 +6,9 @@ own status (applied revision, requests in flight) under a lease.
 Keys, under C{/playbalancer/v1/<tier>/}:
 
   - C{admin/<balancer>/<member>}: C{{"admin", "standby", "weight", "who"}},
-    plus C{"url"} for a member added at run time and C{"removed"}.
+    plus C{"url"} for a member added at run time and C{"removed"}: one
+    L{playbalancer.memberstate} entry (plus C{"who"}), applied through the
+    balancer's methods like the state file's and the workers'.
   - C{nodes/<node>}: C{{"revision", "inflight": {"<balancer>/<member>": n},
     "at"}}, bound to the node's lease.
 
@@ -24,8 +26,8 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, suc
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
+from playbalancer import memberstate
 from playbalancer.atomicfile import replaceFile
-from playbalancer.balancer import Member
 from playbalancer.cluster.etcd import CompactedError
 from playbalancer.cluster.interfaces import StoreError
 from playbalancer.cluster.records import RecordError, adminKey, adminRecord, nodeKey, nodeStatus, showKey
@@ -272,37 +274,19 @@ class ClusterNode(Service):
         """
         Make one member match its checked record (never because of an
         error or an empty answer: only records that were read are applied).
+        A record is one L{playbalancer.memberstate} entry, applied through
+        the balancer's methods as the state file's and the workers' are.
         """
         self.records[key] = record
-        who = record.get("who") or "cluster"
-        member = balancer.member(memberName)
-        if record.get("removed"):
-            if member is not None and not member.removing:
-                balancer.removeMember(member, who)
-            return
-        if member is None or member.removing:
-            url = record.get("url")
-            if not url:
-                return
-            member = Member(
-                memberName, url, weight=record.get("weight", 1), standby=record.get("standby", False)
-            )
-            balancer.addMember(member, who)
-        if "admin" in record:
-            balancer.setAdmin(member, record["admin"], who)
-        if "standby" in record:
-            balancer.setStandby(member, record["standby"], who)
-        if "weight" in record:
-            balancer.setWeight(member, record["weight"], who)
+        memberstate.applyEntry(balancer, memberName, record, record.get("who") or "cluster")
 
     def _forget(self, key):
         record = self.records.pop(key, None)
         self.modRevisions.pop(key, None)
         if record and record.get("url"):
             balancer, memberName = self._memberOf(key)
-            member = balancer.member(memberName) if balancer is not None else None
-            if member is not None and not member.removing:
-                balancer.removeMember(member, "cluster")
+            if balancer is not None:
+                memberstate.applyEntry(balancer, memberName, {"removed": True}, "cluster")
 
     # Writing
 
@@ -327,14 +311,8 @@ class ClusterNode(Service):
                 except RecordError as e:
                     self._skip(key, f"{e}; replacing it")
             if record is None:
-                member = balancer.member(memberName)
-                record = {}
-                if member is not None:
-                    record = {
-                        "admin": member.admin,
-                        "standby": member.standby,
-                        "weight": member.configuredWeight,
-                    }
+                member = memberstate.live(balancer, memberName)
+                record = memberstate.entry(member) if member is not None else {}
             record.update(fields)
             record["who"] = who
             revision = await self.store.compareAndSet(

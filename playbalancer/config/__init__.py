@@ -65,16 +65,19 @@ __all__ = [
 ]
 
 
-def parseConfig(data, schedulers=None):
+def parseConfig(data, schedulers=None, needListeners=True):
     """
     Check a decoded TOML document and build the L{Config}.
 
     @param schedulers: the known scheduler names, or L{None} not to check.
+    @param needListeners: whether C{[[listen]]} tables are needed, and every
+        balancer must be used by one (not for balancers embedded in an
+        application of one's own, L{playbalancer.embed}).
     @raise ConfigError: for the first problem found.
     """
     top = _Table(data, "")
-    rawListeners = top.get("listen", _array, required=True)
-    if not rawListeners:
+    rawListeners = top.get("listen", _array, [], required=needListeners)
+    if needListeners and not rawListeners:
         raise ConfigError("listen", "at least one [[listen]] is needed")
     listeners = [_listener(item, f"listen[{i}]") for i, item in enumerate(rawListeners)]
     rawBalancers = top.get("balancer", lambda v, p: _Table(v, p)._data, required=True)
@@ -105,7 +108,7 @@ def parseConfig(data, schedulers=None):
                 f"listen[{index}].balancer", f"no balancer named {listener.balancer!r}"
             )
     used = {listener.balancer for listener in listeners}
-    for name in balancers:
+    for name in balancers if needListeners else ():
         if name not in used:
             raise ConfigError(f"balancer.{_key(name)}", "no listener uses this balancer")
     for index, listener in enumerate(listeners):
@@ -159,9 +162,9 @@ def _workerCount(value, path):
     return value
 
 
-def loadConfig(path, schedulers=None):
+def loadConfig(path, schedulers=None, needListeners=True):
     """
-    Read and check the TOML file at C{path}.
+    Read and check the TOML file at C{path} (see L{parseConfig}).
 
     @raise ConfigError: when the file cannot be read, is not TOML, or does
         not check out.
@@ -173,7 +176,7 @@ def loadConfig(path, schedulers=None):
         raise ConfigError("", f"{path}: cannot read: {e.strerror}")
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError("", f"{path}: not valid TOML: {e}")
-    return parseConfig(data, schedulers)
+    return parseConfig(data, schedulers, needListeners)
 
 
 def configFromArguments(

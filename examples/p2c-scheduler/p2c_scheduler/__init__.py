@@ -24,6 +24,10 @@ class PowerOfTwoChoicesScheduler:
     """
     Two distinct random candidates; the less loaded one (C{active / weight})
     wins, the first drawn on a tie.
+
+    C{pick} is given the request as an
+    L{playbalancer.interfaces.IRequestView} (in TCP mode only its client
+    address and C{secure} are known); this scheduler does not look at it.
     """
 
     def __init__(self, rng=None):

@@ -1,0 +1,7 @@
+"""
+Publishes the "hash" scheduler to playbalancer as a Twisted plugin.
+"""
+
+from hash_scheduler import hashScheduler
+
+__all__ = ["hashScheduler"]

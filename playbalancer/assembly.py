@@ -1,0 +1,172 @@
+"""
+Balancers, health checks, member pools and proxies built from a checked
+config (L{playbalancer.config}): what C{twistd playbalancer}, a worker
+process and an embedding application (L{playbalancer.embed}) share.
+Problems raise L{ConfigError}; the command line turns them into one line
+and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from twisted.application.service import Service
+
+from playbalancer.balancer import Balancer, Member
+from playbalancer.config import ConfigError
+
+
+class PoolService(Service):
+    """
+    Closes the idle member connections when the balancer stops.
+    """
+
+    def __init__(self, pools):
+        self.pools = pools
+
+    def stopService(self):
+        Service.stopService(self)
+        self.pools.close()
+
+
+def buildBalancer(config, schedulerFactory, clock):
+    """
+    A L{Balancer} from a L{playbalancer.config.BalancerConfig}.
+
+    @raise ConfigError: when the scheduler refuses its options.
+    """
+    try:
+        scheduler = schedulerFactory.makeScheduler(dict(config.schedulerOptions))
+    except ValueError as e:
+        raise ConfigError(f"balancer.{config.name}.scheduler_options", str(e))
+    members = [
+        Member(m.name, m.url, weight=m.weight, standby=m.standby) for m in config.members
+    ]
+    balancer = Balancer(
+        config.name,
+        scheduler,
+        members,
+        clock,
+        retry=config.retry,
+        schedulerName=config.scheduler,
+    )
+    balancer.mode = config.mode
+    balancer.failOnStatus = frozenset(config.failOnStatus)
+    balancer.retryIdempotencyKey = config.retryIdempotencyKey
+    if config.health is not None:
+        balancer.activeChecks = True
+        balancer.healthSettings = config.health
+        balancer.slowStart = config.health.slowstart
+    return balancer
+
+
+def memberTLS(balancerConfig):
+    """
+    The L{playbalancer.membertls.MemberTLS} of a balancer's config.
+
+    @raise ConfigError: when its CA file cannot be used.
+    """
+    from playbalancer.membertls import MemberTLS
+
+    try:
+        return MemberTLS.fromConfig(balancerConfig.tlsCAFile, balancerConfig.tlsVerify)
+    except ValueError as e:  # the file changed since the config was read
+        raise ConfigError(f"balancer.{balancerConfig.name}.tls_ca_file", str(e))
+
+
+def makeHealthChecker(balancer, settings, reactor, tcp=False, tls=None):
+    """
+    The active health checks of one balancer, over fresh connections (a
+    pooled one would not show whether the member accepts new ones): HTTP
+    GETs, or in TCP mode plain connects.
+    """
+    from treq.client import HTTPClient
+    from twisted.web.client import Agent
+
+    from playbalancer.endpoints import MemberEndpoints
+    from playbalancer.health import HealthChecker, connectCheck, quietPool
+
+    if tcp:
+        endpoints = MemberEndpoints(reactor, settings.timeout)
+        return HealthChecker(balancer, settings, None, reactor, connectCheck(endpoints.forMember))
+    from playbalancer.membertls import SYSTEM
+
+    agent = Agent(
+        reactor, contextFactory=tls if tls is not None else SYSTEM, pool=quietPool(reactor)
+    )
+    return HealthChecker(balancer, settings, HTTPClient(agent), reactor)
+
+
+def buildBalancers(config, schedulers, reactor, top=None):
+    """
+    The balancers of a config, with their health checkers under C{top} (if
+    given; worker processes get health from their parent).
+
+    @raise ConfigError: when a scheduler refuses its options.
+    """
+    balancers = {}
+    for name, balancerConfig in config.balancers.items():
+        factory = schedulers[balancerConfig.scheduler]
+        balancers[name] = buildBalancer(balancerConfig, factory, reactor)
+    for name, balancerConfig in config.balancers.items():
+        if balancerConfig.health is not None and top is not None:
+            checker = makeHealthChecker(
+                balancers[name],
+                balancerConfig.health,
+                reactor,
+                tcp=balancerConfig.mode == "tcp",
+                tls=memberTLS(balancerConfig),
+            )
+            checker.setServiceParent(top)
+    return balancers
+
+
+def buildPools(config, reactor, top, sweeper):
+    """
+    The member connection pools of the config's HTTP balancers (closed
+    when C{top} stops), and every balancer's member endpoints.
+
+    @return: C{(pools, endpoints)}, both by balancer name.
+    """
+    from playbalancer.endpoints import MemberEndpoints
+    from playbalancer.http.upstream import MemberPools
+
+    pools = {}
+    endpoints = {}
+    for name, balancerConfig in config.balancers.items():
+        endpoints[name] = MemberEndpoints(
+            reactor, balancerConfig.connectTimeout, memberTLS(balancerConfig)
+        )
+        if balancerConfig.mode == "tcp":
+            continue
+        pools[name] = MemberPools(
+            endpoints[name].forMember,
+            sweeper,
+            maxIdle=balancerConfig.keepalive,
+            maxConnections=balancerConfig.maxConnections,
+            queueLimit=balancerConfig.queue,
+            queueTimeout=balancerConfig.queueTimeout,
+        )
+        PoolService(pools[name]).setServiceParent(top)
+    return pools, endpoints
+
+
+def makeProxy(balancer, pools, balancerConfig, reactor, listener=None):
+    """
+    The L{playbalancer.http.proxy.HTTPProxy} of one balancer, with the
+    header settings of C{listener} (a L{playbalancer.config.ListenConfig}),
+    or the defaults without one.
+    """
+    from playbalancer.http.proxy import HTTPProxy
+
+    settings = {}
+    if listener is not None:
+        settings = dict(
+            preserveHost=listener.preserveHost,
+            trustedProxies=[
+                ipaddress.ip_network(n, strict=False) for n in listener.trustedProxies
+            ],
+            underscoresInHeaders=listener.underscoresInHeaders,
+            bufferSize=listener.bufferSize,
+        )
+    return HTTPProxy(balancer, pools, reactor, timeout=balancerConfig.timeout, **settings)

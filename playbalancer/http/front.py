@@ -1,0 +1,527 @@
+"""
+The HTTP/1.1 client face of the proxy: a strict HTTP/1.1 server
+connection that reads requests (heads through L{playbalancer.http.wire},
+bodies through L{playbalancer.http.chunked}), hands each to an
+L{Exchange} with a L{ResponseWriter} as its client side, and enforces the
+listener's limits and timeouts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zope.interface import implementer
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IProtocolNegotiationFactory, ISSLTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+
+from playbalancer.flow import SendDeadline
+from playbalancer.http.bodyreader import BodyReader
+from playbalancer.http.exchange import Exchange
+from playbalancer.http.responses import REASONS, plainResponse
+from playbalancer.http.responsewriter import ResponseWriter
+from playbalancer.http.wire import HTTPError, Limits, parseRequestHead, scanHead
+from playbalancer.rawsocket import canHalfClose, closeWhenSent, setSendLimit
+from playbalancer.readsize import followReads
+from playbalancer.tlslisten import HTTP_PROTOCOLS
+
+_HEAD, _BODY, _WAIT, _TUNNEL, _CLOSED, _HANDED_OVER, _LINGER = range(7)
+
+#: After refusing a request: seconds, and bytes, of what the client still
+#: sends that are read and dropped before the connection is closed, so
+#: that unread bytes do not make the kernel reset the connection and lose
+#: the refusal (a "lingering close", as nginx and Apache do).
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 262144
+
+#: The most bytes handed to the kernel in one send (Twisted's is 128 KiB).
+SEND_LIMIT = 1 << 20
+
+#: Pipelined bytes read ahead of the current response before the client is
+#: paused.
+PIPELINE_LIMIT = 65536
+
+
+@dataclass(frozen=True)
+class FrontSettings:
+    """
+    A listener's limits and timeouts (seconds).
+
+    @ivar headerTimeout: to receive a whole request head, from its first
+        byte (or from the connection's start): slowloris.
+    @ivar idleTimeout: a keep-alive connection may wait for its next
+        request.
+    @ivar bodyTimeout: the request body may pause.
+    @ivar minBodyRate: bytes per second a request body must average once
+        its first C{bodyTimeout} has passed (each byte buys C{1 /
+        minBodyRate} seconds more, as Apache's mod_reqtimeout C{MinRate});
+        0: no minimum.
+    @ivar bodyDeadline: the longest a whole request body may take, from
+        its first byte (the time we do not read does not count); 0: none.
+    @ivar tunnelIdleTimeout: an upgrade tunnel with no bytes either way
+        for this long is closed (HAProxy's C{timeout tunnel}); 0: never.
+    @ivar sendTimeout: the client may take no bytes for this long while
+        some wait for it (then the connection is aborted); 0: no limit.
+    @ivar maxBody: the largest request body (0: no limit).
+    @ivar maxConnections: client connections open at once (0: no limit).
+    """
+
+    limits: Limits = Limits()
+    headerTimeout: float = 10.0
+    idleTimeout: float = 75.0
+    bodyTimeout: float = 60.0
+    minBodyRate: float = 500.0
+    bodyDeadline: float = 0.0
+    tunnelIdleTimeout: float = 3600.0
+    sendTimeout: float = 60.0
+    maxBody: int = 0
+    maxConnections: int = 10000
+
+
+class FrontConnection(Protocol):
+    """
+    One client connection.
+    """
+
+    def __init__(self, factory):
+        self.factory = factory
+        self.settings = factory.settings
+        self.state = _HEAD
+        self.buffer = b""
+        self.exchange = None
+        self.deadline = None
+        self.closing = False
+        self.client = None
+        self.secure = False
+        self._body = None
+        self._headStarted = False
+        #: Bytes of an incomplete head in C{buffer} already scanned.
+        self._scanned = 0
+        self._processing = False
+        self._paused = False
+        self._handedOver = None
+        self._sendDeadline = None
+        self.writer = None
+
+    def connectionMade(self):
+        factory = self.factory
+        transport = self.transport
+        try:
+            transport.setTcpNoDelay(True)
+        except (AttributeError, OSError):
+            pass
+        # Large bodies go out in large writes.
+        setSendLimit(transport, SEND_LIMIT)
+        self.secure = ISSLTransport.providedBy(transport)
+        self.writer = ResponseWriter(
+            self, transport, factory.accessLog, factory.proxy.bufferSize
+        )
+        factory.connections.add(self)
+        factory.accepted += 1
+        factory.sweeper.watch(self)
+        self.deadline = factory.sweeper.now + self.settings.headerTimeout
+
+    # Reading
+
+    def dataReceived(self, data):
+        followReads(self.transport, len(data), self._memberKeepsUp)
+        state = self.state
+        if state == _BODY and not self.buffer:
+            self._feedBody(data)
+            if self.state == _BODY:
+                return
+        elif state == _TUNNEL:
+            self.tunnelActive()
+            self.exchange.clientData(data)
+            return
+        elif state == _HANDED_OVER:
+            self._handedOver.dataReceived(data)
+            return
+        elif state == _LINGER:
+            self._lingered += len(data)
+            if self._lingered > LINGER_BYTES:
+                self.transport.abortConnection()
+            return
+        elif state == _CLOSED:
+            return
+        else:
+            self.buffer = self.buffer + data if self.buffer else data
+        if not self._processing:
+            self._process()
+
+    def _memberKeepsUp(self):
+        exchange = self.exchange
+        return exchange is None or exchange.memberKeepsUp()
+
+    def _process(self):
+        self._processing = True
+        try:
+            while True:
+                state = self.state
+                if state == _HEAD:
+                    if not self._readHead():
+                        return
+                elif state == _BODY:
+                    if not self.buffer:
+                        return
+                    data, self.buffer = self.buffer, b""
+                    self._feedBody(data)
+                    if self.state == _BODY:
+                        return
+                else:
+                    if state == _WAIT and len(self.buffer) > PIPELINE_LIMIT:
+                        self.pauseReading()
+                    return
+        finally:
+            self._processing = False
+
+    def _readHead(self):
+        """
+        Read a request head from the buffer and start its exchange.
+
+        @return: whether to go on processing.
+        """
+        buffer = self.buffer
+        if not buffer:
+            return False
+        if buffer[:1] in (b"\r", b"\n"):
+            buffer = self.buffer = buffer.lstrip(b"\r\n")
+            if not buffer:
+                return False
+        sweeper = self.factory.sweeper
+        limits = self.settings.limits
+        end, bareLF = scanHead(buffer, self._scanned)
+        if end == -1:
+            self._scanned = len(buffer)
+            if not self._headStarted:
+                self._headStarted = True
+                self.deadline = sweeper.now + self.settings.headerTimeout
+            if buffer.find(b"\r\n", 0, limits.maxRequestLine + 2) == -1 and (
+                len(buffer) > limits.maxRequestLine
+            ):
+                self.refuse(HTTPError(414, "the request line is too long"))
+            elif len(buffer) > limits.maxHeaderBytes + limits.maxRequestLine:
+                self.refuse(HTTPError(431, "the request head is too large"))
+            elif bareLF:
+                self.refuse(HTTPError(400, "a bare LF line ending"))
+            return False
+        self._scanned = 0
+        raw = buffer[: end + 4]
+        self.buffer = buffer[end + 4 :]
+        try:
+            if end > limits.maxHeaderBytes + limits.maxRequestLine:
+                raise HTTPError(431, "the request head is too large")
+            request = parseRequestHead(buffer[:end], limits)
+            maxBody = self.settings.maxBody
+            if maxBody and request.length and request.length > maxBody:
+                raise HTTPError(413, "the body is too big")
+        except HTTPError as e:
+            self.refuse(e)
+            return False
+        if self.client is None:
+            # Asked only now: a PROXY protocol wrapper knows the real peer
+            # once its header was read.
+            self.client = getattr(self.transport.getPeer(), "host", None) or ""
+        request.client = self.client or None  # (no address: a UNIX socket)
+        request.secure = self.secure
+        self._headStarted = False
+        mount = self.factory.mount
+        if mount is not None and mount.claims(request.path):
+            self._handOver(mount, raw)
+            return False
+        writer = self.writer
+        writer.begin(request)
+        exchange = self.exchange = Exchange(self.factory.proxy, writer, request)
+        length = request.length
+        if length == 0:
+            self.state = _WAIT
+            self.deadline = None
+        else:
+            self.state = _BODY
+            self._body = BodyReader(length, self.settings, exchange.bodyData, sweeper.now)
+            self.deadline = self._body.deadline(sweeper.now)
+        try:
+            exchange.start()
+        except Exception:
+            exchange.failed(Failure())
+        return True
+
+    def _feedBody(self, data):
+        try:
+            left = self._body.feed(data)
+        except HTTPError as e:
+            exchange = self.exchange
+            if exchange is not None and exchange.responseHead is not None:
+                self.abort()
+            else:
+                if exchange is not None:
+                    exchange.clientGone()
+                self.refuse(e)
+            return
+        if left is None:
+            # (Reading may have just paused, the member being slow: then
+            # the body's clock stopped.)
+            self.deadline = None if self._paused else self._body.deadline(self.factory.sweeper.now)
+            return
+        self._body = None
+        self.buffer = left + self.buffer if self.buffer else left
+        exchange = self.exchange
+        if exchange is None:
+            # Its response went out already; the connection closes.
+            self.close()
+            return
+        self.state = _WAIT
+        self.deadline = None
+        exchange.bodyEnd()
+
+    # Flow control
+
+    def pauseReading(self):
+        if not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+            if self.state == _BODY:
+                self._body.paused(self.factory.sweeper.now)
+                self.deadline = None
+
+    def resumeReading(self):
+        if self._paused:
+            self._paused = False
+            self.transport.resumeProducing()
+            if self.state == _BODY:
+                now = self.factory.sweeper.now
+                self._body.resumed(now)
+                self.deadline = self._body.deadline(now)
+
+    # Answers
+
+    def responseDone(self, keepAlive):
+        """
+        The current exchange wrote its whole response.
+        """
+        self.exchange = None
+        if self.state == _CLOSED:
+            return
+        if not keepAlive or self.closing or self.state == _BODY:
+            self.close()
+            return
+        self.state = _HEAD
+        self.deadline = self.factory.sweeper.now + self.settings.idleTimeout
+        self.resumeReading()
+        if self.buffer and not self._processing:
+            self._process()
+
+    def close(self):
+        """
+        Close once what was written has gone out (L{closeWhenSent}).
+        """
+        self.state = _CLOSED
+        self.deadline = None
+        closeWhenSent(self.transport)
+        deadline = self.sendDeadline()
+        if deadline is not None:
+            deadline.closing()
+
+    def sendDeadline(self):
+        """
+        This connection's L{SendDeadline} (made when first needed), or
+        L{None} when the listener has no C{sendTimeout}.
+        """
+        deadline = self._sendDeadline
+        if deadline is None and self.settings.sendTimeout:
+            deadline = self._sendDeadline = SendDeadline(
+                self.transport, self.factory.sweeper, self.settings.sendTimeout
+            )
+        return deadline
+
+    def refuse(self, error):
+        """
+        Answer a request we will not pass on, and close.
+        """
+        if self.state == _CLOSED:
+            return
+        self.factory.refused += 1
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.clientGone()
+        elif self.factory.accessLog is not None:
+            client = self.client or getattr(self.transport.getPeer(), "host", None)
+            self.factory.accessLog.refused(client, error.status, error.reason)
+        self.transport.write(plainResponse(error.status, _text(error), keepAlive=False))
+        if not canHalfClose(self.transport):
+            self.close()
+            return
+        self.transport.loseWriteConnection()
+        self.state = _LINGER
+        self._lingered = 0
+        self.buffer = b""
+        self.deadline = self.factory.sweeper.now + LINGER_SECONDS
+
+    def abort(self):
+        """
+        Close the connection short of a complete response: what was sent
+        goes out, and cannot look complete (short of its Content-Length, or
+        without its last chunk).
+        """
+        self.close()
+
+    def expired(self):
+        """
+        A timeout passed (see L{FrontSettings}).
+        """
+        self.deadline = None
+        state = self.state
+        if state == _LINGER:
+            self.transport.abortConnection()
+        elif state == _HEAD:
+            if self.buffer or self._headStarted:
+                self.refuse(HTTPError(408, "the request head took too long"))
+            else:
+                self.close()
+        elif state == _BODY:
+            exchange = self.exchange
+            if exchange is not None:
+                exchange.clientTimedOut()
+            else:
+                self.refuse(HTTPError(408, "the request body stopped"))
+        elif state == _TUNNEL:
+            # Idle for tunnelIdleTimeout: the member side is closed when
+            # this connection is lost (Exchange.clientGone).
+            self.close()
+
+    def tunnelActive(self):
+        """
+        Bytes went through the tunnel, one way or the other: its idle
+        clock starts again.
+        """
+        timeout = self.settings.tunnelIdleTimeout
+        self.deadline = self.factory.sweeper.now + timeout if timeout else None
+
+    def startTunnel(self, exchange):
+        """
+        From now on, bytes from the client go to the member as they are.
+        """
+        self.state = _TUNNEL
+        self.tunnelActive()
+        buffered, self.buffer = self.buffer, b""
+        if buffered:
+            exchange.clientData(buffered)
+
+    def closeGracefully(self):
+        """
+        Close once the current response is done; at once if idle.
+        """
+        self.closing = True
+        if self.state == _HEAD and self.exchange is None and not self.buffer:
+            self.close()
+
+    # Handing over to another protocol (the manager on the same listener)
+
+    def _handOver(self, mount, raw):
+        self.state = _HANDED_OVER
+        self.deadline = None
+        self.factory.sweeper.unwatch(self)
+        channel = self._handedOver = mount.buildProtocol(self.transport.getPeer())
+        channel.makeConnection(self.transport)
+        rest, self.buffer = self.buffer, b""
+        channel.dataReceived(raw + rest)
+
+    def connectionLost(self, reason):
+        factory = self.factory
+        factory.connections.discard(self)
+        factory.sweeper.unwatch(self)
+        if self._sendDeadline is not None:
+            self._sendDeadline.stop()
+        self.state = _CLOSED
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.clientGone()
+        if self._handedOver is not None:
+            self._handedOver.connectionLost(reason)
+
+
+def _text(error):
+    phrase = REASONS.get(error.status, b"Error").decode("ascii")
+    return f"{phrase}: {error.reason}"
+
+
+class Rejected(Protocol):
+    """
+    A connection over the listener's limit: closed at once.
+    """
+
+    def connectionMade(self):
+        self.transport.abortConnection()
+
+
+@implementer(IProtocolNegotiationFactory)
+class HTTPFrontFactory(Factory):
+    """
+    Builds L{FrontConnection}s for one listener.
+
+    @param proxy: the L{playbalancer.exchange.HTTPProxy} requests go to.
+    @param settings: the listener's L{FrontSettings}.
+    @param mount: optional L{playbalancer.manager.mount.ManagerMount}:
+        requests under its path go to
+        it, not to the proxy.
+    """
+
+    noisy = False
+
+    def __init__(self, proxy, settings=FrontSettings(), mount=None):
+        self.proxy = proxy
+        self.settings = settings
+        self.sweeper = proxy.sweeper
+        self.mount = mount
+        self.connections = set()
+        #: An L{playbalancer.accesslog.AccessLog}, or L{None}.
+        self.accessLog = None
+        self.accepted = 0
+        self.rejected = 0
+        self.refused = 0
+
+    @property
+    def openConnections(self):
+        return len(self.connections)
+
+    def acceptableProtocols(self):
+        """
+        What a TLS client may negotiate by ALPN: HTTP/1.1.
+        """
+        return list(HTTP_PROTOCOLS)
+
+    def buildProtocol(self, addr):
+        limit = self.settings.maxConnections
+        if limit and len(self.connections) >= limit:
+            self.rejected += 1
+            return Rejected()
+        return FrontConnection(self)
+
+    def closeGracefully(self, clock, grace):
+        """
+        Close every client connection without cutting off a request: idle
+        ones at once, busy ones once their response is done (with
+        C{Connection: close} on responses that have not started).  After
+        C{grace} seconds the rest are cut.
+
+        @return: a L{Deferred} that fires when all are closed.
+        """
+        for connection in list(self.connections):
+            connection.closeGracefully()
+        d = Deferred()
+        deadline = clock.seconds() + grace
+
+        def check():
+            if not self.connections:
+                d.callback(None)
+            elif clock.seconds() >= deadline:
+                for connection in list(self.connections):
+                    connection.transport.abortConnection()
+                d.callback(None)
+            else:
+                clock.callLater(0.05, check)
+
+        check()
+        return d
