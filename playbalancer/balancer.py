@@ -22,7 +22,7 @@ from twisted.logger import Logger
 
 from playbalancer import outcome as _outcome
 from playbalancer.interfaces import IMember
-from playbalancer.stats import MemberStats
+from playbalancer.observe.stats import MemberStats
 
 ADMIN_STATES = ("enabled", "drain", "disabled")
 

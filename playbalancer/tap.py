@@ -22,6 +22,7 @@ from playbalancer.assembly import (  # noqa: F401 (makeHealthChecker, memberTLS:
 from playbalancer.config import ConfigError, configFromArguments, loadConfig, parseConfig
 from playbalancer.schedulers import availableSchedulers
 from playbalancer.tokens import readTokenFile
+from playbalancer._net.internals import raiseStartErrors
 
 
 _log = Logger()
@@ -154,7 +155,7 @@ def makeManager(config, balancers, reactor, listeners=()):
     if config.manager is None:
         return None, None
     from playbalancer.manager import ManagerRoot
-    from playbalancer.metrics import MetricsPage, registryFor
+    from playbalancer.observe.metrics import MetricsPage, registryFor
     from playbalancer.manager.guard import AccessPolicy
     from playbalancer.statefile import StateFileError, StateKeeper
 
@@ -214,7 +215,7 @@ def makeAccessLog(path, endpoint, parent, reactor):
     """
     if not path:
         return None
-    from playbalancer.accesslog import AccessLog, ReopenOnSignal
+    from playbalancer.observe.accesslog import AccessLog, ReopenOnSignal
 
     log = AccessLog.open(path, reactor)
     ReopenOnSignal(log, reactor).setServiceParent(parent)
@@ -339,7 +340,7 @@ def makeService(options, reactor=None):
     from twisted.protocols.haproxy import proxyEndpoint
 
     from playbalancer.site import GracefulService, ListenerService
-    from playbalancer.tlslisten import negotiateProtocols, protocolsOf
+    from playbalancer._net.tlslisten import negotiateProtocols, protocolsOf
 
     from playbalancer.memory import nurseryAdvice, settleHeap, tuneAllocator
 
@@ -379,7 +380,7 @@ def makeService(options, reactor=None):
             # gives the real client address.
             endpoint = proxyEndpoint(endpoint)
         service = service(endpoint, factory)
-        service._raiseSynchronously = True
+        raiseStartErrors(service)
         service.setServiceParent(parent if parent is not None else fronts)
         return service
 

@@ -20,9 +20,9 @@ from playbalancer.interfaces import IRequestView
 from playbalancer.flow import BUFFER_SIZE, SendDeadline, holdIfFull, keepsUp, pauses
 from playbalancer.http.front import Rejected
 from playbalancer.proxyline import ProxyHeaderError, parseProxyHeader
-from playbalancer.rawsocket import closeWhenSent, closeWriting, setSendLimit
-from playbalancer.readsize import followReads
-from playbalancer.sendnow import sendNow
+from playbalancer._net.rawsocket import closeWhenSent, closeWriting, setSendLimit
+from playbalancer._net.readsize import followReads
+from playbalancer._net.sendnow import sendNow
 
 _log = Logger()
 

@@ -13,7 +13,7 @@ from playbalancer.failures import describe
 from playbalancer.flow import holdIfFull, keepsUp, pauses, stopPausing
 from playbalancer.http.upstream import QueueFull
 from playbalancer.outcome import Outcome
-from playbalancer.rawsocket import closeWhenSent
+from playbalancer._net.rawsocket import closeWhenSent
 
 CONNECTING = "connecting"
 SENDING = "sending"

@@ -23,9 +23,9 @@ from playbalancer.http.exchange import Exchange
 from playbalancer.http.responses import REASONS, plainResponse
 from playbalancer.http.responsewriter import ResponseWriter
 from playbalancer.http.wire import HTTPError, Limits, parseRequestHead, scanHead
-from playbalancer.rawsocket import canHalfClose, closeWhenSent, setSendLimit
-from playbalancer.readsize import followReads
-from playbalancer.tlslisten import HTTP_PROTOCOLS
+from playbalancer._net.rawsocket import canHalfClose, closeWhenSent, setSendLimit
+from playbalancer._net.readsize import followReads
+from playbalancer._net.tlslisten import HTTP_PROTOCOLS
 
 _HEAD, _BODY, _WAIT, _TUNNEL, _CLOSED, _HANDED_OVER, _LINGER = range(7)
 

@@ -12,7 +12,7 @@ from zope.interface import implementer
 from playbalancer.flow import holdIfFull, keepsUp, pauses, stopPausing
 from playbalancer.http.responses import plainBody, plainResponse
 from playbalancer.interfaces import IClientSide
-from playbalancer.sendnow import sendNow, sendSequenceNow
+from playbalancer._net.sendnow import sendNow, sendSequenceNow
 
 
 @implementer(IClientSide)

@@ -15,8 +15,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from playbalancer.http.chunked import ChunkedDecoder, LengthCounter
-from playbalancer.readsize import followReads, startSmall
-from playbalancer.sendnow import sendNow
+from playbalancer._net.readsize import followReads, startSmall
+from playbalancer._net.sendnow import sendNow
 from playbalancer.http.wire import HTTPError, findBareLF, parseResponseHead
 
 #: The largest response head a member may send.

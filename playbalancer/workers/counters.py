@@ -6,7 +6,7 @@ shows the sums on its own members (L{show}).
 
 from __future__ import annotations
 
-from playbalancer.stats import BUCKETS, FAILURE_KINDS
+from playbalancer.observe.stats import BUCKETS, FAILURE_KINDS
 
 _COUNTERS = ("requests", "failures", "bytesIn", "bytesOut", "retries")
 
