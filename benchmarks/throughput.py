@@ -16,6 +16,8 @@ per run), keep-alive or with a new connection (a handshake) per request.
     python benchmarks/throughput.py --python .venv/bin/python --runs 3 --duration 10 --json out.json
     python benchmarks/throughput.py --only playbalancer,haproxy --tests small-50 --runs 1 --duration 3
     python benchmarks/throughput.py --report out.json --table rst   # a table from an earlier run
+    python benchmarks/throughput.py --ab /path/to/old/checkout --only playbalancer,playbalancer-pypy \
+        --tests small-50,big-10 --runs 6 --duration 8    # old commit against this one
 
 The script uses only the standard library (Python 3.9+).  The playbalancer
 rows and the Twisted floors run under --python (default: this interpreter),
@@ -24,7 +26,23 @@ wrk/nginx/haproxy/apache2 are installed with apt-get (as root) unless
 --no-install.  Members and balancers listen only on 127.0.0.1 ports 20000 to
 20999, each config and log lives in one temporary directory, and every
 process is stopped by its PID when the script ends, also on Ctrl-C.  Peer
-configs are templates in benchmarks/peers/.  See benchmarks/README.rst.
+configs are templates in benchmarks/peers/.
+
+--ab OLD_TREE compares two commits of playbalancer in one invocation: every
+playbalancer row selected is run twice, as NAME-new with this script's tree
+(the directory above benchmarks/) first on PYTHONPATH and as NAME-old with
+OLD_TREE (another checkout of playbalancer, for example a git worktree of
+the old commit) first on PYTHONPATH, on the same interpreters.  Before a
+row starts, its interpreter is asked, with that row's environment and
+working directory, where it imports playbalancer from; a row whose import
+does not come from its tree is skipped.  Each pair is measured back to back
+on every test, new then old on odd runs and old then new on even runs
+(ABBA), so drift over the invocation falls on both alike; use an even
+--runs.  The report then adds a section per pair and test: the medians of
+requests (and MiB) per CPU-second old and new, new/old, the range of the
+per-run new/old ratios (each run's pair was measured back to back), each
+side's range over the runs, and whether the two ranges overlap.  See
+benchmarks/README.rst.
 """
 
 from __future__ import annotations
@@ -108,6 +126,8 @@ except Exception as e:
 try:
     from playbalancer._version import __version__
     info["playbalancer"] = __version__
+    import playbalancer
+    info["playbalancer_file"] = playbalancer.__file__
 except Exception as e:
     info["playbalancer"] = "not importable: %s" % (e,)
 try:  # the OpenSSL that Twisted's TLS uses (cryptography's own, in a wheel)
@@ -769,6 +789,12 @@ class PlayBalancer(Balancer):
 
     modes = ("http", "tcp")
 
+    #: With --ab: "new" or "old", the source tree put first on PYTHONPATH,
+    #: and the row of the same configuration on the other tree.
+    side = None
+    tree = None
+    partner = None
+
     def __init__(self, name, python, label, startWarmup=0, accessLog=False, workers=1,
                  tls=False):
         Balancer.__init__(self)
@@ -786,19 +812,56 @@ class PlayBalancer(Balancer):
             f"{workers} worker(s); HTTP and TCP listeners; PYPY_GC_NURSERY=16M"
         )
 
+    def onTree(self, side, tree, commit):
+        """
+        This row, for --ab, renamed for its C{side} ("new" or "old") and
+        running playbalancer from the source C{tree} (first on
+        C{PYTHONPATH}, ahead of whatever the interpreter has installed).
+        """
+        self.side, self.tree = side, os.path.realpath(tree)
+        self.name = f"{self.name}-{side}"
+        self.label = f"{self.label} ({side}: {self.tree} at {commit})"
+        pythonPath = [self.tree] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                    if p]
+        self.env = dict(self.env, PYTHONPATH=os.pathsep.join(pythonPath))
+        self.note += f"; PYTHONPATH starts with {self.tree}"
+        return self
+
+    def importCheckDirectory(self, ctx):
+        """
+        The working directory the interpreter is asked from: the row's own
+        (made here if need be), since C{python -m} puts it first on
+        C{sys.path}.
+        """
+        directory = os.path.join(ctx.workdir, self.name)
+        os.makedirs(directory, exist_ok=True)
+        return directory
+
+    def interpreterInfo(self, ctx):
+        if self.tree is None:
+            return ctx.interpreter(self.python)
+        return ctx.interpreter(self.python, env=self.env, cwd=self.importCheckDirectory(ctx))
+
     def unavailable(self, ctx):
         if not self.python:
             return "no interpreter given (--pypy)"
         if not os.path.exists(self.python):
             return f"{self.python} not found"
-        info = ctx.interpreter(self.python)
+        info = self.interpreterInfo(ctx)
         if "not importable" in info.get("playbalancer", "not importable"):
             return f"playbalancer not importable by {self.python}"
+        if self.tree is not None:
+            imported = os.path.realpath(info.get("playbalancer_file", ""))
+            if not imported.startswith(os.path.join(self.tree, "playbalancer") + os.sep):
+                return (f"{self.python} with PYTHONPATH={self.env['PYTHONPATH']} imports "
+                        f"playbalancer from {imported}, not from {self.tree}")
         return None
 
     def version(self, ctx):
-        info = ctx.interpreter(self.python)
-        return (f"playbalancer {info.get('playbalancer')} ({ctx.gitCommit}), "
+        info = self.interpreterInfo(ctx)
+        commit = ctx.gitCommit if self.tree is None else gitCommit(self.tree)
+        imported = f", imported from {info.get('playbalancer_file')}" if self.tree else ""
+        return (f"playbalancer {info.get('playbalancer')} ({commit}){imported}, "
                 f"{info.get('python')}, Twisted {info.get('twisted')}")
 
     def command(self, ctx):
@@ -1049,6 +1112,44 @@ def allBalancers(args):
     ]
 
 
+def abPairs(balancers, oldTree):
+    """
+    For --ab: each playbalancer row in C{balancers} becomes two, NAME-new
+    on this script's tree and NAME-old on C{oldTree}, side by side (each
+    the other's C{partner}); the other rows stay as they are.
+    """
+    rows = []
+    newCommit, oldCommit = gitCommit(REPO), gitCommit(oldTree)
+    for balancer in balancers:
+        if not isinstance(balancer, PlayBalancer):
+            rows.append(balancer)
+            continue
+        old = PlayBalancer(balancer.name, balancer.python, balancer.label,
+                           startWarmup=balancer.startWarmup, accessLog=balancer.accessLog,
+                           workers=balancer.workers, tls=balancer.tls)
+        new = balancer.onTree("new", REPO, newCommit)
+        old.onTree("old", oldTree, oldCommit)
+        new.partner, old.partner = old, new
+        rows += [new, old]
+    return rows
+
+
+def runOrder(balancers, run):
+    """
+    The order of C{balancers} in run number C{run}: as given, except that
+    each --ab pair is measured back to back, new first in odd runs and old
+    first in even runs (ABBA).  A row whose partner did not start runs alone.
+    """
+    order = []
+    for balancer in balancers:
+        partner = getattr(balancer, "partner", None)
+        if partner is None or partner not in balancers:
+            order.append(balancer)
+        elif balancer.side == "new":
+            order += [balancer, partner] if run % 2 == 1 else [partner, balancer]
+    return order
+
+
 # The run as a whole.
 
 
@@ -1079,28 +1180,35 @@ class Context:
         """
         return self.tlsContext if mode == "tls" else None
 
-    def interpreter(self, python):
+    def interpreter(self, python, env=None, cwd=None):
         """
-        Versions of the interpreter C{python} (asked once).
+        Versions of the interpreter C{python} (asked once), run with C{env}
+        added to this environment and in the directory C{cwd}, if given
+        (then recorded as C{"python with PYTHONPATH=..."}).
         """
-        if python not in self.interpreters:
+        key = python
+        if env and env.get("PYTHONPATH"):
+            key = f"{python} with PYTHONPATH={env['PYTHONPATH']}"
+        if key not in self.interpreters:
             try:
                 out = subprocess.run([python, "-c", VERSIONS_SNIPPET], capture_output=True,
-                                     text=True, timeout=60, cwd=tempfile.gettempdir())
-                self.interpreters[python] = json.loads(out.stdout)
+                                     text=True, timeout=60, cwd=cwd or tempfile.gettempdir(),
+                                     env=dict(os.environ, **env) if env else None)
+                self.interpreters[key] = json.loads(out.stdout)
             except (OSError, ValueError, subprocess.TimeoutExpired) as e:
-                self.interpreters[python] = {"python": f"not runnable: {e}"}
-        return self.interpreters[python]
+                self.interpreters[key] = {"python": f"not runnable: {e}"}
+        return self.interpreters[key]
 
 
-def gitCommit():
+def gitCommit(tree=REPO):
     """
-    The repository's commit, with "+dirty" when playbalancer/ has changes.
+    The commit of the checkout C{tree} (default: this script's), with
+    "+dirty" when its playbalancer/ has changes.
     """
     try:
-        head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+        head = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "playbalancer"],
+        dirty = subprocess.run(["git", "-C", tree, "status", "--porcelain", "--", "playbalancer"],
                                capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -1167,6 +1275,88 @@ def summarise(results):
                                                   other["median"]["req_per_cpu_s"])}
 
 
+#: The figures an --ab comparison compares (MiB per CPU-second is printed
+#: for the big-body tests only, where it is the figure that matters).
+AB_METRICS = ("req_per_cpu_s", "mib_per_cpu_s", "rps")
+
+
+def abSummary(record):
+    """
+    For --ab: per pair (NAME-new, NAME-old) and test, per metric in
+    L{AB_METRICS}: the medians old and new, new/old of the medians, the
+    per-run new/old ratios (the two rows of a run were measured back to
+    back) with their median and range, each side's range over the runs,
+    and whether the ranges overlap.  A list, in table order.
+    """
+    byKey = {(r["balancer"], r["test"]): r for r in record["results"]}
+    summary = []
+    for (name, test), new in byKey.items():
+        if not name.endswith("-new"):
+            continue
+        old = byKey.get((name[:-len("-new")] + "-old", test))
+        if old is None:
+            continue
+        entry = {"balancer": name[:-len("-new")], "test": test}
+        for metric in AB_METRICS:
+            oldRuns = {r["run"]: r.get(metric) for r in old["runs"] if "error" not in r}
+            newRuns = {r["run"]: r.get(metric) for r in new["runs"] if "error" not in r}
+            oldValues = [v for v in oldRuns.values() if v is not None]
+            newValues = [v for v in newRuns.values() if v is not None]
+            if not oldValues or not newValues:
+                continue
+            perRun = [newRuns[run] / oldRuns[run] for run in sorted(newRuns)
+                      if newRuns[run] is not None and oldRuns.get(run)]
+            entry[metric] = {
+                "old": median(oldValues), "new": median(newValues),
+                "ratio": ratio(median(newValues), median(oldValues)),
+                "old_range": [min(oldValues), max(oldValues)],
+                "new_range": [min(newValues), max(newValues)],
+                "per_run_ratios": perRun,
+                "per_run_ratio_median": median(perRun),
+                "per_run_ratio_range": [min(perRun), max(perRun)] if perRun else None,
+                "ranges_overlap": (min(newValues) <= max(oldValues)
+                                   and min(oldValues) <= max(newValues)),
+            }
+        summary.append(entry)
+    order = [t.name for t in TESTS]
+    summary.sort(key=lambda e: (order.index(e["test"]), e["balancer"]))
+    return summary
+
+
+def abReport(record, kind):
+    """
+    The printed --ab section, a table of C{kind} ("md" or "rst"): a row
+    per pair, test and figure.
+    """
+    ab = record.get("settings", {}).get("ab")
+    if not ab:
+        return []
+    lines = [f"A/B: new = {ab['new_tree']} at {ab['new_commit']}, old = {ab['old_tree']} at "
+             f"{ab['old_commit']}; each pair back to back, {ab['order']}.  Medians over the "
+             f"runs; new/old of the medians; the per-run new/old ratios, median [min-max]; "
+             f"each side's [min-max] and whether they overlap.", ""]
+    header = ["test", "balancer", "figure", "old", "new", "new/old", "per-run new/old",
+              "old range", "new range", "overlap"]
+    rows = []
+    units = {"req_per_cpu_s": ("req/CPU-s", 0), "mib_per_cpu_s": ("MiB/CPU-s", 1),
+             "rps": ("req/s", 0)}
+    for entry in record.get("ab", []):
+        for metric in AB_METRICS:
+            m = entry.get(metric)
+            if m is None or (metric == "mib_per_cpu_s" and "big" not in entry["test"]):
+                continue
+            unit, digits = units[metric]
+            low, high = m["per_run_ratio_range"] or (None, None)
+            rows.append([entry["test"], entry["balancer"], unit, fmt(m["old"], digits),
+                         fmt(m["new"], digits), fmt(m["ratio"], 3),
+                         f"{fmt(m['per_run_ratio_median'], 3)} [{fmt(low, 3)}-{fmt(high, 3)}]",
+                         f"{fmt(m['old_range'][0], digits)}-{fmt(m['old_range'][1], digits)}",
+                         f"{fmt(m['new_range'][0], digits)}-{fmt(m['new_range'][1], digits)}",
+                         "yes" if m["ranges_overlap"] else "no"])
+    return lines + [rstTable(header, rows) if kind == "rst" else markdownTable(header, rows),
+                    ""]
+
+
 def ratio(a, b):
     """
     C{a / b}, or L{None} when either is missing.
@@ -1215,7 +1405,7 @@ def runAll(ctx, balancers, tests, record):
     results = {}
     for run in range(1, ctx.args.runs + 1):
         for test in tests:
-            for balancer in balancers:
+            for balancer in runOrder(balancers, run):
                 if test.mode not in balancer.modes:
                     continue
                 key = (balancer.name, test.name)
@@ -1331,6 +1521,7 @@ def report(record, kind):
               "reference's, as requests/s / requests per CPU-second, same test, same "
               "invocation.  Twisted means the stock ReverseProxyResource for HTTP tests and "
               "portforward for TCP tests.", ""]
+    lines += abReport(record, kind)
     lines += [f"Note: {n}" for n in record["notes"]]
     return "\n".join(lines)
 
@@ -1374,6 +1565,11 @@ def parseArgs(argv):
     p.add_argument("--start-timeout", type=float, default=60,
                    help="seconds a balancer may take to answer after start")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--ab", metavar="OLD_TREE",
+                   help="compare with another checkout of playbalancer: every playbalancer "
+                        "row runs as NAME-new (this script's tree first on PYTHONPATH) and "
+                        "NAME-old (OLD_TREE first), back to back, order alternating by run "
+                        "(ABBA); the report adds new/old per pair and test")
     p.add_argument("--tls-no-resumption", action="store_true",
                    help="turn off TLS session resumption on nginx (ssl_session_tickets off) "
                         "and HAProxy (no-tls-tickets, tune.ssl.cachesize 0), so that every "
@@ -1390,6 +1586,13 @@ def parseArgs(argv):
     for n in args.tests:
         if n not in [t.name for t in TESTS]:
             p.error(f"unknown test {n!r}; known: {', '.join(t.name for t in TESTS)}")
+    if args.ab is not None:
+        if not os.path.isdir(os.path.join(args.ab, "playbalancer")):
+            p.error(f"--ab {args.ab}: no playbalancer/ package in that directory")
+        if os.path.realpath(args.ab) == os.path.realpath(REPO):
+            p.error("--ab names this script's own tree: give the other checkout")
+        if not any(n.startswith("playbalancer") for n in args.only):
+            p.error("--ab needs at least one playbalancer row in --only")
     return args
 
 
@@ -1407,7 +1610,8 @@ def newRecord(args, ctx, balancers, tests):
                      "wrk": "wrk -t1 --latency, keep-alive",
                      "wrk_timeout": args.wrk_timeout, "small_bytes": SMALL, "big_bytes": BIG,
                      "members": "2 x nginx, worker_processes 1, sendfile on, access_log off",
-                     "tls": tlsSettings(args, ctx)},
+                     "tls": tlsSettings(args, ctx),
+                     "ab": abSettings(args)},
         "machine": machineInfo(),
         "versions": {"wrk": firstLine([ctx.binaries["wrk"], "--version"]) if ctx.binaries.get("wrk")
                      else "not found",
@@ -1423,6 +1627,17 @@ def newRecord(args, ctx, balancers, tests):
         "results": [],
         "notes": [],
     }
+
+
+def abSettings(args):
+    """
+    The --ab comparison, for the record (L{None} without it).
+    """
+    if args.ab is None:
+        return None
+    return {"new_tree": os.path.realpath(REPO), "new_commit": gitCommit(REPO),
+            "old_tree": os.path.realpath(args.ab), "old_commit": gitCommit(args.ab),
+            "order": "new first in odd runs, old first in even runs (ABBA)"}
 
 
 def tlsSettings(args, ctx):
@@ -1462,6 +1677,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, onSigterm)
     ctx = Context(args)
     balancers = [b for b in allBalancers(args) if b.name in args.only]
+    if args.ab is not None:
+        balancers = abPairs(balancers, args.ab)
     tests = [t for t in TESTS if t.name in args.tests]
     ctx.tests = tests
     needed = {"wrk", "nginx"} | {b.binary for b in balancers if b.binary}
@@ -1509,6 +1726,8 @@ def main(argv=None):
     record["results"] = [r for r in record["results"] if r["runs"]]
     record["versions"]["interpreters"] = ctx.interpreters
     summarise(record["results"])
+    if args.ab is not None:
+        record["ab"] = abSummary(record)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(record, f, indent=1)
