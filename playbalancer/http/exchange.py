@@ -147,7 +147,8 @@ class Exchange:
         """
         Bytes from the client in a tunnel.
         """
-        self.attempt.tunnelData(data)
+        if self.attempt is not None:
+            self.attempt.tunnelData(data)
 
     # Attempts
 
@@ -259,7 +260,7 @@ class Exchange:
         """
         if self.state == TUNNEL or self.state == RESPONDING:
             self._record(101)
-            self.state = FINISHED
+            self._over(FINISHED)
             self.client.close()
 
     def tunnelStarted(self):
@@ -315,16 +316,28 @@ class Exchange:
         End a response that cannot be completed: close the client
         connection short of it.
         """
-        self.state = ABANDONED
         self._record(self.responseHead.status if self.responseHead is not None else 502)
+        self._over(ABANDONED)
         self.client.readEnd()
         self.client.abort()
 
     def _finish(self):
-        self.state = FINISHED
         self._record(self.responseHead.status if self.responseHead is not None else self.ownStatus)
-        self.interim.stop()
+        self._over(FINISHED)
         self.client.finish()
+
+    def _over(self, state):
+        """
+        The exchange ends in C{state} (C{finished} or C{abandoned}): an
+        attempt still under way is cancelled, and the exchange lets go of
+        it, so that neither keeps the other alive (a request's objects are
+        freed as it ends, not left for the cyclic garbage collector).
+        """
+        self.state = state
+        self.interim.stop()
+        attempt, self.attempt = self.attempt, None
+        if attempt is not None:
+            attempt.cancel()
 
     def _respond(self, status, text, keepAlive=True, extra=()):
         """
@@ -346,10 +359,7 @@ class Exchange:
         if state == FINISHED or state == ABANDONED:
             return
         self._record(499)  # nginx's "client closed request"
-        self.state = ABANDONED
-        self.interim.stop()
-        if self.attempt is not None:
-            self.attempt.cancel()
+        self._over(ABANDONED)
 
     def clientTimedOut(self):
         """
