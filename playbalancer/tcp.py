@@ -20,7 +20,7 @@ from playbalancer.interfaces import IRequestView
 from playbalancer.flow import BUFFER_SIZE, SendDeadline, holdIfFull, keepsUp, pauses
 from playbalancer.http.front import Rejected
 from playbalancer.proxyline import ProxyHeaderError, parseProxyHeader
-from playbalancer._net.rawsocket import closeWhenSent, closeWriting, setSendLimit
+from playbalancer._net.rawsocket import SEND_LIMIT, closeWhenSent, closeWriting, forThroughput  # noqa: F401
 from playbalancer._net.readsize import followReads
 from playbalancer._net.sendnow import sendNow
 
@@ -40,20 +40,14 @@ def proxyHeader(client, local):
     ).encode("ascii")
 
 
-#: The most bytes handed to one send (Twisted's is 128 KiB).  Reads (and
-#: the bytes let queue before the other side is paused) follow the traffic:
-#: see L{playbalancer.readsize}.
-SEND_LIMIT = 1 << 20
-
-
 def _noDelay(transport):
     """
-    Set a relayed connection up for throughput: no Nagle delay, large
-    writes.
+    Set a relayed TCP connection up for throughput (L{forThroughput});
+    reads, and the bytes let queue before the other side is paused, follow
+    the traffic (L{playbalancer._net.readsize}).
     """
     if ITCPTransport.providedBy(transport):
-        transport.setTcpNoDelay(True)
-        setSendLimit(transport, SEND_LIMIT)
+        forThroughput(transport)
 
 
 @implementer(IRequestView)

@@ -248,9 +248,6 @@ class WriterTests(SynchronousTestCase):
             def responseDone(self, keepAlive):
                 self.done = keepAlive
 
-            def sendDeadline(self):
-                return None
-
         front = Front()
         writer = ResponseWriter(front, transport, None, 16384)
         writer.begin(request(*lines))

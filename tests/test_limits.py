@@ -501,16 +501,16 @@ class HeadScanTests(ProxyTestCase):
     def test_dripScansEachByteOnce(self):
         from twisted.internet.testing import StringTransport
 
-        import playbalancer.front as front
+        from playbalancer.http import headreader
 
         scanned = []
-        realScan = front.scanHead
+        realScan = headreader.scanHead
 
         def counting(buffer, already):
             scanned.append(len(buffer) - already)
             return realScan(buffer, already)
 
-        self.patch(front, "scanHead", counting)
+        self.patch(headreader, "scanHead", counting)
         self.startBalancer(["http://127.0.0.1:1"])
         connection = self.front.buildProtocol(None)
         transport = StringTransport()

@@ -17,27 +17,20 @@ from twisted.internet.interfaces import IProtocolNegotiationFactory, ISSLTranspo
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
-from playbalancer.flow import SendDeadline
 from playbalancer.http.bodyreader import BodyReader
+from playbalancer.http.clienttunnel import ClientTunnel
 from playbalancer.http.exchange import Exchange
+from playbalancer.http.headreader import HeadReader
+from playbalancer.http.linger import LINGER_BYTES, LINGER_SECONDS, LingeringClose  # noqa: F401 (their old home)
 from playbalancer.http.responses import REASONS, plainResponse
 from playbalancer.http.responsewriter import ResponseWriter
-from playbalancer.http.wire import HTTPError, Limits, parseRequestHead, scanHead
-from playbalancer._net.rawsocket import canHalfClose, closeWhenSent, setSendLimit
+from playbalancer.http.wire import HTTPError, Limits
+from playbalancer._net.rawsocket import SEND_LIMIT, canHalfClose, closeWhenSent, forThroughput  # noqa: F401
 from playbalancer._net.readsize import followReads
 from playbalancer._net.tlslisten import HTTP_PROTOCOLS
 
-_HEAD, _BODY, _WAIT, _TUNNEL, _CLOSED, _HANDED_OVER, _LINGER = range(7)
-
-#: After refusing a request: seconds, and bytes, of what the client still
-#: sends that are read and dropped before the connection is closed, so
-#: that unread bytes do not make the kernel reset the connection and lose
-#: the refusal (a "lingering close", as nginx and Apache do).
-LINGER_SECONDS = 2.0
-LINGER_BYTES = 262144
-
-#: The most bytes handed to the kernel in one send (Twisted's is 128 KiB).
-SEND_LIMIT = 1 << 20
+# FrontConnection's states (see its docstring).
+_HEAD, _BODY, _WAIT, _CLOSED, _HANDED_OVER = range(5)
 
 #: Pipelined bytes read ahead of the current response before the client is
 #: paused.
@@ -82,7 +75,14 @@ class FrontSettings:
 
 class FrontConnection(Protocol):
     """
-    One client connection.
+    One client connection.  Its C{state} is one of:
+      - C{_HEAD}: reading a request head (L{HeadReader});
+      - C{_BODY}: reading its body (L{BodyReader}), the exchange under way;
+      - C{_WAIT}: the request was read; its response is under way;
+      - C{_HANDED_OVER}: another protocol has the connection: a
+        L{ClientTunnel} once the member switched protocols, the manager on
+        the same listener, or a L{LingeringClose} after a refusal;
+      - C{_CLOSED}: closing or closed; what comes is dropped.
     """
 
     def __init__(self, factory):
@@ -95,28 +95,25 @@ class FrontConnection(Protocol):
         self.closing = False
         self.client = None
         self.secure = False
+        self._heads = HeadReader(self.settings.limits, self.settings.maxBody)
         self._body = None
-        self._headStarted = False
-        #: Bytes of an incomplete head in C{buffer} already scanned.
-        self._scanned = 0
         self._processing = False
         self._paused = False
         self._handedOver = None
-        self._sendDeadline = None
         self.writer = None
 
     def connectionMade(self):
         factory = self.factory
         transport = self.transport
-        try:
-            transport.setTcpNoDelay(True)
-        except (AttributeError, OSError):
-            pass
-        # Large bodies go out in large writes.
-        setSendLimit(transport, SEND_LIMIT)
+        forThroughput(transport)
         self.secure = ISSLTransport.providedBy(transport)
         self.writer = ResponseWriter(
-            self, transport, factory.accessLog, factory.proxy.bufferSize
+            self,
+            transport,
+            factory.accessLog,
+            factory.proxy.bufferSize,
+            factory.sweeper,
+            self.settings.sendTimeout,
         )
         factory.connections.add(self)
         factory.accepted += 1
@@ -132,17 +129,8 @@ class FrontConnection(Protocol):
             self._feedBody(data)
             if self.state == _BODY:
                 return
-        elif state == _TUNNEL:
-            self.tunnelActive()
-            self.exchange.clientData(data)
-            return
         elif state == _HANDED_OVER:
             self._handedOver.dataReceived(data)
-            return
-        elif state == _LINGER:
-            self._lingered += len(data)
-            if self._lingered > LINGER_BYTES:
-                self.transport.abortConnection()
             return
         elif state == _CLOSED:
             return
@@ -190,46 +178,27 @@ class FrontConnection(Protocol):
             buffer = self.buffer = buffer.lstrip(b"\r\n")
             if not buffer:
                 return False
-        sweeper = self.factory.sweeper
-        limits = self.settings.limits
-        end, bareLF = scanHead(buffer, self._scanned)
-        if end == -1:
-            self._scanned = len(buffer)
-            if not self._headStarted:
-                self._headStarted = True
-                self.deadline = sweeper.now + self.settings.headerTimeout
-            if buffer.find(b"\r\n", 0, limits.maxRequestLine + 2) == -1 and (
-                len(buffer) > limits.maxRequestLine
-            ):
-                self.refuse(HTTPError(414, "the request line is too long"))
-            elif len(buffer) > limits.maxHeaderBytes + limits.maxRequestLine:
-                self.refuse(HTTPError(431, "the request head is too large"))
-            elif bareLF:
-                self.refuse(HTTPError(400, "a bare LF line ending"))
-            return False
-        self._scanned = 0
-        raw = buffer[: end + 4]
-        self.buffer = buffer[end + 4 :]
+        reader = self._heads
+        started = reader.started
         try:
-            if end > limits.maxHeaderBytes + limits.maxRequestLine:
-                raise HTTPError(431, "the request head is too large")
-            request = parseRequestHead(buffer[:end], limits)
-            maxBody = self.settings.maxBody
-            if maxBody and request.length and request.length > maxBody:
-                raise HTTPError(413, "the body is too big")
+            found = reader.read(buffer)
         except HTTPError as e:
             self.refuse(e)
             return False
+        if found is None:
+            if not started:
+                self.deadline = self.factory.sweeper.now + self.settings.headerTimeout
+            return False
+        request, raw, self.buffer = found
         if self.client is None:
             # Asked only now: a PROXY protocol wrapper knows the real peer
             # once its header was read.
             self.client = getattr(self.transport.getPeer(), "host", None) or ""
         request.client = self.client or None  # (no address: a UNIX socket)
         request.secure = self.secure
-        self._headStarted = False
         mount = self.factory.mount
         if mount is not None and mount.claims(request.path):
-            self._handOver(mount, raw)
+            self._mount(mount, raw)
             return False
         writer = self.writer
         writer.begin(request)
@@ -240,8 +209,9 @@ class FrontConnection(Protocol):
             self.deadline = None
         else:
             self.state = _BODY
-            self._body = BodyReader(length, self.settings, exchange.bodyData, sweeper.now)
-            self.deadline = self._body.deadline(sweeper.now)
+            now = self.factory.sweeper.now
+            self._body = BodyReader(length, self.settings, exchange.bodyData, now)
+            self.deadline = self._body.deadline(now)
         try:
             exchange.start()
         except Exception:
@@ -320,21 +290,7 @@ class FrontConnection(Protocol):
         self.state = _CLOSED
         self.deadline = None
         closeWhenSent(self.transport)
-        deadline = self.sendDeadline()
-        if deadline is not None:
-            deadline.closing()
-
-    def sendDeadline(self):
-        """
-        This connection's L{SendDeadline} (made when first needed), or
-        L{None} when the listener has no C{sendTimeout}.
-        """
-        deadline = self._sendDeadline
-        if deadline is None and self.settings.sendTimeout:
-            deadline = self._sendDeadline = SendDeadline(
-                self.transport, self.factory.sweeper, self.settings.sendTimeout
-            )
-        return deadline
+        self.writer.transportClosing()
 
     def refuse(self, error):
         """
@@ -354,10 +310,8 @@ class FrontConnection(Protocol):
             self.close()
             return
         self.transport.loseWriteConnection()
-        self.state = _LINGER
-        self._lingered = 0
         self.buffer = b""
-        self.deadline = self.factory.sweeper.now + LINGER_SECONDS
+        self._handOver(LingeringClose(self.transport, self.factory.sweeper))
 
     def abort(self):
         """
@@ -373,10 +327,8 @@ class FrontConnection(Protocol):
         """
         self.deadline = None
         state = self.state
-        if state == _LINGER:
-            self.transport.abortConnection()
-        elif state == _HEAD:
-            if self.buffer or self._headStarted:
+        if state == _HEAD:
+            if self.buffer or self._heads.started:
                 self.refuse(HTTPError(408, "the request head took too long"))
             else:
                 self.close()
@@ -386,28 +338,21 @@ class FrontConnection(Protocol):
                 exchange.clientTimedOut()
             else:
                 self.refuse(HTTPError(408, "the request body stopped"))
-        elif state == _TUNNEL:
-            # Idle for tunnelIdleTimeout: the member side is closed when
-            # this connection is lost (Exchange.clientGone).
-            self.close()
-
-    def tunnelActive(self):
-        """
-        Bytes went through the tunnel, one way or the other: its idle
-        clock starts again.
-        """
-        timeout = self.settings.tunnelIdleTimeout
-        self.deadline = self.factory.sweeper.now + timeout if timeout else None
 
     def startTunnel(self, exchange):
         """
         From now on, bytes from the client go to the member as they are.
+
+        @return: the L{ClientTunnel} that has the connection.
         """
-        self.state = _TUNNEL
-        self.tunnelActive()
+        tunnel = ClientTunnel(
+            exchange, self.factory.sweeper, self.settings.tunnelIdleTimeout, self.close
+        )
+        self._handOver(tunnel)
         buffered, self.buffer = self.buffer, b""
         if buffered:
-            exchange.clientData(buffered)
+            tunnel.dataReceived(buffered)
+        return tunnel
 
     def closeGracefully(self):
         """
@@ -417,13 +362,24 @@ class FrontConnection(Protocol):
         if self.state == _HEAD and self.exchange is None and not self.buffer:
             self.close()
 
-    # Handing over to another protocol (the manager on the same listener)
+    # Handing over to another protocol
 
-    def _handOver(self, mount, raw):
+    def _handOver(self, protocol):
+        """
+        From now on, C{protocol} gets what arrives, and the connection's end.
+        """
         self.state = _HANDED_OVER
         self.deadline = None
         self.factory.sweeper.unwatch(self)
-        channel = self._handedOver = mount.buildProtocol(self.transport.getPeer())
+        self._handedOver = protocol
+
+    def _mount(self, mount, raw):
+        """
+        The manager on the same listener takes the connection, starting
+        with the request head C{raw}.
+        """
+        channel = mount.buildProtocol(self.transport.getPeer())
+        self._handOver(channel)
         channel.makeConnection(self.transport)
         rest, self.buffer = self.buffer, b""
         channel.dataReceived(raw + rest)
@@ -432,8 +388,7 @@ class FrontConnection(Protocol):
         factory = self.factory
         factory.connections.discard(self)
         factory.sweeper.unwatch(self)
-        if self._sendDeadline is not None:
-            self._sendDeadline.stop()
+        self.writer.connectionLost()
         self.state = _CLOSED
         exchange, self.exchange = self.exchange, None
         if exchange is not None:

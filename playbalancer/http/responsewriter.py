@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from zope.interface import implementer
 
-from playbalancer.flow import holdIfFull, keepsUp, pauses, stopPausing
+from playbalancer.flow import SendDeadline, holdIfFull, keepsUp, pauses, stopPausing
 from playbalancer.http.responses import plainBody, plainResponse
 from playbalancer.interfaces import IClientSide
 from playbalancer._net.sendnow import sendNow, sendSequenceNow
@@ -23,13 +23,23 @@ class ResponseWriter:
 
     A response head with a body is held back until the first body bytes
     come, to go out in one send with them (see L{readEnd}).
+
+    @param sendTimeout: seconds the client may take no bytes while some
+        wait for it, kept by C{sweeper} (a L{playbalancer.flow.SendDeadline}
+        made when first needed); 0: no limit.
     """
 
-    def __init__(self, front, transport, accessLog, bufferSize):
+    def __init__(self, front, transport, accessLog, bufferSize, sweeper=None, sendTimeout=0):
         self.front = front
         self.transport = transport
         self.accessLog = accessLog
         self.bufferSize = bufferSize
+        self.sweeper = sweeper
+        self.sendTimeout = sendTimeout
+        self._sendDeadline = None
+        #: The connection's L{playbalancer.http.clienttunnel.ClientTunnel},
+        #: once it became one.
+        self.tunnel = None
         self.request = None
         self.keepAlive = True
         self.chunked = False
@@ -145,7 +155,7 @@ class ResponseWriter:
         pass
 
     def pauseWhileFull(self, producer):
-        return pauses(self.transport, producer, self.front.sendDeadline())
+        return pauses(self.transport, producer, self._deadline())
 
     def stopPausing(self, token):
         stopPausing(self.transport, token)
@@ -154,10 +164,31 @@ class ResponseWriter:
         return keepsUp(self.transport)
 
     def startTunnel(self, exchange):
-        self.front.startTunnel(exchange)
+        self.tunnel = self.front.startTunnel(exchange)
 
     def tunnelActive(self):
-        self.front.tunnelActive()
+        self.tunnel.active()
 
     def close(self):
         self.front.close()
+
+    def _deadline(self):
+        deadline = self._sendDeadline
+        if deadline is None and self.sendTimeout:
+            deadline = self._sendDeadline = SendDeadline(
+                self.transport, self.sweeper, self.sendTimeout
+            )
+        return deadline
+
+    def transportClosing(self):
+        """
+        The connection closes once what was written has gone out: the
+        send deadline, if any, now covers that.
+        """
+        deadline = self._deadline()
+        if deadline is not None:
+            deadline.closing()
+
+    def connectionLost(self):
+        if self._sendDeadline is not None:
+            self._sendDeadline.stop()
