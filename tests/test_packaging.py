@@ -120,6 +120,7 @@ DATA_PATH = [
     "playbalancer._net.readsize",
     "playbalancer._net.internals",
     "playbalancer.balancer",
+    "playbalancer.memberhealth",
     "playbalancer.schedulers",
     "playbalancer.endpoints",
     "playbalancer._net.tlslisten",
