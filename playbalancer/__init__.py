@@ -6,6 +6,8 @@ The pieces, each in a module or package of its own:
 - L{playbalancer.config}: TOML configuration, validated into plain objects;
 - L{playbalancer.balancer}: members, their state and counters, and the choice
   of the usable candidates for a request;
+- L{playbalancer.memberhealth}: members going down and coming back, from
+  how attempts on them end and what their health checks say;
 - L{playbalancer.schedulers}: the built-in schedulers and plugin lookup;
 - L{playbalancer.front}, L{playbalancer.exchange}, L{playbalancer.upstream}:
   the HTTP data path (client connections, one request's life, member

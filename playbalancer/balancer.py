@@ -6,7 +6,8 @@ Nothing here knows HTTP: the proxy and the TCP relay ask
 L{Balancer.pick} for a member, call L{Balancer.begin} when an attempt on it
 starts, and report what happened once, when it ends, with
 L{Balancer.attemptEnded} (an L{playbalancer.outcome.Outcome}): passive
-health and the member's counters follow from that one call.
+health and the member's counters follow from that one call, kept by the
+balancer's L{playbalancer.memberhealth.MemberHealth}.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from zope.interface import implementer
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from playbalancer import outcome as _outcome
 from playbalancer.interfaces import IMember
+from playbalancer.memberhealth import BAD_RESPONSES_DOWN  # noqa: F401 (its old home)
+from playbalancer.memberhealth import MemberHealth
 from playbalancer.observe.stats import MemberStats
 
 ADMIN_STATES = ("enabled", "drain", "disabled")
@@ -29,10 +31,6 @@ ADMIN_STATES = ("enabled", "drain", "disabled")
 #: Latencies are kept for this many seconds, and at most this many.
 LATENCY_WINDOW = 60.0
 LATENCY_SAMPLES = 2048
-
-#: Malformed responses in a row (no good one between) that mark a member
-#: down; fewer are answered with 502 and counted only.
-BAD_RESPONSES_DOWN = 3
 
 _log = Logger()
 
@@ -203,6 +201,8 @@ class Balancer:
         self.mode = "http"
         #: Requests answered 503 because no member was usable.
         self.unavailable = 0
+        #: Its members' health: what attempts and checks make of it.
+        self.memberHealth = MemberHealth(self, clock)
 
     def observe(self, observer):
         """
@@ -305,42 +305,13 @@ class Balancer:
 
     def attemptEnded(self, member, outcome):
         """
-        An attempt on C{member} (begun with L{begin}) is over: count it,
-        and let it tell the member's passive health.
+        An attempt on C{member} (begun with L{begin}) is over: its counters
+        and passive health take its outcome (L{MemberHealth.record}), and
+        it ends.
 
         @param outcome: an L{playbalancer.outcome.Outcome}.
         """
-        kind = outcome.kind
-        stats = member.stats
-        status = outcome.status
-        if status:
-            stats.answered(status)
-        if outcome.firstByte is not None:
-            stats.firstByte.observe(outcome.firstByte)
-        if outcome.total is not None:
-            stats.total.observe(outcome.total)
-        if outcome.retried:
-            stats.retries += 1
-        if kind == _outcome.ANSWERED:
-            if status in self.failOnStatus:
-                self.memberFailed(member, f"answered {status}")
-            else:
-                self.memberSucceeded(member)
-        elif kind == _outcome.REFUSED:
-            self.memberFailed(member, f"answered {status}")
-        elif kind != _outcome.CANCELLED:
-            stats.failures[kind] += 1
-            if kind == _outcome.CONNECT:
-                self.memberFailed(member, outcome.reason)
-            elif kind == _outcome.BAD_RESPONSE:
-                self.badResponse(member, f"bad response: {outcome.reason}")
-            elif kind == _outcome.RESET:
-                if status:
-                    self.countFailure(member)  # broke off a response under way
-                elif outcome.answeredPart or not outcome.reused:
-                    self.memberFailed(member, outcome.reason)
-            elif kind == _outcome.TIMEOUT:
-                self.countFailure(member)
+        self.memberHealth.record(member, outcome)
         self.end(member, outcome.bytesIn, outcome.bytesOut, outcome.total)
 
     def noUsableMember(self):
@@ -372,36 +343,8 @@ class Balancer:
                 self.members.remove(member)
 
     def checkResult(self, member, ok, detail, duration, rise, fall):
-        """
-        An active health check of C{member} passed or failed: C{fall}
-        failures in a row take it out, C{rise} passes in a row bring it back.
-        """
-        now = self._clock.seconds()
-        member.lastCheck = (ok, detail, now, duration)
-        if ok:
-            member.checkPasses += 1
-            member.checkFailures = 0
-            if member.downSince is not None and member.checkPasses >= rise:
-                member.downSince = member.downUntil = member.downReason = None
-                member.slowStart(self._clock, self.slowStart)
-                _log.info(
-                    "member {balancer}/{member} up: {rise} health checks passed",
-                    balancer=self.name,
-                    member=member.name,
-                    rise=rise,
-                    playbalancer_event="member.up",
-                )
-                member.stats.note(now, f"up: {rise} checks passed")
-        else:
-            member.checkFailures += 1
-            member.checkPasses = 0
-            if member.downSince is None:
-                if member.checkFailures >= fall:
-                    self._markDown(member, f"health check: {detail}", now)
-            else:
-                # Down already (not checked yet, or failed live traffic):
-                # the latest check says why it stays down.
-                member.downReason = f"health check: {detail}"
+        """See L{MemberHealth.checkResult}."""
+        self.memberHealth.checkResult(member, ok, detail, duration, rise, fall)
 
     def setAdmin(self, member, state, who=None):
         """
@@ -455,7 +398,7 @@ class Balancer:
             raise ValueError(f"member {member.name!r} exists")
         if self.activeChecks:
             # Traffic only after its first checks pass.
-            self._markDown(member, "not checked yet", self._clock.seconds())
+            self.memberHealth.markDown(member, "not checked yet", self._clock.seconds())
         self.members.append(member)
         self._changed(
             member,
@@ -478,64 +421,17 @@ class Balancer:
         return member.whenIdle()
 
     def countFailure(self, member):
-        """
-        A request on C{member} failed in a way that says nothing about its
-        health (a timeout, a response broken off): count it only.
-        """
-        member.failures += 1
+        """See L{MemberHealth.countFailure}."""
+        self.memberHealth.countFailure(member)
 
     def badResponse(self, member, reason):
-        """
-        C{member} sent a response we could not pass on.  One odd response
-        from a member that serves everything else does not take it out of
-        rotation; L{BAD_RESPONSES_DOWN} in a row do (as if it had failed).
-        """
-        member.badResponses += 1
-        if member.badResponses >= BAD_RESPONSES_DOWN:
-            self.memberFailed(member, reason)
-        else:
-            self.countFailure(member)
+        """See L{MemberHealth.badResponse}."""
+        self.memberHealth.badResponse(member, reason)
 
     def memberFailed(self, member, reason):
-        """
-        C{member} could not be reached or broke off: it rests for C{retry}
-        seconds.
-        """
-        now = self._clock.seconds()
-        member.failures += 1
-        self._markDown(member, reason, now)
-
-    def _markDown(self, member, reason, now):
-        member.downReason = reason
-        member.downUntil = math.inf if self.activeChecks else now + self.retry
-        member.checkPasses = 0
-        if member.downSince is None:
-            member.downSince = now
-            member.stats.note(now, f"down: {reason}")
-            _log.warn(
-                "member {balancer}/{member} down: {reason}; back {when}",
-                balancer=self.name,
-                member=member.name,
-                playbalancer_event="member.down",
-                reason=reason,
-                when="when its health checks pass"
-                if self.activeChecks
-                else f"in {self.retry:g}s",
-            )
+        """See L{MemberHealth.memberFailed}."""
+        self.memberHealth.memberFailed(member, reason)
 
     def memberSucceeded(self, member):
-        """
-        C{member} answered: it is healthy again (unless active checks decide
-        that).
-        """
-        member.badResponses = 0
-        if member.downSince is not None and not self.activeChecks:
-            member.downSince = member.downUntil = member.downReason = None
-            member.slowStart(self._clock, self.slowStart)
-            _log.info(
-                "member {balancer}/{member} up",
-                balancer=self.name,
-                member=member.name,
-                playbalancer_event="member.up",
-            )
-            member.stats.note(self._clock.seconds(), "up: answered")
+        """See L{MemberHealth.memberSucceeded}."""
+        self.memberHealth.memberSucceeded(member)

@@ -114,6 +114,7 @@ DATA_PATH = [
     "playbalancer.sweeper",
     "playbalancer.outcome",
     "playbalancer.balancer",
+    "playbalancer.memberhealth",
     "playbalancer.schedulers",
     "playbalancer.endpoints",
     "playbalancer.membertls",
