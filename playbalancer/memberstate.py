@@ -2,7 +2,7 @@
 Member admin state in one format, taken from balancers and put back onto
 them: by the state file (L{playbalancer.statefile}), by the parent's sync
 of its workers (L{playbalancer.workers}) and by a cluster node
-(L{playbalancer.cluster.node}).
+(L{playbalancer.cluster.mirror}).
 
 The format, a JSON-ready C{dict} (the state file's format 1)::
 

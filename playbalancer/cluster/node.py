@@ -13,7 +13,9 @@ Keys, under C{/playbalancer/v1/<tier>/}:
     "at"}}, bound to the node's lease.
 
 A record that fails the API's checks is skipped with a warning naming its
-key (L{playbalancer.cluster.records}); the node keeps following.
+key (L{playbalancer.cluster.records}); the node keeps following. What the
+node read is kept and applied by L{playbalancer.cluster.mirror}, its last
+snapshot cached in a file by L{playbalancer.cluster.cache}.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from playbalancer import memberstate
-from playbalancer.atomicfile import replaceFile
+from playbalancer.cluster.cache import SnapshotCache
 from playbalancer.cluster.etcd import CompactedError
 from playbalancer.cluster.interfaces import StoreError
-from playbalancer.cluster.records import RecordError, adminKey, adminRecord, nodeKey, nodeStatus, showKey
+from playbalancer.cluster.mirror import TierMirror, warnSkipped
+from playbalancer.cluster.records import RecordError, adminRecord
 
 _log = Logger()
 
@@ -38,16 +41,24 @@ _log = Logger()
 PUBLISH_INTERVAL = 0.5
 #: Seconds to wait before reconnecting after the store failed.
 RECONNECT_DELAY = 0.5
+#: The C{reason} a node is degraded for until the store first answers or fails.
+STARTING = "starting"
 
 
 class ClusterNode(Service):
     """
-    Keeps this node's balancers in step with the tier.
+    Keeps this node's balancers in step with the tier: follows the store
+    into its L{TierMirror}, writes admin changes and publishes this node's
+    status.
+
+    The store is C{degraded} (with a C{reason}) from the start until its
+    first full read, and again whenever it fails until the next one.
 
     @param store: an L{IStateStore}.
     @param balancers: C{{name: Balancer}}.
     @param cachePath: a file for the last snapshot, used when the store
         cannot be reached at start-up.
+    @ivar mirror: the tier's state as this node last read it.
     """
 
     def __init__(
@@ -66,19 +77,13 @@ class ClusterNode(Service):
         self.tier = tier
         self.node = node
         self.clock = clock
-        self.cachePath = cachePath
         self.leaseTTL = leaseTTL
         self.startupTimeout = startupTimeout
-        self.prefix = f"/playbalancer/v1/{tier}/".encode("utf-8")
-        self.adminPrefix = self.prefix + b"admin/"
-        self.nodesPrefix = self.prefix + b"nodes/"
-        self.revision = 0
+        self.mirror = TierMirror(tier, balancers)
         self.degraded = True
-        self.reason = "starting"
-        self.nodes = {}
-        self.records = {}
-        self.modRevisions = {}
+        self.reason = STARTING
         self.ready = Deferred()
+        self._cache = SnapshotCache(cachePath)
         self._lease = None
         self._publish = None
         self._running = False
@@ -87,6 +92,20 @@ class ClusterNode(Service):
         self._sleep = None
         self._publishing = None
         self._operation = None
+
+    @property
+    def revision(self):
+        """
+        The last store revision this node applied.
+        """
+        return self.mirror.revision
+
+    @property
+    def nodes(self):
+        """
+        C{{node name: status}} of the other nodes, as last read.
+        """
+        return self.mirror.nodes
 
     # Running
 
@@ -121,7 +140,7 @@ class ClusterNode(Service):
     def _startupTimedOut(self):
         if self.ready.called:
             return
-        cached = self._readCache()
+        cached = self._cache.read()
         _log.warn(
             "store not reachable at start-up ({reason}): serving {how}",
             reason=self.reason,
@@ -129,19 +148,18 @@ class ClusterNode(Service):
             playbalancer_event="cluster.startup_timeout",
         )
         if cached:
-            for key, record in cached["records"].items():
-                self._apply(key.encode("utf-8"), record)
-            self.revision = cached["revision"]
+            self.mirror.restore(cached)
         self.ready.callback(None)
 
     async def _follow(self):
+        prefix = self.mirror.prefix
         while self._running:
             try:
-                self._operation = ensureDeferred(self.store.range(self.prefix))
+                self._operation = ensureDeferred(self.store.range(prefix))
                 revision, found = await self._operation
                 self._applySnapshot(revision, found)
                 self._operation = ensureDeferred(
-                    self.store.watch(self.prefix, revision + 1, self._onEvents)
+                    self.store.watch(prefix, revision + 1, self._onEvents)
                 )
                 await self._operation
             except CompactedError as e:
@@ -163,7 +181,7 @@ class ClusterNode(Service):
                     self._sleep = None
 
     def _degrade(self, reason):
-        if not self.degraded or self.reason == "starting":
+        if not self.degraded or self.reason == STARTING:
             _log.warn(
                 "store degraded: {reason}; keeping the last known state",
                 reason=reason,
@@ -172,26 +190,11 @@ class ClusterNode(Service):
         self.degraded = True
         self.reason = reason
 
-    # Applying
-
     def _applySnapshot(self, revision, found):
-        admin = {}
-        nodes = {}
-        for key, (value, modRevision) in found.items():
-            if key.startswith(self.adminPrefix):
-                admin[key] = (value, modRevision)
-            elif key.startswith(self.nodesPrefix):
-                nodes[key] = value
-        for key in list(self.records):
-            if key not in admin:
-                self._forget(key)
-        for key, (value, modRevision) in admin.items():
-            self.modRevisions[key] = modRevision
-            self._apply(key, value)
-        self.nodes = {}
-        for key, value in nodes.items():
-            self._nodeStatus(key, value)
-        self.revision = revision
+        """
+        A full read of the tier: mirror it, and the store is connected.
+        """
+        self.mirror.replace(revision, found)
         if self.degraded:
             _log.info(
                 "store connected at revision {revision}",
@@ -200,93 +203,15 @@ class ClusterNode(Service):
             )
         self.degraded = False
         self.reason = None
-        self._saveCache()
+        self._cache.save(self.mirror.snapshot())
         self._wake()
         if not self.ready.called:
             self.ready.callback(None)
 
     def _onEvents(self, revision, changes):
-        for key, value, modRevision in changes:
-            if key.startswith(self.adminPrefix):
-                self.modRevisions[key] = modRevision
-                if value is None:
-                    self._forget(key)
-                else:
-                    self._apply(key, value)
-            elif key.startswith(self.nodesPrefix):
-                if value is None:
-                    self.nodes.pop(key[len(self.nodesPrefix) :].decode("utf-8", "replace"), None)
-                else:
-                    self._nodeStatus(key, value)
-        if revision > self.revision:
-            self.revision = revision
-        if any(key.startswith(self.adminPrefix) for key, _, _ in changes):
-            self._saveCache()
+        if self.mirror.update(revision, changes):
+            self._cache.save(self.mirror.snapshot())
         self._wake()
-
-    def _skip(self, key, problem):
-        _log.warn(
-            "cluster: skipping the record at {key}: {problem}",
-            key=showKey(key),
-            problem=problem,
-            playbalancer_event="cluster.bad_record",
-        )
-
-    def _nodeStatus(self, key, value):
-        """
-        Keep another node's status; a bad one is skipped (its last good
-        one stays).
-        """
-        try:
-            name = nodeKey(key[len(self.nodesPrefix) :])
-            self.nodes[name] = nodeStatus(value)
-        except RecordError as e:
-            self._skip(key, e)
-
-    def _apply(self, key, value):
-        """
-        Check one admin record (bytes, or decoded from the cache) and apply
-        it; a bad one is skipped, the member keeps its last good state.
-        """
-        try:
-            balancerName, memberName = adminKey(key[len(self.adminPrefix) :])
-            balancer = self.balancers.get(balancerName)
-            if balancer is None:
-                return
-            record = adminRecord(balancer, memberName, value)
-        except RecordError as e:
-            self._skip(key, e)
-            return
-        try:
-            self._applyRecord(key, balancer, memberName, record)
-        except Exception:
-            # Nothing a record says may stop the follower.
-            _log.failure("cluster: cannot apply the record at {key}", key=showKey(key))
-
-    def _memberOf(self, key):
-        try:
-            balancerName, memberName = adminKey(key[len(self.adminPrefix) :])
-        except RecordError:
-            return None, None
-        return self.balancers.get(balancerName), memberName
-
-    def _applyRecord(self, key, balancer, memberName, record):
-        """
-        Make one member match its checked record (never because of an
-        error or an empty answer: only records that were read are applied).
-        A record is one L{playbalancer.memberstate} entry, applied through
-        the balancer's methods as the state file's and the workers' are.
-        """
-        self.records[key] = record
-        memberstate.applyEntry(balancer, memberName, record, record.get("who") or "cluster")
-
-    def _forget(self, key):
-        record = self.records.pop(key, None)
-        self.modRevisions.pop(key, None)
-        if record and record.get("url"):
-            balancer, memberName = self._memberOf(key)
-            if balancer is not None:
-                memberstate.applyEntry(balancer, memberName, {"removed": True}, "cluster")
 
     # Writing
 
@@ -300,7 +225,7 @@ class ClusterNode(Service):
         """
         if self.degraded:
             raise StoreError(f"store degraded: {self.reason}")
-        key = self.adminPrefix + f"{balancerName}/{memberName}".encode("utf-8")
+        key = self.mirror.memberKey(balancerName, memberName)
         balancer = self.balancers[balancerName]
         for _ in range(5):
             value, modRevision = await self.store.get(key)
@@ -309,7 +234,7 @@ class ClusterNode(Service):
                 try:
                     record = adminRecord(balancer, memberName, value)
                 except RecordError as e:
-                    self._skip(key, f"{e}; replacing it")
+                    warnSkipped(key, f"{e}; replacing it")
             if record is None:
                 member = memberstate.live(balancer, memberName)
                 record = memberstate.entry(member) if member is not None else {}
@@ -363,7 +288,7 @@ class ClusterNode(Service):
     async def _publishStatus(self):
         if self.degraded:
             return
-        key = self.nodesPrefix + self.node.encode("utf-8")
+        key = self.mirror.statusKey(self.node)
         try:
             if self._lease is None or not await self.store.keepAlive(self._lease):
                 self._lease = await self.store.grant(self.leaseTTL)
@@ -376,79 +301,20 @@ class ClusterNode(Service):
         What the tier knows of one member: whether every known node applied
         its last change and has nothing in flight on it.
         """
-        key = self.adminPrefix + f"{balancerName}/{memberName}".encode("utf-8")
-        needed = self.modRevisions.get(key, 0)
-        member = f"{balancerName}/{memberName}"
-        nodes = dict(self.nodes)
-        nodes[self.node] = self.status()
-        inflight = 0
-        behind = []
-        for name, status in sorted(nodes.items()):
-            inflight += int(status.get("inflight", {}).get(member, 0))
-            if int(status.get("revision", 0)) < needed:
-                behind.append(name)
-        return {
-            "nodes": sorted(nodes),
-            "behind": behind,
-            "inflight": inflight,
-            "idle": not behind and inflight == 0,
-        }
+        return self.mirror.tierState(balancerName, memberName, self.node, self.status())
 
     def summary(self):
         """
         The cluster as the manager shows it.
         """
-        nodes = dict(self.nodes)
-        nodes[self.node] = self.status()
         return {
             "tier": self.tier,
             "node": self.node,
             "store": "degraded" if self.degraded else "ok",
             "reason": self.reason,
             "revision": self.revision,
-            "nodes": [
-                {
-                    "name": name,
-                    "revision": status.get("revision"),
-                    "inflight": sum(status.get("inflight", {}).values()),
-                }
-                for name, status in sorted(nodes.items())
-            ],
+            "nodes": self.mirror.nodeSummaries(self.node, self.status()),
         }
-
-    # The local cache of the last snapshot
-
-    def _saveCache(self):
-        if not self.cachePath:
-            return
-        data = {
-            "revision": self.revision,
-            "records": {k.decode("utf-8"): v for k, v in self.records.items()},
-        }
-        try:
-            replaceFile(self.cachePath, json.dumps(data).encode("utf-8"), prefix=".playbalancer-cache-")
-        except OSError as e:
-            _log.warn("cluster: cannot write the cache {path}: {problem}", path=self.cachePath, problem=e.strerror)
-
-    def _readCache(self):
-        if not self.cachePath:
-            return None
-        try:
-            with open(self.cachePath, encoding="utf-8") as f:
-                cached = json.load(f)
-        except (OSError, ValueError) as e:
-            if not isinstance(e, FileNotFoundError):
-                _log.warn("cluster: cannot use the cache {path}: {problem}", path=self.cachePath, problem=e)
-            return None
-        if (
-            not isinstance(cached, dict)
-            or not isinstance(cached.get("records"), dict)
-            or isinstance(cached.get("revision"), bool)
-            or not isinstance(cached.get("revision"), int)
-        ):
-            _log.warn("cluster: cannot use the cache {path}: not a snapshot", path=self.cachePath)
-            return None
-        return cached
 
 
 class AfterReady(MultiService):
