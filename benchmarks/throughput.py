@@ -1547,9 +1547,9 @@ def parseArgs(argv):
                         "(default 2; this machine's cores is the natural choice)")
     p.add_argument("--tests", default=",".join(t.name for t in TESTS),
                    help="tests, comma-separated (default all: %(default)s)")
-    p.add_argument("--python", default=sys.executable,
+    p.add_argument("--python", default=sys.executable, type=interpreterPath,
                    help="interpreter with playbalancer and Twisted (default: this one)")
-    p.add_argument("--pypy", default=DEFAULT_PYPY,
+    p.add_argument("--pypy", default=DEFAULT_PYPY, type=interpreterPath,
                    help="a PyPy venv's python with playbalancer: adds playbalancer-pypy "
                         "(default: the Makefile's .venv-pypy/bin/python if it exists; "
                         "--pypy '' for none)")
@@ -1661,6 +1661,15 @@ def onSigterm(signum, frame):
     SIGTERM ends the benchmark like Ctrl-C, through the cleanup.
     """
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interpreterPath(value):
+    """
+    An interpreter given as a path is made absolute: the balancers and the
+    import checks run in other directories (a bare name is looked up on
+    PATH, and '' means none).
+    """
+    return os.path.abspath(value) if os.sep in value else value
 
 
 def main(argv=None):
