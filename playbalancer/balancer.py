@@ -303,6 +303,13 @@ class Balancer:
         member.active += 1
         member.requests += 1
 
+    def memberResponded(self, member, status=None):
+        """
+        C{member} answered an attempt (a response head with C{status}; in
+        TCP mode, a connection): see L{MemberHealth.responded}.
+        """
+        self.memberHealth.responded(member, status)
+
     def attemptEnded(self, member, outcome):
         """
         An attempt on C{member} (begun with L{begin}) is over: its counters

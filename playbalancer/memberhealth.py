@@ -42,11 +42,25 @@ class MemberHealth:
         self._balancer = balancer
         self._clock = clock
 
+    def responded(self, member, status=None):
+        """
+        C{member} answered: a response head with C{status} came, or (TCP
+        mode, C{status} L{None}) it accepted a connection.  Its passive
+        health is judged now, not when the attempt ends, so that a long
+        response or connection brings a member back at once, and a status
+        in C{fail_on_status} counts even if the client leaves before the
+        response ends.
+        """
+        if status in self._balancer.failOnStatus:
+            self.memberFailed(member, f"answered {status}")
+        else:
+            self.memberSucceeded(member)
+
     def record(self, member, outcome):
         """
-        Count how an attempt on C{member} ended, and let it tell the
-        member's passive health.  (Ending the attempt itself is the
-        balancer's job.)
+        Count how an attempt on C{member} ended, and let a failure tell the
+        member's passive health (an answer told it already: L{responded}).
+        (Ending the attempt itself is the balancer's job.)
 
         @param outcome: an L{playbalancer.outcome.Outcome}.
         """
@@ -61,14 +75,7 @@ class MemberHealth:
             stats.total.observe(outcome.total)
         if outcome.retried:
             stats.retries += 1
-        if kind == _outcome.ANSWERED:
-            if status in self._balancer.failOnStatus:
-                self.memberFailed(member, f"answered {status}")
-            else:
-                self.memberSucceeded(member)
-        elif kind == _outcome.REFUSED:
-            self.memberFailed(member, f"answered {status}")
-        elif kind != _outcome.CANCELLED:
+        if kind != _outcome.ANSWERED and kind != _outcome.REFUSED and kind != _outcome.CANCELLED:
             stats.failures[kind] += 1
             if kind == _outcome.CONNECT:
                 self.memberFailed(member, outcome.reason)

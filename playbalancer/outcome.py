@@ -1,7 +1,10 @@
 """
 What happened to one attempt on one member, reported once, when it ends,
-through L{playbalancer.balancer.Balancer.attemptEnded}: passive health,
-the member's counters and metrics all follow from it.
+through L{playbalancer.balancer.Balancer.attemptEnded}: the member's
+counters, metrics and (for failures) passive health follow from it.  An
+answer tells passive health earlier, when it comes
+(L{playbalancer.balancer.Balancer.memberResponded}: a response head, or a
+TCP connection made), so that a long response brings a member back at once.
 """
 
 from __future__ import annotations

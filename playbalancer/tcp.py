@@ -198,6 +198,7 @@ class TCPRelay(Protocol):
     def _connected(self, memberSide):
         self.pending = None
         self.memberSide = memberSide
+        self.front.balancer.memberResponded(self.member)
         transport = memberSide.transport
         _noDelay(transport)
         if self.front.sendProxyProtocol:

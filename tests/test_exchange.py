@@ -22,6 +22,7 @@ from playbalancer.http import exchange as states
 from playbalancer.http import retry
 from playbalancer.http.exchange import Exchange
 from playbalancer.http.memory import MemoryClient, memoryProxy
+from playbalancer.http.requestbody import REPLAY_LIMIT, RequestBody
 from playbalancer.http.responsewriter import ResponseWriter
 from playbalancer.http.wire import Limits, parseRequestHead
 from playbalancer.interfaces import IClientSide
@@ -142,6 +143,53 @@ class LifeTests(ExchangeTestCase):
         self.assertEqual(self.members[0].active, 0)
 
 
+class PassiveHealthTests(ExchangeTestCase):
+    """
+    A member's passive health follows its response heads: a long response
+    brings a member back as soon as its head comes, and a failing status
+    counts even when the client leaves before the body ends.
+    """
+
+    def test_headBringsMemberBack(self):
+        self.balancer.memberFailed(self.members[0], "connection refused")
+        self.clock.advance(self.balancer.retry + 1)
+        exchange, client = self.start(*GET)
+        self.answer("app1", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel")
+        self.assertEqual(exchange.state, states.RESPONDING)
+        self.assertTrue(self.members[0].healthy)
+
+    def test_failingStatusThenClientLeaves(self):
+        self.balancer.failOnStatus = frozenset([503])
+        exchange, client = self.start(
+            b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 3", body=b"abc"
+        )
+        self.answer("app1", b"HTTP/1.1 503 Busy\r\nContent-Length: 10\r\n\r\nbus")
+        exchange.clientGone()
+        self.assertFalse(self.members[0].healthy)
+        self.assertEqual(self.members[0].failures, 1)
+
+    def test_failingStatusRetriedCountedOnce(self):
+        self.balancer.failOnStatus = frozenset([503])
+        exchange, client = self.start(*GET)
+        self.answer("app1", b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n")
+        self.answer("app2", OK)
+        self.assertEqual(self.members[0].failures, 1)
+        self.assertFalse(self.members[0].healthy)
+        self.assertTrue(self.members[1].healthy)
+
+    def test_badUpgradeIsNoSuccess(self):
+        """
+        A 101 to a request that asked for no upgrade is a bad response, not
+        an answer: it does not clear the member's run of bad responses.
+        """
+        self.members[0].badResponses = 1
+        exchange, client = self.start(*GET)
+        self.answer(
+            "app1", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+        )
+        self.assertEqual(self.members[0].badResponses, 2)
+
+
 class RetryTests(ExchangeTestCase):
     def test_resetBeforeAnswerRetried(self):
         """
@@ -205,6 +253,46 @@ class RetryTests(ExchangeTestCase):
         self.assertFalse(self.members[0].healthy)
         self.assertEqual(self.members[0].stats.retries, 1)
 
+    def test_bodyTooLargeToKeepNotResent(self):
+        """
+        A chunked PUT whose body went past what is kept for a replay
+        (REPLAY_LIMIT) is not sent to a second member when the first
+        closes before answering: the second would get the head with only
+        the rest of the body.  The client gets a 502.
+        """
+        exchange, client = self.start(b"PUT /f HTTP/1.1", b"Host: a", b"Transfer-Encoding: chunked")
+        exchange.bodyData(b"A" * 70000)
+        exchange.bodyData(b"B" * 10)
+        exchange.bodyEnd()
+        self.memory.last("app1").connectionLost(Failure(ConnectionDone()))
+        self.assertNotIn("app2", self.memory.connections)
+        self.assertEqual(client.status, 502)
+
+    def test_failingStatusAfterBodyTooLargeToKeep(self):
+        """
+        A PUT with a body larger than what is kept, answered with a status
+        in fail_on_status: that answer goes to the client; the request is
+        not sent to another member without its body.
+        """
+        self.balancer.failOnStatus = frozenset([503])
+        exchange, client = self.start(b"PUT /f HTTP/1.1", b"Host: a", b"Content-Length: 70000")
+        exchange.bodyData(b"A" * 70000)
+        exchange.bodyEnd()
+        self.answer("app1", b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n")
+        self.assertNotIn("app2", self.memory.connections)
+        self.assertEqual(client.head[0], 503)
+        self.assertEqual(client.ended, "finished")
+
+    def test_smallBodyResentWhole(self):
+        """
+        A PUT whose body is kept goes to the second member whole.
+        """
+        exchange, client = self.start(
+            b"PUT /f HTTP/1.1", b"Host: a", b"Content-Length: 3", body=b"abc"
+        )
+        self.memory.last("app1").connectionLost(Failure(ConnectionDone()))
+        self.assertTrue(self.sent("app2").endswith(b"\r\n\r\nabc"))
+
 
 class RetryRuleTests(SynchronousTestCase):
     def test_idempotentOnce(self):
@@ -218,10 +306,12 @@ class RetryRuleTests(SynchronousTestCase):
         self.assertTrue(retry.afterLoss(retry.RetryState(b"POST", idempotencyKey=True)))
 
     def test_notAfterResponseOrUpgradeOrLostBody(self):
-        for change in ("responseStarted", "upgrade", "replayable"):
+        for change in ("responseStarted", "upgrade", "body"):
             state = retry.RetryState(b"GET")
-            if change == "replayable":
-                state.replayable = False
+            if change == "body":
+                body = state.body = RequestBody(None)
+                self.assertTrue(retry.afterLoss(state))
+                body.wasSent(b"x" * (REPLAY_LIMIT + 1))
             else:
                 setattr(state, change, True if change == "responseStarted" else b"websocket")
             self.assertFalse(retry.afterLoss(state), change)

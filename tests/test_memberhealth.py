@@ -48,15 +48,35 @@ class MemberHealthTests(SynchronousTestCase):
     def test_failingStatus(self):
         """
         An answer with a status in C{failOnStatus} (read from the balancer
-        when it comes) takes the member out, as a refused one does.
+        when it comes) takes the member out when it comes; the attempt's
+        end (answered or refused) does not count it again.
         """
-        self.record(outcome.ANSWERED, status=503)
+        health = self.balancer.memberHealth
+        health.responded(self.a, 503)
         self.assertIs(self.a.healthy, True)
         self.balancer.failOnStatus = frozenset([503])
-        self.record(outcome.ANSWERED, status=503)
+        health.responded(self.a, 503)
         self.assertEqual((self.a.downReason, self.a.downUntil), ("answered 503", 130))
-        self.record(outcome.REFUSED, status=502)
-        self.assertEqual((self.a.downReason, self.a.failures), ("answered 502", 2))
+        self.record(outcome.REFUSED, status=503)
+        self.record(outcome.ANSWERED, status=503)
+        self.assertEqual((self.a.downReason, self.a.failures), ("answered 503", 1))
+
+    def test_answerBringsBack(self):
+        """
+        Any other answer (a head, or a TCP connection: no status) brings a
+        member back without active checks, and clears its run of bad
+        responses; with active checks only they bring it back.
+        """
+        health = self.balancer.memberHealth
+        for status in (200, None):
+            self.balancer.memberFailed(self.a, "refused")
+            self.a.badResponses = 2
+            health.responded(self.a, status)
+            self.assertEqual((self.a.healthy, self.a.badResponses), (True, 0))
+        self.balancer.activeChecks = True
+        self.balancer.memberFailed(self.a, "refused")
+        health.responded(self.a, 200)
+        self.assertIs(self.a.healthy, False)
 
     def test_failuresByKind(self):
         """
@@ -92,7 +112,7 @@ class MemberHealthTests(SynchronousTestCase):
         """
         for _ in range(BAD_RESPONSES_DOWN - 1):
             self.record(outcome.BAD_RESPONSE, reason="junk")
-        self.record(outcome.ANSWERED, status=200)
+        self.balancer.memberHealth.responded(self.a, 200)
         for _ in range(BAD_RESPONSES_DOWN - 1):
             self.record(outcome.BAD_RESPONSE, reason="junk")
         self.assertIs(self.a.healthy, True)

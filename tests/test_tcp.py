@@ -204,6 +204,21 @@ class TCPModeTests(_TCPCase):
         self.assertEqual(name, "app2")
         self.assertEqual(self.balancer.member("app1").downReason, "connection refused")
 
+    async def test_connectBringsMemberBack(self):
+        """
+        A member that failed is healthy again once a connection to it is
+        made, not only when that connection ends.
+        """
+        a = self.startMember("app1")
+        self.startBalancer([a])
+        member = self.balancer.member("app1")
+        self.balancer.memberFailed(member, "connection refused")
+        self.clock.advance(self.balancer.retry + 1)
+        client, name = await self.greeting()
+        self.assertEqual(name, "app1")
+        self.assertTrue(member.healthy)
+        self.assertEqual(member.active, 1)
+
     async def test_noneUsableClosesClient(self):
         a = self.startMember("app1")
         self.startBalancer([a])

@@ -64,7 +64,7 @@ class Exchange:
         #: The current (or last) L{Attempt}, or L{None} before the first.
         self.attempt = None
         self.body = RequestBody(request.length)
-        self.retry = retry.stateOf(request, proxy.balancer)
+        self.retry = retry.stateOf(request, proxy.balancer, self.body)
         self.connectFailed = False
         self.responseHead = None
         self.keepAlive = True
@@ -219,6 +219,7 @@ class Exchange:
             )
             return
         balancer = self.proxy.balancer
+        balancer.memberResponded(attempt.member, status)
         if status in balancer.failOnStatus and retry.afterFailingStatus(
             self.retry, self.body.complete, bool(balancer.candidates(self.tried))
         ):

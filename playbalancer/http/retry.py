@@ -24,12 +24,15 @@ class RetryState:
 
     @ivar retried: whether it was sent again once already.
     @ivar responseStarted: whether the client got any of a response.
-    @ivar replayable: whether all the body sent so far is kept.
+    @ivar body: the request's body on its way (anything with a
+        C{replayable} attribute: whether all of it sent so far is kept,
+        as L{playbalancer.http.requestbody.RequestBody} has), or L{None}
+        for a request whose body need not be kept.
     """
 
-    __slots__ = ("method", "upgrade", "idempotencyKey", "retried", "responseStarted", "replayable")
+    __slots__ = ("method", "upgrade", "idempotencyKey", "retried", "responseStarted", "body")
 
-    def __init__(self, method, upgrade=None, idempotencyKey=False):
+    def __init__(self, method, upgrade=None, idempotencyKey=False, body=None):
         self.method = method
         self.upgrade = upgrade
         #: Whether the request carries an C{Idempotency-Key} and its
@@ -37,13 +40,22 @@ class RetryState:
         self.idempotencyKey = idempotencyKey
         self.retried = False
         self.responseStarted = False
-        self.replayable = True
+        self.body = body
+
+    @property
+    def replayable(self):
+        """
+        Whether the body sent so far could be sent again: its one source
+        of truth is the body itself.
+        """
+        body = self.body
+        return body is None or body.replayable
 
 
-def stateOf(request, balancer):
+def stateOf(request, balancer, body):
     """
-    The L{RetryState} of a new request (a L{playbalancer.http.wire.RequestHead})
-    to C{balancer}.  A request of a method that is not idempotent may be
+    The L{RetryState} of a new request (a L{playbalancer.http.wire.RequestHead},
+    its body on its way C{body}) to C{balancer}.  A request of a method that is not idempotent may be
     sent again all the same when the balancer allows it
     (C{retry_idempotency_key}) and the client sent an C{Idempotency-Key}
     (the IETF draft), promising that the member will not act on it twice.
@@ -51,7 +63,7 @@ def stateOf(request, balancer):
     keyed = balancer.retryIdempotencyKey and any(
         name.lower() == b"idempotency-key" for name, _ in request.headers
     )
-    return RetryState(request.method, request.upgrade, keyed)
+    return RetryState(request.method, request.upgrade, keyed, body)
 
 
 def safeToRepeat(state):
