@@ -101,10 +101,12 @@ class ISchedulerFactory(Interface):
 class IClientSide(Interface):
     """
     The client one request came from, as the exchange serving it sees it
-    (L{playbalancer.exchange.Exchange}).  One provider per kind of client:
-    an HTTP/1.1 connection (L{playbalancer.front}), a twisted.web request
-    (L{playbalancer.resource}), an in-memory client for tests
-    (L{playbalancer.memoryclient}), and later an HTTP/2 stream.
+    (L{playbalancer.http.exchange.Exchange}).  One provider per kind of
+    client: an HTTP/1.1 connection
+    (L{playbalancer.http.responsewriter.ResponseWriter}), a twisted.web
+    request (L{playbalancer.resource.WebRequestClient}), an in-memory
+    client for tests (L{playbalancer.http.memory.MemoryClient}), and later
+    an HTTP/2 stream.
 
     The provider owns the client's transport and the framing of what goes
     to it; the exchange never touches either.  It also reads the request
@@ -114,10 +116,12 @@ class IClientSide(Interface):
     """
 
     closing = Attribute(
-        "Whether the client connection closes after this response (C{bool}): "
-        "the exchange then promises no keep-alive."
+        "Whether the client connection closes after this response (C{bool}); "
+        "the provider itself then frames the response without keep-alive."
     )
-    accessLog = Attribute("The L{playbalancer.accesslog.AccessLog} to record requests in, or L{None}.")
+    accessLog = Attribute(
+        "The L{playbalancer.observe.accesslog.AccessLog} to record requests in, or L{None}."
+    )
 
     def sendContinue():
         """
@@ -136,9 +140,12 @@ class IClientSide(Interface):
         Start the response.
 
         @param headers: C{(name, value)} pairs to send as they are: no
-            framing or connection headers (the provider adds its own).
+            connection headers, and no framing headers (the provider adds
+            its own) except the member's I{Content-Length} on a response
+            that has no body to frame (to a HEAD, or a 304).
         @param length: body bytes to come (0: none), or L{None} if unknown
-            until L{finish}.
+            until L{finish}.  (For a HEAD request, what the member said, or
+            0: no body comes either way.)
         @param keepAlive: whether the exchange lets the connection be kept.
         @param upgrade: for a C{101}, the protocol switched to (C{bytes}).
         """
@@ -164,13 +171,15 @@ class IClientSide(Interface):
         Answer with a short plain-text response of our own, complete.
 
         @param extra: more C{(name, value)} headers.
-        @return: the number of body bytes sent.
+        @return: the number of body bytes sent (0 to a HEAD request).
         """
 
     def abort():
         """
-        End a response that cannot be completed, so that the client cannot
-        take it for complete.
+        End a response that cannot be completed.  Where the response has a
+        length or chunks, the client cannot take it for complete; where it
+        is framed by the end of the connection (an HTTP/1.0 client, a
+        member that gave no length), nothing can tell the client.
         """
 
     def pauseProducing():

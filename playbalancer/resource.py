@@ -11,20 +11,25 @@ body goes to the member from memory (or twisted.web's temporary file),
 paced by the member; the response streams to the client, and a client
 that reads slowly pauses the member.  Protocol upgrades (WebSocket) are
 not passed through this face; mount the proxy on a listener for them.
+Requests are logged by the site's own log, not playbalancer's access log.
 """
 
 from __future__ import annotations
 
 from zope.interface import implementer
 
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from playbalancer.flow import Pauser
-from playbalancer.http.exchange import Exchange
+from playbalancer.http.exchange import ABANDONED, FINISHED, Exchange
 from playbalancer.http.responses import PLAIN, REASONS, plainBody
 from playbalancer.http.wire import HTTPError, Limits, parseRequestHead
 from playbalancer.interfaces import IClientSide
+
+#: The exchange's states in which it takes no more of the request body.
+_OVER = (FINISHED, ABANDONED)
 
 #: Bytes of the request body handed to the exchange at a time.
 BODY_PIECE = 65536
@@ -79,7 +84,9 @@ def requestHead(request, limits):
     if mountPath == b"/":
         mountPath = b""
     target = b"/" + b"/".join(segments[consumed:]) + question + query
-    lines = [b"%s %s HTTP/1.1" % (request.method, target)]
+    # An HTTP/1.0 request keeps its version: it may come without Host.
+    version = b"HTTP/1.0" if request.clientproto == b"HTTP/1.0" else b"HTTP/1.1"
+    lines = [b"%s %s %s" % (request.method, target, version)]
     for name, values in request.requestHeaders.getAllRawHeaders():
         lowered = name.lower()
         if lowered in _REFRAMED:
@@ -94,7 +101,6 @@ def requestHead(request, limits):
     if length or request.method in (b"POST", b"PUT", b"PATCH"):
         lines.append(b"Content-Length: %d" % length)
     head = parseRequestHead(b"\r\n".join(lines), limits)
-    head.version = request.clientproto if request.clientproto == b"HTTP/1.0" else b"HTTP/1.1"
     head.mountPath = mountPath
     address = request.getClientAddress()
     head.client = getattr(address, "host", None) or None
@@ -140,7 +146,10 @@ class WebRequestClient:
         """
         self.exchange = exchange
         self.request.notifyFinish().addErrback(self._lost)
-        exchange.start()
+        try:
+            exchange.start()
+        except Exception:
+            exchange.failed(Failure())
         self._feed()
 
     def _lost(self, reason):
@@ -156,6 +165,8 @@ class WebRequestClient:
         content = self.request.content
         if content is None or exchange.body.complete:
             return
+        if exchange.responseHead is not None or exchange.state in _OVER:
+            return  # answered early, or over: the rest of the body is not read
         self._feeding = True
         try:
             while not self._paused and not self.gone:
@@ -197,7 +208,12 @@ class WebRequestClient:
             responseHeaders.setRawHeaders(name, values)
         if b"server" not in byName:
             responseHeaders.removeHeader(b"server")
-        if length is not None and status not in (204, 304) and not 100 <= status < 200:
+        if (
+            length is not None
+            and status not in (204, 304)
+            and not 100 <= status < 200
+            and request.method != b"HEAD"
+        ):
             if b"content-length" not in byName:
                 responseHeaders.setRawHeaders(b"Content-Length", [b"%d" % length])
 

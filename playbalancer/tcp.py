@@ -223,7 +223,8 @@ class TCPRelay(Protocol):
         if self.ended:
             balancer.attemptEnded(member, Outcome(outcome.CANCELLED))
             return
-        balancer.attemptEnded(member, Outcome(outcome.CONNECT, reason=describe(failure), retried=True))
+        again = bool(balancer.candidates(self.tried))
+        balancer.attemptEnded(member, Outcome(outcome.CONNECT, reason=describe(failure), retried=again))
         self._attempt()
 
     def dataReceived(self, data):

@@ -7,22 +7,30 @@ members.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
 import treq
 
 from twisted.internet import reactor
-from twisted.internet.protocol import ClientCreator, Protocol
-from twisted.trial.unittest import TestCase
+from twisted.internet.protocol import ClientCreator, Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import resource, server, static
+from twisted.web.test.requesthelper import DummyRequest
 
 from zope.interface.verify import verifyObject
 
+from playbalancer.balancer import Balancer, Member
 from playbalancer.config import ConfigError
+from playbalancer.http.exchange import Exchange
+from playbalancer.http.memory import memoryProxy
+from playbalancer.http.wire import Limits
 from playbalancer.interfaces import IRequestView
 from playbalancer.embed import loadBalancers
-from playbalancer.resource import ReverseProxyResource
+from playbalancer.resource import ReverseProxyResource, WebRequestClient, requestHead
+from playbalancer.schedulers import RoundRobinScheduler
 from playbalancer.testing import MemberServer, waitUntil
 
 
@@ -250,3 +258,149 @@ class ViewTests(_EmbeddedCase):
         )
         self.assertEqual(view.header(b"x-user"), b"ann")
         self.assertTrue(view.host.startswith(b"127.0.0.1:"))
+
+
+class _WebRequest(DummyRequest):
+    def isSecure(self):
+        return False
+
+
+class WebRequestClientTests(SynchronousTestCase):
+    """
+    The twisted.web client side without sockets: a twisted.web test request
+    and in-memory members.
+    """
+
+    def setUp(self):
+        clock = Clock()
+        members = [Member("app1", "http://10.0.0.1:9999")]
+        self.balancer = Balancer("b", RoundRobinScheduler(), members, clock)
+        self.proxy, self.memory = memoryProxy(self.balancer, clock)
+
+    def webRequest(self, method, uri, body=None, version=b"HTTP/1.1"):
+        request = _WebRequest([])
+        request.method = method
+        request.uri = uri
+        request.clientproto = version
+        if version == b"HTTP/1.1":
+            request.requestHeaders.setRawHeaders(b"host", [b"example.com"])
+        request.content = io.BytesIO(body) if body is not None else None
+        return request
+
+    def test_http10WithoutHost(self):
+        """
+        An HTTP/1.0 request without Host is passed on, as a listener does.
+        """
+        request = self.webRequest(b"GET", b"/x", version=b"HTTP/1.0")
+        ReverseProxyResource(self.proxy).render(request)
+        self.assertIsNone(request.responseCode)
+        self.assertTrue(self.memory.last("app1").transport.value().startswith(b"GET /x HTTP/1.1\r\n"))
+
+    def test_headGetsNoZeroLength(self):
+        """
+        A HEAD response whose member said no length gets none of ours (a
+        Content-Length: 0 would say the resource is empty); a GET with an
+        empty body gets Content-Length: 0.
+        """
+        for method, expected in ((b"HEAD", None), (b"GET", [b"0"])):
+            request = self.webRequest(method, b"/x")
+            client = WebRequestClient(request)
+            client.startResponse(200, b"OK", [], 0, True)
+            self.assertEqual(request.responseHeaders.getRawHeaders(b"content-length"), expected)
+
+    def test_startFailureAnswered(self):
+        """
+        When starting the exchange raises (a scheduler plugin's bug), the
+        client gets a 500 and the member's attempt count is not left up.
+        """
+        class Broken:
+            def pick(self, candidates, request):
+                raise RuntimeError("scheduler bug")
+
+        self.balancer.scheduler = Broken()
+        request = self.webRequest(b"GET", b"/x")
+        ReverseProxyResource(self.proxy).render(request)
+        self.assertEqual(request.responseCode, 500)
+        self.assertEqual(self.balancer.members[0].active, 0)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class _AnswersEarly(Protocol):
+    """
+    A member that answers 413 as soon as a request head arrives, and
+    reads nothing more.
+    """
+
+    def connectionMade(self):
+        self.head = b""
+
+    def dataReceived(self, data):
+        if b"\r\n\r\n" in self.head:
+            return
+        self.head += data
+        if b"\r\n\r\n" in self.head:
+            self.transport.pauseProducing()
+            self.transport.write(b"HTTP/1.1 413 Too Big\r\nContent-Length: 0\r\n\r\n")
+
+
+class _CountingReads:
+    """
+    A request body file that counts the bytes read from it.
+    """
+
+    def __init__(self, content):
+        self.content = content
+        self.bytesRead = 0
+
+    def __getattr__(self, name):
+        return getattr(self.content, name)
+
+    def read(self, size=-1):
+        data = self.content.read(size)
+        self.bytesRead += len(data)
+        return data
+
+
+class _Recording(ReverseProxyResource):
+    def render(self, request):
+        request.content = _CountingReads(request.content)
+        self.bodies.append(request.content)
+        return ReverseProxyResource.render(self, request)
+
+
+class EarlyAnswerTests(TestCase):
+    timeout = 60
+
+    async def test_noMoreBodyReadAfterEarlyAnswer(self):
+        """
+        A member that answers before it took the body (a 413 to a large
+        upload): the rest of the body is not read from twisted.web's
+        temporary file once the answer came.
+        """
+        factory = Factory.forProtocol(_AnswersEarly)
+        member = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(member.stopListening)
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(
+                '[balancer.b]\n[[balancer.b.member]]\nname = "early"\n'
+                f'url = "http://127.0.0.1:{member.getHost().port}"\n'
+            )
+        balancers = loadBalancers(path, reactor)
+        balancers.startService()
+        self.addCleanup(balancers.stopService)
+        root = resource.Resource()
+        proxy = _Recording(balancers["b"])
+        proxy.bodies = []
+        root.putChild(b"app", proxy)
+        site = server.Site(root)
+        site.log = lambda request: None
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        size = 32 * 2**20
+        response = await treq.put(
+            f"http://127.0.0.1:{port.getHost().port}/app/up", data=b"x" * size, persistent=False
+        )
+        await response.content()
+        self.assertEqual(response.code, 413)
+        self.assertLess(proxy.bodies[0].bytesRead, size // 2)

@@ -225,6 +225,8 @@ class TCPModeTests(_TCPCase):
         await a.stop()
         client = await self.connect()
         self.assertEqual(await client.closed, b"")
+        stats = self.balancer.member("app1").stats
+        self.assertEqual((stats.failures["connect"], stats.retries), (1, 0))
 
     async def test_halfClose(self):
         """

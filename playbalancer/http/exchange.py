@@ -47,8 +47,9 @@ class Exchange:
       - C{abandoned}: the client left, or the response was cut short.
 
     The client side calls L{start}, L{bodyData}, L{bodyEnd}, L{clientData}
-    (in a tunnel), L{clientGone} and L{clientTimedOut}; the current
-    L{Attempt} calls the C{attempt*} methods.
+    (in a tunnel), L{memberKeepsUp}, L{clientGone}, L{clientTimedOut}, and
+    L{failed} when starting it raised; the current L{Attempt} calls the
+    C{attempt*} and C{tunnel*} methods.
 
     @param proxy: the L{playbalancer.http.proxy.HTTPProxy} it belongs to.
     @param client: the L{playbalancer.interfaces.IClientSide} it serves.
