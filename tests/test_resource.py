@@ -24,12 +24,10 @@ from zope.interface.verify import verifyObject
 
 from playbalancer.balancer import Balancer, Member
 from playbalancer.config import ConfigError
-from playbalancer.http.exchange import Exchange
 from playbalancer.http.memory import memoryProxy
-from playbalancer.http.wire import Limits
 from playbalancer.interfaces import IRequestView
 from playbalancer.embed import loadBalancers
-from playbalancer.resource import ReverseProxyResource, WebRequestClient, requestHead
+from playbalancer.resource import ReverseProxyResource, WebRequestClient
 from playbalancer.schedulers import RoundRobinScheduler
 from playbalancer.testing import MemberServer, waitUntil
 
