@@ -53,6 +53,8 @@ class MemberHealth:
         """
         if status in self._balancer.failOnStatus:
             self.memberFailed(member, f"answered {status}")
+        elif member.downSince is None:
+            member.badResponses = 0  # (the usual case, kept cheap)
         else:
             self.memberSucceeded(member)
 

@@ -69,7 +69,9 @@ class Exchange:
         self.connectFailed = False
         self.responseHead = None
         self.keepAlive = True
-        self.interim = Interim(client, proxy.clock)
+        #: The request's L{Interim} responses, made when the first is
+        #: needed (most requests have none).
+        self.interim = None
         self.ownStatus = 0
         self.ownBytes = 0
         self.arrived = proxy.clock.seconds()
@@ -94,7 +96,7 @@ class Exchange:
         if length is None or 0 < length <= REPLAY_LIMIT:
             self.state = BUFFERING
             if self.request.expectContinue:
-                self.interim.sendContinue()
+                self._interim().sendContinue()
             return
         self._attempt()
 
@@ -135,7 +137,7 @@ class Exchange:
         self.client.resumeProducing()
         request = self.request
         if request.expectContinue:
-            self.interim.continueSoon()
+            self._interim().continueSoon()
 
     def memberKeepsUp(self):
         """
@@ -198,7 +200,13 @@ class Exchange:
         An interim (1xx) response before the final one.
         """
         if self.state == ATTEMPTING:
-            self.interim.fromMember(head.status, head.reason, clientHeaders(head, self._rewrite))
+            self._interim().fromMember(head.status, head.reason, clientHeaders(head, self._rewrite))
+
+    def _interim(self):
+        interim = self.interim
+        if interim is None:
+            interim = self.interim = Interim(self.client, self.proxy.clock)
+        return interim
 
     # The response
 
@@ -207,7 +215,8 @@ class Exchange:
         The member's final response head came: pass it on, or try another
         member.
         """
-        self.interim.stop()
+        if self.interim is not None:
+            self.interim.stop()
         if self.state != ATTEMPTING:
             attempt.abandon()
             attempt.end(outcome.CANCELLED)
@@ -336,7 +345,8 @@ class Exchange:
         freed as it ends, not left for the cyclic garbage collector).
         """
         self.state = state
-        self.interim.stop()
+        if self.interim is not None:
+            self.interim.stop()
         attempt, self.attempt = self.attempt, None
         if attempt is not None:
             attempt.cancel()
