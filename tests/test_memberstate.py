@@ -212,6 +212,33 @@ class WorkersPathTests(SynchronousTestCase):
         self.assertEqual(worker.member("app3").downReason, "not checked yet")
 
 
+    def test_balancerNamedBalancers(self):
+        """
+        A balancer may be called C{balancers}: the worker still tells an
+        older parent's list message from the current format by its
+        C{format} key, not by that name.
+        """
+        from playbalancer.workers import WorkerAgent, WorkerSupervisor
+
+        clock = Clock()
+        worker = balancer(clock, name="balancers")
+        agent = WorkerAgent({"balancers": worker}, [], clock, None)
+        agent.apply({"balancers": [
+            {"name": "app1", "url": "http://127.0.0.1:1", "admin": "drain", "standby": False, "weight": 1,
+             "down": None},
+            {"name": "app2", "url": "http://127.0.0.1:2", "admin": "enabled", "standby": False, "weight": 1,
+             "down": None},
+        ]})
+        self.assertEqual(worker.member("app1").admin, "drain")
+
+        parent = balancer(clock, name="balancers")
+        parent.setWeight(parent.member("app2"), 5, "t")
+        config = SimpleNamespace(workers=2, listeners=[], raw={})
+        supervisor = WorkerSupervisor(config, {"balancers": parent}, clock, [], [])
+        agent.apply(json.loads(supervisor.snapshot()))
+        self.assertEqual(worker.member("app1").admin, "enabled")
+        self.assertEqual(worker.member("app2").configuredWeight, 5)
+
 class ClusterPathTests(LoggedMixin, TestCase):
     def start(self, records):
         from playbalancer.cluster.node import ClusterNode

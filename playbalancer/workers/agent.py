@@ -87,7 +87,9 @@ class WorkerAgent(PieceReceiver, amp.AMP):
         (L{playbalancer.memberstate}'s format, each entry with C{"down"}):
         admin state through the balancers' methods, then health.
         """
-        if "balancers" not in state:
+        if state.get("format") != memberstate.FORMAT:
+            # An older parent: one list of members per balancer (and a
+            # balancer may well be called "balancers").
             state = _fromListState(state)
         added = memberstate.apply(state, self.balancers, "parent", complete=True, makeMember=self._makeMember)
         added = set(map(id, added))
