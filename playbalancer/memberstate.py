@@ -126,9 +126,9 @@ def live(balancer, name):
     return None
 
 
-def newMember(name, item):
+def newMember(balancer, name, item):
     """
-    The L{Member} an ENTRY with a URL describes.
+    The L{Member} an ENTRY with a URL describes, to add to C{balancer}.
     """
     return Member(name, item["url"], weight=item.get("weight", 1), standby=item.get("standby", False))
 
@@ -159,7 +159,7 @@ def applyEntry(balancer, name, item, who, replace=False, makeMember=newMember):
     @param replace: whether a member whose URL differs from the entry's is
         taken out and added again with the entry's URL (otherwise only a
         missing member is added; the config's URL wins).
-    @param makeMember: C{(name, entry)} to the new L{Member}.
+    @param makeMember: C{(balancer, name, entry)} to the new L{Member}.
     @return: C{(member, added)}: the member now (L{None} when there is
         none) and whether it was added.
     """
@@ -176,7 +176,7 @@ def applyEntry(balancer, name, item, who, replace=False, makeMember=newMember):
     if member is None:
         if not url:
             return None, False
-        member = makeMember(name, item)
+        member = makeMember(balancer, name, item)
         _add(balancer, member, who)
         added = True
     if "admin" in item:

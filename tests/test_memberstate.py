@@ -111,7 +111,7 @@ class StateFilePathTests(LoggedMixin, SynchronousTestCase):
         self.assertEqual(web.candidates(), [web.member("app2"), app3])
 
 
-class WorkersPathTests(SynchronousTestCase):
+class WorkersPathTests(LoggedMixin, SynchronousTestCase):
     def pair(self):
         """
         A parent's balancer and its supervisor, and a worker's copy of the
@@ -238,6 +238,32 @@ class WorkersPathTests(SynchronousTestCase):
         agent.apply(json.loads(supervisor.snapshot()))
         self.assertEqual(worker.member("app1").admin, "enabled")
         self.assertEqual(worker.member("app2").configuredWeight, 5)
+
+    def test_restartedWorkerLogsNoDown(self):
+        """
+        A worker (re)started after the parent's checks passed for a member
+        added at run time takes that member as up: it serves at once, and
+        the worker logs no "down" line for it (no "up" would follow).
+        """
+        from playbalancer.workers import WorkerAgent, WorkerSupervisor
+
+        clock = Clock()
+        parent = balancer(clock)
+        parent.addMember(Member("app9", "http://127.0.0.1:9"), "ops")
+        parent.checkResult(parent.member("app9"), True, "200", 0.01, rise=1, fall=1)
+        config = SimpleNamespace(workers=2, listeners=[], raw={})
+        supervisor = WorkerSupervisor(config, {"web": parent}, clock, [], [])
+        worker = balancer(clock)
+        agent = WorkerAgent({"web": worker}, [], clock, None)
+        logged = self.captureLog()
+        agent.apply(json.loads(supervisor.snapshot()))
+        app9 = worker.member("app9")
+        self.assertTrue(app9.healthy)
+        self.assertIn(app9, worker.candidates())
+        self.assertEqual([line for line in logged() if "down" in line], [])
+        self.assertIn("member web/app9 changed by parent: added=http://127.0.0.1:9, standby=False, weight=1",
+                      logged())
+
 
 class ClusterPathTests(LoggedMixin, TestCase):
     def start(self, records):

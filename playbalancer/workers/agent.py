@@ -6,6 +6,8 @@ access logs when told.
 
 from __future__ import annotations
 
+import math
+
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols import amp
@@ -103,10 +105,23 @@ class WorkerAgent(PieceReceiver, amp.AMP):
                     continue
                 self._health(balancer, member, item.get("down"), id(member) in added)
 
-    def _makeMember(self, name, item):
+    def _makeMember(self, balancer, name, item):
+        """
+        The member the parent's ENTRY C{item} adds.  With active checks it
+        is down until L{_health} shows the parent's verdict, already when
+        added: C{addMember}'s "not checked yet" then logs nothing (only the
+        first time down is), so a member the parent has up is not logged
+        down here; the parent logs its members' health.
+        """
         if self.makeMember is None:
-            return memberstate.newMember(name, item)
-        return self.makeMember(dict(item, name=name))
+            member = memberstate.newMember(balancer, name, item)
+        else:
+            member = self.makeMember(dict(item, name=name))
+        if balancer.activeChecks:
+            member.downSince = self.clock.seconds()
+            member.downUntil = math.inf
+            member.downReason = item.get("down") or "not checked yet"
+        return member
 
     def _health(self, balancer, member, down, new):
         """
@@ -118,9 +133,10 @@ class WorkerAgent(PieceReceiver, amp.AMP):
                 # Back up: ramp up as the parent does.
                 member.slowStart(self.clock, balancer.slowStart)
             member.downSince = member.downUntil = member.downReason = None
-        elif member.downSince is None:
-            member.downSince = self.clock.seconds()
-            member.downUntil = float("inf")
+        else:
+            if member.downSince is None:
+                member.downSince = self.clock.seconds()
+                member.downUntil = math.inf
             member.downReason = down
 
     def report(self):
