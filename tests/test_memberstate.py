@@ -90,6 +90,31 @@ class StateFilePathTests(LoggedMixin, SynchronousTestCase):
         web.checkResult(app9, True, "200", 0.01, rise=1, fall=1)
         self.assertEqual(web.candidates(), [app3, app9])
 
+    def test_warningsKeepTheStateFileNamespace(self):
+        """
+        The state file's warnings about balancers and members no longer
+        configured keep the namespace they had, C{playbalancer.statefile};
+        the workers' come from C{playbalancer.workers}.
+        """
+        from playbalancer.workers import WorkerAgent
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        state = {"format": 1, "balancers": {
+            "gone": {"members": {}, "removed": []},
+            "web": {"members": {"app7": {"admin": "drain", "standby": False, "weight": 1}}, "removed": []}}}
+        statefile.apply(state, {"web": balancer(Clock())})
+        agent = WorkerAgent({"web": balancer(Clock())}, [], Clock(), None)
+        agent.apply(state)
+        warnings = [(formatEvent(e), e["log_namespace"]) for e in events if "no longer configured" in formatEvent(e)]
+        self.assertEqual(warnings, [
+            ("state file: balancer gone is no longer configured", "playbalancer.statefile"),
+            ("state file: member web/app7 is no longer configured", "playbalancer.statefile"),
+            ("parent: balancer gone is no longer configured", "playbalancer.workers"),
+            ("parent: member web/app7 is no longer configured", "playbalancer.workers"),
+        ])
+
     def test_olderFileLoads(self):
         """
         A state file as written before the member-state module (format 1,

@@ -24,7 +24,8 @@ from twisted.logger import Logger
 
 __all__ = ["AccessLog", "ReopenOnSignal"]
 
-_log = Logger()
+# The namespace it had before the move to observe/, for log filters.
+_log = Logger(namespace="playbalancer.accesslog")
 
 _FLUSH_BYTES = 65536
 #: Bytes a pipe takes in one write without mixing them with other writers'.

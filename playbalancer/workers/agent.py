@@ -93,7 +93,9 @@ class WorkerAgent(PieceReceiver, amp.AMP):
             # An older parent: one list of members per balancer (and a
             # balancer may well be called "balancers").
             state = _fromListState(state)
-        added = memberstate.apply(state, self.balancers, "parent", complete=True, makeMember=self._makeMember)
+        added = memberstate.apply(
+            state, self.balancers, "parent", complete=True, makeMember=self._makeMember, log=_log
+        )
         added = set(map(id, added))
         for name, table in state["balancers"].items():
             balancer = self.balancers.get(name)
