@@ -100,7 +100,7 @@ class AccessLog:
         """
         Log one request.
 
-        @param request: the L{playbalancer.wire.RequestHead}.
+        @param request: the L{playbalancer.http.wire.RequestHead}.
         @param sent: body bytes sent to the client.
         @param member: the member's name, or L{None}.
         """
