@@ -353,6 +353,24 @@ class ClusterPathTests(LoggedMixin, TestCase):
         self.assertEqual([m.name for m in self.balancer.members], ["m1", "m2", "m9"])
 
 
+class AddMemberTests(SynchronousTestCase):
+    def test_ruleAsDocumented(self):
+        """
+        The rule every path relies on, as C{Balancer.addMember} documents
+        it: with active health checks a member added gets no requests
+        before its first passing check; without them, at once.
+        """
+        doc = " ".join(Balancer.addMember.__doc__.split())
+        self.assertIn("no requests before its first passing check", doc)
+        for checks in (True, False):
+            web = balancer(Clock(), names=("app1",), checks=checks)
+            app9 = Member("app9", "http://127.0.0.1:9")
+            web.addMember(app9, "t")
+            self.assertEqual(app9 in web.candidates(), not checks, checks)
+            web.checkResult(app9, True, "200", 0.01, rise=1, fall=1)
+            self.assertIn(app9, web.candidates())
+
+
 class FormatTests(SynchronousTestCase):
     def test_roundTrip(self):
         """
