@@ -275,15 +275,26 @@ class EntryPointTests(SynchronousTestCase):
 
     def test_schedulerPlugins(self):
         """
-        The built-in scheduler plugins are the objects of
-        C{playbalancer.schedulers}.
+        Twisted's plugin search finds the built-in schedulers by their
+        config names, as the factories of C{playbalancer.schedulers}, each
+        making its scheduler.
         """
-        from twisted.plugins import playbalancer_schedulers
+        from twisted.plugin import getPlugins
 
         from playbalancer import schedulers
+        from playbalancer.interfaces import ISchedulerFactory
 
-        for name in playbalancer_schedulers.__all__:
-            self.assertIs(getattr(playbalancer_schedulers, name), getattr(schedulers, name), name)
+        found = {}
+        for factory in getPlugins(ISchedulerFactory):
+            found.setdefault(factory.name, factory)
+        for name, factory, scheduler in [
+            ("standby", schedulers.standby, schedulers.StandbyScheduler),
+            ("round-robin", schedulers.roundRobin, schedulers.RoundRobinScheduler),
+            ("least-conn", schedulers.leastConn, schedulers.LeastConnScheduler),
+        ]:
+            self.assertIs(found.get(name), factory, name)
+            self.assertTrue(IPlugin.providedBy(factory), name)
+            self.assertIsInstance(factory.makeScheduler({}), scheduler)
 
 
 class InterfaceNamesTests(SynchronousTestCase):
