@@ -375,8 +375,9 @@ class FormatTests(SynchronousTestCase):
     def test_roundTrip(self):
         """
         A snapshot applied to balancers built from the same config gives
-        the same snapshot back: with the configured members (the state
-        file's) or complete (the workers').
+        the same snapshot back, members in the same order (the balancer's,
+        which the standby scheduler goes by): with the configured members
+        (the state file's) or complete (the workers').
         """
         from playbalancer import memberstate
 
@@ -386,13 +387,19 @@ class FormatTests(SynchronousTestCase):
         web.setStandby(web.member("app3"), True, "t")
         web.removeMember(web.member("app2"), "t")
         web.addMember(Member("app9", "tcp://127.0.0.1:9", weight=0), "t")
+        web.addMember(Member("app0", "http://127.0.0.1:10"), "t")
+        order = ["app1", "app3", "app9", "app0"]
         configured = {"web": {"app1", "app2", "app3"}}
         for kwargs in [{"configured": configured}, {}]:
             state = memberstate.snapshot({"web": web}, **kwargs)
+            self.assertEqual(list(state["balancers"]["web"]["members"]), order)
             self.assertIsNone(memberstate.check(json.loads(json.dumps(state))))
             fresh = balancer(clock, names=("app1", "app2", "app3"))
             memberstate.apply(state, {"web": fresh}, "t", complete="configured" not in kwargs)
-            self.assertEqual(memberstate.snapshot({"web": fresh}, **kwargs), state)
+            self.assertEqual([m.name for m in fresh.members], order)
+            again = memberstate.snapshot({"web": fresh}, **kwargs)
+            self.assertEqual(again, state)
+            self.assertEqual(list(again["balancers"]["web"]["members"]), order)
         self.assertEqual(state["balancers"]["web"]["members"]["app9"],
                          {"admin": "enabled", "standby": False, "weight": 0, "url": "tcp://127.0.0.1:9"})
         self.assertEqual(memberstate.snapshot({"web": web}, configured)["balancers"]["web"]["removed"], ["app2"])
