@@ -1,8 +1,9 @@
 """
-Moved to L{playbalancer.observe.accesslog}; the old name still imports it
-(with the private names tests used to take from it).
+Moved to L{playbalancer.observe.accesslog}; this name stays importable for a release.
 """
 
-from playbalancer.observe.accesslog import _ATOMIC_BYTES, AccessLog, ReopenOnSignal, _wholeLines
+import sys
 
-__all__ = ["AccessLog", "ReopenOnSignal", "_ATOMIC_BYTES", "_wholeLines"]
+from playbalancer.observe import accesslog as _moved
+
+sys.modules[__name__] = _moved

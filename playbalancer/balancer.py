@@ -397,7 +397,9 @@ class Balancer:
 
     def addMember(self, member, who=None):
         """
-        Add C{member} at run time; it gets requests at once.
+        Add C{member} at run time.  Without active health checks it gets
+        requests at once; with them it is down ("not checked yet") and
+        gets no requests before its first passing check.
 
         @raise ValueError: if a member of that name exists.
         """

@@ -1,96 +1,14 @@
 """
-Moved to L{playbalancer.ctl.cli}; the old name still imports it.
+Moved to L{playbalancer.ctl.cli}; this name stays importable for a release,
+and C{python -m playbalancer.cli} still runs the command line.
 """
 
-from playbalancer.ctl.cli import (
-    ADMIN_COMMANDS,
-    DEFAULT_DRAIN_TIMEOUT,
-    DEFAULT_MANAGER,
-    MANAGER_ENV,
-    TOKEN_FILE_ENV,
-    addMember,
-    adminText,
-    checkManagerURL,
-    dumpJSON,
-    formatBalancer,
-    formatStatus,
-    formatTable,
-    health,
-    latency,
-    main,
-    makeParser,
-    memberLine,
-    parseArguments,
-    readToken,
-    removedLine,
-    removeMember,
-    resetMember,
-    run,
-    seconds,
-    setAdmin,
-    setStandby,
-    setWeight,
-    showStatus,
-    target,
-    tokenWarnings,
-    weight,
-)
-from playbalancer.ctl.client import (
-    POLL_INTERVAL,
-    REQUEST_TIMEOUT,
-    CommandError,
-    ManagerClient,
-    ManagerError,
-    decodeAnswer,
-    findMember,
-    networkReason,
-    remaining,
-    waitDrained,
-)
+import sys
 
-__all__ = [
-    "DEFAULT_MANAGER",
-    "MANAGER_ENV",
-    "TOKEN_FILE_ENV",
-    "DEFAULT_DRAIN_TIMEOUT",
-    "ADMIN_COMMANDS",
-    "dumpJSON",
-    "health",
-    "latency",
-    "adminText",
-    "formatTable",
-    "formatBalancer",
-    "formatStatus",
-    "memberLine",
-    "removedLine",
-    "showStatus",
-    "setAdmin",
-    "setStandby",
-    "setWeight",
-    "resetMember",
-    "addMember",
-    "removeMember",
-    "target",
-    "weight",
-    "seconds",
-    "makeParser",
-    "readToken",
-    "checkManagerURL",
-    "tokenWarnings",
-    "parseArguments",
-    "run",
-    "main",
-    "POLL_INTERVAL",
-    "REQUEST_TIMEOUT",
-    "CommandError",
-    "ManagerClient",
-    "ManagerError",
-    "decodeAnswer",
-    "findMember",
-    "networkReason",
-    "remaining",
-    "waitDrained",
-]
+from playbalancer.ctl import cli as _moved
 
 if __name__ == "__main__":
-    main()
+    # Run by -m: this module is __main__, which must stay itself.
+    _moved.main()
+else:
+    sys.modules[__name__] = _moved

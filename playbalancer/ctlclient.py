@@ -1,29 +1,9 @@
 """
-Moved to L{playbalancer.ctl.client}; the old name still imports it.
+Moved to L{playbalancer.ctl.client}; this name stays importable for a release.
 """
 
-from playbalancer.ctl.client import (
-    POLL_INTERVAL,
-    REQUEST_TIMEOUT,
-    CommandError,
-    ManagerClient,
-    ManagerError,
-    decodeAnswer,
-    findMember,
-    networkReason,
-    remaining,
-    waitDrained,
-)
+import sys
 
-__all__ = [
-    "POLL_INTERVAL",
-    "REQUEST_TIMEOUT",
-    "CommandError",
-    "ManagerError",
-    "networkReason",
-    "decodeAnswer",
-    "ManagerClient",
-    "findMember",
-    "remaining",
-    "waitDrained",
-]
+from playbalancer.ctl import client as _moved
+
+sys.modules[__name__] = _moved

@@ -1,7 +1,9 @@
 """
-Moved to L{playbalancer.testing.faultmember}; the old name still imports it.
+Moved to L{playbalancer.testing.faultmember}; this name stays importable for a release.
 """
 
-from playbalancer.testing.faultmember import BEHAVIOURS, MALFORMED, MAX_HEAD, FaultMember
+import sys
 
-__all__ = ["MALFORMED", "BEHAVIOURS", "MAX_HEAD", "FaultMember"]
+from playbalancer.testing import faultmember as _moved
+
+sys.modules[__name__] = _moved

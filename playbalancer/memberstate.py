@@ -126,9 +126,9 @@ def live(balancer, name):
     return None
 
 
-def newMember(name, item):
+def newMember(balancer, name, item):
     """
-    The L{Member} an ENTRY with a URL describes.
+    The L{Member} an ENTRY with a URL describes, to add to C{balancer}.
     """
     return Member(name, item["url"], weight=item.get("weight", 1), standby=item.get("standby", False))
 
@@ -159,7 +159,7 @@ def applyEntry(balancer, name, item, who, replace=False, makeMember=newMember):
     @param replace: whether a member whose URL differs from the entry's is
         taken out and added again with the entry's URL (otherwise only a
         missing member is added; the config's URL wins).
-    @param makeMember: C{(name, entry)} to the new L{Member}.
+    @param makeMember: C{(balancer, name, entry)} to the new L{Member}.
     @return: C{(member, added)}: the member now (L{None} when there is
         none) and whether it was added.
     """
@@ -176,7 +176,7 @@ def applyEntry(balancer, name, item, who, replace=False, makeMember=newMember):
     if member is None:
         if not url:
             return None, False
-        member = makeMember(name, item)
+        member = makeMember(balancer, name, item)
         _add(balancer, member, who)
         added = True
     if "admin" in item:
@@ -188,7 +188,7 @@ def applyEntry(balancer, name, item, who, replace=False, makeMember=newMember):
     return member, added
 
 
-def apply(state, balancers, who, complete=False, makeMember=newMember):
+def apply(state, balancers, who, complete=False, makeMember=newMember, log=None):
     """
     Put C{state} (the format above) onto C{balancers}.  Balancers that are
     not there are skipped with a warning; so are entries of members that
@@ -197,13 +197,16 @@ def apply(state, balancers, who, complete=False, makeMember=newMember):
     @param who: who the changes are logged as made by.
     @param complete: whether C{state} is a complete snapshot: members not
         in it are taken out, and those whose URL differs are replaced.
+    @param log: the caller's L{Logger}, for the warnings to come from its
+        namespace; this module's by default.
     @return: the members added.
     """
+    log = _log if log is None else log
     added = []
     for bname, table in state["balancers"].items():
         balancer = balancers.get(bname)
         if balancer is None:
-            _log.warn("{who}: balancer {name} is no longer configured", who=who, name=bname)
+            log.warn("{who}: balancer {name} is no longer configured", who=who, name=bname)
             continue
         wanted = table["members"]
         if complete:
@@ -213,7 +216,7 @@ def apply(state, balancers, who, complete=False, makeMember=newMember):
         for mname, item in wanted.items():
             member, new = applyEntry(balancer, mname, item, who, replace=complete, makeMember=makeMember)
             if member is None:
-                _log.warn("{who}: member {b}/{m} is no longer configured", who=who, b=bname, m=mname)
+                log.warn("{who}: member {b}/{m} is no longer configured", who=who, b=bname, m=mname)
             elif new:
                 added.append(member)
         for mname in table.get("removed", []):

@@ -1,7 +1,9 @@
 """
-Moved to L{playbalancer.observe.metrics}; the old name still imports it.
+Moved to L{playbalancer.observe.metrics}; this name stays importable for a release.
 """
 
-from playbalancer.observe.metrics import BalancerCollector, MetricsPage, registryFor
+import sys
 
-__all__ = ["BalancerCollector", "registryFor", "MetricsPage"]
+from playbalancer.observe import metrics as _moved
+
+sys.modules[__name__] = _moved

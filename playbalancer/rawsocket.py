@@ -1,27 +1,9 @@
 """
-Moved to L{playbalancer._net.rawsocket}; the old name still imports it.
+Moved to L{playbalancer._net.rawsocket}; this name stays importable for a release.
 """
 
-from playbalancer._net.rawsocket import (
-    canHalfClose,
-    closeWhenSent,
-    closeWriting,
-    forgetPause,
-    holdProducerUntilDrained,
-    kernelNotSent,
-    setSendLimit,
-    socketTransport,
-    unsentBytes,
-)
+import sys
 
-__all__ = [
-    "socketTransport",
-    "setSendLimit",
-    "canHalfClose",
-    "closeWhenSent",
-    "closeWriting",
-    "holdProducerUntilDrained",
-    "kernelNotSent",
-    "forgetPause",
-    "unsentBytes",
-]
+from playbalancer._net import rawsocket as _moved
+
+sys.modules[__name__] = _moved

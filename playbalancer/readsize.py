@@ -1,7 +1,9 @@
 """
-Moved to L{playbalancer._net.readsize}; the old name still imports it.
+Moved to L{playbalancer._net.readsize}; this name stays importable for a release.
 """
 
-from playbalancer._net.readsize import FIRST, LARGE, SMALL, followReads, startSmall
+import sys
 
-__all__ = ["SMALL", "LARGE", "FIRST", "followReads", "startSmall"]
+from playbalancer._net import readsize as _moved
+
+sys.modules[__name__] = _moved

@@ -1,14 +1,9 @@
 """
-Moved to L{playbalancer.ctl.rolling}; the old name still imports it.
+Moved to L{playbalancer.ctl.rolling}; this name stays importable for a release.
 """
 
-from playbalancer.ctl.rolling import (
-    POLL,
-    othersUsable,
-    restartOrder,
-    rollingRestart,
-    runCommand,
-    waitHealthy,
-)
+import sys
 
-__all__ = ["POLL", "restartOrder", "othersUsable", "runCommand", "waitHealthy", "rollingRestart"]
+from playbalancer.ctl import rolling as _moved
+
+sys.modules[__name__] = _moved

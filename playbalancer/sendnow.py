@@ -1,7 +1,9 @@
 """
-Moved to L{playbalancer._net.sendnow}; the old name still imports it.
+Moved to L{playbalancer._net.sendnow}; this name stays importable for a release.
 """
 
-from playbalancer._net.sendnow import sendNow, sendSequenceNow
+import sys
 
-__all__ = ["sendNow", "sendSequenceNow"]
+from playbalancer._net import sendnow as _moved
+
+sys.modules[__name__] = _moved

@@ -46,7 +46,7 @@ class ListenerService(StreamServerEndpointService):
 
 class GracefulService(ListenerService):
     """
-    Listens for an L{playbalancer.front.HTTPFrontFactory}; when stopped,
+    Listens for an L{playbalancer.http.front.HTTPFrontFactory}; when stopped,
     stops listening and then closes its client connections gracefully (see
     L{HTTPFrontFactory.closeGracefully}).
     """

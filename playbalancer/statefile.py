@@ -82,7 +82,7 @@ def apply(state, balancers):
     saved members that are gone from the config and were not added at run
     time.
     """
-    memberstate.apply(state, balancers, "state file")
+    memberstate.apply(state, balancers, "state file", log=_log)
 
 
 class StateKeeper:

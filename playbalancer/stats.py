@@ -1,7 +1,9 @@
 """
-Moved to L{playbalancer.observe.stats}; the old name still imports it.
+Moved to L{playbalancer.observe.stats}; this name stays importable for a release.
 """
 
-from playbalancer.observe.stats import BUCKETS, FAILURE_KINDS, HISTORY, Histogram, MemberStats
+import sys
 
-__all__ = ["BUCKETS", "FAILURE_KINDS", "HISTORY", "Histogram", "MemberStats"]
+from playbalancer.observe import stats as _moved
+
+sys.modules[__name__] = _moved

@@ -177,7 +177,7 @@ def makeManager(config, balancers, reactor, listeners=()):
 
 def frontSettings(listener):
     """
-    The L{playbalancer.front.FrontSettings} of a listener's config.
+    The L{playbalancer.http.front.FrontSettings} of a listener's config.
     """
     from playbalancer.http.front import FrontSettings
     from playbalancer.http.wire import Limits

@@ -1,13 +1,9 @@
 """
-Moved to L{playbalancer._net.tlslisten}; the old name still imports it.
+Moved to L{playbalancer._net.tlslisten}; this name stays importable for a release.
 """
 
-from playbalancer._net.tlslisten import (
-    HTTP_PROTOCOLS,
-    NoCommonProtocol,
-    negotiateProtocols,
-    protocolsOf,
-    selector,
-)
+import sys
 
-__all__ = ["HTTP_PROTOCOLS", "NoCommonProtocol", "protocolsOf", "selector", "negotiateProtocols"]
+from playbalancer._net import tlslisten as _moved
+
+sys.modules[__name__] = _moved

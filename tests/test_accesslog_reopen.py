@@ -8,10 +8,11 @@ import io
 import sys
 
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from playbalancer.observe import accesslog
-from playbalancer.observe.accesslog import AccessLog, _wholeLines
+from playbalancer.observe.accesslog import AccessLog, ReopenOnSignal, _wholeLines
 
 
 class _Recording(io.BytesIO):
@@ -79,3 +80,19 @@ class ReopenFileTests(SynchronousTestCase):
         log.flush()
         with open(path, "rb") as f:
             self.assertEqual(f.read(), b"still\n")
+
+
+class NamespaceTests(SynchronousTestCase):
+    def test_linesKeepTheirNamespace(self):
+        """
+        The access log's own log lines keep the namespace they had before
+        the module moved, C{playbalancer.accesslog}, for log filters.
+        """
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        log = AccessLog.open(self.mktemp(), Clock())
+        self.addCleanup(log.close)
+        ReopenOnSignal(log, Clock()).reopen()
+        mine = [e for e in events if e.get("log_format", "").startswith("access log")]
+        self.assertEqual([e["log_namespace"] for e in mine], ["playbalancer.accesslog"])

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
@@ -15,8 +17,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from playbalancer.balancer import Balancer, Member
-from playbalancer.cluster.etcd import CompactedError
-from playbalancer.cluster.interfaces import IStateStore, StoreError
+from playbalancer.cluster.interfaces import CompactedError, IStateStore, StoreError
 from playbalancer.cluster.node import ClusterNode
 from playbalancer.schedulers import RoundRobinScheduler
 
@@ -139,6 +140,30 @@ class ClusterNodeTests(TestCase):
         self.start(store)
         self.assertEqual([m.admin for m in self.balancer.members], ["enabled", "enabled"])
         self.assertEqual([m.configuredWeight for m in self.balancer.members], [1, 1])
+
+
+class StoreInterfaceTests(TestCase):
+    def test_compactedErrorIsTheInterfaces(self):
+        """
+        C{CompactedError} belongs to the store interface, which documents
+        it on C{watch}, so that any store can ask for a full read again;
+        etcd's module gives the same class.
+        """
+        from playbalancer.cluster import etcd
+
+        self.assertTrue(issubclass(CompactedError, StoreError))
+        self.assertEqual(CompactedError.__module__, "playbalancer.cluster.interfaces")
+        self.assertIs(etcd.CompactedError, CompactedError)
+        self.assertIn("CompactedError", IStateStore["watch"].getDoc())
+
+    def test_nodeNeedsNoEtcd(self):
+        """
+        The node knows its store only by the interface: importing it does
+        not import the etcd client.
+        """
+        code = "import sys, playbalancer.cluster.node\nprint('playbalancer.cluster.etcd' in sys.modules)\n"
+        output = subprocess.check_output([sys.executable, "-c", code])
+        self.assertEqual(output.strip(), b"False")
 
 
 class BadRecordTests(TestCase):

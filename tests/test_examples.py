@@ -1,6 +1,7 @@
 """
 examples/embed/app.py runs under twistd as its README says: a site of its
-own with the proxy mounted at /app, over real members.
+own with the proxy mounted at /app, over real members; its app.toml, as
+shipped, loads.
 """
 
 from __future__ import annotations
@@ -21,10 +22,26 @@ from playbalancer.testing import MemberServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = os.path.join(ROOT, "examples", "embed", "app.py")
+APP_CONFIG = os.path.join(ROOT, "examples", "embed", "app.toml")
 
 
 class EmbedExampleTests(TestCase):
     timeout = 60
+
+    def test_shippedConfigLoads(self):
+        """
+        The example's own app.toml (which app.py reads by default) checks
+        out and gives the balancer app.py serves, as its comments say.
+        """
+        from playbalancer.embed import loadBalancers
+
+        balancers = loadBalancers(APP_CONFIG, reactor)
+        self.assertEqual(balancers.names(), ["mycluster"])
+        self.assertIn("mycluster", balancers)
+        members = balancers.balancer("mycluster").members
+        self.assertEqual([(m.name, m.standby) for m in members], [("app1", False), ("app2", True)])
+        config = balancers.config.balancers["mycluster"]
+        self.assertEqual((config.scheduler, config.health.path), ("standby", "/health"))
 
     async def test_servesSiteAndProxy(self):
         members = []

@@ -528,3 +528,66 @@ class CountAndStopTests(Base):
         member = self.member("refuse")
         await member.stop()
         await member.stop()
+
+
+class BrokenMemberTests(Base):
+    """
+    L{playbalancer.testing.BrokenMember} as its docstring says since it is
+    a L{FaultMember}: the bytes it sends, waiting for the whole request,
+    and C{400} for a head it cannot parse.
+    """
+
+    async def broken(self, how):
+        from playbalancer.testing import BrokenMember
+
+        broken = BrokenMember(how, reactor).start()
+        self.addCleanup(broken.stop)
+        return broken, await self.connect(broken.member)
+
+    async def test_truncateLength(self):
+        broken, wire = await self.broken("truncate-length")
+        wire.send(GET)
+        await self.assertClosed(wire, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"s" * 10)
+        self.assertEqual(broken.requests, [GET])
+
+    async def test_truncateChunked(self):
+        broken, wire = await self.broken("truncate-chunked")
+        wire.send(GET)
+        await self.assertClosed(
+            wire,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n",
+        )
+
+    async def test_stallWaitsForTheBody(self):
+        """
+        C{"stall"} acts once the body has been read, not on the head.
+        """
+        broken, wire = await self.broken("stall")
+        wire.send(b"POST / HTTP/1.1\r\nHost: m\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        await waitUntil(lambda: len(broken.requests) == 1, reactor)
+        await self.assertQuiet(wire)
+        wire.send(b"abc")
+        expected = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nxxx"
+        self.assertEqual(await wire.atLeast(len(expected)), expected)
+
+    async def test_unparseableHead(self):
+        broken, wire = await self.broken("silent")
+        wire.send(b"NOT HTTP\r\n\r\n")
+        await self.assertClosed(wire, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+class TwistdProcessLogTests(TestCase):
+    def test_logIsBinary(self):
+        """
+        C{TwistdProcess.log} is the output file opened in binary mode:
+        reading it gives bytes, as L{TwistdProcess.output} does.
+        """
+        from playbalancer.testing import TwistdProcess
+
+        path = self.mktemp()
+        child = TwistdProcess(logPath=path, args=[], command=["-c", "import sys; sys.stdout.write('hi')"])
+        self.addCleanup(child.stop)
+        child.process.wait(30)
+        child.log.seek(0)
+        self.assertEqual(child.log.read(), b"hi")
+        self.assertEqual(child.output(), b"hi")

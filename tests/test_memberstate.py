@@ -90,6 +90,31 @@ class StateFilePathTests(LoggedMixin, SynchronousTestCase):
         web.checkResult(app9, True, "200", 0.01, rise=1, fall=1)
         self.assertEqual(web.candidates(), [app3, app9])
 
+    def test_warningsKeepTheStateFileNamespace(self):
+        """
+        The state file's warnings about balancers and members no longer
+        configured keep the namespace they had, C{playbalancer.statefile};
+        the workers' come from C{playbalancer.workers}.
+        """
+        from playbalancer.workers import WorkerAgent
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        state = {"format": 1, "balancers": {
+            "gone": {"members": {}, "removed": []},
+            "web": {"members": {"app7": {"admin": "drain", "standby": False, "weight": 1}}, "removed": []}}}
+        statefile.apply(state, {"web": balancer(Clock())})
+        agent = WorkerAgent({"web": balancer(Clock())}, [], Clock(), None)
+        agent.apply(state)
+        warnings = [(formatEvent(e), e["log_namespace"]) for e in events if "no longer configured" in formatEvent(e)]
+        self.assertEqual(warnings, [
+            ("state file: balancer gone is no longer configured", "playbalancer.statefile"),
+            ("state file: member web/app7 is no longer configured", "playbalancer.statefile"),
+            ("parent: balancer gone is no longer configured", "playbalancer.workers"),
+            ("parent: member web/app7 is no longer configured", "playbalancer.workers"),
+        ])
+
     def test_olderFileLoads(self):
         """
         A state file as written before the member-state module (format 1,
@@ -111,7 +136,7 @@ class StateFilePathTests(LoggedMixin, SynchronousTestCase):
         self.assertEqual(web.candidates(), [web.member("app2"), app3])
 
 
-class WorkersPathTests(SynchronousTestCase):
+class WorkersPathTests(LoggedMixin, SynchronousTestCase):
     def pair(self):
         """
         A parent's balancer and its supervisor, and a worker's copy of the
@@ -212,6 +237,59 @@ class WorkersPathTests(SynchronousTestCase):
         self.assertEqual(worker.member("app3").downReason, "not checked yet")
 
 
+    def test_balancerNamedBalancers(self):
+        """
+        A balancer may be called C{balancers}: the worker still tells an
+        older parent's list message from the current format by its
+        C{format} key, not by that name.
+        """
+        from playbalancer.workers import WorkerAgent, WorkerSupervisor
+
+        clock = Clock()
+        worker = balancer(clock, name="balancers")
+        agent = WorkerAgent({"balancers": worker}, [], clock, None)
+        agent.apply({"balancers": [
+            {"name": "app1", "url": "http://127.0.0.1:1", "admin": "drain", "standby": False, "weight": 1,
+             "down": None},
+            {"name": "app2", "url": "http://127.0.0.1:2", "admin": "enabled", "standby": False, "weight": 1,
+             "down": None},
+        ]})
+        self.assertEqual(worker.member("app1").admin, "drain")
+
+        parent = balancer(clock, name="balancers")
+        parent.setWeight(parent.member("app2"), 5, "t")
+        config = SimpleNamespace(workers=2, listeners=[], raw={})
+        supervisor = WorkerSupervisor(config, {"balancers": parent}, clock, [], [])
+        agent.apply(json.loads(supervisor.snapshot()))
+        self.assertEqual(worker.member("app1").admin, "enabled")
+        self.assertEqual(worker.member("app2").configuredWeight, 5)
+
+    def test_restartedWorkerLogsNoDown(self):
+        """
+        A worker (re)started after the parent's checks passed for a member
+        added at run time takes that member as up: it serves at once, and
+        the worker logs no "down" line for it (no "up" would follow).
+        """
+        from playbalancer.workers import WorkerAgent, WorkerSupervisor
+
+        clock = Clock()
+        parent = balancer(clock)
+        parent.addMember(Member("app9", "http://127.0.0.1:9"), "ops")
+        parent.checkResult(parent.member("app9"), True, "200", 0.01, rise=1, fall=1)
+        config = SimpleNamespace(workers=2, listeners=[], raw={})
+        supervisor = WorkerSupervisor(config, {"web": parent}, clock, [], [])
+        worker = balancer(clock)
+        agent = WorkerAgent({"web": worker}, [], clock, None)
+        logged = self.captureLog()
+        agent.apply(json.loads(supervisor.snapshot()))
+        app9 = worker.member("app9")
+        self.assertTrue(app9.healthy)
+        self.assertIn(app9, worker.candidates())
+        self.assertEqual([line for line in logged() if "down" in line], [])
+        self.assertIn("member web/app9 changed by parent: added=http://127.0.0.1:9, standby=False, weight=1",
+                      logged())
+
+
 class ClusterPathTests(LoggedMixin, TestCase):
     def start(self, records):
         from playbalancer.cluster.node import ClusterNode
@@ -275,12 +353,31 @@ class ClusterPathTests(LoggedMixin, TestCase):
         self.assertEqual([m.name for m in self.balancer.members], ["m1", "m2", "m9"])
 
 
+class AddMemberTests(SynchronousTestCase):
+    def test_ruleAsDocumented(self):
+        """
+        The rule every path relies on, as C{Balancer.addMember} documents
+        it: with active health checks a member added gets no requests
+        before its first passing check; without them, at once.
+        """
+        doc = " ".join(Balancer.addMember.__doc__.split())
+        self.assertIn("no requests before its first passing check", doc)
+        for checks in (True, False):
+            web = balancer(Clock(), names=("app1",), checks=checks)
+            app9 = Member("app9", "http://127.0.0.1:9")
+            web.addMember(app9, "t")
+            self.assertEqual(app9 in web.candidates(), not checks, checks)
+            web.checkResult(app9, True, "200", 0.01, rise=1, fall=1)
+            self.assertIn(app9, web.candidates())
+
+
 class FormatTests(SynchronousTestCase):
     def test_roundTrip(self):
         """
         A snapshot applied to balancers built from the same config gives
-        the same snapshot back: with the configured members (the state
-        file's) or complete (the workers').
+        the same snapshot back, members in the same order (the balancer's,
+        which the standby scheduler goes by): with the configured members
+        (the state file's) or complete (the workers').
         """
         from playbalancer import memberstate
 
@@ -290,13 +387,19 @@ class FormatTests(SynchronousTestCase):
         web.setStandby(web.member("app3"), True, "t")
         web.removeMember(web.member("app2"), "t")
         web.addMember(Member("app9", "tcp://127.0.0.1:9", weight=0), "t")
+        web.addMember(Member("app0", "http://127.0.0.1:10"), "t")
+        order = ["app1", "app3", "app9", "app0"]
         configured = {"web": {"app1", "app2", "app3"}}
         for kwargs in [{"configured": configured}, {}]:
             state = memberstate.snapshot({"web": web}, **kwargs)
+            self.assertEqual(list(state["balancers"]["web"]["members"]), order)
             self.assertIsNone(memberstate.check(json.loads(json.dumps(state))))
             fresh = balancer(clock, names=("app1", "app2", "app3"))
             memberstate.apply(state, {"web": fresh}, "t", complete="configured" not in kwargs)
-            self.assertEqual(memberstate.snapshot({"web": fresh}, **kwargs), state)
+            self.assertEqual([m.name for m in fresh.members], order)
+            again = memberstate.snapshot({"web": fresh}, **kwargs)
+            self.assertEqual(again, state)
+            self.assertEqual(list(again["balancers"]["web"]["members"]), order)
         self.assertEqual(state["balancers"]["web"]["members"]["app9"],
                          {"admin": "enabled", "standby": False, "weight": 0, "url": "tcp://127.0.0.1:9"})
         self.assertEqual(memberstate.snapshot({"web": web}, configured)["balancers"]["web"]["removed"], ["app2"])

@@ -1,12 +1,14 @@
 """
-Packaging promises: the dropins ship in the wheel (and only they, not a
-C{twisted/__init__.py}), nothing imports the reactor at module level, and
-C{twistd --reactor} still chooses the reactor.
+Packaging promises: the wheel ships every module of the package and the
+dropins (and nothing else, not a C{twisted/__init__.py}), nothing imports
+the reactor at module level, and C{twistd --reactor} still chooses the
+reactor.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -36,6 +38,53 @@ def _modules():
 MODULES = _modules()
 
 
+def _wheelFiles(work):
+    """
+    Build the wheel from a copy of the source tree in the new directory
+    C{work} (so that the build/ of an earlier build, which setuptools would
+    ship as it is, cannot leak in) and return the names of the files it
+    holds, its .dist-info left out.
+    """
+    source = os.path.join(work, "source")
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "build", "dist", "*.egg-info", "_trial_temp*", "__pycache__",
+    ))
+    out = os.path.join(work, "wheel")
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", out, source],
+        stdout=subprocess.DEVNULL,
+    )
+    (wheel,) = [name for name in os.listdir(out) if name.endswith(".whl")]
+    with zipfile.ZipFile(os.path.join(out, wheel)) as archive:
+        names = archive.namelist()
+    return {name for name in names if ".dist-info/" not in name}
+
+
+def _shippedSources():
+    """
+    What the wheel should hold, found by walking the source tree: every
+    module file of every package under playbalancer/ (a directory with an
+    __init__.py), the manager's static files and the two dropins.  A
+    directory of modules without an __init__.py fails the walk, since it
+    would be left out unnoticed.
+    """
+    found = {
+        "twisted/plugins/playbalancer_plugin.py",
+        "twisted/plugins/playbalancer_schedulers.py",
+    }
+    for directory, subdirectories, files in os.walk(os.path.join(ROOT, "playbalancer")):
+        subdirectories[:] = [d for d in subdirectories if d != "__pycache__"]
+        relative = os.path.relpath(directory, ROOT).replace(os.sep, "/")
+        if relative == "playbalancer/manager/static":
+            found.update(relative + "/" + name for name in files)
+            continue
+        modules = [name for name in files if name.endswith(".py")]
+        if modules and "__init__.py" not in modules:
+            raise AssertionError(f"{relative} holds modules but no __init__.py")
+        found.update(relative + "/" + name for name in modules)
+    return found
+
+
 class PackagingTests(TestCase):
     def test_noReactorImportAtModuleLevel(self):
         """
@@ -50,27 +99,21 @@ class PackagingTests(TestCase):
         output = subprocess.check_output([sys.executable, "-c", code], cwd=ROOT)
         self.assertEqual(output.strip(), b"False")
 
-    def test_wheelShipsDropins(self):
+    def test_wheelShipsEveryModule(self):
         """
-        The wheel holds both dropins under twisted/plugins/ and no
+        The wheel holds every package and module under playbalancer/, the
+        manager's static files and both dropins under twisted/plugins/, and
+        nothing else: no tests, no benchmarks, no stray file, and no
         __init__.py that would shadow Twisted's own package.
         """
-        out = self.mktemp()
-        subprocess.check_call(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", out, ROOT],
-            stdout=subprocess.DEVNULL,
-        )
-        (wheel,) = [name for name in os.listdir(out) if name.endswith(".whl")]
-        names = set(zipfile.ZipFile(os.path.join(out, wheel)).namelist())
-        self.assertIn("twisted/plugins/playbalancer_plugin.py", names)
-        self.assertIn("twisted/plugins/playbalancer_schedulers.py", names)
+        expected = _shippedSources()
+        self.assertIn("playbalancer/http/__init__.py", expected)
+        self.assertIn("playbalancer/testing/members.py", expected)
+        names = _wheelFiles(self.mktemp())
         self.assertNotIn("twisted/__init__.py", names)
         self.assertNotIn("twisted/plugins/__init__.py", names)
-        self.assertIn("playbalancer/exchange.py", names)
-        self.assertIn("playbalancer/cluster/node.py", names)
-        self.assertIn("playbalancer/_net/internals.py", names)
-        self.assertIn("playbalancer/workers/supervisor.py", names)
-        self.assertIn("playbalancer/memberstate.py", names)
+        self.assertEqual(sorted(expected - names), [], "missing from the wheel")
+        self.assertEqual(sorted(names - expected), [], "in the wheel but not expected")
 
     def test_twistdReactorOption(self):
         """

@@ -19,7 +19,7 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
-from playbalancer.cluster.interfaces import IStateStore, StoreError
+from playbalancer.cluster.interfaces import CompactedError, IStateStore, StoreError
 
 
 def _b64(data):
@@ -45,12 +45,6 @@ class AuthenticationError(StoreError):
 
 #: gRPC's UNAUTHENTICATED: the token expired or etcd restarted.
 _UNAUTHENTICATED = 16
-
-
-class CompactedError(StoreError):
-    """
-    The revision to watch from was compacted away: read everything again.
-    """
 
 
 class _WatchStream(Protocol):

@@ -15,6 +15,12 @@ class StoreError(Exception):
     """
 
 
+class CompactedError(StoreError):
+    """
+    The revision to watch from was compacted away: read everything again.
+    """
+
+
 class IStateStore(Interface):
     """
     A key-value store with revisions, compare-and-set, watches and leases.
@@ -58,6 +64,10 @@ class IStateStore(Interface):
         Call C{onEvents(revision, [(key, value or None, modRevision)])} for
         changes under C{prefix} from C{startRevision} on, until the watch
         ends (raising why); it must end when the store loses its leader.
+
+        @raise CompactedError: the store no longer has C{startRevision}
+            (it was compacted): the caller reads everything under
+            C{prefix} again at once, without counting it as a failure.
         """
 
     def rotate():

@@ -30,8 +30,7 @@ from twisted.logger import Logger
 
 from playbalancer import memberstate
 from playbalancer.cluster.cache import SnapshotCache
-from playbalancer.cluster.etcd import CompactedError
-from playbalancer.cluster.interfaces import StoreError
+from playbalancer.cluster.interfaces import CompactedError, StoreError
 from playbalancer.cluster.mirror import TierMirror, warnSkipped
 from playbalancer.cluster.records import RecordError, adminRecord
 

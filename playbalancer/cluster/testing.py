@@ -1,7 +1,9 @@
 """
-Moved to L{playbalancer.testing.etcd}; the old name still imports it.
+Moved to L{playbalancer.testing.etcd}; this name stays importable for a release.
 """
 
-from playbalancer.testing.etcd import EtcdCluster
+import sys
 
-__all__ = ["EtcdCluster"]
+from playbalancer.testing import etcd as _moved
+
+sys.modules[__name__] = _moved

@@ -19,6 +19,15 @@ import sys
 from hyperlink import URL, URLParseError
 
 from playbalancer.ctl.client import CommandError, ManagerClient, waitDrained
+from playbalancer.ctl.client import (  # noqa: F401 (playbalancer.cli, this module now, had them)
+    POLL_INTERVAL,
+    REQUEST_TIMEOUT,
+    ManagerError,
+    decodeAnswer,
+    findMember,
+    networkReason,
+    remaining,
+)
 from playbalancer.tokens import readTokenFile
 
 __all__ = [

@@ -1,8 +1,8 @@
 """
 The manager served under a path of a front listener (like Apache's
 C{ProxyPass /balancer-manager !} next to C{ProxyPass /}).  The data path
-(L{playbalancer.front}) knows only that a mount C{claims} a path and builds
-a protocol for the connection it hands over.
+(L{playbalancer.http.front}) knows only that a mount C{claims} a path and
+builds a protocol for the connection it hands over.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ from twisted.logger import Logger
 
 __all__ = ["AccessLog", "ReopenOnSignal"]
 
-_log = Logger()
+# The namespace it had before the move to observe/, for log filters.
+_log = Logger(namespace="playbalancer.accesslog")
 
 _FLUSH_BYTES = 65536
 #: Bytes a pipe takes in one write without mixing them with other writers'.
@@ -99,7 +100,7 @@ class AccessLog:
         """
         Log one request.
 
-        @param request: the L{playbalancer.wire.RequestHead}.
+        @param request: the L{playbalancer.http.wire.RequestHead}.
         @param sent: body bytes sent to the client.
         @param member: the member's name, or L{None}.
         """

@@ -178,15 +178,30 @@ _BROKEN = {
 
 class BrokenMember:
     """
-    A member that misbehaves once it has read a request: a L{FaultMember}
-    with one of these behaviours, named as older tests know them:
+    A member that misbehaves on every request: a L{FaultMember} with one
+    of these behaviours, named as older tests know them:
 
-      - C{"close"}: closes without answering;
+      - C{"close"}: closes as soon as it has read the head, without
+        answering;
       - C{"reset"}: resets the connection;
-      - C{"truncate-length"}: promises 100 bytes, sends 10, closes;
-      - C{"truncate-chunked"}: sends chunks, closes without the last-chunk;
-      - C{"stall"}: sends the headers and 3 of 100 bytes, then nothing;
+      - C{"truncate-length"}: C{Content-Length: 100}, then 10 bytes
+        (C{"s"}), closes;
+      - C{"truncate-chunked"}: two chunks (C{"hello"}, C{" world"}),
+        closes without the last-chunk;
+      - C{"stall"}: C{Content-Length: 100} and 3 bytes (C{"xxx"}), then
+        nothing;
       - C{"silent"}: never answers.
+
+    Since it is a L{FaultMember} it behaves as one, which differs from the
+    older C{BrokenMember} that acted on the head alone:
+
+      - all but C{"close"} act once the whole request, body included, has
+        been read, and send no C{100 Continue}: a client that holds back
+        its body (C{Expect: 100-continue}) sees nothing;
+      - a head it cannot parse gets C{400} and a close (one over
+        L{playbalancer.testing.faultmember.MAX_HEAD} bytes, C{431});
+      - it sends the bytes above; the older one sent C{"y"} * 10, one
+        chunk of C{"z"} * 10 and C{"abc"}.
 
     @ivar requests: the raw request heads it read.
     @ivar member: the L{FaultMember}.

@@ -54,6 +54,9 @@ class TwistdProcess:
     @param args: the plugin's arguments instead of C{--config configPath}.
     @param command: the interpreter's arguments before C{playbalancer}
         (default: twistd in the foreground, no PID file).
+    @ivar log: the output file, open in binary mode (C{"w+b"}; it used to
+        be text, C{"w+"}): reading it gives bytes, as L{output} does; or
+        L{None} without C{logPath}.
     """
 
     def __init__(self, configPath=None, logPath=None, args=None, command=None):

@@ -6,6 +6,8 @@ access logs when told.
 
 from __future__ import annotations
 
+import math
+
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols import amp
@@ -87,9 +89,13 @@ class WorkerAgent(PieceReceiver, amp.AMP):
         (L{playbalancer.memberstate}'s format, each entry with C{"down"}):
         admin state through the balancers' methods, then health.
         """
-        if "balancers" not in state:
+        if state.get("format") != memberstate.FORMAT:
+            # An older parent: one list of members per balancer (and a
+            # balancer may well be called "balancers").
             state = _fromListState(state)
-        added = memberstate.apply(state, self.balancers, "parent", complete=True, makeMember=self._makeMember)
+        added = memberstate.apply(
+            state, self.balancers, "parent", complete=True, makeMember=self._makeMember, log=_log
+        )
         added = set(map(id, added))
         for name, table in state["balancers"].items():
             balancer = self.balancers.get(name)
@@ -101,10 +107,23 @@ class WorkerAgent(PieceReceiver, amp.AMP):
                     continue
                 self._health(balancer, member, item.get("down"), id(member) in added)
 
-    def _makeMember(self, name, item):
+    def _makeMember(self, balancer, name, item):
+        """
+        The member the parent's ENTRY C{item} adds.  With active checks it
+        is down until L{_health} shows the parent's verdict, already when
+        added: C{addMember}'s "not checked yet" then logs nothing (only the
+        first time down is), so a member the parent has up is not logged
+        down here; the parent logs its members' health.
+        """
         if self.makeMember is None:
-            return memberstate.newMember(name, item)
-        return self.makeMember(dict(item, name=name))
+            member = memberstate.newMember(balancer, name, item)
+        else:
+            member = self.makeMember(dict(item, name=name))
+        if balancer.activeChecks:
+            member.downSince = self.clock.seconds()
+            member.downUntil = math.inf
+            member.downReason = item.get("down") or "not checked yet"
+        return member
 
     def _health(self, balancer, member, down, new):
         """
@@ -116,9 +135,10 @@ class WorkerAgent(PieceReceiver, amp.AMP):
                 # Back up: ramp up as the parent does.
                 member.slowStart(self.clock, balancer.slowStart)
             member.downSince = member.downUntil = member.downReason = None
-        elif member.downSince is None:
-            member.downSince = self.clock.seconds()
-            member.downUntil = float("inf")
+        else:
+            if member.downSince is None:
+                member.downSince = self.clock.seconds()
+                member.downUntil = math.inf
             member.downReason = down
 
     def report(self):
