@@ -416,7 +416,7 @@ class HTTPFrontFactory(Factory):
     """
     Builds L{FrontConnection}s for one listener.
 
-    @param proxy: the L{playbalancer.exchange.HTTPProxy} requests go to.
+    @param proxy: the L{playbalancer.http.proxy.HTTPProxy} requests go to.
     @param settings: the listener's L{FrontSettings}.
     @param mount: optional L{playbalancer.manager.mount.ManagerMount}:
         requests under its path go to
@@ -431,7 +431,7 @@ class HTTPFrontFactory(Factory):
         self.sweeper = proxy.sweeper
         self.mount = mount
         self.connections = set()
-        #: An L{playbalancer.accesslog.AccessLog}, or L{None}.
+        #: An L{playbalancer.observe.accesslog.AccessLog}, or L{None}.
         self.accessLog = None
         self.accepted = 0
         self.rejected = 0

@@ -27,7 +27,7 @@ class HTTPProxy:
     What every exchange of one listener shares: its balancer, the member
     connection pools and the settings.
 
-    @param pools: a L{playbalancer.upstream.MemberPools}.
+    @param pools: a L{playbalancer.http.upstream.MemberPools}.
     @param preserveHost: send the client's I{Host} (Apache's
         C{ProxyPreserveHost On}); otherwise the member's own.
     @param timeout: seconds a member may take to start answering once it
