@@ -7,6 +7,7 @@ retries and outcomes; and the retry rules alone.
 from __future__ import annotations
 
 import gc
+import platform
 from collections import Counter
 
 from twisted.internet import reactor
@@ -433,11 +434,15 @@ PER_REQUEST = {
 
 
 class GarbageTests(ProxyTestCase):
+    if platform.python_implementation() != "CPython":
+        skip = "reference counting, and gc.set_debug, are CPython's (PyPy's collector is a different design)"
+
     async def test_requestsLeaveNoCycles(self):
         """
         Over real sockets: the objects of a request are freed by reference
-        counting as soon as the next request on the connection replaces it, never left for the cyclic garbage
-        collector (whose passes cost CPU on the data path).
+        counting as soon as the next request on the connection replaces
+        it, never left for the cyclic garbage collector (whose passes cost
+        CPU on the data path).
         """
         factory = Factory.forProtocol(_Hello)
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
