@@ -163,6 +163,7 @@ DATA_PATH = [
     "playbalancer.membertls",
     "playbalancer.health",
     "playbalancer.resource",
+    "playbalancer.routes",
     "playbalancer.observe.stats",
     "playbalancer.observe.accesslog",
 ]

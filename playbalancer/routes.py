@@ -1,0 +1,195 @@
+"""
+Which route of a listener a request takes, by its host and its path, with
+the precedence nginx users know: the most specific host first (an exact
+name, then the longest C{*.} wildcard, then the routes without a host),
+then, among that host's routes, the longest path prefix, matched on whole
+segments (C{/app} takes C{/app}, C{/app/} and C{/app/x}, never
+C{/application}).  A request whose host's routes have no prefix for its
+path matches nothing (as in nginx, it does not fall through to another
+host's routes).
+
+Lookups cost a few dictionary probes, whatever the number of routes: one
+per label of the host for the wildcards, and one per segment of the path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+
+class RouteError(ValueError):
+    """
+    A route that cannot be used: its message says which and why.
+    """
+
+
+@dataclass(frozen=True)
+class Route:
+    """
+    One route: where requests for C{host} (L{None}: any host) under
+    C{path} go.
+
+    @ivar name: what logs, metrics and the manager call it.
+    @ivar target: what serves its requests (for the listener to interpret:
+        a balancer, the manager, an answer of our own).
+    """
+
+    name: str
+    host: Optional[str]
+    path: str
+    target: Any = None
+
+
+def normalHost(value):
+    """
+    The host a I{Host} header or an absolute-form authority names, as
+    routes match it: lower case, without its port or a final dot; an IPv6
+    literal keeps its brackets.  L{None} for an empty one.
+
+    @param value: C{bytes} or C{str}.
+    """
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        host = value[: end + 1] if end != -1 else value
+    else:
+        host = value.rsplit(":", 1)[0] if ":" in value else value
+        host = host.rstrip(".")
+    return host or None
+
+
+def normalPrefix(path):
+    """
+    A route's path prefix as matched: starting with C{/}, without a final
+    C{/} (C{/app/} and C{/app} are the same prefix).
+
+    @raise RouteError: for a path that does not start with C{/}.
+    """
+    if not path.startswith("/"):
+        raise RouteError(f"path {path!r} must start with /")
+    stripped = path.rstrip("/")
+    return stripped or "/"
+
+
+def _checkHost(host):
+    """
+    A route's host as matched (lower case, no final dot), checked.
+    """
+    if host is None:
+        return None
+    name = host.strip().lower().rstrip(".")
+    bracketed = name.startswith("[") and name.endswith("]")
+    if not name or (":" in name and not bracketed) or "/" in name or " " in name:
+        raise RouteError(f"host {host!r} must be a name without a port, or *.name")
+    if "*" in name and (not name.startswith("*.") or "*" in name[2:] or len(name) < 3):
+        raise RouteError(f"host {host!r}: a wildcard is *. followed by a name")
+    return name
+
+
+class _Paths:
+    """
+    One host's routes by path prefix.
+    """
+
+    def __init__(self):
+        self.byPrefix = {}
+
+    def add(self, route, prefix):
+        if prefix in self.byPrefix:
+            other = self.byPrefix[prefix]
+            raise RouteError(
+                f"routes {other.name!r} and {route.name!r} have the same host and path"
+            )
+        self.byPrefix[prefix] = route
+
+    def match(self, path):
+        byPrefix = self.byPrefix
+        while True:
+            route = byPrefix.get(path)
+            if route is not None:
+                return route
+            if path == "/":
+                return None
+            # The next shorter prefix on a segment boundary (/app/ is
+            # matched as /app).
+            path = path[: path.rfind("/")] or "/"
+
+
+class RouteTable:
+    """
+    A listener's routes, ready to match.
+
+    @param routes: L{Route}s, in any order (precedence does not depend on
+        it).
+    @raise RouteError: for a malformed host or path, or two routes with
+        the same host and path.
+    """
+
+    def __init__(self, routes):
+        self.routes = list(routes)
+        self._exact = {}
+        self._wildcard = {}
+        self._anyHost = None
+        for route in self.routes:
+            host = _checkHost(route.host)
+            prefix = normalPrefix(route.path)
+            if host is None:
+                if self._anyHost is None:
+                    self._anyHost = _Paths()
+                table = self._anyHost
+            elif host.startswith("*."):
+                table = self._wildcard.setdefault(host[1:], _Paths())
+            else:
+                table = self._exact.setdefault(host, _Paths())
+            table.add(route, prefix)
+
+    def hostRoutes(self, host):
+        """
+        The routes of the most specific host entry for C{host} (a
+        normalized name, or L{None}), or L{None} if no entry applies.
+        """
+        if host is not None:
+            table = self._exact.get(host)
+            if table is not None:
+                return table
+            if self._wildcard:
+                dot = host.find(".")
+                while dot != -1:
+                    table = self._wildcard.get(host[dot:])
+                    if table is not None:
+                        return table
+                    dot = host.find(".", dot + 1)
+        return self._anyHost
+
+    def match(self, host, path):
+        """
+        The route for a request to C{host} (as L{normalHost} gives it, or
+        L{None}) for C{path} (C{str}, the target's path without its
+        query), or L{None}.
+        """
+        table = self.hostRoutes(host)
+        if table is None:
+            return None
+        return table.match(path or "/")
+
+    def inOrder(self):
+        """
+        The routes in the order they are tried: exact hosts, wildcards
+        longest first, then any host; within each, longest path first (for
+        C{playbalancer check} and the manager).
+        """
+
+        def byPath(table):
+            return sorted(table.byPrefix.items(), key=lambda item: (-len(item[0]), item[0]))
+
+        ordered = []
+        for host in sorted(self._exact):
+            ordered.extend(route for _, route in byPath(self._exact[host]))
+        for suffix in sorted(self._wildcard, key=lambda s: (-len(s), s)):
+            ordered.extend(route for _, route in byPath(self._wildcard[suffix]))
+        if self._anyHost is not None:
+            ordered.extend(route for _, route in byPath(self._anyHost))
+        return ordered
