@@ -591,3 +591,27 @@ class TwistdProcessLogTests(TestCase):
         child.log.seek(0)
         self.assertEqual(child.log.read(), b"hi")
         self.assertEqual(child.output(), b"hi")
+
+    def test_childGetsTheRecommendedNursery(self):
+        """
+        The child runs with PyPy's nursery at the size the README
+        recommends (as workers do), unless the environment sets one: the
+        default follows the CPU's caches, and a virtual machine that shows
+        a 480 MiB cache made memory tests measure a huge nursery.
+        """
+        import os
+
+        from playbalancer.memory import PYPY_NURSERY
+        from playbalancer.testing import TwistdProcess
+
+        code = "import os, sys; sys.stdout.write(os.environ.get('PYPY_GC_NURSERY', '-'))"
+        self.patch(os, "environ", {k: v for k, v in os.environ.items() if k != "PYPY_GC_NURSERY"})
+        child = TwistdProcess(logPath=self.mktemp(), args=[], command=["-c", code])
+        self.addCleanup(child.stop)
+        child.process.wait(30)
+        self.assertEqual(child.output(), PYPY_NURSERY.encode())
+        os.environ["PYPY_GC_NURSERY"] = "4M"
+        child = TwistdProcess(logPath=self.mktemp(), args=[], command=["-c", code])
+        self.addCleanup(child.stop)
+        child.process.wait(30)
+        self.assertEqual(child.output(), b"4M")

@@ -21,6 +21,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from playbalancer.demo import TWISTD
+from playbalancer.memory import childEnvironment
 from playbalancer.testing.client import freePorts
 from playbalancer.testing.members import MemberServer
 
@@ -50,6 +51,9 @@ class TwistdProcess:
     A real C{twistd -n playbalancer --config PATH} child process, for tests
     of the whole program: started at once under this interpreter, its
     output in C{logPath} (or dropped), ended by its own PID with L{stop}.
+    On PyPy it runs with the recommended nursery size
+    (L{playbalancer.memory.childEnvironment}) unless the environment sets
+    one.
 
     @param args: the plugin's arguments instead of C{--config configPath}.
     @param command: the interpreter's arguments before C{playbalancer}
@@ -70,6 +74,9 @@ class TwistdProcess:
             [sys.executable] + list(command) + ["playbalancer"] + list(args),
             stdout=self.log if self.log is not None else subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
+            # PyPy's nursery as recommended (the default follows the CPU's
+            # caches: a VM showing a 480 MiB cache gets a huge one).
+            env=childEnvironment(os.environ),
         )
 
     @property
