@@ -102,16 +102,9 @@ class MemberHealth:
             member.checkPasses += 1
             member.checkFailures = 0
             if member.downSince is not None and member.checkPasses >= rise:
-                member.downSince = member.downUntil = member.downReason = None
-                member.slowStart(self._clock, self._balancer.slowStart)
-                _log.info(
-                    "member {balancer}/{member} up: {rise} health checks passed",
-                    balancer=self._balancer.name,
-                    member=member.name,
-                    rise=rise,
-                    playbalancer_event="member.up",
+                self._markUp(
+                    member, now, f"{rise} checks passed", ": {rise} health checks passed", rise=rise
                 )
-                member.stats.note(now, f"up: {rise} checks passed")
         else:
             member.checkFailures += 1
             member.checkPasses = 0
@@ -182,12 +175,20 @@ class MemberHealth:
         """
         member.badResponses = 0
         if member.downSince is not None and not self._balancer.activeChecks:
-            member.downSince = member.downUntil = member.downReason = None
-            member.slowStart(self._clock, self._balancer.slowStart)
-            _log.info(
-                "member {balancer}/{member} up",
-                balancer=self._balancer.name,
-                member=member.name,
-                playbalancer_event="member.up",
-            )
-            member.stats.note(self._clock.seconds(), "up: answered")
+            self._markUp(member, self._clock.seconds(), "answered")
+
+    def _markUp(self, member, now, why, logged="", **fields):
+        """
+        Bring C{member} back into rotation at C{now} (ramping up if the
+        balancer has a slow start), noted with C{why} and logged.
+        """
+        member.downSince = member.downUntil = member.downReason = None
+        member.slowStart(self._clock, self._balancer.slowStart)
+        _log.info(
+            "member {balancer}/{member} up" + logged,
+            balancer=self._balancer.name,
+            member=member.name,
+            playbalancer_event="member.up",
+            **fields,
+        )
+        member.stats.note(now, f"up: {why}")
