@@ -379,6 +379,15 @@ def makeParser(out=None):
         help=f"longest wait for a drain, and for health checks (default {DEFAULT_DRAIN_TIMEOUT:g})",
     )
     rolling.add_argument("--members", metavar="a,b", help="only these members (standbys still last)")
+    check = commands.add_parser(
+        "check",
+        help="check a configuration file as start-up does, and print what it would run",
+        description="Check a configuration file as start-up does (nothing is bound or "
+        "started), and print what it would run; exit status 1 with the first problem.",
+        out=out,
+    )
+    check.add_argument("config", metavar="CONFIG", help="the TOML configuration file")
+    check.set_defaults(run=None)
     return parser
 
 
@@ -449,6 +458,8 @@ def parseArguments(argv, environ, out=None):
     resolved; L{CommandError} when they make no sense.
     """
     options = makeParser(out).parse_args(argv)
+    if options.command == "check":
+        return options  # (offline: no manager, no token)
     if options.command == "drain" and options.timeout is not None and not options.wait:
         raise CommandError("--timeout goes with --wait (see playbalancer drain --help)")
     if getattr(options, "wait", False) and options.timeout is None:
@@ -478,6 +489,11 @@ async def run(reactor, argv, stdout=None, stderr=None, environ=None, http=None):
             options = parseArguments(argv, environ, stdout)
         except SystemExit as e:  # --help
             return e.code or 0
+        if options.command == "check":
+            from playbalancer.ctl.check import checkConfig
+
+            checkConfig(options.config, reactor, stdout)
+            return 0
         if http is None:
             from treq.client import HTTPClient
             from twisted.web.client import Agent, HTTPConnectionPool

@@ -1,0 +1,65 @@
+"""
+C{playbalancer check CONFIG}: check a configuration file as start-up does
+(as C{nginx -t}, C{haproxy -c} and C{apachectl configtest} do), without
+binding a port or starting anything, and print what it would run.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import MultiService
+
+from playbalancer.assembly import buildBalancers, buildPools
+from playbalancer.config import ConfigError, loadConfig
+from playbalancer.ctl.client import CommandError
+from playbalancer.schedulers import availableSchedulers
+from playbalancer.sweeper import Sweeper
+from playbalancer.tokens import readTokenFile
+
+
+def checkConfig(path, reactor, out):
+    """
+    Check the config file at C{path} as start-up does: every key and value,
+    the endpoints (certificate files included), the schedulers and their
+    options, the members' TLS settings, the manager's token file.  Print
+    the listeners and balancers to C{out}.
+
+    @raise CommandError: the first problem, in start-up's words (naming the
+        key).
+    """
+    schedulers = availableSchedulers()
+    try:
+        config = loadConfig(path, schedulers)
+        unstarted = MultiService()
+        buildBalancers(config, schedulers, reactor, unstarted)
+        buildPools(config, reactor, unstarted, Sweeper(reactor))
+    except ConfigError as e:
+        raise CommandError(str(e))
+    manager = config.manager
+    if manager is not None and manager.tokenFile:
+        try:
+            readTokenFile(manager.tokenFile)
+        except ValueError as e:
+            raise CommandError(f"manager.token_file: {e}")
+    out.write(describe(config, path))
+
+
+def describe(config, path):
+    """
+    What C{config} runs, as text: its listeners in order, then its
+    balancers and their members.
+    """
+    lines = [f"{path}: OK ({config.workers} worker(s))"]
+    for index, listener in enumerate(config.listeners):
+        extra = f", manager at {listener.managerPath}" if listener.managerPath else ""
+        lines.append(
+            f"listen[{index}] {listener.endpoint} ({listener.mode})"
+            f" -> balancer {listener.balancer}{extra}"
+        )
+    if config.manager is not None:
+        lines.append(f"manager {config.manager.endpoint}")
+    for name, balancer in config.balancers.items():
+        lines.append(f"balancer {name} ({balancer.mode}, {balancer.scheduler})")
+        for member in balancer.members:
+            role = ", standby" if member.standby else ""
+            lines.append(f"  {member.name} {member.url} weight {member.weight}{role}")
+    return "\n".join(lines) + "\n"
