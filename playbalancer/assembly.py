@@ -40,7 +40,8 @@ def buildBalancer(config, schedulerFactory, clock):
     except ValueError as e:
         raise ConfigError(f"balancer.{config.name}.scheduler_options", str(e))
     members = [
-        Member(m.name, m.url, weight=m.weight, standby=m.standby) for m in config.members
+        Member(m.name, m.url, weight=m.weight, standby=m.standby, aliases=m.aliases)
+        for m in config.members
     ]
     balancer = Balancer(
         config.name,

@@ -46,10 +46,12 @@ class Member:
         seconds), or L{None} while it is healthy.
     """
 
-    def __init__(self, name, url, weight=1, standby=False):
+    def __init__(self, name, url, weight=1, standby=False, aliases=()):
         parsed = URL.from_text(url)
         self.name = name
         self.url = url
+        #: Other base URLs that name this member, for Location rewriting.
+        self.aliases = tuple(aliases)
         self.scheme = parsed.scheme
         self.host = parsed.host
         self.port = parsed.port

@@ -34,9 +34,19 @@ def _member(data, path, mode):
         url=table.get("url", lambda v, p: memberURL(v, p, mode), required=True),
         standby=table.get("standby", _bool, False),
         weight=table.get("weight", _count, 1),
+        aliases=table.get("aliases", lambda v, p: _urlList(v, p, mode), []),
     )
     table.done()
     return member
+
+
+def _urlList(value, path, mode):
+    """
+    Other URLs that name a member (its redirects may use them): checked as
+    member URLs are.
+    """
+    _array(value, path)
+    return [memberURL(item, f"{path}[{index}]", mode) for index, item in enumerate(value)]
 
 
 def _balancer(name, data, path, schedulers, mode="http"):

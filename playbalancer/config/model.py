@@ -38,6 +38,9 @@ class MemberConfig:
     url: str
     standby: bool = False
     weight: int = 1
+    #: Other base URLs of the member, for Location rewriting (Apache's
+    #: extra C{ProxyPassReverse} lines).
+    aliases: list = field(default_factory=list)
 
 
 @dataclass

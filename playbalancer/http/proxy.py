@@ -6,11 +6,11 @@ the request ids.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 
 from playbalancer.flow import BUFFER_SIZE
 from playbalancer.http.headers import LocationRewriter
+from playbalancer.http.trust import TrustedProxies
 
 
 def _memberBases(member):
@@ -32,8 +32,12 @@ class HTTPProxy:
         C{ProxyPreserveHost On}); otherwise the member's own.
     @param timeout: seconds a member may take to start answering once it
         has the whole request, and may stay silent mid-response.
-    @param trustedProxies: the networks (L{ipaddress} networks) of proxies
-        in front of us whose X-Forwarded-For / Forwarded we extend.
+    @param trustedProxies: a L{TrustedProxies} (or the networks of the
+        proxies in front of us whose X-Forwarded-For / Forwarded we extend).
+    @param aliases: other base URLs (text) whose locations are rewritten as
+        the members' are (a route's extra C{ProxyPassReverse}).
+    @param routeName: the name of the route it serves, for the access log
+        and metrics (L{None}: not behind a route).
     """
 
     def __init__(
@@ -46,6 +50,8 @@ class HTTPProxy:
         trustedProxies=(),
         underscoresInHeaders=False,
         bufferSize=BUFFER_SIZE,
+        aliases=(),
+        routeName=None,
     ):
         self.balancer = balancer
         self.pools = pools
@@ -53,13 +59,16 @@ class HTTPProxy:
         self.sweeper = pools.sweeper
         self.preserveHost = preserveHost
         self.timeout = timeout
-        self.trustedProxies = tuple(trustedProxies)
+        if not isinstance(trustedProxies, TrustedProxies):
+            trustedProxies = TrustedProxies(trustedProxies)
+        self.trustedProxies = trustedProxies
+        self.aliases = tuple(aliases)
+        self.routeName = routeName
         self.underscoresInHeaders = underscoresInHeaders
         #: Bytes that may wait for a slow client (or member) before the
         #: other side is paused.
         self.bufferSize = bufferSize
         self._rewriter = None
-        self._trusted = {}
         self._idPrefix = os.urandom(6).hex().encode("ascii") + b"-"
         self._idCounter = 0
 
@@ -74,40 +83,14 @@ class HTTPProxy:
         """
         Whether the client at C{address} (text) is a trusted proxy.
         """
-        if not self.trustedProxies:
-            return False
-        known = self._trusted.get(address)
-        if known is None:
-            try:
-                ip = ipaddress.ip_address(address)
-            except ValueError:
-                known = False
-            else:
-                known = any(ip in network for network in self.trustedProxies)
-            if len(self._trusted) > 10000:
-                self._trusted.clear()
-            self._trusted[address] = known
-        return known
+        return self.trustedProxies.trusts(address)
 
     def originOf(self, request):
         """
-        The client that trusted proxies in front of us name for C{request}
-        (its peer being one): the last address in its I{X-Forwarded-For}
-        that is not a trusted proxy itself (nginx's C{real_ip_recursive}),
-        or L{None} when there is none to believe.
+        The client the trusted proxies in front name for C{request} (see
+        L{TrustedProxies.originOf}).
         """
-        named = []
-        for name, value in request.headers:
-            if name.lower() == b"x-forwarded-for":
-                named.extend(part.strip() for part in value.split(b","))
-        for raw in reversed(named):
-            try:
-                address = str(ipaddress.ip_address(raw.decode("ascii")))
-            except (UnicodeDecodeError, ValueError):
-                return None
-            if not self.trusts(address):
-                return address
-        return None
+        return self.trustedProxies.originOf(request)
 
     def locationRewriter(self):
         """
