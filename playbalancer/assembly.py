@@ -152,22 +152,34 @@ def buildPools(config, reactor, top, sweeper):
     return pools, endpoints
 
 
-def makeProxy(balancer, pools, balancerConfig, reactor, listener=None):
+def makeProxy(balancer, pools, balancerConfig, reactor, listener=None, route=None, trusted=None):
     """
     The L{playbalancer.http.proxy.HTTPProxy} of one balancer, with the
-    header settings of C{listener} (a L{playbalancer.config.ListenConfig}),
-    or the defaults without one.
+    header settings of C{listener} (a L{playbalancer.config.ListenConfig})
+    and C{route} (a L{playbalancer.config.RouteConfig}), or the defaults
+    without them.
+
+    @param trusted: the listener's L{playbalancer.http.trust.TrustedProxies}
+        (made from C{listener} when not given).
     """
     from playbalancer.http.proxy import HTTPProxy
 
     settings = {}
     if listener is not None:
+        if trusted is None:
+            trusted = [ipaddress.ip_network(n, strict=False) for n in listener.trustedProxies]
         settings = dict(
             preserveHost=listener.preserveHost,
-            trustedProxies=[
-                ipaddress.ip_network(n, strict=False) for n in listener.trustedProxies
-            ],
+            trustedProxies=trusted,
             underscoresInHeaders=listener.underscoresInHeaders,
             bufferSize=listener.bufferSize,
         )
-    return HTTPProxy(balancer, pools, reactor, timeout=balancerConfig.timeout, **settings)
+    timeout = balancerConfig.timeout
+    if route is not None:
+        if route.preserveHost is not None:
+            settings["preserveHost"] = route.preserveHost
+        if route.timeout is not None:
+            timeout = route.timeout
+        settings["aliases"] = route.aliases
+        settings["routeName"] = route.name
+    return HTTPProxy(balancer, pools, reactor, timeout=timeout, **settings)

@@ -14,8 +14,11 @@ per label of the host for the wildcards, and one per segment of the path.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
+
+_UNRESERVED_ESCAPE = re.compile(r"%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])")
 
 
 class RouteError(ValueError):
@@ -74,7 +77,7 @@ def normalPrefix(path):
     return stripped or "/"
 
 
-def _checkHost(host):
+def checkHost(host):
     """
     A route's host as matched (lower case, no final dot), checked.
     """
@@ -87,6 +90,34 @@ def _checkHost(host):
     if "*" in name and (not name.startswith("*.") or "*" in name[2:] or len(name) < 3):
         raise RouteError(f"host {host!r}: a wildcard is *. followed by a name")
     return name
+
+
+def matchPath(path):
+    """
+    The path a route is chosen by, for a request target's path C{path}
+    (C{str}): as a member will read it, with percent-escapes of unreserved
+    characters decoded (C{%61} is C{a}), C{.} and C{..} segments resolved
+    and repeated slashes merged, so that C{/public/../admin} or
+    C{/%61dmin} take the route of C{/admin} (as nginx matches its
+    locations).  What is sent on is the target as the client wrote it.
+
+    @raise RouteError: for a path that climbs above the root.
+    """
+    if "%" in path:
+        path = _UNRESERVED_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), path)
+    if "/." not in path and "//" not in path:
+        return path
+    kept = []
+    for segment in path.split("/")[1:]:
+        if segment == "..":
+            if not kept:
+                raise RouteError(f"the path {path!r} climbs above the root")
+            kept.pop()
+        elif segment and segment != ".":
+            kept.append(segment)
+    last = path.rsplit("/", 1)[-1]
+    trailing = "/" if kept and (path.endswith("/") or last in (".", "..")) else ""
+    return "/" + "/".join(kept) + trailing
 
 
 class _Paths:
@@ -134,7 +165,7 @@ class RouteTable:
         self._wildcard = {}
         self._anyHost = None
         for route in self.routes:
-            host = _checkHost(route.host)
+            host = checkHost(route.host)
             prefix = normalPrefix(route.path)
             if host is None:
                 if self._anyHost is None:

@@ -5,8 +5,6 @@ configuration, balancers, schedulers and listeners together.
 
 from __future__ import annotations
 
-import ipaddress
-
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 from twisted.python import usage
@@ -230,7 +228,7 @@ def buildFronts(config, balancers, reactor, top, manager=None):
     @return: C{[(listener config, factory)]}.
     """
     from playbalancer.http.front import HTTPFrontFactory
-    from playbalancer.manager.mount import ManagerMount
+    from playbalancer.listenerroutes import buildRoutes, trustedProxiesOf
     from playbalancer.sweeper import Sweeper
     from playbalancer.tcp import TCPFrontFactory
 
@@ -239,10 +237,20 @@ def buildFronts(config, balancers, reactor, top, manager=None):
         pools, endpoints = buildPools(config, reactor, top, sweeper)
     except ConfigError as e:
         _fail(str(e))
+    resolvers = []
+
+    def resolver():
+        # One DNS resolver (and its cache) for every listener's allow lists.
+        if not resolvers:
+            from playbalancer.access import systemResolver
+
+            resolvers.append(systemResolver(reactor, config.resolver.servers))
+        return resolvers[0]
+
     fronts = []
     for listener in config.listeners:
-        balancerConfig = config.balancers[listener.balancer]
         if listener.mode == "tcp":
+            balancerConfig = config.balancers[listener.balancer]
             front = TCPFrontFactory(
                 balancers[listener.balancer],
                 endpoints[listener.balancer].forMember,
@@ -255,21 +263,16 @@ def buildFronts(config, balancers, reactor, top, manager=None):
                 bufferSize=listener.bufferSize,
             )
         else:
-            proxy = makeProxy(
-                balancers[listener.balancer],
-                pools[listener.balancer],
-                balancerConfig,
-                reactor,
-                listener,
+            routes = buildRoutes(
+                listener, config, balancers, pools, reactor, manager, resolver
             )
-            mount = None
-            if listener.managerPath:
-                mount = ManagerMount(
-                    listener.managerPath,
-                    manager,
-                    [ipaddress.ip_network(n, strict=False) for n in listener.trustedProxies],
-                )
-            front = HTTPFrontFactory(proxy, frontSettings(listener), mount)
+            front = HTTPFrontFactory(
+                settings=frontSettings(listener),
+                routes=routes,
+                sweeper=sweeper,
+                bufferSize=listener.bufferSize,
+                trustedProxies=trustedProxiesOf(listener),
+            )
             front.accessLog = makeAccessLog(listener.accessLog, listener.endpoint, top, reactor)
         fronts.append((listener, front))
     return fronts

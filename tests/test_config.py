@@ -17,6 +17,7 @@ from playbalancer.config import (
     ListenConfig,
     ManagerConfig,
     MemberConfig,
+    RouteConfig,
     configFromArguments,
     loadConfig,
     memberURL,
@@ -72,6 +73,10 @@ class GoodConfigTests(SynchronousTestCase):
                         preserveHost=True,
                         maxBody=0,
                         managerPath="/balancer-manager",
+                        routes=[
+                            RouteConfig("manager", path="/balancer-manager", manager=True),
+                            RouteConfig("default", balancer="mycluster"),
+                        ],
                     )
                 ],
                 balancers={
@@ -139,8 +144,16 @@ class GoodConfigTests(SynchronousTestCase):
         self.assertEqual(
             config.listeners,
             [
-                ListenConfig("tcp:8080", "mycluster", False, 1024),
-                ListenConfig("tcp6:8081", "other", True, 0),
+                ListenConfig(
+                    "tcp:8080",
+                    "mycluster",
+                    False,
+                    1024,
+                    routes=[RouteConfig("default", balancer="mycluster")],
+                ),
+                ListenConfig(
+                    "tcp6:8081", "other", True, 0, routes=[RouteConfig("default", balancer="other")]
+                ),
             ],
         )
         b = config.balancers["mycluster"]
@@ -645,7 +658,9 @@ class BadConfigTests(SynchronousTestCase):
 
     def test_missingListenBalancer(self):
         data = self.mutated(lambda d: d["listen"][0].pop("balancer"))
-        self.assertBad(data, "listen[0].balancer: missing")
+        self.assertBad(
+            data, "listen[0].balancer: missing (or give the listener [[listen.route]] tables)"
+        )
 
     def test_missingMemberURL(self):
         data = self.mutated(lambda d: self.member(d, 1).pop("url"))
@@ -773,7 +788,7 @@ class ConfigFromArgumentsTests(SynchronousTestCase):
             30.0,
             SCHEDULERS,
         )
-        self.assertEqual(config.listeners, [ListenConfig("tcp:8080", "default")])
+        self.assertEqual(config.listeners, [ListenConfig("tcp:8080", "default", routes=[RouteConfig("default", balancer="default")])])
         self.assertEqual(list(config.balancers), ["default"])
         balancer = config.balancers["default"]
         self.assertEqual(balancer.name, "default")

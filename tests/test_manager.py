@@ -14,6 +14,7 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.trial.unittest import TestCase
 
 from playbalancer.manager.mount import ManagerMount
+from playbalancer.http.routing import routesOf
 from playbalancer.manager import ManagerRoot
 from playbalancer.manager.guard import AccessPolicy
 from playbalancer.manager.root import MAX_MANAGER_BODY, GuardedRequest, managerSite
@@ -443,7 +444,7 @@ class ProtectionTests(ManagerTestCase):
         (a,) = self.startMembers("app1")
         self.startBalancer([a.url])
         self.startManager()
-        self.front.mount = ManagerMount("/balancer-manager", self.manager)
+        self.front.routes = routesOf(self.front.proxy, ManagerMount("/balancer-manager", self.manager))
         front = self.base
         client = self.client()
         response = await client.get(front + "/balancer-manager/api/status")
@@ -474,7 +475,8 @@ class BehindAProxyTests(ManagerTestCase):
         self.startBalancer([a.url])
         self.startManager()
         networks = [ipaddress.ip_network(n) for n in trustedProxies]
-        self.front.mount = ManagerMount("/balancer-manager", self.manager, networks)
+        mount = ManagerMount("/balancer-manager", self.manager, networks)
+        self.front.routes = routesOf(self.front.proxy, mount)
         return self.client(persistent=False)
 
     async def get(self, client, headers):

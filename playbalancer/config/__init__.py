@@ -14,6 +14,7 @@ from __future__ import annotations
 from playbalancer.config.balancers import _balancer
 from playbalancer.config.cluster import _cluster
 from playbalancer.config.listeners import _listener, _manager
+from playbalancer.config.routes import resolverTable
 from playbalancer.config.model import (
     DEFAULT_ALLOW,
     DEFAULT_KEEPALIVE,
@@ -26,6 +27,8 @@ from playbalancer.config.model import (
     ListenConfig,
     ManagerConfig,
     MemberConfig,
+    ResolverConfig,
+    RouteConfig,
 )
 from playbalancer.config.values import (
     NAME,
@@ -54,6 +57,8 @@ __all__ = [
     "HealthConfig",
     "BalancerConfig",
     "ListenConfig",
+    "RouteConfig",
+    "ResolverConfig",
     "ManagerConfig",
     "ClusterConfig",
     "Config",
@@ -84,6 +89,7 @@ def parseConfig(data, schedulers=None, needListeners=True):
     manager = top.get("manager", _manager)
     workers = top.get("workers", _workerCount, 1)
     cluster = top.get("cluster", _cluster)
+    resolver = top.get("resolver", resolverTable, ResolverConfig())
     top.done()
     modes = {}
     for index, listener in enumerate(listeners):
@@ -91,52 +97,48 @@ def parseConfig(data, schedulers=None, needListeners=True):
             raise ConfigError(f"listen[{index}].manager_path", "not available in tcp mode")
         if listener.mode == "tcp" and listener.accessLog:
             raise ConfigError(f"listen[{index}].access_log", "not available in tcp mode")
-        other = modes.setdefault(listener.balancer, listener.mode)
-        if other != listener.mode:
-            raise ConfigError(
-                f"listen[{index}].mode",
-                f"balancer {listener.balancer!r} is used in both http and tcp mode",
-            )
+        for name in listener.balancers:
+            other = modes.setdefault(name, listener.mode)
+            if other != listener.mode:
+                raise ConfigError(
+                    f"listen[{index}].mode",
+                    f"balancer {name!r} is used in both http and tcp mode",
+                )
     balancers = {}
     for name, table in rawBalancers.items():
         path = f"balancer.{_key(name)}"
         _name(name, path)
         balancers[name] = _balancer(name, table, path, schedulers, modes.get(name, "http"))
     for index, listener in enumerate(listeners):
-        if listener.balancer not in balancers:
-            raise ConfigError(
-                f"listen[{index}].balancer", f"no balancer named {listener.balancer!r}"
-            )
-    used = {listener.balancer for listener in listeners}
+        for route, key in _routeKeys(listener, index):
+            if route.balancer is not None and route.balancer not in balancers:
+                raise ConfigError(f"{key}.balancer" if key.endswith("]") else key, f"no balancer named {route.balancer!r}")
+    used = {name for listener in listeners for name in listener.balancers}
     for name in balancers if needListeners else ():
         if name not in used:
             raise ConfigError(f"balancer.{_key(name)}", "no listener uses this balancer")
     for index, listener in enumerate(listeners):
-        if listener.managerPath and manager is None:
-            raise ConfigError(
-                f"listen[{index}].manager_path", "needs a [manager] table (even an empty one)"
-            )
-        if (
-            listener.managerPath
-            and listener.endpoint.split(":")[0] == "unix"
-            and not manager.tokenFile
-        ):
-            # Behind a Unix socket the address allow-list cannot see who
-            # connected (a proxy in front may pass on anyone's request).
-            raise ConfigError(
-                f"listen[{index}].manager_path",
-                "on a unix: listener the manager needs [manager] token_file",
-            )
+        for route, key in _routeKeys(listener, index):
+            if not route.manager:
+                continue
+            where = f"{key}.manager" if key.endswith("]") else key
+            if manager is None:
+                raise ConfigError(where, "needs a [manager] table (even an empty one)")
+            if listener.endpoint.split(":")[0] == "unix" and not manager.tokenFile:
+                # Behind a Unix socket the address allow-list cannot see who
+                # connected (a proxy in front may pass on anyone's request).
+                raise ConfigError(
+                    where, "on a unix: listener the manager needs [manager] token_file"
+                )
+            if workers > 1:
+                raise ConfigError(
+                    where, "not available with workers > 1 (use the [manager] endpoint)"
+                )
     if workers > 1:
         for index, listener in enumerate(listeners):
             if listener.endpoint.split(":")[0] not in ("tcp", "tcp6"):
                 raise ConfigError(
                     f"listen[{index}].endpoint", "with workers > 1, listeners must be tcp: or tcp6:"
-                )
-            if listener.managerPath:
-                raise ConfigError(
-                    f"listen[{index}].manager_path",
-                    "not available with workers > 1 (use the [manager] endpoint)",
                 )
             if listener.acceptProxyProtocol and listener.mode == "http":
                 raise ConfigError(
@@ -151,8 +153,25 @@ def parseConfig(data, schedulers=None, needListeners=True):
         manager=manager,
         workers=workers,
         cluster=cluster,
+        resolver=resolver,
         raw=data,
     )
+
+
+def _routeKeys(listener, index):
+    """
+    Each route of a listener with the key path it comes from: its
+    C{[[listen.route]]} table, or the shorthand key.
+    """
+    path = f"listen[{index}]"
+    explicit = len(listener.routes) - (listener.balancer is not None) - bool(listener.managerPath)
+    for number, route in enumerate(listener.routes):
+        if number < explicit:
+            yield route, f"{path}.route[{number}]"
+        elif route.manager:
+            yield route, f"{path}.manager_path"
+        else:
+            yield route, f"{path}.balancer"
 
 
 def _workerCount(value, path):

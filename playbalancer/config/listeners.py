@@ -13,10 +13,12 @@ from playbalancer.config.model import (
     ListenConfig,
     ManagerConfig,
 )
+from playbalancer.config.routes import checkRoutes, routeTable, shorthandRoutes
 from playbalancer.config.values import (
     NAME,
     ConfigError,
     _Table,
+    _array,
     _atLeast,
     _bool,
     _count,
@@ -33,7 +35,7 @@ def _listener(data, path):
     table = _Table(data, path)
     listener = ListenConfig(
         endpoint=table.get("endpoint", _endpoint, required=True),
-        balancer=table.get("balancer", _name, required=True),
+        balancer=table.get("balancer", _name),
         preserveHost=table.get("preserve_host", _bool, True),
         maxBody=table.get("max_body", _count, 0),
         managerPath=table.get("manager_path", _urlPath),
@@ -56,7 +58,20 @@ def _listener(data, path):
         maxHeaderBytes=table.get("max_header_bytes", _atLeast(1024), 65536),
         maxHeaders=table.get("max_headers", _atLeast(8), 100),
     )
+    rawRoutes = table.get("route", _array, [])
     table.done()
+    if listener.mode == "tcp":
+        if rawRoutes:
+            raise ConfigError(table.at("route"), "not available in tcp mode")
+        if listener.balancer is None:
+            raise ConfigError(table.at("balancer"), "missing")
+    elif listener.balancer is None and not rawRoutes:
+        raise ConfigError(
+            table.at("balancer"), "missing (or give the listener [[listen.route]] tables)"
+        )
+    routes = [routeTable(item, f"{path}.route[{i}]", i) for i, item in enumerate(rawRoutes)]
+    listener.routes = routes + shorthandRoutes(listener, path)
+    checkRoutes(listener.routes, path, len(routes))
     if listener.acceptProxyProtocol and listener.endpoint.split(":")[0] == "ssl":
         # The PROXY line comes before TLS on the wire; an ssl: endpoint
         # would look for it inside TLS.

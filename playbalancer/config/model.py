@@ -14,7 +14,9 @@ __all__ = [
     "MemberConfig",
     "HealthConfig",
     "BalancerConfig",
+    "RouteConfig",
     "ListenConfig",
+    "ResolverConfig",
     "ManagerConfig",
     "ClusterConfig",
     "Config",
@@ -77,9 +79,41 @@ class BalancerConfig:
 
 
 @dataclass
+class RouteConfig:
+    """
+    One C{[[listen.route]]}: requests for C{host} (L{None}: any) under
+    C{path} go to one target: a balancer, the manager, or an answer of our
+    own (C{status}, or a C{redirect} with C{status} as its code).  The
+    balancer settings left L{None} are the listener's (or the balancer's).
+    """
+
+    name: str
+    host: str = None
+    path: str = "/"
+    balancer: str = None
+    manager: bool = False
+    status: int = None
+    redirect: str = None
+    stripPrefix: bool = False
+    allow: list = None
+    preserveHost: bool = None
+    maxBody: int = None
+    timeout: float = None
+    aliases: list = field(default_factory=list)
+
+    @property
+    def kind(self):
+        if self.balancer is not None:
+            return "balancer"
+        if self.manager:
+            return "manager"
+        return "redirect" if self.redirect is not None else "status"
+
+
+@dataclass
 class ListenConfig:
     endpoint: str
-    balancer: str
+    balancer: str = None
     preserveHost: bool = True
     maxBody: int = 0
     managerPath: str = None
@@ -101,6 +135,28 @@ class ListenConfig:
     maxHeaderLine: int = 8192
     maxHeaderBytes: int = 65536
     maxHeaders: int = 100
+    #: The listener's L{RouteConfig}s, its C{balancer} and C{manager_path}
+    #: shorthands included (in that order, after the C{[[listen.route]]}s).
+    routes: list = field(default_factory=list)
+
+    @property
+    def balancers(self):
+        """
+        The names of the balancers its routes use.
+        """
+        return [route.balancer for route in self.routes if route.balancer is not None]
+
+
+@dataclass
+class ResolverConfig:
+    """
+    The C{[resolver]} table: the DNS servers host-name C{allow} rules ask
+    (L{None}: the system's, from C{/etc/resolv.conf}), and how long a
+    lookup may take.
+    """
+
+    servers: list = None
+    timeout: float = 5.0
 
 
 @dataclass
@@ -138,5 +194,6 @@ class Config:
     #: Worker processes serving the listeners (1: this process serves).
     workers: int = 1
     cluster: ClusterConfig = None
+    resolver: ResolverConfig = field(default_factory=ResolverConfig)
     #: The decoded TOML, as given (what worker processes are started with).
     raw: dict = field(default=None, compare=False, repr=False)

@@ -17,12 +17,17 @@ class BodyReader:
     @param length: its length, or L{None} for a chunked body.
     @param settings: the listener's L{playbalancer.http.front.FrontSettings}.
     @param now: the time its reading starts.
+    @param maxBody: the largest body (0: no limit); the listener's when
+        L{None}.
     """
 
-    __slots__ = ("settings", "onData", "decoder", "size", "read", "started", "pausedAt")
+    __slots__ = (
+        "settings", "onData", "decoder", "size", "read", "started", "pausedAt", "maxBody"
+    )
 
-    def __init__(self, length, settings, onData, now):
+    def __init__(self, length, settings, onData, now, maxBody=None):
         self.settings = settings
+        self.maxBody = settings.maxBody if maxBody is None else maxBody
         self.onData = onData
         self.size = 0
         self.read = 0
@@ -33,7 +38,7 @@ class BodyReader:
         )
 
     def _data(self, data):
-        maxBody = self.settings.maxBody
+        maxBody = self.maxBody
         if maxBody:
             self.size += len(data)
             if self.size > maxBody:

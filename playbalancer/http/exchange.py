@@ -405,4 +405,5 @@ def recordExchange(log, exchange, status):
         attempt.firstByte if answered else None,
         exchange.proxy.clock.seconds() - exchange.arrived,
         len(exchange.tried) - 1 if exchange.tried else 0,
+        exchange.proxy.routeName,
     )

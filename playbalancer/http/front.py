@@ -21,16 +21,19 @@ from playbalancer.http.bodyreader import BodyReader
 from playbalancer.http.clienttunnel import ClientTunnel
 from playbalancer.http.exchange import Exchange
 from playbalancer.http.headreader import HeadReader
+from playbalancer.http.ownanswer import ownAnswer
+from playbalancer.http.routing import BALANCER, MANAGER, RouteError, noRouteTarget, routesOf
 from playbalancer.http.linger import LINGER_BYTES, LINGER_SECONDS, LingeringClose  # noqa: F401 (their old home)
 from playbalancer.http.responses import REASONS, plainResponse
 from playbalancer.http.responsewriter import ResponseWriter
+from playbalancer.http.trust import TrustedProxies
 from playbalancer.http.wire import HTTPError, Limits
 from playbalancer._net.rawsocket import SEND_LIMIT, canHalfClose, closeWhenSent, forThroughput  # noqa: F401
 from playbalancer._net.readsize import followReads
 from playbalancer._net.tlslisten import HTTP_PROTOCOLS
 
 # FrontConnection's states (see its docstring).
-_HEAD, _BODY, _WAIT, _CLOSED, _HANDED_OVER = range(5)
+_HEAD, _BODY, _WAIT, _CLOSED, _HANDED_OVER, _ADMIT = range(6)
 
 #: Pipelined bytes read ahead of the current response before the client is
 #: paused.
@@ -77,6 +80,8 @@ class FrontConnection(Protocol):
     """
     One client connection.  Its C{state} is one of:
       - C{_HEAD}: reading a request head (L{HeadReader});
+      - C{_ADMIT}: a request head was read; its route's C{allow} list is
+        being checked (a DNS lookup), and reading is paused;
       - C{_BODY}: reading its body (L{BodyReader}), the exchange under way;
       - C{_WAIT}: the request was read; its response is under way;
       - C{_HANDED_OVER}: another protocol has the connection: a
@@ -95,7 +100,8 @@ class FrontConnection(Protocol):
         self.closing = False
         self.client = None
         self.secure = False
-        self._heads = HeadReader(self.settings.limits, self.settings.maxBody)
+        # (Each route has its own body limit: see _dispatch.)
+        self._heads = HeadReader(self.settings.limits, 0)
         self._body = None
         self._processing = False
         self._paused = False
@@ -111,7 +117,7 @@ class FrontConnection(Protocol):
             self,
             transport,
             factory.accessLog,
-            factory.proxy.bufferSize,
+            factory.bufferSize,
             factory.sweeper,
             self.settings.sendTimeout,
         )
@@ -196,13 +202,89 @@ class FrontConnection(Protocol):
             self.client = getattr(self.transport.getPeer(), "host", None) or ""
         request.client = self.client or None  # (no address: a UNIX socket)
         request.secure = self.secure
-        mount = self.factory.mount
-        if mount is not None and mount.claims(request.path):
-            self._mount(mount, raw)
+        factory = self.factory
+        try:
+            target = factory.routes.targetFor(request)
+        except RouteError as e:
+            self.refuse(HTTPError(400, str(e)))
+            return False
+        if target is None:
+            target = factory.noRoute
+        target.hits += 1
+        access = target.access
+        if access is None:
+            return self._dispatch(target, request, raw)
+        verdict = self._admits(access, request)
+        if isinstance(verdict, Deferred):
+            known = []
+            verdict.addCallback(known.append)
+            if not known:
+                self.state = _ADMIT
+                self.deadline = None
+                self.pauseReading()
+                verdict.addCallback(self._admitted, target, request, raw)
+                return False
+            verdict = known[0]
+        if not verdict:
+            self._deny(target)
+            return False
+        return self._dispatch(target, request, raw)
+
+    def _admits(self, access, request):
+        """
+        Whether the route's C{access} rules let C{request}'s client in:
+        a bool, or a L{Deferred} firing with one.  Behind a trusted proxy,
+        the client is the one it names.
+        """
+        address = request.client
+        trusted = self.factory.trustedProxies
+        if address is not None and trusted and trusted.trusts(address):
+            address = trusted.originOf(request)
+            if address is None:
+                return False
+        return access.check(address)
+
+    def _admitted(self, allowed, target, request, raw):
+        """
+        The check of a route's C{allow} list is done.
+        """
+        if self.state != _ADMIT:
+            return
+        self.state = _HEAD
+        self.resumeReading()
+        if not allowed:
+            self._deny(target)
+        elif self._dispatch(target, request, raw) and not self._processing:
+            self._process()
+
+    def _deny(self, target):
+        target.denied += 1
+        self.refuse(HTTPError(403, "this route is not open to your address"))
+
+    def _dispatch(self, target, request, raw):
+        """
+        Start serving C{request} by C{target} (a
+        L{playbalancer.http.routing.RouteTarget}).
+
+        @return: whether to go on processing.
+        """
+        kind = target.kind
+        if kind is MANAGER:
+            self._mount(target.mount, raw)
+            return False
+        maxBody = target.maxBody
+        if maxBody and request.length and request.length > maxBody:
+            self.refuse(HTTPError(413, "the body is too big"))
             return False
         writer = self.writer
         writer.begin(request)
-        exchange = self.exchange = Exchange(self.factory.proxy, writer, request)
+        if kind is BALANCER:
+            if target.stripPrefix:
+                target.unmount(request)
+            exchange = Exchange(target.proxy, writer, request)
+        else:
+            exchange = ownAnswer(target, writer, request, self.factory.sweeper.clock)
+        self.exchange = exchange
         length = request.length
         if length == 0:
             self.state = _WAIT
@@ -210,7 +292,7 @@ class FrontConnection(Protocol):
         else:
             self.state = _BODY
             now = self.factory.sweeper.now
-            self._body = BodyReader(length, self.settings, exchange.bodyData, now)
+            self._body = BodyReader(length, self.settings, exchange.bodyData, now, maxBody)
             self.deadline = self._body.deadline(now)
         try:
             exchange.start()
@@ -416,20 +498,47 @@ class HTTPFrontFactory(Factory):
     """
     Builds L{FrontConnection}s for one listener.
 
+    Give either C{proxy} (and C{mount}), for a listener that sends every
+    request to one balancer, or C{routes} with C{sweeper}, C{bufferSize}
+    and C{trustedProxies}.
+
     @param proxy: the L{playbalancer.http.proxy.HTTPProxy} requests go to.
     @param settings: the listener's L{FrontSettings}.
     @param mount: optional L{playbalancer.manager.mount.ManagerMount}:
-        requests under its path go to
-        it, not to the proxy.
+        requests under its path go to it, not to the proxy.
+    @param routes: the listener's
+        L{playbalancer.http.routing.ListenerRoutes}.
+    @param bufferSize: bytes that may wait for a slow client before its
+        member is paused.
+    @param trustedProxies: a L{playbalancer.http.trust.TrustedProxies},
+        whose clients the C{allow} lists check.
     """
 
     noisy = False
 
-    def __init__(self, proxy, settings=FrontSettings(), mount=None):
+    def __init__(
+        self,
+        proxy=None,
+        settings=FrontSettings(),
+        mount=None,
+        routes=None,
+        sweeper=None,
+        bufferSize=None,
+        trustedProxies=None,
+    ):
+        if routes is None:
+            routes = routesOf(proxy, mount, settings.maxBody)
+        #: The one balancer's proxy, when given one (L{None} with routes).
         self.proxy = proxy
+        self.routes = routes
         self.settings = settings
-        self.sweeper = proxy.sweeper
-        self.mount = mount
+        self.sweeper = sweeper if sweeper is not None else proxy.sweeper
+        self.bufferSize = bufferSize if bufferSize is not None else proxy.bufferSize
+        if trustedProxies is None:
+            trustedProxies = proxy.trustedProxies if proxy is not None else TrustedProxies()
+        self.trustedProxies = trustedProxies
+        #: What answers the requests no route takes (a 404).
+        self.noRoute = noRouteTarget()
         self.connections = set()
         #: An L{playbalancer.observe.accesslog.AccessLog}, or L{None}.
         self.accessLog = None

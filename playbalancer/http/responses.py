@@ -4,8 +4,17 @@ Short plain-text responses of our own (refusals, 502, 503, 504...).
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 REASONS = {
+    200: b"OK",
+    301: b"Moved Permanently",
+    302: b"Found",
+    303: b"See Other",
+    307: b"Temporary Redirect",
+    308: b"Permanent Redirect",
     400: b"Bad Request",
+    403: b"Forbidden",
     404: b"Not Found",
     405: b"Method Not Allowed",
     408: b"Request Timeout",
@@ -37,7 +46,7 @@ def plainResponse(status, text, keepAlive, head=False, extra=()):
     """
     body = plainBody(text)
     lines = [
-        b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Error")),
+        b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status) or reasonOf(status)),
         b"Content-Type: " + PLAIN + b"\r\n",
         b"Content-Length: %d\r\n" % len(body),
     ]
@@ -49,3 +58,21 @@ def plainResponse(status, text, keepAlive, head=False, extra=()):
     if not head:
         lines.append(body)
     return b"".join(lines)
+
+
+def reasonOf(status):
+    """
+    The reason phrase of C{status}, for those not in L{REASONS}.
+    """
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b"Error"
+
+
+def responseText(status):
+    """
+    The plain-text body of an answer with C{status} and nothing more to
+    say: its reason phrase.
+    """
+    return (REASONS.get(status) or reasonOf(status)).decode("ascii")

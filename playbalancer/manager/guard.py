@@ -156,7 +156,7 @@ class AccessPolicy:
         if claimed and self.token is None:
             self._checkForwarded(request, address, claimed)
         host = hostName(request.getHeader(b"host"))
-        if host is not None and host not in self.hosts and not _isIP(host):
+        if host is not None and not self.allowsHost(host):
             # A page on another site whose name was rebound to us (DNS
             # rebinding) sends its own name here.
             raise Refusal(
@@ -168,6 +168,39 @@ class AccessPolicy:
                 "a valid token is required",
                 [(b"www-authenticate", b'Basic realm="playbalancer manager"')],
             )
+
+    def allowsHost(self, host):
+        """
+        Whether requests may name C{host} (lower case, no port) in I{Host}:
+        an IP address, C{localhost}, a name of C{allowed_hosts}, or one
+        under a C{*.} wildcard there.
+        """
+        if host in self.hosts or _isIP(host):
+            return True
+        dot = host.find(".")
+        while dot != -1:
+            if "*" + host[dot:] in self.hosts:
+                return True
+            dot = host.find(".", dot + 1)
+        return False
+
+    def forRoute(self, host, addressChecked):
+        """
+        The policy of the manager behind a route of a front listener: the
+        route's host (a name or C{*.} wildcard; L{None}: any host) is one
+        requests may name, and when the route has its own C{allow} list
+        (C{addressChecked}), that list replaces this one's addresses: the
+        route checked the client before the manager got the request.  The
+        token and the form tokens stay as they are.
+        """
+        policy = AccessPolicy([], self.token, self.clock, secret=self._secret)
+        policy.networks = (
+            [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+            if addressChecked
+            else list(self.networks)
+        )
+        policy.hosts = set(self.hosts) | ({host} if host is not None else set())
+        return policy
 
     def _checkForwarded(self, request, address, claimed):
         """

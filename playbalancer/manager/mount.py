@@ -34,9 +34,11 @@ class ManagerMount:
         request bodies, see L{playbalancer.manager.root.GuardedRequest}).
     @param trustedProxies: the listener's trusted proxies (networks), the
         only ones that may pass manager requests on without a token.
+    @param policy: the L{playbalancer.manager.guard.AccessPolicy} of
+        requests that come this way (the manager's own when L{None}).
     """
 
-    def __init__(self, path, manager, trustedProxies=()):
+    def __init__(self, path, manager, trustedProxies=(), policy=None):
         segments = [s.encode("ascii") for s in path.strip("/").split("/")]
         self.prefix = b"/" + b"/".join(segments)
         root = parent = resource.Resource()
@@ -45,7 +47,8 @@ class ManagerMount:
             parent.putChild(segment, child)
             parent = child
         parent.putChild(segments[-1], manager)
-        self.site = managerSite(root, manager.policy)
+        self.policy = policy if policy is not None else manager.policy
+        self.site = managerSite(root, self.policy)
         self.site.protocol = _OneRequestChannel
         # The listener's trusted proxies may pass on manager requests.
         self.site.trustedProxies = tuple(trustedProxies)

@@ -45,7 +45,7 @@ class ManagerRoot(resource.Resource):
     def _guard(self, request):
         for name, value in SECURITY_HEADERS:
             request.setHeader(name, value)
-        self.policy.check(request)
+        self._policyOf(request).check(request)
         if getattr(request, "bodyTooLarge", False):
             raise Refusal(413, f"the request body is over {MAX_MANAGER_BODY} bytes")
 
@@ -69,7 +69,12 @@ class ManagerRoot(resource.Resource):
         return b""
 
     def who(self, request):
-        return self.policy.who(request)
+        return self._policyOf(request).who(request)
+
+    def _policyOf(self, request):
+        # The manager behind a route has that route's policy (see
+        # AccessPolicy.forRoute), carried by its requests.
+        return getattr(request, "policy", None) or self.policy
 
 
 class MetricsRoot(resource.Resource):

@@ -96,19 +96,22 @@ class AccessLog:
             )
         return self._stamp
 
-    def request(self, request, status, sent, member, memberStatus, firstByte, total, retries):
+    def request(
+        self, request, status, sent, member, memberStatus, firstByte, total, retries, route=None
+    ):
         """
         Log one request.
 
         @param request: the L{playbalancer.http.wire.RequestHead}.
         @param sent: body bytes sent to the client.
         @param member: the member's name, or L{None}.
+        @param route: the name of the route it took, or L{None}.
         """
-        line = '%s - - [%s] "%s %s %s" %d %d "%s" "%s" member=%s upstream_status=%s ttfb=%s total=%.3f retries=%d request_id=%s\n' % (
+        line = '%s - - [%s] "%s %s %s" %d %d "%s" "%s" member=%s upstream_status=%s ttfb=%s total=%.3f retries=%d request_id=%s route=%s\n' % (
             request.client or "-",
             self._timestamp(self.clock.seconds()),
             _quoted(request.method),
-            _quoted(request.target),
+            _quoted(request.mountPath + request.target if request.mountPath else request.target),
             request.version.decode("ascii"),
             status,
             sent,
@@ -120,6 +123,7 @@ class AccessLog:
             total,
             retries,
             _quoted(request.requestId),
+            route or "-",
         )
         self.write(line.encode("utf-8", "replace"))
 

@@ -1,0 +1,101 @@
+"""
+The routes of an HTTP listener (L{playbalancer.http.routing}) built from
+its config: a proxy per balancer route with the route's settings, the
+manager under its path, the answers of our own, and the C{allow} lists.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from playbalancer.assembly import makeProxy
+from playbalancer.http.routing import AnswerTarget, BalancerTarget, ListenerRoutes, ManagerTarget
+from playbalancer.http.trust import TrustedProxies
+
+
+def trustedProxiesOf(listener):
+    """
+    The L{TrustedProxies} of a listener's config.
+    """
+    return TrustedProxies(
+        ipaddress.ip_network(n, strict=False) for n in listener.trustedProxies
+    )
+
+
+def buildRoutes(listener, config, balancers, pools, reactor, manager=None, resolver=None):
+    """
+    The L{ListenerRoutes} of C{listener} (a
+    L{playbalancer.config.ListenConfig}).
+
+    @param manager: the manager's root resource, for manager routes.
+    @param resolver: a function of no arguments returning the DNS resolver
+        for host-name C{allow} rules (made when first needed).
+    """
+    from playbalancer.manager.mount import ManagerMount
+
+    trusted = trustedProxiesOf(listener)
+    targets = []
+    for route in listener.routes:
+        access = None
+        if route.allow is not None:
+            access = makeAccess(route.allow, config.resolver, reactor, resolver)
+        if route.balancer is not None:
+            balancerConfig = config.balancers[route.balancer]
+            proxy = makeProxy(
+                balancers[route.balancer],
+                pools[route.balancer],
+                balancerConfig,
+                reactor,
+                listener,
+                route,
+                trusted,
+            )
+            target = BalancerTarget(
+                route.name,
+                route.host,
+                route.path,
+                proxy,
+                stripPrefix=route.stripPrefix,
+                maxBody=listener.maxBody if route.maxBody is None else route.maxBody,
+                access=access,
+            )
+        elif route.manager:
+            policy = manager.policy.forRoute(route.host, addressChecked=access is not None)
+            mount = ManagerMount(route.path, manager, trusted.networks, policy=policy)
+            target = ManagerTarget(route.name, route.host, route.path, mount, access=access)
+            target.maxBody = listener.maxBody
+        else:
+            redirect = route.redirect.encode("ascii") if route.redirect is not None else None
+            target = AnswerTarget(
+                route.name, route.host, route.path, route.status, redirect, access=access
+            )
+            target.maxBody = listener.maxBody
+        targets.append(target)
+    return ListenerRoutes(targets)
+
+
+def makeAccess(rules, resolverConfig, reactor, resolver=None):
+    """
+    The L{playbalancer.access.ClientAccess} of an C{allow} list.
+
+    @param resolver: see L{buildRoutes}; without one, host-name rules ask
+        a resolver of their own.
+    """
+    from playbalancer.access import ClientAccess, systemResolver
+
+    dns = None
+    if any(not _isAddressRule(rule) for rule in rules):
+        dns = resolver() if resolver is not None else systemResolver(
+            reactor, resolverConfig.servers
+        )
+    return ClientAccess(rules, dns, reactor, timeout=resolverConfig.timeout)
+
+
+def _isAddressRule(rule):
+    if rule == "unix:":
+        return True
+    try:
+        ipaddress.ip_network(rule, strict=False)
+    except ValueError:
+        return False
+    return True
