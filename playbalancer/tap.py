@@ -445,6 +445,8 @@ def makeService(options, reactor=None):
         )
     _HeapSettler(settleHeap, trimmer).setServiceParent(top)
     top.balancers = balancers
+    #: [(name, front factory)] of the listeners this process serves.
+    top.listeners = listeners
     top.manager = manager
     top.stateKeeper = keeper
     top.supervisor = supervisor

@@ -1,0 +1,98 @@
+"""
+A balancer started from a TOML config in this process, on the real
+reactor, with demo members on 127.0.0.1: for tests of routes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import treq
+from treq.client import HTTPClient
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from playbalancer.testing import MemberServer
+from playbalancer.testing.client import rawExchange
+
+
+class RoutedTestCase(TestCase):
+    """
+    Starts members and a balancer from a config; cleans all up.
+    """
+
+    timeout = 60
+
+    def startMembers(self, *names):
+        members = []
+        for name in names:
+            member = MemberServer(name, reactor).start()
+            self.addCleanup(member.stop)
+            members.append(member)
+        return members
+
+    async def startConfig(self, text):
+        """
+        Run C{twistd playbalancer --config} on C{text} in this process.
+
+        @return: the service; C{self.port} is the first listener's port.
+        """
+        from playbalancer.tap import Options, makeService
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(text)
+        options = Options()
+        options.parseOptions(["--config", os.path.abspath(path)])
+        service = makeService(options, reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        listening = [s for s in service if hasattr(s, "_waitingForPort")]
+        self.ports = [(await s._waitingForPort) for s in listening]
+        self.port = self.ports[0].getHost().port
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.service = service
+        return service
+
+    def client(self):
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(pool.closeCachedConnections)
+        return HTTPClient(Agent(reactor, pool=pool))
+
+    async def get(self, path, host=None, method="GET", **kwargs):
+        """
+        One request with I{Host} C{host}: the response and its body.
+        """
+        headers = kwargs.pop("headers", {})
+        if host is not None:
+            headers[b"Host"] = [host.encode("ascii")]
+        response = await self.client().request(
+            method, self.base + path, headers=headers, allow_redirects=False, **kwargs
+        )
+        return response, await treq.content(response)
+
+    async def raw(self, data):
+        """
+        Raw bytes to the listener; everything until it closes.
+        """
+        return await rawExchange(reactor, self.port, data)
+
+
+def members(*servers, balancer="web"):
+    """
+    The TOML of a balancer over C{servers} (L{MemberServer}s).
+    """
+    lines = [f"[balancer.{balancer}]"]
+    for server in servers:
+        lines += [
+            f"[[balancer.{balancer}.member]]",
+            f'name = "{server.name}"',
+            f'url = "{server.url}"',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def servedBy(response):
+    return response.headers.getRawHeaders(b"x-served-by", [b"-"])[0].decode()

@@ -1,0 +1,308 @@
+"""
+Routes on a listener over real sockets: which route a request takes (host
+precedence, wildcards, longest prefix on segment boundaries, absolute-form
+targets), what each kind of route does (a balancer with strip_prefix, the
+manager, answers and redirects of our own), who may reach a route, and the
+counters and access log that name it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet import reactor
+
+from playbalancer.testing import waitUntil
+from tests.routeharness import RoutedTestCase, members, servedBy
+
+LISTEN = """
+[[listen]]
+endpoint = "tcp:0:interface=127.0.0.1"
+"""
+
+
+def hostSeen(echoed):
+    return [value for name, value in json.loads(echoed)["headers"] if name.lower() == "host"]
+
+
+def route(**keys):
+    lines = ["[[listen.route]]"]
+    for key, value in keys.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+class ChoiceTests(RoutedTestCase):
+    """
+    Which route a request takes.
+    """
+
+    async def hosts(self):
+        a, b, c, d = self.startMembers("exact", "wild", "longwild", "any")
+        await self.startConfig(
+            LISTEN
+            + route(host="www.example.test", balancer="exact")
+            + route(host="*.example.test", balancer="wild")
+            + route(host="*.api.example.test", balancer="longwild")
+            + route(balancer="any")
+            + members(a, balancer="exact")
+            + members(b, balancer="wild")
+            + members(c, balancer="longwild")
+            + members(d, balancer="any")
+        )
+
+    async def test_hostPrecedence(self):
+        """
+        An exact name beats a wildcard, the longest wildcard beats a
+        shorter one, and a route without a host takes the rest.
+        """
+        await self.hosts()
+        cases = {
+            "www.example.test": "exact",
+            "img.example.test": "wild",
+            "v1.api.example.test": "longwild",
+            "api.example.test": "wild",
+            "example.test": "any",
+            "other.test": "any",
+        }
+        for host, expected in cases.items():
+            response, body = await self.get("/", host=host)
+            self.assertEqual((host, response.code, servedBy(response)), (host, 200, expected))
+
+    async def test_hostCaseAndPort(self):
+        """
+        I{Host} is matched without regard to case, without its port, and
+        without a final dot.
+        """
+        await self.hosts()
+        for host in ("WWW.Example.TEST", "www.example.test:8080", "www.example.test."):
+            response, _ = await self.get("/", host=host)
+            self.assertEqual(servedBy(response), "exact", host)
+
+    async def test_absoluteFormAuthorityIsTheHost(self):
+        """
+        The authority of an absolute-form target is the host a request is
+        for, whatever its I{Host} says.
+        """
+        await self.hosts()
+        answer = await self.raw(
+            b"GET http://www.example.test/ HTTP/1.1\r\nHost: other.test\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        self.assertIn(b"X-Served-By: exact", answer.replace(b"x-served-by", b"X-Served-By"))
+
+    async def test_longestPrefixOnSegments(self):
+        """
+        The longest path prefix wins, matched on whole segments: C{/app}
+        takes C{/app}, C{/app/} and C{/app/x}, never C{/application}.
+        """
+        app, api, rest = self.startMembers("app", "api", "rest")
+        await self.startConfig(
+            LISTEN
+            + route(path="/app", balancer="app")
+            + route(path="/app/api/", balancer="api")
+            + route(path="/", balancer="rest")
+            + members(app, balancer="app")
+            + members(api, balancer="api")
+            + members(rest, balancer="rest")
+        )
+        cases = {
+            "/app": "app",
+            "/app/": "app",
+            "/app/x?y=1": "app",
+            "/app/api": "api",
+            "/app/api/v1": "api",
+            "/app/apis": "app",
+            "/application": "rest",
+            "/": "rest",
+        }
+        servers = {"app": app, "api": api, "rest": rest}
+        for path, expected in cases.items():
+            await self.get(path)
+            got = [name for name, server in servers.items() if server.paths[-1:] == [path.encode()]]
+            self.assertEqual((path, got), (path, [expected]))
+            servers[expected].seen.clear()
+
+    async def test_pathWrittenAnotherWay(self):
+        """
+        A path with dot segments, repeated slashes or escaped unreserved
+        characters takes the route a member would see it under (as nginx
+        matches locations); one that climbs above the root is refused.
+        """
+        app, rest = self.startMembers("app", "rest")
+        await self.startConfig(
+            LISTEN
+            + route(path="/admin", balancer="app", allow=["192.0.2.1"])
+            + route(path="/", balancer="rest")
+            + members(app, balancer="app")
+            + members(rest, balancer="rest")
+        )
+        for path in (b"/x/../admin", b"//admin", b"/%61dmin", b"/./admin/"):
+            answer = await self.raw(b"GET " + path + b" HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            self.assertTrue(answer.startswith(b"HTTP/1.1 403 "), (path, answer))
+        answer = await self.raw(b"GET /../x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 400 "), answer)
+        self.assertEqual(app.paths + rest.paths, [])
+
+    async def test_noFallThroughAcrossHosts(self):
+        """
+        A host whose routes have no prefix for a path gets a 404 of ours,
+        not another host's route (as in nginx); the members see nothing.
+        """
+        a, b = self.startMembers("a", "b")
+        await self.startConfig(
+            LISTEN
+            + route(host="a.test", path="/only", balancer="a")
+            + route(path="/", balancer="b")
+            + members(a, balancer="a")
+            + members(b, balancer="b")
+        )
+        response, body = await self.get("/other", host="a.test")
+        self.assertEqual((response.code, body), (404, b"Not Found: no route for this host and path\n"))
+        self.assertEqual(a.paths + b.paths, [])
+        front = self.service.listeners[0][1]
+        self.assertEqual(front.noRoute.hits, 1)
+
+
+class TargetTests(RoutedTestCase):
+    """
+    What each kind of route does.
+    """
+
+    async def test_stripPrefix(self):
+        """
+        With C{strip_prefix}, C{/app} of the public site is C{/} of the
+        members, and their Location and Content-Location come back under
+        C{/app} (C{ProxyPass /app balancer://c/} + C{ProxyPassReverse}).
+        """
+        (app,) = self.startMembers("app1")
+        await self.startConfig(
+            LISTEN + route(path="/app", balancer="web", strip_prefix=True) + members(app)
+        )
+        response, body = await self.get("/app/echo?x=1", host="site.test")
+        self.assertEqual(json.loads(body)["uri"], "/echo?x=1")
+        await self.get("/app", host="site.test")
+        await self.get("/app?q", host="site.test")
+        self.assertEqual(app.paths[1:], [b"/", b"/?q"])
+        response, _ = await self.get("/app/redirect", host="site.test")
+        self.assertEqual(response.code, 302)
+        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"http://site.test/app/"])
+        response, _ = await self.get("/app/headers", host="site.test")
+        self.assertEqual(
+            response.headers.getRawHeaders(b"content-location"), [b"http://site.test/app/c"]
+        )
+
+    async def test_answers(self):
+        """
+        A C{status} route answers by itself, reading and dropping a body
+        and keeping the connection; a C{redirect} route sends the rest of
+        the path and the query after its URL.
+        """
+        (app,) = self.startMembers("app1")
+        await self.startConfig(
+            LISTEN
+            + route(path="/gone", status=410)
+            + route(path="/old", redirect="https://new.example/docs/", status=301)
+            + route(path="/", balancer="web")
+            + members(app)
+        )
+        answer = await self.raw(
+            b"POST /gone HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
+            b"GET /old/a/b?c=1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        )
+        first, _, second = answer.partition(b"HTTP/1.1 301 ")
+        self.assertTrue(first.startswith(b"HTTP/1.1 410 Gone\r\n"), answer)
+        self.assertIn(b"Location: https://new.example/docs/a/b?c=1\r\n", second)
+        self.assertEqual(app.paths, [])
+
+    async def test_managerRoute(self):
+        """
+        A C{manager = true} route serves the manager under its path on the
+        route's host (C{ProxyPass /balancer-manager !}); the same path on
+        another host goes to the members.
+        """
+        (app,) = self.startMembers("app1")
+        await self.startConfig(
+            LISTEN
+            + route(host="site.test", path="/balancer-manager", manager=True)
+            + route(balancer="web")
+            + members(app)
+            + '[manager]\nendpoint = "tcp:0:interface=127.0.0.1"\n'
+        )
+        response, body = await self.get("/balancer-manager/api/status", host="site.test")
+        self.assertEqual(response.code, 200, body)
+        self.assertIn("web", json.loads(body)["balancers"])
+        await self.get("/balancer-manager/api/status", host="other.test")
+        self.assertEqual(app.paths, [b"/balancer-manager/api/status"])
+
+    async def test_routeSettings(self):
+        """
+        A route's C{preserve_host} and C{max_body} apply to its requests
+        only.
+        """
+        (app,) = self.startMembers("app1")
+        await self.startConfig(
+            LISTEN
+            + route(path="/small", balancer="web", max_body=4, preserve_host=False, strip_prefix=True)
+            + route(path="/", balancer="web", name="rest")
+            + members(app)
+        )
+        response, body = await self.get("/small/echo", host="site.test")
+        self.assertEqual(hostSeen(body), [f"127.0.0.1:{app.port}"])
+        response, body = await self.get("/echo", host="site.test")
+        self.assertEqual(hostSeen(body), ["site.test"])
+        response, _ = await self.get("/small/echo", method="POST", data=b"12345")
+        self.assertEqual(response.code, 413)
+        response, _ = await self.get("/echo", method="POST", data=b"12345")
+        self.assertEqual(response.code, 200)
+
+
+class AccessTests(RoutedTestCase):
+    """
+    A route's C{allow} list.
+    """
+
+    async def test_addressRules(self):
+        """
+        A client whose address is not on a route's list gets a 403 and its
+        request reaches no member; one on it passes.
+        """
+        a, b = self.startMembers("a", "b")
+        await self.startConfig(
+            LISTEN
+            + route(path="/closed", balancer="a", allow=["10.0.0.0/8", "192.0.2.1"])
+            + route(path="/open", balancer="b", allow=["127.0.0.0/8"])
+            + members(a, balancer="a")
+            + members(b, balancer="b")
+        )
+        response, body = await self.get("/closed/x", method="POST", data=b"body")
+        self.assertEqual(response.code, 403, body)
+        response, _ = await self.get("/open/x")
+        self.assertEqual(response.code, 200)
+        self.assertEqual((a.paths, b.paths), ([], [b"/open/x"]))
+        routes = self.service.listeners[0][1].routes
+        closed = [t for t in routes.targets if t.path == "/closed"][0]
+        self.assertEqual((closed.hits, closed.denied), (1, 1))
+
+
+class LogTests(RoutedTestCase):
+    async def test_accessLogNamesTheRoute(self):
+        """
+        The access log line of a request names its route, and shows the
+        target as the client sent it (before C{strip_prefix}).
+        """
+        (app,) = self.startMembers("app1")
+        log = self.mktemp()
+        await self.startConfig(
+            LISTEN.replace("\n[[listen]]\n", "\n[[listen]]\n")
+            + f'access_log = "{log}"\n'
+            + route(name="shop", path="/shop", balancer="web", strip_prefix=True)
+            + members(app)
+        )
+        await self.get("/shop/echo")
+        front = self.service.listeners[0][1]
+        front.accessLog.flush()
+        await waitUntil(lambda: open(log).read(), reactor)
+        line = open(log).read()
+        self.assertIn('"GET /shop/echo HTTP/1.1" 200', line)
+        self.assertTrue(line.rstrip().endswith("route=shop"), line)
