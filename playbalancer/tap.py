@@ -170,6 +170,7 @@ def makeManager(config, balancers, reactor, listeners=()):
     policy = AccessPolicy(settings.allow, token, reactor, hosts=settings.allowedHosts)
     metrics = MetricsPage(registryFor(balancers, listeners))
     root = ManagerRoot(balancers, policy, reactor, metrics=metrics)
+    root.listeners = listeners
     return root, keeper
 
 

@@ -72,11 +72,100 @@ class CheckTests(TestCase):
         code, out, err = await self.check(path)
         self.assertEqual((code, err), (0, ""))
         self.assertIn(f"{path}: OK", out)
-        self.assertIn(f"listen[0] tcp:{self.port}:interface=127.0.0.1 (http) -> balancer web", out)
-        self.assertIn("manager at /balancer-manager", out)
+        self.assertIn(
+            f"listen[0] tcp:{self.port}:interface=127.0.0.1 (http), routes in the order they match:\n"
+            "  manager: (any host) /balancer-manager -> the manager\n"
+            "  default: (any host) / -> balancer web\n",
+            out,
+        )
         self.assertIn("  app2 http://127.0.0.1:9998 weight 1, standby", out)
         self.assertFree(self.port)
         self.assertFree(self.manager)
+
+    async def test_routingTable(self):
+        """
+        The routes of a listener print in the order they match: exact
+        hosts, then wildcards (longest first), then any host; in each, the
+        longest path first.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(
+                f"""
+[[listen]]
+endpoint = "tcp:0:interface=127.0.0.1"
+[[listen.route]]
+path = "/"
+status = 404
+[[listen.route]]
+name = "site"
+host = "*.example.test"
+balancer = "web"
+[[listen.route]]
+name = "admin"
+host = "www.example.test"
+path = "/admin"
+balancer = "web"
+allow = ["127.0.0.1", "10.0.0.0/8"]
+[[listen.route]]
+name = "www"
+host = "www.example.test"
+balancer = "web"
+[[listen.route]]
+name = "app"
+host = "*.eu.example.test"
+path = "/app"
+balancer = "web"
+strip_prefix = true
+[[listen.route]]
+name = "old"
+path = "/old"
+redirect = "https://www.example.test/"
+status = 301
+[balancer.web]
+[[balancer.web.member]]
+name = "app1"
+url = "http://127.0.0.1:9999"
+"""
+            )
+        code, out, err = await self.check(path)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn(
+            "  admin: www.example.test /admin -> balancer web; allow 127.0.0.1, 10.0.0.0/8\n"
+            "  www: www.example.test / -> balancer web\n"
+            "  app: *.eu.example.test /app -> balancer web (without /app)\n"
+            "  site: *.example.test / -> balancer web\n"
+            "  old: (any host) /old -> redirect 301 to https://www.example.test/\n"
+            "  0: (any host) / -> answer 404\n",
+            out,
+        )
+
+    async def test_badRoute(self):
+        """
+        A bad route fails the check with start-up's one line.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(
+                """
+[[listen]]
+endpoint = "tcp:0"
+[[listen.route]]
+host = "*bad.example"
+balancer = "web"
+[balancer.web]
+[[balancer.web.member]]
+name = "app1"
+url = "http://127.0.0.1:9999"
+"""
+            )
+        code, out, err = await self.check(path)
+        self.assertEqual((code, out), (1, ""))
+        self.assertEqual(
+            err,
+            "playbalancer: listen[0].route[0].host: host '*bad.example': "
+            "a wildcard is *. followed by a name\n",
+        )
 
     async def test_unknownScheduler(self):
         code, out, err = await self.check(self.write(scheduler="nosuch"))

@@ -306,3 +306,45 @@ class LogTests(RoutedTestCase):
         line = open(log).read()
         self.assertIn('"GET /shop/echo HTTP/1.1" 200', line)
         self.assertTrue(line.rstrip().endswith("route=shop"), line)
+
+
+class ShownTests(RoutedTestCase):
+    """
+    The manager and the metrics show the routes and their counters.
+    """
+
+    async def test_statusPageAndMetrics(self):
+        (app,) = self.startMembers("app1")
+        await self.startConfig(
+            LISTEN
+            + route(name="site", host="site.test", balancer="web")
+            + route(name="gone", path="/gone", status=410)
+            + members(app)
+            + '[manager]\nendpoint = "tcp:0:interface=127.0.0.1"\n'
+        )
+        await self.get("/", host="site.test")
+        await self.get("/", host="site.test")
+        await self.get("/gone/x", host="other.test")
+        await self.get("/", host="other.test")
+        manager = f"http://127.0.0.1:{self.ports[-1].getHost().port}"
+        response = await self.client().get(manager + "/api/status")
+        status = json.loads(await response.content())
+        (listener,) = status["listeners"]
+        self.assertEqual(
+            [(r["name"], r["host"], r["path"], r["target"], r["hits"], r["responses"]) for r in listener["routes"]],
+            [
+                ("site", "site.test", "/", "balancer web", 2, {"2xx": 2}),
+                ("gone", None, "/gone", "answer 410", 1, {"4xx": 1}),
+                ("-", None, "/", "no route: answer 404", 1, {"4xx": 1}),
+            ],
+        )
+        response = await self.client().get(manager + "/metrics")
+        metrics = (await response.content()).decode()
+        self.assertIn('playbalancer_route_requests_total{listener="tcp:0",route="site"} 2.0', metrics)
+        self.assertIn(
+            'playbalancer_route_responses_total{code="4xx",listener="tcp:0",route="gone"} 1.0', metrics
+        )
+        response = await self.client().get(manager + "/")
+        page = (await response.content()).decode()
+        self.assertIn("routes of tcp:0", page)
+        self.assertIn("<td>site.test</td>", page)

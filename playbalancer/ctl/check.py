@@ -11,6 +11,7 @@ from twisted.application.service import MultiService
 from playbalancer.assembly import buildBalancers, buildPools
 from playbalancer.config import ConfigError, loadConfig
 from playbalancer.ctl.client import CommandError
+from playbalancer.routes import Route, RouteTable
 from playbalancer.schedulers import availableSchedulers
 from playbalancer.sweeper import Sweeper
 from playbalancer.tokens import readTokenFile
@@ -50,11 +51,12 @@ def describe(config, path):
     """
     lines = [f"{path}: OK ({config.workers} worker(s))"]
     for index, listener in enumerate(config.listeners):
-        extra = f", manager at {listener.managerPath}" if listener.managerPath else ""
-        lines.append(
-            f"listen[{index}] {listener.endpoint} ({listener.mode})"
-            f" -> balancer {listener.balancer}{extra}"
-        )
+        head = f"listen[{index}] {listener.endpoint} ({listener.mode})"
+        if listener.mode == "tcp":
+            lines.append(f"{head} -> balancer {listener.balancer}")
+            continue
+        lines.append(f"{head}, routes in the order they match:")
+        lines.extend(f"  {line}" for line in routeLines(listener.routes))
     if config.manager is not None:
         lines.append(f"manager {config.manager.endpoint}")
     for name, balancer in config.balancers.items():
@@ -63,3 +65,37 @@ def describe(config, path):
             role = ", standby" if member.standby else ""
             lines.append(f"  {member.name} {member.url} weight {member.weight}{role}")
     return "\n".join(lines) + "\n"
+
+
+def routeLines(routes):
+    """
+    A listener's routes (L{playbalancer.config.RouteConfig}s), one line
+    each, in the order they are matched: C{NAME HOST PATH -> TARGET}.
+    """
+    table = RouteTable(Route(r.name, r.host, r.path, r) for r in routes)
+    lines = []
+    for entry in table.inOrder():
+        route = entry.target
+        lines.append(
+            f"{route.name}: {route.host or '(any host)'} {route.path} -> {targetText(route)}"
+        )
+    return lines
+
+
+def targetText(route):
+    """
+    What a route (a L{playbalancer.config.RouteConfig}) does, in words.
+    """
+    if route.kind == "balancer":
+        text = f"balancer {route.balancer}"
+        if route.stripPrefix and route.path != "/":
+            text += f" (without {route.path})"
+    elif route.kind == "manager":
+        text = "the manager"
+    elif route.kind == "redirect":
+        text = f"redirect {route.status} to {route.redirect}"
+    else:
+        text = f"answer {route.status}"
+    if route.allow is not None:
+        text += f"; allow {', '.join(route.allow)}"
+    return text

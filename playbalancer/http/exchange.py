@@ -318,6 +318,9 @@ class Exchange:
     # Endings
 
     def _record(self, status):
+        route = self.proxy.routeTarget
+        if route is not None:
+            route.answered(status)
         log = self.client.accessLog
         if log is not None:
             recordExchange(log, self, status)

@@ -550,6 +550,13 @@ class HTTPFrontFactory(Factory):
     def openConnections(self):
         return len(self.connections)
 
+    def routeCounters(self):
+        """
+        The counters of its routes (L{ListenerRoutes.counters}), the
+        requests no route took last.
+        """
+        return self.routes.counters(self.noRoute)
+
     def acceptableProtocols(self):
         """
         What a TLS client may negotiate by ALPN: HTTP/1.1.

@@ -19,17 +19,18 @@ class OwnAnswer:
     @param status: the status of the answer.
     @param text: its plain-text body.
     @param extra: extra header C{(name, value)} pairs (a I{Location}).
-    @param routeName: for the access log.
+    @param route: the L{playbalancer.http.routing.RouteTarget} that
+        answers (its counters, its name in the access log), or L{None}.
     """
 
-    def __init__(self, client, request, clock, status, text, extra=(), routeName=None):
+    def __init__(self, client, request, clock, status, text, extra=(), route=None):
         self.client = client
         self.request = request
         self.clock = clock
         self.status = status
         self.text = text
         self.extra = extra
-        self.routeName = routeName
+        self.route = route
         self.arrived = clock.seconds()
         self.done = False
 
@@ -79,6 +80,9 @@ class OwnAnswer:
         self.client.finish()
 
     def _record(self, status, sent):
+        route = self.route
+        if route is not None:
+            route.answered(status)
         log = self.client.accessLog
         if log is not None:
             log.request(
@@ -90,7 +94,7 @@ class OwnAnswer:
                 None,
                 self.clock.seconds() - self.arrived,
                 0,
-                self.routeName,
+                route.name if route is not None else None,
             )
 
 
@@ -127,4 +131,4 @@ def ownAnswer(target, client, request, clock):
         text = "Not Found: no route for this host and path"
     else:
         text = target.text
-    return OwnAnswer(client, request, clock, target.status, text, extra, target.name)
+    return OwnAnswer(client, request, clock, target.status, text, extra, target)

@@ -64,6 +64,9 @@ class HTTPProxy:
         self.trustedProxies = trustedProxies
         self.aliases = tuple(aliases)
         self.routeName = routeName
+        #: The L{playbalancer.http.routing.BalancerTarget} it serves (which
+        #: counts the responses), or L{None}.
+        self.routeTarget = None
         self.underscoresInHeaders = underscoresInHeaders
         #: Bytes that may wait for a slow client (or member) before the
         #: other side is paused.

@@ -41,6 +41,28 @@ class RouteTarget:
         self.access = access
         self.hits = 0
         self.denied = 0
+        #: Responses by class: C{responses[2]} counts the 2xx.
+        self.responses = [0] * 6
+
+    def answered(self, status):
+        """
+        Count a response with C{status} (499: the client left first).
+        """
+        self.responses[status // 100 if 100 <= status < 600 else 5] += 1
+
+    def counters(self):
+        """
+        Its counters and what it is, as JSON-ready values (for the manager,
+        the metrics and the reports of worker processes).
+        """
+        return {
+            "host": self.host,
+            "path": self.path,
+            "target": self.describe(),
+            "hits": self.hits,
+            "denied": self.denied,
+            "responses": {f"{c}xx": n for c, n in enumerate(self.responses) if c and n},
+        }
 
     def describe(self):
         """
@@ -66,6 +88,7 @@ class BalancerTarget(RouteTarget):
     def __init__(self, name, host, path, proxy, stripPrefix=False, maxBody=0, access=None):
         RouteTarget.__init__(self, name, host, path, access)
         self.proxy = proxy
+        proxy.routeTarget = self
         self.stripPrefix = stripPrefix and path != "/"
         self.maxBody = maxBody
 
@@ -128,6 +151,8 @@ class AnswerTarget(RouteTarget):
         self.text = responseText(status)
 
     def describe(self):
+        if self.name is None:
+            return "no route: answer 404"
         if self.redirect is not None:
             return f"redirect {self.status} to {self.redirect.decode('ascii')}"
         return f"answer {self.status}"
@@ -154,6 +179,16 @@ class ListenerRoutes:
         The targets in the order they are tried (L{RouteTable.inOrder}).
         """
         return [route.target for route in self.table.inOrder()]
+
+    def counters(self, noRoute=None):
+        """
+        Each route's L{RouteTarget.counters}, in the order they are tried,
+        as C{[(name, counters)]}; C{noRoute}'s last, named C{"-"}.
+        """
+        listed = [(target.name, target.counters()) for target in self.inOrder()]
+        if noRoute is not None:
+            listed.append(("-", noRoute.counters()))
+        return listed
 
     def targetFor(self, request):
         """

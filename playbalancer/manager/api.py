@@ -97,6 +97,7 @@ class ApiResource(resource.Resource):
                 raise ChangeError(405, "status is read with GET")
             now = self.root.clock.seconds()
             status = model.status(self.root.balancers, now)
+            status["listeners"] = model.listenerStatus(self.root.listeners)
             cluster = getattr(self.root, "cluster", None)
             if cluster is not None:
                 status["cluster"] = cluster.summary()

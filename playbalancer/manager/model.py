@@ -152,6 +152,28 @@ def status(balancers, now):
     }
 
 
+def listenerStatus(listeners):
+    """
+    The HTTP listeners and their routes in the order they match, with
+    their counters (summed over the workers), as C{GET /api/status}
+    answers them under C{"listeners"}.
+
+    @param listeners: C{[(name, front factory)]}.
+    """
+    listed = []
+    for name, factory in listeners:
+        routeCounters = getattr(factory, "routeCounters", None)
+        if routeCounters is None:
+            continue
+        listed.append(
+            {
+                "name": name,
+                "routes": [dict(counts, name=route) for route, counts in routeCounters()],
+            }
+        )
+    return listed
+
+
 def checkName(value, what):
     """
     A balancer or member name, or L{ChangeError} 400.

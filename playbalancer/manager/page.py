@@ -96,6 +96,7 @@ class ManagerPage:
                 Tag("main")(
                     self.cluster(),
                     *[self.balancer(name, b) for name, b in self.root.balancers.items()],
+                    self.routes(),
                 ),
             ),
         )
@@ -125,6 +126,51 @@ class ManagerPage:
                 ),
             ),
         )
+
+    def routes(self):
+        """
+        Each HTTP listener's routes in the order they match, with their
+        counters (as when the page was loaded).
+        """
+        sections = []
+        for listener in model.listenerStatus(self.root.listeners):
+            rows = []
+            for route in listener["routes"]:
+                responses = route["responses"]
+                rows.append(
+                    tags.tr(
+                        tags.td(route["name"]),
+                        tags.td(route["host"] or "any"),
+                        tags.td(route["path"]),
+                        tags.td(route["target"]),
+                        tags.td(str(route["hits"])),
+                        tags.td(str(route["denied"])),
+                        tags.td(
+                            " · ".join(f"{code} {responses[code]}" for code in sorted(responses))
+                            or "-"
+                        ),
+                    )
+                )
+            sections.append(
+                tags.section(class_="routes")(
+                    tags.h2("routes of ", listener["name"], " ", tags.small("in the order they match")),
+                    tags.table(
+                        tags.thead(
+                            tags.tr(
+                                *[
+                                    tags.th(h)
+                                    for h in (
+                                        "route", "host", "path", "target", "requests",
+                                        "denied", "responses",
+                                    )
+                                ]
+                            )
+                        ),
+                        tags.tbody(*rows),
+                    ),
+                )
+            )
+        return tags.div(*sections) if sections else ""
 
     def balancer(self, name, balancer):
         status = model.balancerStatus(balancer)

@@ -32,6 +32,9 @@ class ManagerRoot(resource.Resource):
         self.balancers = balancers
         self.policy = policy
         self.clock = clock
+        #: C{[(name, front factory)]} of the listeners (filled in once they
+        #: are built), whose routes C{/api/status} shows.
+        self.listeners = []
         self.pages = {
             b"": PageResource(self),
             b"api": ApiResource(self),

@@ -152,7 +152,33 @@ class BalancerCollector:
             accepted.add_metric([name], factory.accepted)
             rejected.add_metric([name], getattr(factory, "rejected", 0))
             refused.add_metric([name], getattr(factory, "refused", 0))
-        return [open_, accepted, rejected, refused]
+        return [open_, accepted, rejected, refused] + self._routes()
+
+    def _routes(self):
+        labels = ["listener", "route"]
+        hits = CounterMetricFamily(
+            _PREFIX + "route_requests",
+            'Requests a route took (route "-": those no route took).',
+            labels=labels,
+        )
+        denied = CounterMetricFamily(
+            _PREFIX + "route_denied_requests",
+            "Requests a route's allow list refused (403).",
+            labels=labels,
+        )
+        responses = CounterMetricFamily(
+            _PREFIX + "route_responses",
+            "Responses to a route's requests, by status class (499s count as 4xx).",
+            labels=labels + ["code"],
+        )
+        for name, factory in self.listeners:
+            routeCounters = getattr(factory, "routeCounters", None)
+            for route, counts in routeCounters() if routeCounters is not None else ():
+                hits.add_metric([name, route], counts["hits"])
+                denied.add_metric([name, route], counts["denied"])
+                for code, count in sorted(counts["responses"].items()):
+                    responses.add_metric([name, route, code], count)
+        return [hits, denied, responses]
 
 
 def registryFor(balancers, listeners=()):

@@ -176,6 +176,7 @@ class WorkerAgent(PieceReceiver, amp.AMP):
                     "accepted": factory.accepted,
                     "rejected": getattr(factory, "rejected", 0),
                     "refused": getattr(factory, "refused", 0),
+                    "routes": factory.routeCounters() if hasattr(factory, "routeCounters") else [],
                 }
             )
         for gone in set(self._latencyMarks) - set(members):

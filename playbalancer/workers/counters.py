@@ -32,9 +32,27 @@ def fold(into, report):
     listeners = into.setdefault("listeners", [])
     for index, counts in enumerate(report.get("listeners", [])):
         if index >= len(listeners):
-            listeners.append(dict.fromkeys(("open", "accepted", "rejected", "refused"), 0))
+            listeners.append(dict(dict.fromkeys(("open", "accepted", "rejected", "refused"), 0), routes=[]))
         for name, value in counts.items():
-            listeners[index][name] += value
+            if name == "routes":
+                _addRoutes(listeners[index]["routes"], value)
+            else:
+                listeners[index][name] += value
+
+
+def _addRoutes(into, routes):
+    """
+    Add one worker's route counters (C{[[name, counters]]}, every worker
+    listing the same routes in the same order) to C{into}.
+    """
+    for index, (name, counts) in enumerate(routes):
+        if index >= len(into):
+            into.append([name, dict(counts, hits=0, denied=0, responses={})])
+        total = into[index][1]
+        total["hits"] += counts["hits"]
+        total["denied"] += counts["denied"]
+        for code, count in counts["responses"].items():
+            total["responses"][code] = total["responses"].get(code, 0) + count
 
 
 def _empty():

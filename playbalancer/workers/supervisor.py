@@ -105,6 +105,10 @@ class _SummedListener:
     def __init__(self):
         self.openConnections = 0
         self.accepted = self.rejected = self.refused = 0
+        self.routes = []
+
+    def routeCounters(self):
+        return self.routes
 
 
 class WorkerSupervisor(Service):
@@ -309,6 +313,7 @@ class WorkerSupervisor(Service):
             summed.accepted = counts["accepted"]
             summed.rejected = counts["rejected"]
             summed.refused = counts["refused"]
+            summed.routes = counts.get("routes", [])
 
     def sync(self):
         """
