@@ -29,7 +29,27 @@ from tests.proxyharness import servedBy
 
 class WorkerTests(TwistdTestCase):
     async def setUp(self):
-        await self.startTwoMembers()
+        await self.startTwoMembers(
+            routes='[[listen.route]]\nname = "gone"\npath = "/gone"\nstatus = 410\n'
+        )
+
+    async def test_routesSummed(self):
+        """
+        Routes work in every worker, and the manager shows each route's
+        requests summed over the workers.
+        """
+        for _ in range(10):
+            self.assertEqual((await self.get("/gone/x")).code, 410)
+
+        async def gone():
+            (listener,) = (await self.status())["listeners"]
+            return {r["name"]: r for r in listener["routes"]}["gone"]
+
+        deadline = time.monotonic() + 10
+        while (await gone())["hits"] < 10 and time.monotonic() < deadline:
+            await task.deferLater(reactor, 0.2, lambda: None)
+        route = await gone()
+        self.assertEqual((route["hits"], route["responses"]), (10, {"4xx": 10}))
 
     async def test_servesAndAppliesDrain(self):
         """

@@ -144,11 +144,12 @@ class TwistdTestCase(TestCase):
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.client = HTTPClient(Agent(reactor, pool=pool))
 
-    async def startTwoMembers(self, balancer="", members="", workers=2):
+    async def startTwoMembers(self, balancer="", members="", workers=2, routes=""):
         """
         Two demo members (C{self.members}) behind a twistd with C{workers}
         workers, a round-robin balancer C{web} (C{balancer} and C{members}
-        add to its table) and a manager; wait until it serves.
+        add to its table, C{routes} to the listener's) and a manager; wait
+        until it serves.
         """
         from twisted.internet import reactor
 
@@ -163,7 +164,7 @@ workers = {workers}
 [[listen]]
 endpoint = "tcp:{front}:interface=127.0.0.1"
 balancer = "web"
-
+{routes}
 [balancer.web]
 scheduler = "round-robin"
 {balancer}
