@@ -18,6 +18,8 @@ per run), keep-alive or with a new connection (a handshake) per request.
     python benchmarks/throughput.py --report out.json --table rst   # a table from an earlier run
     python benchmarks/throughput.py --ab /path/to/old/checkout --only playbalancer,playbalancer-pypy \
         --tests small-50,big-10 --runs 6 --duration 8    # old commit against this one
+    python benchmarks/throughput.py --only playbalancer,playbalancer-routes1000 \
+        --tests small-50,small-200,big-10 --runs 6 --duration 10   # 1,000 routes against 1
 
 The script uses only the standard library (Python 3.9+).  The playbalancer
 rows and the Twisted floors run under --python (default: this interpreter),
@@ -43,6 +45,20 @@ requests (and MiB) per CPU-second old and new, new/old, the range of the
 per-run new/old ratios (each run's pair was measured back to back), each
 side's range over the runs, and whether the two ranges overlap.  See
 benchmarks/README.rst.
+
+The routes rows, playbalancer-routes1000 and playbalancer-pypy-routes1000
+(named in --only; not in the default), are playbalancer and
+playbalancer-pypy with 1,000 [[listen.route]] tables on the HTTP listener
+(500 exact hosts site0.example to site499.example, paths / and /api, all to
+the same balancer) instead of its balancer = "web", and take the HTTP tests
+only.  Every playbalancer row's HTTP tests send Host: site250.example, which
+the routes rows take by that host's "/" route.  Before a routes row is
+measured, its config must have exactly 1,000 route tables in the HTTP
+listener (by the text, and by playbalancer check under the row's
+interpreter), and requests for routed hosts must get a member's 200 while
+another host gets playbalancer's own 404; else the row is skipped.  Without
+--ab each routes row and its one-route row are measured back to back
+(ABBA), and the report adds routes/one per test, with the cost (1 - it).
 """
 
 from __future__ import annotations
@@ -81,6 +97,22 @@ SMALL = 100
 BIG = 1 << 20
 MIB = float(1 << 20)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+#: The routes rows (playbalancer-routes1000, playbalancer-pypy-routes1000):
+#: ROUTES [[listen.route]] tables on the HTTP listener, instead of its
+#: C{balancer = "web"}: ROUTES / 2 exact host names, site0.example,
+#: site1.example, ..., each with the paths in ROUTE_PATHS, every one to
+#: balancer "web".  No route takes any host, so a request for another
+#: host gets playbalancer's own 404.
+ROUTES = 1000
+ROUTE_PATHS = ("/", "/api")
+#: The Host every playbalancer row's HTTP tests send (wrk, and the
+#: readiness checks): a name in the middle of the routes rows' hosts,
+#: whose "/" route takes /small and /big.  For the other playbalancer rows
+#: it is just a Host (their one route takes any).
+ROUTED_HOST = "site250.example"
+#: A host no route of the routes rows takes.
+UNROUTED_HOST = "unrouted.example"
 
 #: A test: C{mode} "http", "tcp" or "tls" (HTTP over TLS, the balancer
 #: terminating it); C{close} sends C{Connection: close}, so every request
@@ -147,6 +179,24 @@ PLAYBALANCER_TLS = """
 endpoint = "ssl:${tls_port}:interface=127.0.0.1:privateKey=${key}:certKey=${cert}"
 balancer = "web"
 """
+
+
+
+def routeTables(count):
+    """
+    The routes rows' C{count} [[listen.route]] tables, as TOML to go in the
+    HTTP [[listen]] (they attach to the [[listen]] above them): C{count} /
+    len(L{ROUTE_PATHS}) exact host names site0.example, site1.example, ...,
+    each with every path of L{ROUTE_PATHS}, all to balancer "web".
+    """
+    hosts = count // len(ROUTE_PATHS)
+    if hosts * len(ROUTE_PATHS) != count or f"site{hosts // 2}.example" != ROUTED_HOST:
+        raise ValueError(f"{count} routes: not {len(ROUTE_PATHS)} paths a host around "
+                         f"{ROUTED_HOST}")
+    return "\n".join(f'[[listen.route]]\nhost = "site{i}.example"\npath = "{path}"\n'
+                     f'balancer = "web"\n'
+                     for i in range(hosts) for path in ROUTE_PATHS)
+
 
 HAPROXY_TLS = """
 frontend tls_in
@@ -332,18 +382,19 @@ def tail(path, lines=15):
         return ""
 
 
-def fetch(port, path, timeout=2.0, context=None):
+def fetch(port, path, timeout=2.0, context=None, host=None):
     """
     GET C{path} from 127.0.0.1:C{port} on a new connection (HTTPS with the
-    L{ssl.SSLContext} C{context}, if given); returns C{(status, member
-    header, body length)}.
+    L{ssl.SSLContext} C{context}, if given), with C{Host: host} if given
+    (else 127.0.0.1:PORT); returns C{(status, member header, body
+    length)}.
     """
     if context is None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     else:
         conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=context)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Host": host} if host else {})
         response = conn.getresponse()
         body = response.read()
         return response.status, response.getheader("X-Member"), len(body)
@@ -351,18 +402,18 @@ def fetch(port, path, timeout=2.0, context=None):
         conn.close()
 
 
-def waitReady(proc, port, logPath, timeout=30.0, context=None):
+def waitReady(proc, port, logPath, timeout=30.0, context=None, host=None):
     """
-    Wait until C{GET /small} on C{port} (over TLS with C{context}) gives a
-    complete 200.  Raises L{RuntimeError} with the log's tail if the process
-    exits or time runs out.
+    Wait until C{GET /small} on C{port} (over TLS with C{context}; with
+    C{Host: host} if given) gives a complete 200.  Raises L{RuntimeError}
+    with the log's tail if the process exits or time runs out.
     """
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode}:\n{tail(logPath)}")
         try:
-            status, _, length = fetch(port, "/small", context=context)
+            status, _, length = fetch(port, "/small", context=context, host=host)
             if status == 200 and length == SMALL:
                 return
         except (OSError, http.client.HTTPException):
@@ -373,15 +424,16 @@ def waitReady(proc, port, logPath, timeout=30.0, context=None):
         time.sleep(0.1)
 
 
-def membersSeen(port, tries=6, context=None):
+def membersSeen(port, tries=6, context=None, host=None):
     """
     Which members answered C{tries} requests on new connections through the
-    balancer on C{port} (both should, for a balancer that balances).
+    balancer on C{port} (both should, for a balancer that balances), sent
+    with C{Host: host} if given.
     """
     seen = set()
     for _ in range(tries):
         try:
-            seen.add(fetch(port, "/small", context=context)[1])
+            seen.add(fetch(port, "/small", context=context, host=host)[1])
         except (OSError, http.client.HTTPException):
             pass
     return sorted(str(s) for s in seen)
@@ -546,16 +598,19 @@ def machineCpu():
 # wrk.
 
 
-def wrkCommand(wrk, port, test, seconds, timeout):
+def wrkCommand(wrk, port, test, seconds, timeout, host=None):
     """
     The wrk command line for one C{test} against 127.0.0.1:C{port}: HTTPS
-    for a "tls" test, and C{Connection: close} (a new connection for every
-    request) for a C{close} test.
+    for a "tls" test, C{Connection: close} (a new connection for every
+    request) for a C{close} test, and C{Host: host} instead of wrk's
+    127.0.0.1:PORT when C{host} is given.
     """
     scheme = "https" if test.mode == "tls" else "http"
     close = ["-H", "Connection: close"] if test.close else []
+    hostHeader = ["-H", f"Host: {host}"] if host else []
     return [wrk, "-t1", f"-c{test.connections}", f"-d{seconds}s", "--latency",
-            f"--timeout={timeout}s"] + close + [f"{scheme}://127.0.0.1:{port}{test.path}"]
+            f"--timeout={timeout}s"] + close + hostHeader + [
+                f"{scheme}://127.0.0.1:{port}{test.path}"]
 
 
 TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -590,14 +645,15 @@ def parseWrk(text):
     }
 
 
-def runWrk(procs, wrk, port, test, seconds, timeout, logPath):
+def runWrk(procs, wrk, port, test, seconds, timeout, logPath, host=None):
     """
-    Run wrk to the end and return its output.  It is started like the
-    servers (own process group, registered) so that Ctrl-C stops it too.
+    Run wrk to the end (with C{Host: host} if given) and return its output.
+    It is started like the servers (own process group, registered) so that
+    Ctrl-C stops it too.
     """
     with open(logPath, "w"):
         pass
-    proc = procs.spawn(wrkCommand(wrk, port, test, seconds, timeout), logPath)
+    proc = procs.spawn(wrkCommand(wrk, port, test, seconds, timeout, host), logPath)
     try:
         proc.wait(seconds + timeout + 30)
     finally:
@@ -613,15 +669,16 @@ def measure(ctx, balancer, test):
     around it.  Returns the run's figures.
     """
     port = balancer.ports[test.mode]
+    host = balancer.hostFor(test.mode)
     wrkLog = os.path.join(ctx.workdir, "wrk.log")
     if ctx.args.warmup > 0:
         runWrk(ctx.procs, ctx.binaries["wrk"], port, test, ctx.args.warmup,
-               ctx.args.wrk_timeout, wrkLog)
+               ctx.args.wrk_timeout, wrkLog, host)
     cpuBefore = treeCpu(balancer.proc.pid)
     boxBefore = machineCpu()
     wrkBefore = resource.getrusage(resource.RUSAGE_CHILDREN)
     output = runWrk(ctx.procs, ctx.binaries["wrk"], port, test, ctx.args.duration,
-                    ctx.args.wrk_timeout, wrkLog)
+                    ctx.args.wrk_timeout, wrkLog, host)
     wrkAfter = resource.getrusage(resource.RUSAGE_CHILDREN)
     boxAfter = machineCpu()
     cpu = treeCpu(balancer.proc.pid) - cpuBefore
@@ -706,6 +763,14 @@ class Balancer:
     #: Whether it can take the "tls" tests (a TLS listener is then added
     #: when the invocation runs any).
     tls = False
+    #: The Host its HTTP tests send (L{None}: wrk's own, 127.0.0.1:PORT).
+    httpHost = None
+    #: Whether it is in the default --only (every row but the routes rows).
+    inDefault = True
+    #: For a pair measured back to back (ABBA): the other row, and whether
+    #: this one goes first in odd runs (see L{runOrder}).
+    partner = None
+    leadsPair = False
 
     def __init__(self):
         self.ports = {}
@@ -715,6 +780,13 @@ class Balancer:
         self.members = []
         self.restarts = 0
         self.tlsInfo = None
+
+    def hostFor(self, mode):
+        """
+        The Host that requests on the listener of C{mode} send (L{None}:
+        the default, C{127.0.0.1:PORT}).
+        """
+        return self.httpHost if mode == "http" else None
 
     def unavailable(self, ctx):
         """
@@ -753,9 +825,11 @@ class Balancer:
                                     env=self.env)
         for mode in self.modes:
             waitReady(self.proc, self.ports[mode], self.logPath, timeout=ctx.args.start_timeout,
-                      context=ctx.clientContext(mode))
-        self.members = {mode: membersSeen(self.ports[mode], context=ctx.clientContext(mode))
+                      context=ctx.clientContext(mode), host=self.hostFor(mode))
+        self.members = {mode: membersSeen(self.ports[mode], context=ctx.clientContext(mode),
+                                          host=self.hostFor(mode))
                         for mode in self.modes}
+        self.checkStarted(ctx)
         if "tls" in self.modes:
             self.tlsInfo = tlsInfo(self.ports["tls"], ctx.clientContext("tls"))
         if self.startWarmup > 0:
@@ -764,7 +838,13 @@ class Balancer:
                 if test.mode in self.modes:
                     runWrk(ctx.procs, ctx.binaries["wrk"], self.ports[test.mode], test,
                            self.startWarmup, ctx.args.wrk_timeout,
-                           os.path.join(self.workdir, "warmup.log"))
+                           os.path.join(self.workdir, "warmup.log"), self.hostFor(test.mode))
+
+    def checkStarted(self, ctx):
+        """
+        Once it answers: check what the row is about, raising
+        L{RuntimeError} if it is not so (nothing to check by default).
+        """
 
     def ensureRunning(self, ctx):
         """
@@ -788,15 +868,18 @@ class PlayBalancer(Balancer):
     """
 
     modes = ("http", "tcp")
+    #: Every playbalancer row sends the same Host in the HTTP tests, so
+    #: that the routes rows compare with the others like for like.
+    httpHost = ROUTED_HOST
 
-    #: With --ab: "new" or "old", the source tree put first on PYTHONPATH,
-    #: and the row of the same configuration on the other tree.
+    #: With --ab: "new" or "old", and the source tree put first on
+    #: PYTHONPATH (the row of the same configuration on the other tree is
+    #: its C{partner}).
     side = None
     tree = None
-    partner = None
 
     def __init__(self, name, python, label, startWarmup=0, accessLog=False, workers=1,
-                 tls=False):
+                 tls=False, routes=0):
         Balancer.__init__(self)
         self.name = name
         self.tls = tls
@@ -805,11 +888,29 @@ class PlayBalancer(Balancer):
         self.startWarmup = startWarmup
         self.accessLog = accessLog
         self.workers = workers
+        #: 0: the HTTP listener has C{balancer = "web"} (one route that
+        #: takes every request); else that many [[listen.route]] tables
+        #: (L{routeTables}) instead.  A routes row takes the HTTP tests only
+        #: (routes are an HTTP listener's), and is left out of the default
+        #: --only.
+        self.routes = routes
+        #: For a routes row, what L{checkConfig} and L{checkStarted} found.
+        self.routingCheck = None
+        if routes:
+            self.modes = ("http",)
+            self.inDefault = False
+            target = (f"{routes:,} [[listen.route]] ({routes // len(ROUTE_PATHS)} hosts x "
+                      f"{len(ROUTE_PATHS)} paths) to balancer web, no catch-all")
+            listeners = "HTTP listener measured (the TCP one is configured, not measured)"
+        else:
+            target = "balancer = web (one route, any host)"
+            listeners = "HTTP and TCP listeners"
         # As the README says to run it on PyPy (CPython ignores it).
         self.env = {"PYPY_GC_NURSERY": "16M"}
         self.note = (
             f"round-robin, no health checks, access log {'on' if accessLog else 'off'}, "
-            f"{workers} worker(s); HTTP and TCP listeners; PYPY_GC_NURSERY=16M"
+            f"{workers} worker(s); {listeners}; PYPY_GC_NURSERY=16M; HTTP listener: "
+            f"{target}; HTTP tests send Host: {self.httpHost}"
         )
 
     def onTree(self, side, tree, commit):
@@ -866,16 +967,108 @@ class PlayBalancer(Balancer):
 
     def command(self, ctx):
         accessLog = os.path.join(self.workdir, "access.log") if self.accessLog else ""
+        if "tcp" not in self.ports:
+            # A routes row: the TCP listener stays in the config, unmeasured.
+            self.ports["tcp"] = ctx.ports.take()
         config = fill("playbalancer.toml", os.path.join(self.workdir, "playbalancer.toml"),
                       http_port=self.ports["http"], tcp_port=self.ports["tcp"],
                       member1=ctx.members[0].port, member2=ctx.members[1].port,
                       access_log=(f'access_log = "{accessLog}"' if accessLog else ""),
+                      http_routes=(routeTables(self.routes) if self.routes
+                                   else 'balancer = "web"'),
                       workers=self.workers)
         if "tls" in self.modes:
             appendTo(config, PLAYBALANCER_TLS, tls_port=self.ports["tls"], key=ctx.tls["key"],
                      cert=ctx.tls["cert"])
+        if self.routes and self.routingCheck is None:
+            self.routingCheck = self.checkConfig(ctx, config)
         return [self.python, "-m", "twisted", "--log-format=text", "playbalancer",
                 "--config", config]
+
+    def checkConfig(self, ctx, config):
+        """
+        For a routes row, before it starts: the config file at C{config}
+        has exactly C{self.routes} [[listen.route]] tables, all after the
+        HTTP [[listen]] and before the next one, and C{playbalancer check}
+        (run by the row's interpreter, with its environment) lists that
+        many routes on the HTTP listener, each to balancer web, one of them
+        L{ROUTED_HOST}'s "/".  Returns what it found; raises
+        L{RuntimeError} otherwise.
+        """
+        with open(config) as f:
+            text = f.read()
+        listens = [m.start() for m in re.finditer(r"^\[\[listen\]\]\s*$", text, re.M)]
+        tables = [m.start() for m in re.finditer(r"^\[\[listen\.route\]\]\s*$", text, re.M)]
+        if len(listens) < 2 or len(tables) != self.routes or not all(
+                listens[0] < t < listens[1] for t in tables):
+            raise RuntimeError(f"{config}: {len(tables)} [[listen.route]] tables, not "
+                               f"{self.routes} all in the first (HTTP) [[listen]]")
+        if re.search(r"^balancer\s*=", text[listens[0]:tables[0]], re.M):
+            raise RuntimeError(f"{config}: the HTTP [[listen]] has a balancer = as well")
+        try:
+            result = subprocess.run(
+                [self.python, "-m", "playbalancer.ctl.cli", "check", config],
+                capture_output=True, text=True, timeout=300, cwd=self.workdir,
+                env=dict(os.environ, **self.env))
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise RuntimeError(f"playbalancer check {config}: {e}")
+        if result.returncode != 0:
+            raise RuntimeError(f"playbalancer check {config} failed:\n"
+                               f"{(result.stdout + result.stderr)[-800:]}")
+        routes, current = {}, None
+        for line in result.stdout.splitlines():
+            listener = re.match(r"listen\[\d+\] (\S+) \(", line)
+            if listener:
+                current = listener.group(1)
+                routes[current] = []
+            elif line.startswith("  ") and current is not None:
+                routes[current].append(line.strip())
+            else:
+                current = None
+        onHTTP = [v for k, v in routes.items() if k.startswith(f"tcp:{self.ports['http']}:")]
+        listed = onHTTP[0] if len(onHTTP) == 1 else []
+        wanted = f": {ROUTED_HOST} / -> balancer web"
+        if (len(listed) != self.routes
+                or not all(route.endswith(" -> balancer web") for route in listed)
+                or not any(route.endswith(wanted) for route in listed)):
+            raise RuntimeError(f"playbalancer check {config}: the HTTP listener lists "
+                               f"{len(listed)} routes, not {self.routes} to balancer web "
+                               f"with {ROUTED_HOST} /:\n{result.stdout[:800]}")
+        return {"config": f"{len(tables)} [[listen.route]] tables, all in the HTTP [[listen]], "
+                          f"no balancer = on it",
+                "playbalancer_check": f"{len(listed)} routes on the HTTP listener, each "
+                                      f"to balancer web, {ROUTED_HOST} / among them"}
+
+    def checkStarted(self, ctx):
+        """
+        For a routes row, once it answers: GET /small with the Host of the
+        first, middle and last routed host names each gives a member's
+        complete 200, and with L{UNROUTED_HOST} playbalancer's own 404 (no
+        route takes it, and there is no catch-all), so requests are routed
+        by their host.  Raises L{RuntimeError} otherwise.
+        """
+        if not self.routes:
+            return
+        port = self.ports["http"]
+        hosts = ["site0.example", ROUTED_HOST,
+                 f"site{self.routes // len(ROUTE_PATHS) - 1}.example"]
+        names = {m.name for m in ctx.members}
+        answers = {}
+        try:
+            for host in hosts:
+                answers[host] = fetch(port, "/small", host=host)
+            answers[UNROUTED_HOST] = fetch(port, "/small", host=UNROUTED_HOST)
+        except (OSError, http.client.HTTPException) as e:
+            raise RuntimeError(f"routing check: {e}")
+        routed = all(answers[h][0] == 200 and answers[h][1] in names and answers[h][2] == SMALL
+                     for h in hosts)
+        status, member, _ = answers[UNROUTED_HOST]
+        if not routed or status != 404 or member is not None:
+            raise RuntimeError("routing check failed: GET /small by Host gave (status, member, "
+                               f"bytes) {answers}")
+        self.routingCheck["requests"] = (
+            f"GET /small with Host {', '.join(hosts)}: 200 from a member; with Host "
+            f"{UNROUTED_HOST}: {status} of playbalancer's own")
 
 
 class HAProxy(Balancer):
@@ -1089,8 +1282,13 @@ def allBalancers(args):
     """
     return [
         PlayBalancer("playbalancer", args.python, "playbalancer, CPython", tls=True),
+        PlayBalancer(f"playbalancer-routes{ROUTES}", args.python,
+                     f"playbalancer, CPython, {ROUTES:,} routes", routes=ROUTES),
         PlayBalancer("playbalancer-pypy", args.pypy, "playbalancer, PyPy",
                      startWarmup=args.pypy_warmup, tls=True),
+        PlayBalancer(f"playbalancer-pypy-routes{ROUTES}", args.pypy,
+                     f"playbalancer, PyPy, {ROUTES:,} routes", startWarmup=args.pypy_warmup,
+                     routes=ROUTES),
         PlayBalancer("playbalancer-log", args.python, "playbalancer, CPython, access log on",
                      accessLog=True),
         PlayBalancer(f"playbalancer-{args.workers}w", args.python,
@@ -1126,26 +1324,54 @@ def abPairs(balancers, oldTree):
             continue
         old = PlayBalancer(balancer.name, balancer.python, balancer.label,
                            startWarmup=balancer.startWarmup, accessLog=balancer.accessLog,
-                           workers=balancer.workers, tls=balancer.tls)
+                           workers=balancer.workers, tls=balancer.tls, routes=balancer.routes)
         new = balancer.onTree("new", REPO, newCommit)
         old.onTree("old", oldTree, oldCommit)
         new.partner, old.partner = old, new
+        new.leadsPair = True
         rows += [new, old]
     return rows
+
+
+def routesBase(name):
+    """
+    The name of the row a routes row compares with (the same row with its
+    one route: playbalancer for playbalancer-routes1000,
+    playbalancer-pypy-new for playbalancer-pypy-routes1000-new), or
+    L{None} for a row that is not a routes row.
+    """
+    suffix = f"-routes{ROUTES}"
+    return name.replace(suffix, "", 1) if suffix in name else None
+
+
+def routesPairs(balancers):
+    """
+    Without --ab: each routes row in C{balancers} whose one-route row is
+    there too is paired with it, to be measured back to back (ABBA), the
+    one-route row first in odd runs.
+    """
+    byName = {b.name: b for b in balancers}
+    for balancer in balancers:
+        base = byName.get(routesBase(balancer.name) or "")
+        if base is not None and base.partner is None and balancer.partner is None:
+            base.partner, balancer.partner = balancer, base
+            base.leadsPair = True
 
 
 def runOrder(balancers, run):
     """
     The order of C{balancers} in run number C{run}: as given, except that
-    each --ab pair is measured back to back, new first in odd runs and old
-    first in even runs (ABBA).  A row whose partner did not start runs alone.
+    each pair (--ab: new and old; else a routes row and its one-route row)
+    is measured back to back, the leading row (new; the one-route row)
+    first in odd runs and the other first in even runs (ABBA).  A row whose
+    partner did not start runs alone, where it stands.
     """
     order = []
     for balancer in balancers:
-        partner = getattr(balancer, "partner", None)
+        partner = balancer.partner
         if partner is None or partner not in balancers:
             order.append(balancer)
-        elif balancer.side == "new":
+        elif balancer.leadsPair:
             order += [balancer, partner] if run % 2 == 1 else [partner, balancer]
     return order
 
@@ -1298,29 +1524,115 @@ def abSummary(record):
             continue
         entry = {"balancer": name[:-len("-new")], "test": test}
         for metric in AB_METRICS:
-            oldRuns = {r["run"]: r.get(metric) for r in old["runs"] if "error" not in r}
-            newRuns = {r["run"]: r.get(metric) for r in new["runs"] if "error" not in r}
-            oldValues = [v for v in oldRuns.values() if v is not None]
-            newValues = [v for v in newRuns.values() if v is not None]
-            if not oldValues or not newValues:
-                continue
-            perRun = [newRuns[run] / oldRuns[run] for run in sorted(newRuns)
-                      if newRuns[run] is not None and oldRuns.get(run)]
-            entry[metric] = {
-                "old": median(oldValues), "new": median(newValues),
-                "ratio": ratio(median(newValues), median(oldValues)),
-                "old_range": [min(oldValues), max(oldValues)],
-                "new_range": [min(newValues), max(newValues)],
-                "per_run_ratios": perRun,
-                "per_run_ratio_median": median(perRun),
-                "per_run_ratio_range": [min(perRun), max(perRun)] if perRun else None,
-                "ranges_overlap": (min(newValues) <= max(oldValues)
-                                   and min(oldValues) <= max(newValues)),
-            }
+            figures = pairFigures(old, new, metric, ("old", "new"))
+            if figures is not None:
+                entry[metric] = figures
         summary.append(entry)
     order = [t.name for t in TESTS]
     summary.sort(key=lambda e: (order.index(e["test"]), e["balancer"]))
     return summary
+
+
+def pairFigures(before, after, metric, names):
+    """
+    One C{metric} of two results of the same test, C{before} and C{after}
+    (named C{names[0]} and C{names[1]} in the keys): the medians,
+    after/before of the medians, the per-run after/before ratios (runs of
+    the same number) with their median and range, each side's range, and
+    whether the ranges overlap.  L{None} if a side has no value.
+    """
+    a, b = names
+    beforeRuns = {r["run"]: r.get(metric) for r in before["runs"] if "error" not in r}
+    afterRuns = {r["run"]: r.get(metric) for r in after["runs"] if "error" not in r}
+    beforeValues = [v for v in beforeRuns.values() if v is not None]
+    afterValues = [v for v in afterRuns.values() if v is not None]
+    if not beforeValues or not afterValues:
+        return None
+    perRun = [afterRuns[run] / beforeRuns[run] for run in sorted(afterRuns)
+              if afterRuns[run] is not None and beforeRuns.get(run)]
+    return {
+        a: median(beforeValues), b: median(afterValues),
+        "ratio": ratio(median(afterValues), median(beforeValues)),
+        f"{a}_range": [min(beforeValues), max(beforeValues)],
+        f"{b}_range": [min(afterValues), max(afterValues)],
+        "per_run_ratios": perRun,
+        "per_run_ratio_median": median(perRun),
+        "per_run_ratio_range": [min(perRun), max(perRun)] if perRun else None,
+        "ranges_overlap": (min(afterValues) <= max(beforeValues)
+                           and min(beforeValues) <= max(afterValues)),
+    }
+
+
+#: What the routes comparison reports (MiB per CPU-second for the big-body
+#: tests only).
+ROUTES_METRICS = ("req_per_cpu_s", "mib_per_cpu_s", "rps")
+
+
+def routesSummary(record):
+    """
+    Each routes row against its one-route row (L{routesBase}), per test
+    and metric in L{ROUTES_METRICS}: L{pairFigures} with the keys
+    C{one_route} and C{routes}, and C{cost}, 1 - routes/one route of the
+    medians (the share of the figure that routing took).  A list, in
+    table order.
+    """
+    byKey = {(r["balancer"], r["test"]): r for r in record["results"]}
+    summary = []
+    for (name, test), routed in byKey.items():
+        base = byKey.get((routesBase(name) or "", test))
+        if base is None:
+            continue
+        entry = {"balancer": name, "against": base["balancer"], "test": test}
+        for metric in ROUTES_METRICS:
+            figures = pairFigures(base, routed, metric, ("one_route", "routes"))
+            if figures is not None:
+                figures["cost"] = 1 - figures["ratio"] if figures["ratio"] is not None else None
+                entry[metric] = figures
+        summary.append(entry)
+    order = [t.name for t in TESTS]
+    balancers = list(record["balancers"])
+    summary.sort(key=lambda e: (order.index(e["test"]), balancers.index(e["balancer"])))
+    return summary
+
+
+def routesReport(record, kind):
+    """
+    The printed routes section, a table of C{kind} ("md" or "rst"): a row
+    per routes row, test and figure.
+    """
+    entries = record.get("routes")
+    if not entries:
+        return []
+    lines = [f"Routes: each ROW-routes{ROUTES} (its HTTP listener with {ROUTES:,} "
+             f"[[listen.route]] tables, {ROUTES // len(ROUTE_PATHS)} hosts x "
+             f"{len(ROUTE_PATHS)} paths) against ROW (balancer = \"web\", one route); every "
+             f"playbalancer row's HTTP tests send Host: {ROUTED_HOST}.  Medians over the runs; "
+             f"routes/one of the medians and the cost (1 - that); the per-run routes/one "
+             f"ratios, median [min-max]; each side's [min-max] and whether they overlap.  "
+             f"Without --ab each pair is measured back to back, one route first in odd runs "
+             f"(ABBA).", ""]
+    header = ["test", "balancer", "figure", "1 route", f"{ROUTES:,} routes", "routes/one",
+              "cost", "per-run routes/one", "1-route range", "routes range", "overlap"]
+    rows = []
+    units = {"req_per_cpu_s": ("req/CPU-s", 0), "mib_per_cpu_s": ("MiB/CPU-s", 1),
+             "rps": ("req/s", 0)}
+    for entry in entries:
+        for metric in ROUTES_METRICS:
+            m = entry.get(metric)
+            if m is None or (metric == "mib_per_cpu_s" and "big" not in entry["test"]):
+                continue
+            unit, digits = units[metric]
+            low, high = m["per_run_ratio_range"] or (None, None)
+            cost = f"{m['cost'] * 100:.1f}%" if m["cost"] is not None else "-"
+            rows.append([entry["test"], entry["balancer"], unit, fmt(m["one_route"], digits),
+                         fmt(m["routes"], digits), fmt(m["ratio"], 3), cost,
+                         f"{fmt(m['per_run_ratio_median'], 3)} [{fmt(low, 3)}-{fmt(high, 3)}]",
+                         f"{fmt(m['one_route_range'][0], digits)}-"
+                         f"{fmt(m['one_route_range'][1], digits)}",
+                         f"{fmt(m['routes_range'][0], digits)}-{fmt(m['routes_range'][1], digits)}",
+                         "yes" if m["ranges_overlap"] else "no"])
+    return lines + [rstTable(header, rows) if kind == "rst" else markdownTable(header, rows),
+                    ""]
 
 
 def abReport(record, kind):
@@ -1387,6 +1699,10 @@ def startAll(ctx, balancers, record):
         entry["ports"] = balancer.ports
         entry["modes"] = list(balancer.modes)
         entry["members_seen"] = balancer.members
+        if getattr(balancer, "routingCheck", None):
+            entry["routing_check"] = balancer.routingCheck
+            log(f"{balancer.name}: routing check: "
+                + "; ".join(balancer.routingCheck.values()))
         if balancer.tlsInfo is not None:
             entry["tls"] = balancer.tlsInfo
             log(f"{balancer.name}: TLS {balancer.tlsInfo}")
@@ -1421,9 +1737,9 @@ def runAll(ctx, balancers, tests, record):
                     figures = measure(ctx, balancer, test)
                 except (RuntimeError, ValueError, OSError) as e:
                     figures = {"error": str(e)}
-                    log(f"[run {run}] {test.name:12} {balancer.name:18} ERROR {e}")
+                    log(f"[run {run}] {test.name:12} {balancer.name:24} ERROR {e}")
                 else:
-                    log(f"[run {run}] {test.name:12} {balancer.name:18} "
+                    log(f"[run {run}] {test.name:12} {balancer.name:24} "
                         f"{figures['rps']:10,.0f} req/s {figures['mib_s']:8.1f} MiB/s "
                         f"p99 {fmt(figures['p99_ms'], 2)} ms  cpu {figures['cpu_s']:.2f} s "
                         f"{fmt(figures['req_per_cpu_s'], 0)} req/CPU-s  errors {figures['errors']}")
@@ -1521,6 +1837,7 @@ def report(record, kind):
               "reference's, as requests/s / requests per CPU-second, same test, same "
               "invocation.  Twisted means the stock ReverseProxyResource for HTTP tests and "
               "portforward for TCP tests.", ""]
+    lines += routesReport(record, kind)
     lines += abReport(record, kind)
     lines += [f"Note: {n}" for n in record["notes"]]
     return "\n".join(lines)
@@ -1530,18 +1847,22 @@ def parseArgs(argv):
     """
     The command line.
     """
-    def balancerNames(workers):
+    def balancerNames(workers, default=False):
         return [b.name for b in allBalancers(argparse.Namespace(
-            python="", pypy=None, pypy_warmup=0, workers=workers))]
+            python="", pypy=None, pypy_warmup=0, workers=workers))
+            if b.inDefault or not default]
 
     names = balancerNames(2)
+    defaults = balancerNames(2, default=True)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=3, help="measured runs of each test (default 3)")
     p.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     p.add_argument("--warmup", type=int, default=2, help="seconds of warm-up before each run")
     p.add_argument("--only", default=None,
-                   help=f"balancers, comma-separated (default all: {','.join(names)})")
+                   help=f"balancers, comma-separated (default all but the routes rows: "
+                        f"{','.join(defaults)}; also: "
+                        f"{','.join(n for n in names if n not in defaults)})")
     p.add_argument("--workers", type=int, default=2,
                    help="worker processes of the multi-worker row, playbalancer-Nw "
                         "(default 2; this machine's cores is the natural choice)")
@@ -1578,7 +1899,8 @@ def parseArgs(argv):
     if args.workers < 2:
         p.error("--workers must be at least 2 (the playbalancer row has 1)")
     names = balancerNames(args.workers)
-    args.only = [n.strip() for n in (args.only or ",".join(names)).split(",") if n.strip()]
+    defaults = balancerNames(args.workers, default=True)
+    args.only = [n.strip() for n in (args.only or ",".join(defaults)).split(",") if n.strip()]
     args.tests = [n.strip() for n in args.tests.split(",") if n.strip()]
     for n in args.only:
         if n not in names:
@@ -1611,6 +1933,12 @@ def newRecord(args, ctx, balancers, tests):
                      "wrk_timeout": args.wrk_timeout, "small_bytes": SMALL, "big_bytes": BIG,
                      "members": "2 x nginx, worker_processes 1, sendfile on, access_log off",
                      "tls": tlsSettings(args, ctx),
+                     "playbalancer_http_host": ROUTED_HOST,
+                     "routes": (f"ROW-routes{ROUTES}: the HTTP listener has {ROUTES} "
+                                f"[[listen.route]] tables ({ROUTES // len(ROUTE_PATHS)} hosts "
+                                f"site0.example.. x paths {', '.join(ROUTE_PATHS)}, each to "
+                                f"balancer web) instead of balancer = \"web\"; HTTP tests "
+                                f"only"),
                      "ab": abSettings(args)},
         "machine": machineInfo(),
         "versions": {"wrk": firstLine([ctx.binaries["wrk"], "--version"]) if ctx.binaries.get("wrk")
@@ -1688,6 +2016,8 @@ def main(argv=None):
     balancers = [b for b in allBalancers(args) if b.name in args.only]
     if args.ab is not None:
         balancers = abPairs(balancers, args.ab)
+    else:
+        routesPairs(balancers)
     tests = [t for t in TESTS if t.name in args.tests]
     ctx.tests = tests
     needed = {"wrk", "nginx"} | {b.binary for b in balancers if b.binary}
@@ -1737,6 +2067,7 @@ def main(argv=None):
     summarise(record["results"])
     if args.ab is not None:
         record["ab"] = abSummary(record)
+    record["routes"] = routesSummary(record)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(record, f, indent=1)
