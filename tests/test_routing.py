@@ -191,6 +191,9 @@ class TargetTests(RoutedTestCase):
         self.assertEqual(
             response.headers.getRawHeaders(b"content-location"), [b"http://site.test/app/c"]
         )
+        # A path written another way loses the prefix as it was matched.
+        await self.raw(b"GET //app/./x/../echo?z HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        self.assertEqual(app.paths[-1], b"/echo?z")
 
     async def test_answers(self):
         """

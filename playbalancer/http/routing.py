@@ -108,7 +108,7 @@ class BalancerTarget(RouteTarget):
         else:
             # The route matched a path written another way (/x/../app):
             # the members get it as it was matched.
-            rest = matchPath(request.path.decode("latin-1"))[len(self.path):].encode("ascii")
+            rest = matchPath(request.path.decode("latin-1"))[len(self.path):].encode("latin-1")
             query = request.query
             if query:
                 rest += b"?" + query
