@@ -10,15 +10,21 @@ import os
 
 from playbalancer.flow import BUFFER_SIZE
 from playbalancer.http.headers import LocationRewriter
+from playbalancer.http.memberaddresses import MemberAddresses, aliasBases, baseURLs
 from playbalancer.http.trust import TrustedProxies
 
 
-def _memberBases(member):
-    hostText = member.host if ":" not in member.host else f"[{member.host}]"
-    scheme = member.scheme
-    bases = [member.origin + member.basePath]
-    if member.port == {"http": 80, "https": 443}.get(scheme):
-        bases.append(f"{scheme}://{hostText}".encode("ascii") + member.basePath)
+def _memberBases(member, addresses):
+    """
+    The base URLs (bytes) that name C{member} in a redirect: its URL (and
+    without the port when it is the scheme's default), the same with each
+    address its host name resolves to (from L{MemberAddresses}
+    C{addresses}), and its C{aliases}.
+    """
+    bases = baseURLs(member.scheme, member.host, member.port, member.basePath)
+    bases.extend(addresses.basesFor(member))
+    for alias in member.aliases:
+        bases.extend(aliasBases(alias))
     return bases
 
 
@@ -38,6 +44,10 @@ class HTTPProxy:
         the members' are (a route's extra C{ProxyPassReverse}).
     @param routeName: the name of the route it serves, for the access log
         and metrics (L{None}: not behind a route).
+    @param addresses: the L{MemberAddresses} that resolves the members'
+        host names; by default one on C{clock} (the reactor's
+        C{nameResolver}).  Resolution starts here, so that the first
+        redirect is already covered.
     """
 
     def __init__(
@@ -52,6 +62,7 @@ class HTTPProxy:
         bufferSize=BUFFER_SIZE,
         aliases=(),
         routeName=None,
+        addresses=None,
     ):
         self.balancer = balancer
         self.pools = pools
@@ -72,8 +83,10 @@ class HTTPProxy:
         #: other side is paused.
         self.bufferSize = bufferSize
         self._rewriter = None
+        self.addresses = MemberAddresses(clock) if addresses is None else addresses
         self._idPrefix = os.urandom(6).hex().encode("ascii") + b"-"
         self._idCounter = 0
+        self.locationRewriter()
 
     def nextRequestId(self):
         """
@@ -97,13 +110,24 @@ class HTTPProxy:
 
     def locationRewriter(self):
         """
-        The rewriter for the balancer's current members (rebuilt only when
-        they change).
+        The rewriter for the balancer's current members (L{_memberBases})
+        and the route's C{aliases}, rebuilt only when the members or their
+        addresses change.  Called for every response with a location
+        header: cheap when nothing changed.
         """
         members = tuple(self.balancer.members)
-        if self._rewriter is None or self._rewriter[0] != members:
-            bases = []
-            for member in members:
-                bases.extend(_memberBases(member))
-            self._rewriter = (members, LocationRewriter(bases))
-        return self._rewriter[1]
+        addresses = self.addresses
+        rewriter = self._rewriter
+        if rewriter is None or rewriter[0] != members:
+            addresses.watch(members)
+        else:
+            addresses.refreshIfDue()
+            if rewriter[1] == addresses.version:
+                return rewriter[2]
+        bases = []
+        for member in members:
+            bases.extend(_memberBases(member, addresses))
+        for alias in self.aliases:
+            bases.extend(aliasBases(alias))
+        self._rewriter = (members, addresses.version, LocationRewriter(bases))
+        return self._rewriter[2]
