@@ -152,7 +152,9 @@ def buildPools(config, reactor, top, sweeper):
     return pools, endpoints
 
 
-def makeProxy(balancer, pools, balancerConfig, reactor, listener=None, route=None, trusted=None):
+def makeProxy(
+    balancer, pools, balancerConfig, reactor, listener=None, route=None, trusted=None, addresses=None
+):
     """
     The L{playbalancer.http.proxy.HTTPProxy} of one balancer, with the
     header settings of C{listener} (a L{playbalancer.config.ListenConfig})
@@ -161,6 +163,9 @@ def makeProxy(balancer, pools, balancerConfig, reactor, listener=None, route=Non
 
     @param trusted: the listener's L{playbalancer.http.trust.TrustedProxies}
         (made from C{listener} when not given).
+    @param addresses: the balancer's
+        L{playbalancer.http.memberaddresses.MemberAddresses}, shared by its
+        proxies (one of its own when not given).
     """
     from playbalancer.http.proxy import HTTPProxy
 
@@ -182,4 +187,6 @@ def makeProxy(balancer, pools, balancerConfig, reactor, listener=None, route=Non
             timeout = route.timeout
         settings["aliases"] = route.aliases
         settings["routeName"] = route.name
-    return HTTPProxy(balancer, pools, reactor, timeout=timeout, **settings)
+    return HTTPProxy(
+        balancer, pools, reactor, timeout=timeout, addresses=addresses, **settings
+    )

@@ -22,7 +22,9 @@ def trustedProxiesOf(listener):
     )
 
 
-def buildRoutes(listener, config, balancers, pools, reactor, manager=None, resolver=None):
+def buildRoutes(
+    listener, config, balancers, pools, reactor, manager=None, resolver=None, addresses=None
+):
     """
     The L{ListenerRoutes} of C{listener} (a
     L{playbalancer.config.ListenConfig}).
@@ -30,7 +32,12 @@ def buildRoutes(listener, config, balancers, pools, reactor, manager=None, resol
     @param manager: the manager's root resource, for manager routes.
     @param resolver: a function of no arguments returning the DNS resolver
         for host-name C{allow} rules (made when first needed).
+    @param addresses: a dict, by balancer name, of the
+        L{playbalancer.http.memberaddresses.MemberAddresses} its proxies
+        share (so that a thousand routes to one balancer look its members'
+        names up once); filled in as needed.
     """
+    from playbalancer.http.memberaddresses import MemberAddresses
     from playbalancer.manager.mount import ManagerMount
 
     trusted = trustedProxiesOf(listener)
@@ -41,6 +48,10 @@ def buildRoutes(listener, config, balancers, pools, reactor, manager=None, resol
             access = makeAccess(route.allow, config.resolver, reactor, resolver)
         if route.balancer is not None:
             balancerConfig = config.balancers[route.balancer]
+            if addresses is None:
+                addresses = {}
+            if route.balancer not in addresses:
+                addresses[route.balancer] = MemberAddresses(reactor)
             proxy = makeProxy(
                 balancers[route.balancer],
                 pools[route.balancer],
@@ -49,6 +60,7 @@ def buildRoutes(listener, config, balancers, pools, reactor, manager=None, resol
                 listener,
                 route,
                 trusted,
+                addresses[route.balancer],
             )
             target = BalancerTarget(
                 route.name,

@@ -249,6 +249,7 @@ def buildFronts(config, balancers, reactor, top, manager=None):
         return resolvers[0]
 
     fronts = []
+    addresses = {}
     for listener in config.listeners:
         if listener.mode == "tcp":
             balancerConfig = config.balancers[listener.balancer]
@@ -265,7 +266,7 @@ def buildFronts(config, balancers, reactor, top, manager=None):
             )
         else:
             routes = buildRoutes(
-                listener, config, balancers, pools, reactor, manager, resolver
+                listener, config, balancers, pools, reactor, manager, resolver, addresses
             )
             front = HTTPFrontFactory(
                 settings=frontSettings(listener),
