@@ -203,18 +203,21 @@ class FrontConnection(Protocol):
         request.client = self.client or None  # (no address: a UNIX socket)
         request.secure = self.secure
         factory = self.factory
-        try:
-            target = factory.routes.targetFor(request)
-        except RouteError as e:
-            self.refuse(HTTPError(400, str(e)))
-            return False
+        routes = factory.routes
+        target = routes.everything
         if target is None:
-            target = factory.noRoute
+            try:
+                target = routes.targetFor(request)
+            except RouteError as e:
+                self.refuse(HTTPError(400, str(e)))
+                return False
+            if target is None:
+                target = factory.noRoute
         target.hits += 1
         access = target.access
         if access is None:
             return self._dispatch(target, request, raw)
-        verdict = self._admits(access, request)
+        verdict = target.admits(request, factory.trustedProxies)
         if isinstance(verdict, Deferred):
             known = []
             verdict.addCallback(known.append)
@@ -229,20 +232,6 @@ class FrontConnection(Protocol):
             self._deny(target)
             return False
         return self._dispatch(target, request, raw)
-
-    def _admits(self, access, request):
-        """
-        Whether the route's C{access} rules let C{request}'s client in:
-        a bool, or a L{Deferred} firing with one.  Behind a trusted proxy,
-        the client is the one it names.
-        """
-        address = request.client
-        trusted = self.factory.trustedProxies
-        if address is not None and trusted and trusted.trusts(address):
-            address = trusted.originOf(request)
-            if address is None:
-                return False
-        return access.check(address)
 
     def _admitted(self, allowed, target, request, raw):
         """

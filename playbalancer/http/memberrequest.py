@@ -42,7 +42,7 @@ def memberRequestHead(proxy, request, member, expectContinue):
         proxy.preserveHost,
         request.host,
         listed,
-        proxy.trusts(address),
+        proxy.trusting and proxy.trusts(address),
         requestId(request, proxy),
         proxy.underscoresInHeaders,
     )

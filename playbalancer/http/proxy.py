@@ -73,6 +73,13 @@ class HTTPProxy:
         if not isinstance(trustedProxies, TrustedProxies):
             trustedProxies = TrustedProxies(trustedProxies)
         self.trustedProxies = trustedProxies
+        #: Whether any proxy is trusted (checked for every request).
+        self.trusting = bool(trustedProxies.networks)
+        #: C{trusts(address)}: whether the client at C{address} (text) is a
+        #: trusted proxy; C{originOf(request)}: the client the trusted
+        #: proxies in front name for C{request} (see L{TrustedProxies}).
+        self.trusts = trustedProxies.trusts
+        self.originOf = trustedProxies.originOf
         self.aliases = tuple(aliases)
         self.routeName = routeName
         #: The L{playbalancer.http.routing.BalancerTarget} it serves (which
@@ -94,19 +101,6 @@ class HTTPProxy:
         """
         self._idCounter += 1
         return self._idPrefix + b"%x" % self._idCounter
-
-    def trusts(self, address):
-        """
-        Whether the client at C{address} (text) is a trusted proxy.
-        """
-        return self.trustedProxies.trusts(address)
-
-    def originOf(self, request):
-        """
-        The client the trusted proxies in front name for C{request} (see
-        L{TrustedProxies.originOf}).
-        """
-        return self.trustedProxies.originOf(request)
 
     def locationRewriter(self):
         """

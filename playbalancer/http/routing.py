@@ -44,6 +44,20 @@ class RouteTarget:
         #: Responses by class: C{responses[2]} counts the 2xx.
         self.responses = [0] * 6
 
+    def admits(self, request, trusted):
+        """
+        Whether the route's C{allow} list lets C{request}'s client in: a
+        bool, or a L{Deferred} firing with one.  Behind a trusted proxy
+        (C{trusted}, a L{playbalancer.http.trust.TrustedProxies}), the
+        client is the one it names; none named is refused.
+        """
+        address = request.client
+        if address is not None and trusted and trusted.trusts(address):
+            address = trusted.originOf(request)
+            if address is None:
+                return False
+        return self.access.check(address)
+
     def answered(self, status):
         """
         Count a response with C{status} (499: the client left first).
@@ -199,7 +213,7 @@ class ListenerRoutes:
         """
         everything = self.everything
         if everything is not None:
-            return everything
+            return everything  # (the front looks at everything itself first)
         host = request.host
         byHost = self._byHost
         try:
