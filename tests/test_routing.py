@@ -274,15 +274,15 @@ class AccessTests(RoutedTestCase):
         await self.startConfig(
             LISTEN
             + route(path="/closed", balancer="a", allow=["10.0.0.0/8", "192.0.2.1"])
-            + route(path="/open", balancer="b", allow=["127.0.0.0/8"])
+            + route(path="/open", balancer="b", allow=["127.0.0.0/8"], strip_prefix=True)
             + members(a, balancer="a")
             + members(b, balancer="b")
         )
         response, body = await self.get("/closed/x", method="POST", data=b"body")
         self.assertEqual(response.code, 403, body)
-        response, _ = await self.get("/open/x")
+        response, _ = await self.get("/open/")
         self.assertEqual(response.code, 200)
-        self.assertEqual((a.paths, b.paths), ([], [b"/open/x"]))
+        self.assertEqual((a.paths, b.paths), ([], [b"/"]))
         routes = self.service.listeners[0][1].routes
         closed = [t for t in routes.targets if t.path == "/closed"][0]
         self.assertEqual((closed.hits, closed.denied), (1, 1))
@@ -351,3 +351,38 @@ class ShownTests(RoutedTestCase):
         page = (await response.content()).decode()
         self.assertIn("routes of tcp:0", page)
         self.assertIn("<td>site.test</td>", page)
+
+
+class NameRuleTests(RoutedTestCase):
+    """
+    Host-name C{allow} rules over a real DNS server.
+    """
+
+    async def test_pipelinedWhileLookingUp(self):
+        """
+        Requests pipelined behind one whose client is being looked up wait
+        for it and are served in order once the lookup allows it.
+        """
+        from playbalancer.testing.dns import MemoryAuthority, listenDNS
+
+        (app,) = self.startMembers("app1")
+        authority = MemoryAuthority(
+            pointers={"127.0.0.1": ["me.example.test"]}, addresses={"me.example.test": ["127.0.0.1"]}
+        )
+        port, server = listenDNS(reactor, authority=authority)
+        self.addCleanup(port.stopListening)
+        await self.startConfig(
+            LISTEN
+            + route(balancer="web", allow=[".example.test"])
+            + members(app)
+            + f'[resolver]\nservers = ["{server}"]\n'
+        )
+        answer = await self.raw(
+            b"GET /echo?1 HTTP/1.1\r\nHost: h\r\n\r\n"
+            b"GET /echo?2 HTTP/1.1\r\nHost: h\r\n\r\n"
+            b"GET /echo?3 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        )
+        self.assertEqual(answer.count(b"HTTP/1.1 200 OK"), 3, answer)
+        self.assertEqual(app.paths, [b"/echo?1", b"/echo?2", b"/echo?3"])
+        # One lookup (PTR, then A) for all three: the verdict is cached.
+        self.assertEqual([kind for kind, _ in authority.queries], ["PTR", "A"])

@@ -220,7 +220,12 @@ class FrontConnection(Protocol):
         verdict = target.admits(request, factory.trustedProxies)
         if isinstance(verdict, Deferred):
             known = []
-            verdict.addCallback(known.append)
+
+            def keep(allowed):
+                known.append(allowed)
+                return allowed
+
+            verdict.addCallback(keep)
             if not known:
                 self.state = _ADMIT
                 self.deadline = None
