@@ -8,30 +8,17 @@ from __future__ import annotations
 import os
 
 import treq
-from treq.client import HTTPClient
 
 from twisted.internet import reactor
-from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, HTTPConnectionPool
-
-from playbalancer.testing import MemberServer
 from playbalancer.testing.client import rawExchange
+from tests.proxyharness import ProxyTestCase
 
 
-class RoutedTestCase(TestCase):
+class RoutedTestCase(ProxyTestCase):
     """
-    Starts members and a balancer from a config; cleans all up.
+    Starts members (L{ProxyTestCase.startMembers}) and a balancer from a
+    config; cleans all up.
     """
-
-    timeout = 60
-
-    def startMembers(self, *names):
-        members = []
-        for name in names:
-            member = MemberServer(name, reactor).start()
-            self.addCleanup(member.stop)
-            members.append(member)
-        return members
 
     async def startConfig(self, text):
         """
@@ -56,11 +43,6 @@ class RoutedTestCase(TestCase):
         self.service = service
         return service
 
-    def client(self):
-        pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(pool.closeCachedConnections)
-        return HTTPClient(Agent(reactor, pool=pool))
-
     async def get(self, path, host=None, method="GET", **kwargs):
         """
         One request with I{Host} C{host}: the response and its body.
@@ -68,7 +50,7 @@ class RoutedTestCase(TestCase):
         headers = kwargs.pop("headers", {})
         if host is not None:
             headers[b"Host"] = [host.encode("ascii")]
-        response = await self.client().request(
+        response = await self.client(persistent=False).request(
             method, self.base + path, headers=headers, allow_redirects=False, **kwargs
         )
         return response, await treq.content(response)
