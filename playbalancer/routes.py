@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
+_ANY_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED_ESCAPE = re.compile(r"%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])")
 
 
@@ -95,11 +96,13 @@ def checkHost(host):
 def matchPath(path):
     """
     The path a route is chosen by, for a request target's path C{path}
-    (C{str}): as a member will read it, with percent-escapes of unreserved
-    characters decoded (C{%61} is C{a}), C{.} and C{..} segments resolved
-    and repeated slashes merged, so that C{/public/../admin} or
-    C{/%61dmin} take the route of C{/admin} (as nginx matches its
-    locations).  What is sent on is the target as the client wrote it.
+    (C{str}), read as strictly as HTTP allows: percent-escapes of
+    unreserved characters decoded (C{%61} is C{a}, RFC 3986 6.2.2.2),
+    C{.} and C{..} segments resolved and repeated slashes merged, so that
+    C{/public/../admin} or C{/%61dmin} take the route of C{/admin}.  What
+    is sent on is the target as the client wrote it.
+
+    See L{loosePath} for how a lax member may read it.
 
     @raise RouteError: for a path that climbs above the root.
     """
@@ -107,6 +110,34 @@ def matchPath(path):
         path = _UNRESERVED_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), path)
     if "/." not in path and "//" not in path:
         return path
+    return _resolveDots(path)
+
+
+def loosePath(path):
+    """
+    C{path} as the laxest common members read it: every escape decoded
+    (WSGI's C{PATH_INFO} has C{%2F} as C{/}), a backslash as a slash (IIS),
+    C{;parameters} dropped from each segment (Tomcat, Spring), then dot
+    segments resolved as L{matchPath} does.  A request whose route under
+    this reading differs from its route under L{matchPath} is ambiguous,
+    and refused (a member could read it as a path that another route's
+    C{allow} list guards).
+
+    @raise RouteError: for a path that climbs above the root, or holds an
+        escaped NUL.
+    """
+    if "%" in path:
+        if "%00" in path:
+            raise RouteError("the path holds an escaped NUL")
+        path = _ANY_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), path)
+    if "\\" in path:
+        path = path.replace("\\", "/")
+    if ";" in path:
+        path = "/".join(segment.split(";", 1)[0] for segment in path.split("/"))
+    return _resolveDots(path)
+
+
+def _resolveDots(path):
     kept = []
     for segment in path.split("/")[1:]:
         if segment == "..":
@@ -127,6 +158,9 @@ class _Paths:
 
     def __init__(self):
         self.byPrefix = {}
+        #: The segments of the longest prefix: a path is cut to as many
+        #: before the probes (each costs as much as what is left of it).
+        self.depth = 0
 
     def add(self, route, prefix):
         if prefix in self.byPrefix:
@@ -135,9 +169,15 @@ class _Paths:
                 f"routes {other.name!r} and {route.name!r} have the same host and path"
             )
         self.byPrefix[prefix] = route
+        self.depth = max(self.depth, prefix.count("/") if prefix != "/" else 0)
 
     def match(self, path):
         byPrefix = self.byPrefix
+        if not self.depth:
+            return byPrefix.get("/")
+        cut = path.split("/", self.depth + 1)
+        if len(cut) > self.depth + 1:
+            path = "/".join(cut[: self.depth + 1])
         while True:
             route = byPrefix.get(path)
             if route is not None:

@@ -177,3 +177,11 @@ class ScaleTests(SynchronousTestCase):
         del probes[:]
         self.assertIsNone(matched(routes, b"nohost.example.org", "/api"))
         self.assertLessEqual(len(probes), 5, probes[:10])
+        # A long path is cut to the longest prefix's depth first: its
+        # probes do not grow with its segments (which made matching
+        # quadratic in the path's length).
+        del probes[:]
+        longPath = "/api" + "/a" * 4000
+        self.assertEqual(matched(routes, b"host7.example.com", longPath), "h7-api")
+        self.assertEqual(len(probes), 2, probes[:3])
+        self.assertEqual(probes[1], "/api")

@@ -8,14 +8,24 @@ are L{playbalancer.routes}'.
 from __future__ import annotations
 
 from playbalancer.http.responses import responseText
-from playbalancer.routes import Route, RouteError, RouteTable, matchPath, normalHost
+from playbalancer.routes import (
+    Route,
+    RouteError,
+    RouteTable,
+    loosePath,
+    matchPath,
+    normalHost,
+)
 
 BALANCER = "balancer"
 MANAGER = "manager"
 ANSWER = "answer"
 
-#: Host names remembered with the routes they take, per listener.
+#: Host names remembered with the routes they take, per listener, and the
+#: longest remembered (a name and a port: 10,000 of them cost at most
+#: about 2.6 MB).
 HOST_CACHE = 10000
+HOST_KEY = 260
 
 
 class RouteTarget:
@@ -220,12 +230,19 @@ class ListenerRoutes:
             paths = byHost[host]
         except KeyError:
             paths = self.table.hostRoutes(normalHost(host) if host is not None else None)
-            if len(byHost) >= HOST_CACHE:
-                byHost.clear()
-            byHost[host] = paths
+            if host is None or len(host) <= HOST_KEY:  # (clients choose them)
+                if len(byHost) >= HOST_CACHE:
+                    byHost.clear()
+                byHost[host] = paths
         if paths is None:
             return None
-        route = paths.match(matchPath(request.path.decode("latin-1")))
+        path = request.path.decode("latin-1")
+        route = paths.match(matchPath(path))
+        if "%" in path or ";" in path or "\\" in path:
+            if paths.match(loosePath(path)) is not route:
+                raise RouteError(
+                    "the path reads as another route's to some servers (escaped /, \\ or ;)"
+                )
         return route.target if route is not None else None
 
 
