@@ -178,7 +178,14 @@ class BadRouteTests(SynchronousTestCase):
         )
         self.assertBad(
             lambda d: routes(d)[2].update(status=99),
-            "listen[0].route[2].status: expected an HTTP status from 200 to 599, got 99",
+            "listen[0].route[2].status: expected an HTTP status: 200, 3xx with redirect, "
+            "or 400 to 599; got 99",
+        )
+        # 204 has no body; ours always have one.
+        self.assertBad(
+            lambda d: routes(d)[2].update(status=204),
+            "listen[0].route[2].status: expected an HTTP status: 200, 3xx with redirect, "
+            "or 400 to 599; got 204",
         )
         self.assertBad(
             lambda d: routes(d)[2].update(redirect="https://x.example/", status=200),
@@ -191,6 +198,21 @@ class BadRouteTests(SynchronousTestCase):
             "listen[0].route[2].redirect: expected an http:// or https:// URL, or a path "
             "like /new, got 'javascript:alert(1)'",
         )
+
+    def test_redirectHeaderInjection(self):
+        """
+        A redirect goes out as a Location header: only URL characters,
+        ASCII, no fragment, anywhere in it (its query included).
+        """
+        for url in ("/new?x\r\nSet-Cookie: a=b", "https://x.example/?\u00e9=1", "https://x.example/?a b", "/a#b"):
+            error = self.assertRaises(
+                ConfigError,
+                parseConfig,
+                mutated(lambda d: routes(d)[2].update(redirect=url, status=302)),
+                SCHEDULERS,
+            )
+            self.assertTrue(str(error).startswith("listen[0].route[2].redirect: expected"), str(error))
+            self.assertEqual(len(str(error).splitlines()), 1)
 
     def test_unknownKey(self):
         error = self.assertRaises(

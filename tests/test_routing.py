@@ -234,6 +234,28 @@ class TargetTests(RoutedTestCase):
         self.assertIn(b"Location: https://new.example/docs/a/b?c=1\r\n", second)
         self.assertEqual(app.paths, [])
 
+    async def test_redirectKeepsItsHost(self):
+        """
+        Whatever the client writes before a redirect route's prefix (dot
+        segments, slashes, an @), the Location stays on the route's host:
+        the rest comes from the path as matched.
+        """
+        (app,) = self.startMembers("app1")
+        await self.startConfig(
+            LISTEN
+            + route(path="/old", redirect="https://new.example", status=301)
+            + route(path="/", balancer="web")
+            + members(app)
+        )
+        cases = {
+            b"/abc@evil.test/../old": b"https://new.example",
+            b"/x.evil.test/../old/a?q=1": b"https://new.example/a?q=1",
+            b"//old/x": b"https://new.example/x",
+        }
+        for target, expected in cases.items():
+            answer = await self.raw(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            self.assertIn(b"\r\nLocation: " + expected + b"\r\n", answer, target)
+
     async def test_managerRoute(self):
         """
         A C{manager = true} route serves the manager under its path on the
@@ -274,6 +296,26 @@ class TargetTests(RoutedTestCase):
         self.assertEqual(response.code, 413)
         response, _ = await self.get("/echo", method="POST", data=b"12345")
         self.assertEqual(response.code, 200)
+
+    async def test_maxBodyEverywhere(self):
+        """
+        A route's max_body may be larger than the listener's; requests no
+        route takes keep the listener's.
+        """
+        (app,) = self.startMembers("app1")
+        await self.startConfig(
+            LISTEN.replace('"\n', '"\nmax_body = 4\n', 1)
+            + route(host="big.test", path="/", balancer="web", max_body=100)
+            + route(host="small.test", path="/", balancer="web")
+            + members(app)
+        )
+        response, _ = await self.get("/echo", host="big.test", method="POST", data=b"x" * 50)
+        self.assertEqual(response.code, 200)
+        response, _ = await self.get("/echo", host="small.test", method="POST", data=b"x" * 50)
+        self.assertEqual(response.code, 413)
+        response, _ = await self.get("/echo", host="none.test", method="POST", data=b"x" * 50)
+        self.assertEqual(response.code, 413)
+        self.assertEqual(len(app.paths), 1)
 
 
 class AccessTests(RoutedTestCase):

@@ -70,7 +70,7 @@ def _listener(data, path):
             table.at("balancer"), "missing (or give the listener [[listen.route]] tables)"
         )
     routes = [routeTable(item, f"{path}.route[{i}]", i) for i, item in enumerate(rawRoutes)]
-    listener.routes = routes + shorthandRoutes(listener, path)
+    listener.routes = routes + shorthandRoutes(listener)
     checkRoutes(listener.routes, path, len(routes))
     if listener.acceptProxyProtocol and listener.endpoint.split(":")[0] == "ssl":
         # The PROXY line comes before TLS on the wire; an ssl: endpoint

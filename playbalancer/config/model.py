@@ -135,8 +135,8 @@ class ListenConfig:
     maxHeaderLine: int = 8192
     maxHeaderBytes: int = 65536
     maxHeaders: int = 100
-    #: The listener's L{RouteConfig}s, its C{balancer} and C{manager_path}
-    #: shorthands included (in that order, after the C{[[listen.route]]}s).
+    #: The listener's L{RouteConfig}s: its C{[[listen.route]]}s, then the
+    #: routes its C{manager_path} and C{balancer} keys stand for.
     routes: list = field(default_factory=list)
 
     @property

@@ -25,6 +25,9 @@ from playbalancer.routes import RouteError, checkHost, normalPrefix
 #: What a route's path may hold: a path of URL characters, no query.
 _PATH = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*\Z")
 _REDIRECT_CODES = (301, 302, 303, 307, 308)
+#: What a redirect's URL may hold (it goes out as a Location header): URL
+#: characters, no fragment.
+_REDIRECT = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%?\[\]]+\Z")
 
 
 def routeTable(data, path, index):
@@ -82,7 +85,7 @@ def _checkTarget(route, keys, table):
                 raise ConfigError(table.at(key), "only for a route to a balancer")
 
 
-def shorthandRoutes(listener, path):
+def shorthandRoutes(listener):
     """
     The routes a listener's C{balancer} (anything on any host) and
     C{manager_path} keys stand for.
@@ -146,13 +149,22 @@ def _routePath(value, path):
 
 
 def _status(value, path):
-    if not isinstance(value, int) or isinstance(value, bool) or not 200 <= value <= 599:
-        raise ConfigError(path, f"expected an HTTP status from 200 to 599, got {_show(value)}")
+    # (2xx other than 200 would need their own framing: 204 has no body.)
+    if not isinstance(value, int) or isinstance(value, bool) or not (
+        value == 200 or 300 <= value <= 599
+    ):
+        raise ConfigError(
+            path, f"expected an HTTP status: 200, 3xx with redirect, or 400 to 599; got {_show(value)}"
+        )
     return value
 
 
 def _redirect(value, path):
     _string(value, path)
+    if not _REDIRECT.match(value) or re.search(r"%(?![0-9A-Fa-f]{2})", value):
+        raise ConfigError(
+            path, f"expected an http:// or https:// URL, or a path like /new, got {value!r}"
+        )
     if value.startswith("/") and not value.startswith("//") and _PATH.match(value.split("?")[0]):
         return value
     try:

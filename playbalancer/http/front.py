@@ -533,6 +533,7 @@ class HTTPFrontFactory(Factory):
         self.trustedProxies = trustedProxies
         #: What answers the requests no route takes (a 404).
         self.noRoute = noRouteTarget()
+        self.noRoute.maxBody = settings.maxBody
         self.connections = set()
         #: An L{playbalancer.observe.accesslog.AccessLog}, or L{None}.
         self.accessLog = None

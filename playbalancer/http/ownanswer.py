@@ -6,6 +6,12 @@ The answers a route gives itself, without a member: a plain status
 
 from __future__ import annotations
 
+from twisted.logger import Logger
+
+from playbalancer.routes import matchPath
+
+_log = Logger()
+
 
 
 class OwnAnswer:
@@ -64,9 +70,7 @@ class OwnAnswer:
             self._answer(keepAlive=False)
 
     def failed(self, failure):
-        from twisted.logger import Logger
-
-        Logger().failure("error while answering", failure)
+        _log.failure("error while answering", failure)
         if not self.done:
             self.status, self.text, self.extra = 500, "Internal Server Error", ()
             self._answer(keepAlive=False)
@@ -98,23 +102,29 @@ class OwnAnswer:
             )
 
 
-def redirectLocation(base, prefix, target):
+def redirectLocation(base, prefix, request):
     """
-    Where a redirect route sends a request for C{target}: its URL C{base}
-    followed by what the target has after the route's C{prefix} (Apache's
-    C{Redirect /old https://new/}: C{/old/a?b} goes to C{https://new/a?b}).
+    Where a redirect route sends C{request}: its URL C{base} followed by
+    what the request's path has after the route's C{prefix}, and its query
+    (Apache's C{Redirect /old https://new/}: C{/old/a?b} goes to
+    C{https://new/a?b}).  The rest is taken from the path as it was
+    matched (L{matchPath}), so it always starts with C{/}: whatever the
+    client writes cannot change the host of C{base}.
 
     @param base: the route's C{redirect}, as bytes.
     @param prefix: the route's path, as bytes (C{b"/"} for all).
     """
-    rest = target[len(prefix):] if prefix != b"/" else target
-    if not rest:
+    target = request.target
+    if target == b"*":
         return base
-    if rest[:1] == b"?":
-        return base + rest
-    if base.endswith(b"/"):
-        return base + rest.lstrip(b"/")
-    return base + rest
+    path = matchPath(request.path.decode("latin-1")).encode("latin-1")
+    rest = path[len(prefix):] if prefix != b"/" else path
+    if rest:
+        base = base.rstrip(b"/") + rest if b"?" not in base else base
+    query = request.query
+    if query:
+        base += (b"&" if b"?" in base else b"?") + query
+    return base
 
 
 def ownAnswer(target, client, request, clock):
@@ -124,7 +134,7 @@ def ownAnswer(target, client, request, clock):
     """
     extra = ()
     if target.redirect is not None:
-        location = redirectLocation(target.redirect, target.prefix, request.target)
+        location = redirectLocation(target.redirect, target.prefix, request)
         extra = [(b"Location", location)]
         text = "Redirecting to " + location.decode("latin-1")
     elif target.status == 404 and target.name is None:

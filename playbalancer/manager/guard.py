@@ -99,7 +99,8 @@ def hostName(value):
     text = value.decode("latin-1").strip().lower()
     if text.startswith("["):
         return text[1:].split("]", 1)[0]
-    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+    # (A final dot names the same host, as routes match it.)
+    return (text.rsplit(":", 1)[0] if text.count(":") == 1 else text).rstrip(".")
 
 
 def _isIP(name):
