@@ -245,6 +245,25 @@ def systemResolver(reactor, servers=None, timeout=(1, 3)):
     )
 
 
+def _owned(answers, name, kind):
+    """
+    The records of type C{kind} in C{answers} that answer for C{name}: its
+    own, or those of the names it is a CNAME of, in the same answer.  A
+    record for another owner is not an answer (a server may add any).
+    """
+    owners = {_normalName(dns.Name(name))}
+    grew = True
+    while grew:
+        grew = False
+        for record in answers:
+            if record.type == dns.CNAME and _normalName(record.name) in owners:
+                target = _normalName(record.payload.name)
+                if target not in owners:
+                    owners.add(target)
+                    grew = True
+    return [r for r in answers if r.type == kind and _normalName(r.name) in owners]
+
+
 def _boundedTTL(ttls):
     return min(MAX_TTL, max(MIN_TTL, float(min(ttls))))
 
@@ -318,7 +337,7 @@ class _Lookup:
 
     def _gotPointers(self, result):
         answers = result[0]
-        pointers = [r for r in answers if r.type == dns.PTR]
+        pointers = _owned(answers, self.address.reverse_pointer, dns.PTR)
         if not pointers:
             self._end(False, FAILURE_TTL)
             return
@@ -338,7 +357,7 @@ class _Lookup:
         if not self._names:
             self._end(False, _boundedTTL(self._ttls) if self._definite else FAILURE_TTL)
             return
-        name = self._names.pop(0)
+        name = self._current = self._names.pop(0)
         resolver = self._access.resolver
         if self.address.version == 4:
             method = resolver.lookupAddress
@@ -349,7 +368,7 @@ class _Lookup:
     def _gotAddresses(self, result):
         kind = dns.A if self.address.version == 4 else dns.AAAA
         answers = result[0]
-        found = [r for r in answers if r.type == kind]
+        found = _owned(answers, self._current, kind)
         if not found:
             self._definite = False
         elif any(ipaddress.ip_address(r.payload.address) == self.address for r in found):

@@ -272,6 +272,41 @@ class HostNameTests(SynchronousTestCase):
         self.assertIs(fired(self, access.check("192.0.2.8")), True)
         self.assertIs(fired(self, access.check("192.0.2.9")), False)
 
+    def test_recordsOfOtherOwnersIgnored(self):
+        """
+        Records in an answer whose owner is not the name asked for (nor
+        one it is a CNAME of) are not answers: a server that adds an A
+        record of its own choosing cannot vouch for a client.
+        """
+        from twisted.internet.defer import succeed
+        from twisted.names import dns
+
+        class Stuffing:
+            def lookupPointer(self, name, timeout=None):
+                return succeed(([dns.RRHeader(name, dns.PTR, payload=dns.Record_PTR("app.example.com"))], [], []))
+
+            def lookupAddress(self, name, timeout=None):
+                stuffed = dns.RRHeader("other.example.net", dns.A, payload=dns.Record_A("192.0.2.7"))
+                return succeed(([stuffed], [], []))
+
+        self.assertIs(fired(self, self.access([".example.com"], Stuffing()).check("192.0.2.7")), False)
+
+        class Aliased(Stuffing):
+            def lookupAddress(self, name, timeout=None):
+                return succeed(
+                    (
+                        [
+                            dns.RRHeader(name, dns.CNAME, payload=dns.Record_CNAME("real.example.net")),
+                            dns.RRHeader("real.example.net", dns.A, payload=dns.Record_A("192.0.2.7")),
+                        ],
+                        [],
+                        [],
+                    )
+                )
+
+        self.clock.advance(FAILURE_TTL + 1)
+        self.assertIs(fired(self, self.access([".example.com"], Aliased()).check("192.0.2.7")), True)
+
     def test_forwardMismatch(self):
         """
         Whoever controls the PTR record of an address can name it anything:

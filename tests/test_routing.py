@@ -346,6 +346,31 @@ class AccessTests(RoutedTestCase):
         self.assertEqual((closed.hits, closed.denied), (1, 1))
 
 
+    async def test_behindTrustedProxies(self):
+        """
+        Behind a trusted proxy, the allow list checks the client the proxy
+        names (the last address not itself trusted); none named: 403.
+        """
+        (app,) = self.startMembers("app1")
+        await self.startConfig(
+            LISTEN
+            + 'trusted_proxies = ["127.0.0.0/8"]\n'
+            + route(path="/", balancer="web", allow=["192.0.2.1"])
+            + members(app)
+        )
+        cases = [
+            (None, 403),
+            ("192.0.2.1", 200),
+            ("192.0.2.1, 198.51.100.1", 403),
+            ("198.51.100.1, 192.0.2.1", 200),
+            ("192.0.2.1, 127.0.0.5", 200),
+        ]
+        for forwarded, expected in cases:
+            headers = {b"X-Forwarded-For": [forwarded.encode()]} if forwarded else {}
+            response, _ = await self.get("/", headers=headers)
+            self.assertEqual((forwarded, response.code), (forwarded, expected))
+
+
 class LogTests(RoutedTestCase):
     async def test_accessLogNamesTheRoute(self):
         """
@@ -358,15 +383,21 @@ class LogTests(RoutedTestCase):
             LISTEN.replace("\n[[listen]]\n", "\n[[listen]]\n")
             + f'access_log = "{log}"\n'
             + route(name="shop", path="/shop", balancer="web", strip_prefix=True)
+            + route(name="closed", path="/closed", balancer="web", allow=["192.0.2.1"])
             + members(app)
         )
         await self.get("/shop/echo")
+        await self.get("/closed/x")
         front = self.service.listeners[0][1]
         front.accessLog.flush()
         await waitUntil(lambda: open(log).read(), reactor)
-        line = open(log).read()
-        self.assertIn('"GET /shop/echo HTTP/1.1" 200', line)
-        self.assertTrue(line.rstrip().endswith("route=shop"), line)
+        await waitUntil(lambda: open(log).read().count("\n") == 2, reactor)
+        first, second = open(log).read().splitlines()
+        self.assertIn('"GET /shop/echo HTTP/1.1" 200', first)
+        self.assertTrue(first.endswith("route=shop"), first)
+        # A request its route's allow list refused: a request's line too.
+        self.assertIn('"GET /closed/x HTTP/1.1" 403', second)
+        self.assertTrue(second.endswith("route=closed"), second)
 
 
 class ShownTests(RoutedTestCase):

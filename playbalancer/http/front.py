@@ -234,7 +234,7 @@ class FrontConnection(Protocol):
                 return False
             verdict = known[0]
         if not verdict:
-            self._deny(target)
+            self._deny(target, request)
             return False
         return self._dispatch(target, request, raw)
 
@@ -247,13 +247,13 @@ class FrontConnection(Protocol):
         self.state = _HEAD
         self.resumeReading()
         if not allowed:
-            self._deny(target)
+            self._deny(target, request)
         elif self._dispatch(target, request, raw) and not self._processing:
             self._process()
 
-    def _deny(self, target):
+    def _deny(self, target, request):
         target.denied += 1
-        self.refuse(HTTPError(403, "this route is not open to your address"))
+        self.refuse(HTTPError(403, "this route is not open to your address"), request, target)
 
     def _dispatch(self, target, request, raw):
         """
@@ -268,7 +268,7 @@ class FrontConnection(Protocol):
             return False
         maxBody = target.maxBody
         if maxBody and request.length and request.length > maxBody:
-            self.refuse(HTTPError(413, "the body is too big"))
+            self.refuse(HTTPError(413, "the body is too big"), request, target)
             return False
         writer = self.writer
         writer.begin(request)
@@ -368,19 +368,27 @@ class FrontConnection(Protocol):
         closeWhenSent(self.transport)
         self.writer.transportClosing()
 
-    def refuse(self, error):
+    def refuse(self, error, request=None, target=None):
         """
         Answer a request we will not pass on, and close.
+
+        @param request: its head, when it was read whole (then its access
+            log line is a request's, naming the route C{target}).
         """
         if self.state == _CLOSED:
             return
         self.factory.refused += 1
         exchange, self.exchange = self.exchange, None
+        log = self.factory.accessLog
         if exchange is not None:
             exchange.clientGone()
-        elif self.factory.accessLog is not None:
+        elif request is not None:
+            target.answered(error.status)
+            if log is not None:
+                log.request(request, error.status, 0, None, None, None, 0.0, 0, target.name)
+        elif log is not None:
             client = self.client or getattr(self.transport.getPeer(), "host", None)
-            self.factory.accessLog.refused(client, error.status, error.reason)
+            log.refused(client, error.status, error.reason)
         self.transport.write(plainResponse(error.status, _text(error), keepAlive=False))
         if not canHalfClose(self.transport):
             self.close()

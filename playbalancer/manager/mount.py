@@ -1,8 +1,9 @@
 """
 The manager served under a path of a front listener (like Apache's
 C{ProxyPass /balancer-manager !} next to C{ProxyPass /}).  The data path
-(L{playbalancer.http.front}) knows only that a mount C{claims} a path and
-builds a protocol for the connection it hands over.
+(L{playbalancer.http.front}) routes requests under the path to a manager
+route (L{playbalancer.http.routing.ManagerTarget}), and hands the
+connection over to the protocol the mount builds.
 """
 
 from __future__ import annotations
@@ -52,10 +53,6 @@ class ManagerMount:
         self.site.protocol = _OneRequestChannel
         # The listener's trusted proxies may pass on manager requests.
         self.site.trustedProxies = tuple(trustedProxies)
-
-    def claims(self, path):
-        prefix = self.prefix
-        return path == prefix or path.startswith(prefix + b"/")
 
     def buildProtocol(self, addr):
         return self.site.buildProtocol(addr)

@@ -129,7 +129,8 @@ class AccessLog:
 
     def refused(self, client, status, reason):
         """
-        Log a request refused before it was parsed whole.
+        Log a request refused before its head was read whole (or before
+        we knew its route).
         """
         line = '%s - - [%s] "-" %d 0 "-" "-" refused="%s"\n' % (
             client or "-",
