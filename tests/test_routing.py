@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor, task
 
 from playbalancer.testing import waitUntil
 from tests.routeharness import RoutedTestCase, members, servedBy
@@ -295,6 +295,31 @@ class TargetTests(RoutedTestCase):
         response, _ = await self.get("/small/echo", method="POST", data=b"12345")
         self.assertEqual(response.code, 413)
         response, _ = await self.get("/echo", method="POST", data=b"12345")
+        self.assertEqual(response.code, 200)
+
+    async def test_routeTimeout(self):
+        """
+        A route's timeout bounds its member's answer (504), not the other
+        routes' to the same balancer.
+        """
+        (app,) = self.startMembers("app1")
+        self.addCleanup(app.hold.release)
+        await self.startConfig(
+            LISTEN
+            + route(path="/quick", balancer="web", timeout=0.2, strip_prefix=True)
+            + route(path="/", balancer="web")
+            + members(app)
+        )
+        response, _ = await self.get("/quick/hold")
+        self.assertEqual(response.code, 504)
+        await waitUntil(lambda: len(app.hold.cancelled) == 1, reactor)
+        arrived = app.hold.arrival()
+        waiting = defer.ensureDeferred(self.get("/hold"))
+        await arrived
+        await task.deferLater(reactor, 0.4, lambda: None)
+        self.assertFalse(waiting.called)
+        app.hold.release()
+        response, _ = await waiting
         self.assertEqual(response.code, 200)
 
     async def test_maxBodyEverywhere(self):
