@@ -75,7 +75,6 @@ def buildRoutes(
             policy = manager.policy.forRoute(route.host, addressChecked=access is not None)
             mount = ManagerMount(route.path, manager, trusted.networks, policy=policy)
             target = ManagerTarget(route.name, route.host, route.path, mount, access=access)
-            target.maxBody = listener.maxBody
         else:
             redirect = route.redirect.encode("ascii") if route.redirect is not None else None
             target = AnswerTarget(

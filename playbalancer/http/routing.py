@@ -144,7 +144,8 @@ class BalancerTarget(RouteTarget):
 
 class ManagerTarget(RouteTarget):
     """
-    The manager, served under the route's path.
+    The manager, served under the route's path (its body limit is the
+    manager's own, L{playbalancer.manager.root.MAX_MANAGER_BODY}).
 
     @param mount: its L{playbalancer.manager.mount.ManagerMount}.
     """
@@ -264,9 +265,7 @@ def routesOf(proxy, mount=None, maxBody=0):
     """
     targets = [BalancerTarget("default", None, "/", proxy, maxBody=maxBody)]
     if mount is not None:
-        manager = ManagerTarget("manager", None, mount.prefix.decode("ascii"), mount)
-        manager.maxBody = maxBody
-        targets.append(manager)
+        targets.append(ManagerTarget("manager", None, mount.prefix.decode("ascii"), mount))
     return ListenerRoutes(targets)
 
 
