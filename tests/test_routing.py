@@ -274,6 +274,12 @@ class TargetTests(RoutedTestCase):
         self.assertEqual(response.code, 200, body)
         self.assertIn("web", json.loads(body)["balancers"])
         await self.get("/balancer-manager/api/status", host="other.test")
+        # The manager gets the path the route matched, in origin form.
+        for target in (b"http://site.test/balancer-manager/api/status", b"/x/../balancer-manager/api/status"):
+            answer = await self.raw(
+                b"GET " + target + b" HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n"
+            )
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), (target, answer[:200]))
         self.assertEqual(app.paths, [b"/balancer-manager/api/status"])
 
     async def test_routeSettings(self):

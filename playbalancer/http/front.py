@@ -264,7 +264,7 @@ class FrontConnection(Protocol):
         """
         kind = target.kind
         if kind is MANAGER:
-            self._mount(target.mount, raw)
+            self._mount(target.mount, target.headFor(request, raw))
             return False
         maxBody = target.maxBody
         if maxBody and request.length and request.length > maxBody:

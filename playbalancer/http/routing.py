@@ -159,6 +159,19 @@ class ManagerTarget(RouteTarget):
     def describe(self):
         return "the manager"
 
+    def headFor(self, request, raw):
+        """
+        The request head C{raw} as the manager gets it: its request line
+        with the path as it was matched (origin-form, dot segments
+        resolved), so that twisted.web serves the page the route chose.
+        """
+        path = matchPath(request.path.decode("latin-1")).encode("latin-1")
+        query = request.query
+        target = path + b"?" + query if query else path
+        end = raw.find(b"\r\n")
+        line = b"%s %s %s" % (request.method, target, request.version)
+        return line + raw[end:]
+
 
 class AnswerTarget(RouteTarget):
     """
