@@ -164,6 +164,7 @@ DATA_PATH = [
     "playbalancer.health",
     "playbalancer.resource",
     "playbalancer.routes",
+    "playbalancer.access",
     "playbalancer.observe.stats",
     "playbalancer.observe.accesslog",
 ]

@@ -8,8 +8,6 @@ listener's limits and timeouts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred
@@ -20,6 +18,7 @@ from twisted.python.failure import Failure
 from playbalancer.http.bodyreader import BodyReader
 from playbalancer.http.clienttunnel import ClientTunnel
 from playbalancer.http.exchange import Exchange
+from playbalancer.http.frontsettings import FrontSettings
 from playbalancer.http.headreader import HeadReader
 from playbalancer.http.ownanswer import ownAnswer
 from playbalancer.http.routing import BALANCER, MANAGER, RouteError, noRouteTarget, routesOf
@@ -27,7 +26,7 @@ from playbalancer.http.linger import LINGER_BYTES, LINGER_SECONDS, LingeringClos
 from playbalancer.http.responses import REASONS, plainResponse
 from playbalancer.http.responsewriter import ResponseWriter
 from playbalancer.http.trust import TrustedProxies
-from playbalancer.http.wire import HTTPError, Limits
+from playbalancer.http.wire import HTTPError, Limits  # noqa: F401 (Limits: imported from here)
 from playbalancer._net.rawsocket import SEND_LIMIT, canHalfClose, closeWhenSent, forThroughput  # noqa: F401
 from playbalancer._net.readsize import followReads
 from playbalancer._net.tlslisten import HTTP_PROTOCOLS
@@ -38,42 +37,6 @@ _HEAD, _BODY, _WAIT, _CLOSED, _HANDED_OVER, _ADMIT = range(6)
 #: Pipelined bytes read ahead of the current response before the client is
 #: paused.
 PIPELINE_LIMIT = 65536
-
-
-@dataclass(frozen=True)
-class FrontSettings:
-    """
-    A listener's limits and timeouts (seconds).
-
-    @ivar headerTimeout: to receive a whole request head, from its first
-        byte (or from the connection's start): slowloris.
-    @ivar idleTimeout: a keep-alive connection may wait for its next
-        request.
-    @ivar bodyTimeout: the request body may pause.
-    @ivar minBodyRate: bytes per second a request body must average once
-        its first C{bodyTimeout} has passed (each byte buys C{1 /
-        minBodyRate} seconds more, as Apache's mod_reqtimeout C{MinRate});
-        0: no minimum.
-    @ivar bodyDeadline: the longest a whole request body may take, from
-        its first byte (the time we do not read does not count); 0: none.
-    @ivar tunnelIdleTimeout: an upgrade tunnel with no bytes either way
-        for this long is closed (HAProxy's C{timeout tunnel}); 0: never.
-    @ivar sendTimeout: the client may take no bytes for this long while
-        some wait for it (then the connection is aborted); 0: no limit.
-    @ivar maxBody: the largest request body (0: no limit).
-    @ivar maxConnections: client connections open at once (0: no limit).
-    """
-
-    limits: Limits = Limits()
-    headerTimeout: float = 10.0
-    idleTimeout: float = 75.0
-    bodyTimeout: float = 60.0
-    minBodyRate: float = 500.0
-    bodyDeadline: float = 0.0
-    tunnelIdleTimeout: float = 3600.0
-    sendTimeout: float = 60.0
-    maxBody: int = 0
-    maxConnections: int = 10000
 
 
 class FrontConnection(Protocol):

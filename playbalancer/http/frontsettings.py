@@ -1,0 +1,46 @@
+"""
+A listener's limits and timeouts, as the HTTP/1.1 front
+(L{playbalancer.http.front}) keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from playbalancer.http.wire import Limits
+
+
+@dataclass(frozen=True)
+class FrontSettings:
+    """
+    A listener's limits and timeouts (seconds).
+
+    @ivar headerTimeout: to receive a whole request head, from its first
+        byte (or from the connection's start): slowloris.
+    @ivar idleTimeout: a keep-alive connection may wait for its next
+        request.
+    @ivar bodyTimeout: the request body may pause.
+    @ivar minBodyRate: bytes per second a request body must average once
+        its first C{bodyTimeout} has passed (each byte buys C{1 /
+        minBodyRate} seconds more, as Apache's mod_reqtimeout C{MinRate});
+        0: no minimum.
+    @ivar bodyDeadline: the longest a whole request body may take, from
+        its first byte (the time we do not read does not count); 0: none.
+    @ivar tunnelIdleTimeout: an upgrade tunnel with no bytes either way
+        for this long is closed (HAProxy's C{timeout tunnel}); 0: never.
+    @ivar sendTimeout: the client may take no bytes for this long while
+        some wait for it (then the connection is aborted); 0: no limit.
+    @ivar maxBody: the largest request body (0: no limit).
+    @ivar maxConnections: client connections open at once (0: no limit).
+    """
+
+    limits: Limits = Limits()
+    headerTimeout: float = 10.0
+    idleTimeout: float = 75.0
+    bodyTimeout: float = 60.0
+    minBodyRate: float = 500.0
+    bodyDeadline: float = 0.0
+    tunnelIdleTimeout: float = 3600.0
+    sendTimeout: float = 60.0
+    maxBody: int = 0
+    maxConnections: int = 10000
