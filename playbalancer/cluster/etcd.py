@@ -95,6 +95,8 @@ class EtcdStore:
         self.timeout = timeout
         self._current = 0
         self._stream = None
+        #: The watch request while its response has not begun, or L{None}.
+        self._watchAsked = None
 
     def close(self):
         """
@@ -108,6 +110,10 @@ class EtcdStore:
         """
         End the current watch, if any (when the node stops).
         """
+        asked = self._watchAsked
+        if asked is not None and not asked.called:
+            # Still connecting, or waiting for the response's head.
+            asked.cancel()
         stream = self._stream
         if stream is not None and stream.transport is not None:
             stream.transport.stopProducing()
@@ -277,16 +283,19 @@ class EtcdStore:
         }
         # clientv3's WithRequireLeader, through the gateway.
         headers = await self._headers({b"Grpc-Metadata-Hasleader": [b"true"]})
+        self._watchAsked = self.http.post(
+            self.endpoint + "/v3/watch",
+            data=json.dumps(body).encode("ascii"),
+            headers=headers,
+            unbuffered=True,
+            timeout=self.timeout,
+        )
         try:
-            response = await self.http.post(
-                self.endpoint + "/v3/watch",
-                data=json.dumps(body).encode("ascii"),
-                headers=headers,
-                unbuffered=True,
-                timeout=self.timeout,
-            )
+            response = await self._watchAsked
         except Exception as e:
             raise StoreError(f"{self.endpoint}: watch: {e.__class__.__name__}: {e}")
+        finally:
+            self._watchAsked = None
         done = Deferred()
         ended = []
 
