@@ -14,6 +14,32 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 
+async def startConfigService(case, text):
+    """
+    Start, for test C{case}, the service C{twistd playbalancer --config}
+    builds from the config C{text} (stopped at the test's end).
+
+    @return: the service and its listening ports, in order: the
+        C{[[listen]]} ones, then the manager's, then the metrics
+        endpoint's.
+    """
+    from playbalancer.tap import Options, makeService
+
+    path = case.mktemp()
+    with open(path, "w") as f:
+        f.write(text)
+    options = Options()
+    options.parseOptions(["--config", os.path.abspath(path)])
+    service = makeService(options, reactor)
+    service.startService()
+    case.addCleanup(service.stopService)
+    ports = []
+    for child in service:
+        if hasattr(child, "_waitingForPort"):
+            ports.append(await child._waitingForPort)
+    return service, ports
+
+
 class ServiceTestCase(TestCase):
     """
     Runs C{twistd playbalancer}'s service (C{makeService}) in this process.
@@ -27,20 +53,7 @@ class ServiceTestCase(TestCase):
         order: the C{[[listen]]} ones, then the manager's, then the
         metrics endpoint's.
         """
-        from playbalancer.tap import Options, makeService
-
-        path = self.mktemp()
-        with open(path, "w") as f:
-            f.write(text)
-        options = Options()
-        options.parseOptions(["--config", os.path.abspath(path)])
-        service = makeService(options, reactor)
-        service.startService()
-        self.addCleanup(service.stopService)
-        ports = []
-        for child in service:
-            if hasattr(child, "_waitingForPort"):
-                ports.append(await child._waitingForPort)
+        service, ports = await startConfigService(self, text)
         self.service = service
         return service, ports
 

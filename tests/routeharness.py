@@ -5,12 +5,12 @@ reactor, with demo members on 127.0.0.1: for tests of routes.
 
 from __future__ import annotations
 
-import os
 
 import treq
 
 from twisted.internet import reactor
 from playbalancer.testing.client import rawExchange
+from tests.promiseharness import startConfigService
 from tests.proxyharness import ProxyTestCase
 
 
@@ -26,18 +26,7 @@ class RoutedTestCase(ProxyTestCase):
 
         @return: the service; C{self.port} is the first listener's port.
         """
-        from playbalancer.tap import Options, makeService
-
-        path = self.mktemp()
-        with open(path, "w") as f:
-            f.write(text)
-        options = Options()
-        options.parseOptions(["--config", os.path.abspath(path)])
-        service = makeService(options, reactor)
-        service.startService()
-        self.addCleanup(service.stopService)
-        listening = [s for s in service if hasattr(s, "_waitingForPort")]
-        self.ports = [(await s._waitingForPort) for s in listening]
+        service, self.ports = await startConfigService(self, text)
         self.port = self.ports[0].getHost().port
         self.base = f"http://127.0.0.1:{self.port}"
         self.service = service
