@@ -98,11 +98,12 @@ def makeHealthChecker(balancer, settings, reactor, tcp=False, tls=None):
     return HealthChecker(balancer, settings, HTTPClient(agent), reactor)
 
 
-def buildBalancers(config, schedulers, reactor, top=None):
+def buildBalancers(config, schedulers, reactor, top=None, checkers=None):
     """
     The balancers of a config, with their health checkers under C{top} (if
     given; worker processes get health from their parent).
 
+    @param checkers: a dict filled with the health checkers, by balancer.
     @raise ConfigError: when a scheduler refuses its options.
     """
     balancers = {}
@@ -111,15 +112,26 @@ def buildBalancers(config, schedulers, reactor, top=None):
         balancers[name] = buildBalancer(balancerConfig, factory, reactor)
     for name, balancerConfig in config.balancers.items():
         if balancerConfig.health is not None and top is not None:
-            checker = makeHealthChecker(
-                balancers[name],
-                balancerConfig.health,
-                reactor,
-                tcp=balancerConfig.mode == "tcp",
-                tls=memberTLS(balancerConfig),
-            )
+            checker = healthCheckerOf(balancers[name], balancerConfig, reactor)
             checker.setServiceParent(top)
+            if checkers is not None:
+                checkers[name] = checker
     return balancers
+
+
+def healthCheckerOf(balancer, balancerConfig, reactor):
+    """
+    The health checker of a balancer with C{health} settings (not started).
+
+    @raise ConfigError: when its CA file cannot be used.
+    """
+    return makeHealthChecker(
+        balancer,
+        balancerConfig.health,
+        reactor,
+        tcp=balancerConfig.mode == "tcp",
+        tls=memberTLS(balancerConfig),
+    )
 
 
 def buildPools(config, reactor, top, sweeper):
@@ -129,27 +141,42 @@ def buildPools(config, reactor, top, sweeper):
 
     @return: C{(pools, endpoints)}, both by balancer name.
     """
-    from playbalancer.endpoints import MemberEndpoints
-    from playbalancer.http.upstream import MemberPools
-
     pools = {}
     endpoints = {}
     for name, balancerConfig in config.balancers.items():
-        endpoints[name] = MemberEndpoints(
-            reactor, balancerConfig.connectTimeout, memberTLS(balancerConfig)
-        )
-        if balancerConfig.mode == "tcp":
-            continue
-        pools[name] = MemberPools(
-            endpoints[name].forMember,
-            sweeper,
-            maxIdle=balancerConfig.keepalive,
-            maxConnections=balancerConfig.maxConnections,
-            queueLimit=balancerConfig.queue,
-            queueTimeout=balancerConfig.queueTimeout,
-        )
-        PoolService(pools[name]).setServiceParent(top)
+        endpoints[name], pools[name] = balancerPools(balancerConfig, reactor, sweeper)
+        if pools[name] is None:
+            del pools[name]
+        else:
+            PoolService(pools[name]).setServiceParent(top)
     return pools, endpoints
+
+
+def balancerPools(balancerConfig, reactor, sweeper):
+    """
+    One balancer's member endpoints, and its member connection pools
+    (L{None} in TCP mode).
+
+    @return: C{(endpoints, pools)}.
+    @raise ConfigError: when its CA file cannot be used.
+    """
+    from playbalancer.endpoints import MemberEndpoints
+    from playbalancer.http.upstream import MemberPools
+
+    endpoints = MemberEndpoints(
+        reactor, balancerConfig.connectTimeout, memberTLS(balancerConfig)
+    )
+    if balancerConfig.mode == "tcp":
+        return endpoints, None
+    pools = MemberPools(
+        endpoints.forMember,
+        sweeper,
+        maxIdle=balancerConfig.keepalive,
+        maxConnections=balancerConfig.maxConnections,
+        queueLimit=balancerConfig.queue,
+        queueTimeout=balancerConfig.queueTimeout,
+    )
+    return endpoints, pools
 
 
 def makeProxy(
@@ -189,4 +216,30 @@ def makeProxy(
         settings["routeName"] = route.name
     return HTTPProxy(
         balancer, pools, reactor, timeout=timeout, addresses=addresses, **settings
+    )
+
+
+def frontSettingsOf(listener):
+    """
+    The L{playbalancer.http.front.FrontSettings} of a listener's config.
+    """
+    from playbalancer.http.front import FrontSettings
+    from playbalancer.http.wire import Limits
+
+    return FrontSettings(
+        limits=Limits(
+            maxRequestLine=listener.maxRequestLine,
+            maxHeaderLine=listener.maxHeaderLine,
+            maxHeaderBytes=listener.maxHeaderBytes,
+            maxHeaders=listener.maxHeaders,
+        ),
+        headerTimeout=listener.headerTimeout,
+        idleTimeout=listener.idleTimeout,
+        bodyTimeout=listener.bodyTimeout,
+        minBodyRate=listener.bodyMinRate,
+        bodyDeadline=listener.bodyDeadline,
+        tunnelIdleTimeout=listener.tunnelIdleTimeout,
+        sendTimeout=listener.sendTimeout,
+        maxBody=listener.maxBody,
+        maxConnections=listener.maxConnections,
     )

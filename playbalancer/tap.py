@@ -9,7 +9,7 @@ from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 from twisted.python import usage
 
-from playbalancer.assembly import (  # noqa: F401 (makeHealthChecker, memberTLS: their old home)
+from playbalancer.assembly import (  # noqa: F401 (their old home)
     buildBalancer,
     buildBalancers,
     buildPools,
@@ -17,10 +17,11 @@ from playbalancer.assembly import (  # noqa: F401 (makeHealthChecker, memberTLS:
     makeProxy,
     memberTLS,
 )
+from playbalancer.assembly import frontSettingsOf as frontSettings  # noqa: F401 (its old name)
+from playbalancer.running import Running, listenerName
 from playbalancer.config import ConfigError, configFromArguments, loadConfig, parseConfig
 from playbalancer.schedulers import availableSchedulers
 from playbalancer.tokens import readTokenFile
-from playbalancer._net.internals import raiseStartErrors
 
 
 _log = Logger()
@@ -174,112 +175,6 @@ def makeManager(config, balancers, reactor, listeners=()):
     return root, keeper
 
 
-def frontSettings(listener):
-    """
-    The L{playbalancer.http.front.FrontSettings} of a listener's config.
-    """
-    from playbalancer.http.front import FrontSettings
-    from playbalancer.http.wire import Limits
-
-    return FrontSettings(
-        limits=Limits(
-            maxRequestLine=listener.maxRequestLine,
-            maxHeaderLine=listener.maxHeaderLine,
-            maxHeaderBytes=listener.maxHeaderBytes,
-            maxHeaders=listener.maxHeaders,
-        ),
-        headerTimeout=listener.headerTimeout,
-        idleTimeout=listener.idleTimeout,
-        bodyTimeout=listener.bodyTimeout,
-        minBodyRate=listener.bodyMinRate,
-        bodyDeadline=listener.bodyDeadline,
-        tunnelIdleTimeout=listener.tunnelIdleTimeout,
-        sendTimeout=listener.sendTimeout,
-        maxBody=listener.maxBody,
-        maxConnections=listener.maxConnections,
-    )
-
-
-def listenerName(endpoint):
-    """
-    A listener's name in metrics and logs: its endpoint's kind and port
-    (C{"tcp:8080"}), without options such as key file paths.
-    """
-    return ":".join(endpoint.split(":")[:2])
-
-
-def makeAccessLog(path, endpoint, parent, reactor):
-    """
-    The access log of a listener, or L{None} when it has none.
-    """
-    if not path:
-        return None
-    from playbalancer.observe.accesslog import AccessLog, ReopenOnSignal
-
-    log = AccessLog.open(path, reactor)
-    ReopenOnSignal(log, reactor).setServiceParent(parent)
-    return log
-
-
-def buildFronts(config, balancers, reactor, top, manager=None):
-    """
-    The front factory of every listener (not listening yet), and the member
-    connection pools (closed when C{top} stops).
-
-    @return: C{[(listener config, factory)]}.
-    """
-    from playbalancer.http.front import HTTPFrontFactory
-    from playbalancer.listenerroutes import buildRoutes, trustedProxiesOf
-    from playbalancer.sweeper import Sweeper
-    from playbalancer.tcp import TCPFrontFactory
-
-    sweeper = Sweeper(reactor)
-    try:
-        pools, endpoints = buildPools(config, reactor, top, sweeper)
-    except ConfigError as e:
-        _fail(str(e))
-    resolvers = []
-
-    def resolver():
-        # One DNS resolver (and its cache) for every listener's allow lists.
-        if not resolvers:
-            from playbalancer.access import systemResolver
-
-            resolvers.append(systemResolver(reactor, config.resolver.servers))
-        return resolvers[0]
-
-    fronts = []
-    addresses = {}
-    for listener in config.listeners:
-        if listener.mode == "tcp":
-            balancerConfig = config.balancers[listener.balancer]
-            front = TCPFrontFactory(
-                balancers[listener.balancer],
-                endpoints[listener.balancer].forMember,
-                sendProxyProtocol=balancerConfig.sendProxyProtocol,
-                acceptProxyProtocol=listener.acceptProxyProtocol,
-                sweeper=sweeper,
-                sendTimeout=listener.sendTimeout,
-                idleTimeout=listener.tunnelIdleTimeout,
-                maxConnections=listener.maxConnections,
-                bufferSize=listener.bufferSize,
-            )
-        else:
-            routes = buildRoutes(
-                listener, config, balancers, pools, reactor, manager, resolver, addresses
-            )
-            front = HTTPFrontFactory(
-                settings=frontSettings(listener),
-                routes=routes,
-                sweeper=sweeper,
-                bufferSize=listener.bufferSize,
-                trustedProxies=trustedProxiesOf(listener),
-            )
-            front.accessLog = makeAccessLog(listener.accessLog, listener.endpoint, top, reactor)
-        fronts.append((listener, front))
-    return fronts
-
-
 def makeClusterNode(settings, balancers, reactor):
     """
     The L{playbalancer.cluster.node.ClusterNode} of a C{[cluster]} table.
@@ -342,12 +237,10 @@ def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     from twisted.internet.endpoints import serverFromString
-    from twisted.protocols.haproxy import proxyEndpoint
 
-    from playbalancer.site import GracefulService, ListenerService
     from playbalancer._net.tlslisten import negotiateProtocols, protocolsOf
-
     from playbalancer.memory import nurseryAdvice, settleHeap, tuneAllocator
+    from playbalancer.site import ListenerService
 
     tuneAllocator()
     advice = nurseryAdvice()
@@ -355,12 +248,14 @@ def makeService(options, reactor=None):
         _log.warn(advice)
     config = options.config
     top = MultiService()
+    listeners = []
     try:
-        balancers = buildBalancers(config, options.schedulers, reactor, top)
+        running = Running(config, options.schedulers, reactor, top, listeners)
     except ConfigError as e:
         _fail(str(e))
-    listeners = []
+    balancers = running.balancers
     manager, keeper = makeManager(config, balancers, reactor, listeners)
+    running.manager = manager
     fronts = top
     node = None
     if config.cluster is not None:
@@ -375,18 +270,13 @@ def makeService(options, reactor=None):
         fronts = AfterReady(node.ready)
         fronts.setServiceParent(top)
 
-    def listen(endpoint, factory, service=None, proxyProtocol=False, parent=None):
-        name = listenerName(endpoint)
-        if service is None:
-            service = lambda e, f: ListenerService(e, f, name)  # noqa: E731
-        endpoint = negotiateProtocols(serverFromString(reactor, endpoint), protocolsOf(factory))
-        if proxyProtocol:
-            # Behind another balancer: the PROXY line it sends (v1 or v2)
-            # gives the real client address.
-            endpoint = proxyEndpoint(endpoint)
-        service = service(endpoint, factory)
-        raiseStartErrors(service)
-        service.setServiceParent(parent if parent is not None else fronts)
+    def listen(endpoint, factory):
+        service = ListenerService(
+            negotiateProtocols(serverFromString(reactor, endpoint), protocolsOf(factory)),
+            factory,
+            listenerName(endpoint),
+        )
+        service.setServiceParent(top)
         return service
 
     supervisor = None
@@ -408,28 +298,17 @@ def makeService(options, reactor=None):
             # drain --wait waits for every worker (see tierState).
             manager.workers = supervisor
     else:
-        for listener, front in buildFronts(config, balancers, reactor, top, manager):
-            name = listenerName(listener.endpoint)
-            if listener.mode == "tcp":
-                listen(listener.endpoint, front)
-            else:
-                listen(
-                    listener.endpoint,
-                    front,
-                    lambda endpoint, factory, name=name: GracefulService(
-                        endpoint, factory, reactor, name=name
-                    ),
-                    proxyProtocol=listener.acceptProxyProtocol,
-                )
-            listeners.append((name, front))
+        try:
+            running.serve(fronts)
+        except ConfigError as e:
+            _fail(str(e))
     if manager is not None:
         from playbalancer.manager.root import MetricsRoot, managerSite
 
-        listen(config.manager.endpoint, managerSite(manager, manager.policy), parent=top)
+        listen(config.manager.endpoint, managerSite(manager, manager.policy))
         if config.manager.metricsEndpoint:
             metrics = MetricsRoot(manager.policy, manager.pages[b"metrics"])
-            metricsSite = managerSite(metrics, manager.policy)
-            listen(config.manager.metricsEndpoint, metricsSite, parent=top)
+            listen(config.manager.metricsEndpoint, managerSite(metrics, manager.policy))
     _log.info(
         "configuration loaded: {listeners} listener(s), balancers {balancers}, {workers} worker(s)",
         listeners=len(config.listeners),
@@ -442,9 +321,7 @@ def makeService(options, reactor=None):
     if supervisor is None:
         from playbalancer.memory import HeapTrimmer
 
-        trimmer = HeapTrimmer(
-            lambda: sum(front.openConnections for _, front in listeners), reactor
-        )
+        trimmer = HeapTrimmer(lambda: running.openConnections, reactor)
     _HeapSettler(settleHeap, trimmer).setServiceParent(top)
     top.balancers = balancers
     #: [(name, front factory)] of the listeners this process serves.
@@ -453,4 +330,5 @@ def makeService(options, reactor=None):
     top.stateKeeper = keeper
     top.supervisor = supervisor
     top.cluster = node
+    top.running = running
     return top

@@ -38,7 +38,7 @@ def main():
     from playbalancer.config import parseConfig
     from playbalancer.memory import settleHeap, tuneAllocator
     from playbalancer.schedulers import availableSchedulers
-    from playbalancer.tap import buildBalancers, buildFronts
+    from playbalancer.running import Running
     from playbalancer.workers.agent import WorkerAgent
 
     tuneAllocator()
@@ -58,8 +58,10 @@ def main():
     from twisted.application.service import MultiService
 
     top = MultiService()
-    balancers = buildBalancers(config, schedulers, reactor)
-    fronts = buildFronts(config, balancers, reactor, top)
+    running = Running(config, schedulers, reactor, top, checks=False)
+    balancers = running.balancers
+    running.buildPools()
+    fronts = [(listener, running.makeFront(listener, config)) for listener in config.listeners]
     ports = []
     for (listener, front), (fd, family) in zip(fronts, setup["fds"]):
         ports.append(reactor.adoptStreamPort(fd, family, front))

@@ -326,6 +326,8 @@ class MemberPool:
         self.queueTimeout = queueTimeout
         self.idle = []
         self.open = 0
+        #: Once retired (see L{retire}), a finished connection is closed.
+        self.retired = False
         self._queue = deque()
         self._factory = _ConnectionFactory(self)
         self._all = set()
@@ -410,7 +412,7 @@ class MemberPool:
             self.idle.append(connection)
             self._next()
             return
-        if len(self.idle) >= self.maxIdle:
+        if self.retired or len(self.idle) >= self.maxIdle:
             connection.abandon()
             return
         connection.deadline = self.sweeper.now + self.idleTimeout
@@ -434,6 +436,16 @@ class MemberPool:
         if connection in self.idle:
             self.idle.remove(connection)
         return True
+
+    def retire(self):
+        """
+        No longer keep connections: close the idle ones now and the others
+        once their requests are done.  Requests waiting for a connection
+        still get one.
+        """
+        self.retired = True
+        for connection in list(self.idle):
+            connection.abandon()
 
     def close(self):
         """
@@ -515,6 +527,23 @@ class MemberPools:
                 self._endpointFor(member), self.sweeper, **self._settings
             )
         return pool
+
+    def retireMember(self, member, others=()):
+        """
+        C{member} is gone: retire its pool (see L{MemberPool.retire}),
+        unless one of C{others} has the same address.
+        """
+        key = member.poolKey
+        if key in self._pools and all(other.poolKey != key for other in others):
+            self._pools.pop(key).retire()
+
+    def retire(self):
+        """
+        Retire every pool (see L{MemberPool.retire}): new pools replace
+        these.
+        """
+        for pool in self._pools.values():
+            pool.retire()
 
     def close(self):
         """

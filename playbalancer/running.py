@@ -1,0 +1,246 @@
+"""
+The running balancer of one process: what it built from its config
+(balancers, their health checks and connection pools, the listeners and
+their fronts) and kept together, so that a reload
+(L{playbalancer.reconfigure}) can change it in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from playbalancer.assembly import PoolService, balancerPools, buildBalancers
+
+#: Seconds a stopping listener lets requests in flight finish.
+DEFAULT_GRACE = 10.0
+
+
+def listenerName(endpoint):
+    """
+    A listener's name in metrics and logs: its endpoint's kind and port
+    (C{"tcp:8080"}), without options such as key file paths.
+    """
+    return ":".join(endpoint.split(":")[:2])
+
+
+@dataclass
+class Served:
+    """
+    One listener this process serves: its config, its front factory and
+    the service that listens for it.
+    """
+
+    config: object
+    front: object
+    service: object
+
+    @property
+    def name(self):
+        return listenerName(self.config.endpoint)
+
+
+class Running:
+    """
+    A config's balancers, member pools, health checks and listeners, built
+    and kept.
+
+    Made in two steps: the balancers (and their health checks, under
+    C{top}) at once, so that the manager and a cluster node can be made
+    with them; the pools and listeners by L{serve}.
+
+    @param listeners: a list kept filled with C{(name, front factory)} of
+        the listeners served, for the manager's metrics.
+    @param grace: seconds a stopping listener lets requests finish.
+    @param checks: whether to run the health checks (a worker process
+        gets health from its parent).
+    @ivar balancers: C{{name: Balancer}}; one dict for the life of the
+        process, shared with the manager, the state file and the cluster
+        node, changed in place by reloads.
+    """
+
+    def __init__(
+        self, config, schedulers, reactor, top, listeners=None, grace=DEFAULT_GRACE, checks=True
+    ):
+        from playbalancer.sweeper import Sweeper
+
+        self.config = config
+        self.schedulers = schedulers
+        self.reactor = reactor
+        self.top = top
+        self.grace = grace
+        self.listeners = listeners if listeners is not None else []
+        self.checkers = {}
+        self.balancers = buildBalancers(
+            config, schedulers, reactor, top if checks else None, self.checkers
+        )
+        self.sweeper = Sweeper(reactor)
+        #: The manager's root resource, for manager routes (set before L{serve}).
+        self.manager = None
+        self.pools = {}
+        self.endpoints = {}
+        self.poolServices = {}
+        #: The L{MemberAddresses} of each balancer, shared by its proxies.
+        self.addresses = {}
+        #: C{{endpoint: Served}}.
+        self.served = {}
+        self.parent = None
+        self._resolvers = []
+        self._accessLogs = {}
+
+    # Building
+
+    def resolver(self):
+        """
+        The DNS resolver (and its cache) of every listener's C{allow} lists.
+        """
+        if not self._resolvers:
+            from playbalancer.access import systemResolver
+
+            self._resolvers.append(systemResolver(self.reactor, self.config.resolver.servers))
+        return self._resolvers[0]
+
+    def makePools(self, balancerConfig):
+        """
+        A balancer's C{(endpoints, pools, pool service)}, not yet kept.
+
+        @raise ConfigError: when its CA file cannot be used.
+        """
+        endpoints, pools = balancerPools(balancerConfig, self.reactor, self.sweeper)
+        return endpoints, pools, (PoolService(pools) if pools is not None else None)
+
+    def keepPools(self, name, made):
+        """
+        Keep a balancer's pools made by L{makePools}; they close when the
+        balancer stops.
+        """
+        self.endpoints[name], pools, service = made
+        if pools is not None:
+            self.pools[name] = pools
+            self.poolServices[name] = service
+            service.setServiceParent(self.top)
+
+    def buildPools(self):
+        """
+        Make and keep the member pools of every balancer.
+
+        @raise ConfigError: when a balancer's CA file cannot be used.
+        """
+        for name, balancerConfig in self.config.balancers.items():
+            self.keepPools(name, self.makePools(balancerConfig))
+
+    def routesFor(self, listener, config, pools=None):
+        """
+        The L{playbalancer.http.routing.ListenerRoutes} of an HTTP listener.
+        """
+        from playbalancer.listenerroutes import buildRoutes
+
+        return buildRoutes(
+            listener,
+            config,
+            self.balancers,
+            self.pools if pools is None else pools,
+            self.reactor,
+            self.manager,
+            self.resolver,
+            self.addresses,
+        )
+
+    def accessLog(self, path):
+        """
+        The access log written to C{path}, opened on first use (L{None} for
+        none).  It stays open until the balancer stops, even once no
+        listener uses it: connections accepted before a reload still log
+        their requests there.
+        """
+        if not path:
+            return None
+        if path not in self._accessLogs:
+            from playbalancer.observe.accesslog import AccessLog, ReopenOnSignal
+
+            log = AccessLog.open(path, self.reactor)
+            ReopenOnSignal(log, self.reactor).setServiceParent(self.top)
+            self._accessLogs[path] = log
+        return self._accessLogs[path]
+
+    def makeFront(self, listener, config, pools=None, endpoints=None, balancers=None):
+        """
+        The front factory of a listener (an HTTP or TCP one).
+        """
+        from playbalancer.assembly import frontSettingsOf
+        from playbalancer.http.front import HTTPFrontFactory
+        from playbalancer.listenerroutes import trustedProxiesOf
+        from playbalancer.tcp import TCPFrontFactory
+
+        if listener.mode == "tcp":
+            endpoints = self.endpoints if endpoints is None else endpoints
+            balancers = self.balancers if balancers is None else balancers
+            return TCPFrontFactory(
+                balancers[listener.balancer],
+                endpoints[listener.balancer].forMember,
+                sendProxyProtocol=config.balancers[listener.balancer].sendProxyProtocol,
+                acceptProxyProtocol=listener.acceptProxyProtocol,
+                sweeper=self.sweeper,
+                sendTimeout=listener.sendTimeout,
+                idleTimeout=listener.tunnelIdleTimeout,
+                maxConnections=listener.maxConnections,
+                bufferSize=listener.bufferSize,
+            )
+        front = HTTPFrontFactory(
+            settings=frontSettingsOf(listener),
+            routes=self.routesFor(listener, config, pools),
+            sweeper=self.sweeper,
+            bufferSize=listener.bufferSize,
+            trustedProxies=trustedProxiesOf(listener),
+        )
+        front.accessLog = self.accessLog(listener.accessLog)
+        return front
+
+    def listenerService(self, listener, front):
+        """
+        The service that listens for C{front} on C{listener}'s endpoint
+        (not started).
+        """
+        from twisted.internet.endpoints import serverFromString
+        from twisted.protocols.haproxy import proxyEndpoint
+
+        from playbalancer._net.tlslisten import negotiateProtocols, protocolsOf
+        from playbalancer.site import GracefulService, ListenerService
+
+        name = listenerName(listener.endpoint)
+        endpoint = negotiateProtocols(
+            serverFromString(self.reactor, listener.endpoint), protocolsOf(front)
+        )
+        if listener.mode == "tcp":
+            return ListenerService(endpoint, front, name)
+        if listener.acceptProxyProtocol:
+            # Behind another balancer: the PROXY line it sends (v1 or v2)
+            # gives the real client address.
+            endpoint = proxyEndpoint(endpoint)
+        return GracefulService(endpoint, front, self.reactor, grace=self.grace, name=name)
+
+    def serve(self, parent):
+        """
+        Make the member pools and the listeners, and listen (under
+        C{parent}) once it runs.
+
+        @raise ConfigError: when a balancer's CA file cannot be used.
+        """
+        self.parent = parent
+        self.buildPools()
+        for listener in self.config.listeners:
+            front = self.makeFront(listener, self.config)
+            served = Served(listener, front, self.listenerService(listener, front))
+            served.service.setServiceParent(parent)
+            self.keep(served)
+
+    def keep(self, served):
+        self.served[served.config.endpoint] = served
+        self.listeners.append((served.name, served.front))
+
+    def forget(self, served):
+        del self.served[served.config.endpoint]
+        self.listeners[:] = [(n, f) for n, f in self.listeners if f is not served.front]
+
+    @property
+    def openConnections(self):
+        return sum(served.front.openConnections for served in self.served.values())
