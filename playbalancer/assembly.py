@@ -23,10 +23,21 @@ class PoolService(Service):
 
     def __init__(self, pools):
         self.pools = pools
+        self.retired = False
 
     def stopService(self):
         Service.stopService(self)
-        self.pools.close()
+        if not self.retired:
+            self.pools.close()
+
+    def retire(self):
+        """
+        New pools replace these: retire them (requests in flight and
+        waiting keep their connections) and stop.
+        """
+        self.retired = True
+        self.pools.retire()
+        self.disownServiceParent()
 
 
 def buildBalancer(config, schedulerFactory, clock):

@@ -417,17 +417,18 @@ class Balancer:
             who,
         )
 
-    def removeMember(self, member, who=None):
+    def removeMember(self, member, who=None, detach=False):
         """
         Take C{member} out: no new requests at once, gone from the balancer
-        once those in flight end.
+        once those in flight end (with C{detach}, at once: its name is free
+        for a new member, and its requests in flight still end).
 
-        @return: a L{Deferred} that fires when it is gone.
+        @return: a L{Deferred} that fires when it is idle.
         """
         member.removing = True
         member.admin = "disabled"
         self._changed(member, {"removed": True}, who)
-        if member.active == 0 and member in self.members:
+        if (detach or member.active == 0) and member in self.members:
             self.members.remove(member)
         return member.whenIdle()
 

@@ -23,7 +23,15 @@ def trustedProxiesOf(listener):
 
 
 def buildRoutes(
-    listener, config, balancers, pools, reactor, manager=None, resolver=None, addresses=None
+    listener,
+    config,
+    balancers,
+    pools,
+    reactor,
+    manager=None,
+    resolver=None,
+    addresses=None,
+    policy=None,
 ):
     """
     The L{ListenerRoutes} of C{listener} (a
@@ -36,6 +44,8 @@ def buildRoutes(
         L{playbalancer.http.memberaddresses.MemberAddresses} its proxies
         share (so that a thousand routes to one balancer look its members'
         names up once); filled in as needed.
+    @param policy: the manager's access policy its routes start from (by
+        default C{manager.policy}).
     """
     from playbalancer.http.memberaddresses import MemberAddresses
     from playbalancer.manager.mount import ManagerMount
@@ -72,8 +82,9 @@ def buildRoutes(
                 access=access,
             )
         elif route.manager:
-            policy = manager.policy.forRoute(route.host, addressChecked=access is not None)
-            mount = ManagerMount(route.path, manager, trusted.networks, policy=policy)
+            base = manager.policy if policy is None else policy
+            routePolicy = base.forRoute(route.host, addressChecked=access is not None)
+            mount = ManagerMount(route.path, manager, trusted.networks, policy=routePolicy)
             target = ManagerTarget(route.name, route.host, route.path, mount, access=access)
         else:
             redirect = route.redirect.encode("ascii") if route.redirect is not None else None

@@ -33,6 +33,8 @@ class Served:
     config: object
     front: object
     service: object
+    #: Once stopped by a reload: fires when its connections are closed.
+    stopped: object = None
 
     @property
     def name(self):
@@ -128,21 +130,26 @@ class Running:
         for name, balancerConfig in self.config.balancers.items():
             self.keepPools(name, self.makePools(balancerConfig))
 
-    def routesFor(self, listener, config, pools=None):
+    def routesFor(self, listener, config, pools=None, balancers=None, policy=None):
         """
-        The L{playbalancer.http.routing.ListenerRoutes} of an HTTP listener.
+        The L{playbalancer.http.routing.ListenerRoutes} of an HTTP listener,
+        to this process's balancers and pools or the ones given.
+
+        @param policy: the manager's access policy for its routes (by
+            default its own).
         """
         from playbalancer.listenerroutes import buildRoutes
 
         return buildRoutes(
             listener,
             config,
-            self.balancers,
+            self.balancers if balancers is None else balancers,
             self.pools if pools is None else pools,
             self.reactor,
             self.manager,
             self.resolver,
             self.addresses,
+            policy=policy,
         )
 
     def accessLog(self, path):
@@ -162,9 +169,12 @@ class Running:
             self._accessLogs[path] = log
         return self._accessLogs[path]
 
-    def makeFront(self, listener, config, pools=None, endpoints=None, balancers=None):
+    def makeFront(
+        self, listener, config, pools=None, endpoints=None, balancers=None, policy=None
+    ):
         """
-        The front factory of a listener (an HTTP or TCP one).
+        The front factory of a listener (an HTTP or TCP one), to this
+        process's balancers, pools and member endpoints or the ones given.
         """
         from playbalancer.assembly import frontSettingsOf
         from playbalancer.http.front import HTTPFrontFactory
@@ -187,7 +197,7 @@ class Running:
             )
         front = HTTPFrontFactory(
             settings=frontSettingsOf(listener),
-            routes=self.routesFor(listener, config, pools),
+            routes=self.routesFor(listener, config, pools, balancers, policy),
             sweeper=self.sweeper,
             bufferSize=listener.bufferSize,
             trustedProxies=trustedProxiesOf(listener),

@@ -26,6 +26,14 @@ class ListenerService(StreamServerEndpointService):
         StreamServerEndpointService.__init__(self, endpoint, factory)
         raiseStartErrors(self)
         self.listenerName = name
+        self._bound = False
+
+    def privilegedStartService(self):
+        # Once only: a reload binds a new listener before its service is
+        # added to a running parent (which would bind it again).
+        if not self._bound:
+            self._bound = True
+            StreamServerEndpointService.privilegedStartService(self)
 
     def startService(self):
         StreamServerEndpointService.startService(self)

@@ -107,8 +107,26 @@ class StateKeeper:
             _log.info("state restored from {path}", path=self.path)
 
     def watch(self):
+        self._watched = []
+        self._follow()
+
+    def _follow(self):
         for balancer in self.balancers.values():
-            balancer.observe(self._changed)
+            if not any(balancer is seen for seen in self._watched):
+                self._watched.append(balancer)
+                balancer.observe(self._changed)
+        self._watched = [b for b in self._watched if b in self.balancers.values()]
+
+    def reconfigured(self, config):
+        """
+        A reload changed the balancers to C{config}'s: watch the new ones,
+        take its members as the configured ones, and save.
+        """
+        self.configured = {
+            name: {m.name for m in b.members} for name, b in config.balancers.items()
+        }
+        self._follow()
+        self.save()
 
     def _changed(self, balancer, member, change):
         if set(change) <= {"reset", "who"}:

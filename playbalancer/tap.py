@@ -77,6 +77,32 @@ class Options(usage.Options):
     def _workers(self):
         return _workersOption(self["workers"])
 
+    def readConfigFile(self, schedulers):
+        """
+        The config in the C{--config} file, with C{--workers} applied.
+
+        @raise ConfigError: when it does not check out.
+        """
+        config = loadConfig(self["config"], schedulers)
+        if self["workers"] is not None:
+            config.raw = dict(config.raw, workers=self._workers())
+            config = parseConfig(config.raw, schedulers)
+        return config
+
+    def loader(self):
+        """
+        What a reload reads the config with: C{() -> (config, schedulers)},
+        or L{None} without a C{--config} file.
+        """
+        if not self["config"]:
+            return None
+
+        def load():
+            schedulers = availableSchedulers()
+            return self.readConfigFile(schedulers), schedulers
+
+        return load
+
     def postOptions(self):
         schedulers = availableSchedulers()
         try:
@@ -85,10 +111,7 @@ class Options(usage.Options):
                     raise usage.UsageError(
                         "use either --config or --member/--standby/--manager, not both"
                     )
-                self.config = loadConfig(self["config"], schedulers)
-                if self["workers"] is not None:
-                    self.config.raw = dict(self.config.raw, workers=self._workers())
-                    self.config = parseConfig(self.config.raw, schedulers)
+                self.config = self.readConfigFile(schedulers)
             else:
                 if not self["members"] and not self["standbys"]:
                     raise usage.UsageError("give --config FILE, or at least one --member URL")
@@ -323,6 +346,15 @@ def makeService(options, reactor=None):
 
         trimmer = HeapTrimmer(lambda: running.openConnections, reactor)
     _HeapSettler(settleHeap, trimmer).setServiceParent(top)
+    from playbalancer.reload import Reloader, ReloadOnSignal
+
+    # (Options made by hand, as some embedders do, have no file to reload.)
+    loader = getattr(options, "loader", None)
+    reloader = Reloader(running, loader() if loader is not None else None, keeper)
+    ReloadOnSignal(reloader, reactor).setServiceParent(top)
+    if manager is not None:
+        manager.reloader = reloader
+    top.reloader = reloader
     top.balancers = balancers
     #: [(name, front factory)] of the listeners this process serves.
     top.listeners = listeners
@@ -330,5 +362,5 @@ def makeService(options, reactor=None):
     top.stateKeeper = keeper
     top.supervisor = supervisor
     top.cluster = node
-    top.running = running
+    top.runtime = running
     return top

@@ -240,6 +240,14 @@ async def removeMember(client, options, out, reactor):
     out.write(dumpJSON(member) if options.json else removedLine(balancer, name, member))
 
 
+async def reloadConfig(client, options, out, reactor):
+    result = await client.reload()
+    if options.json:
+        out.write(dumpJSON(result))
+    else:
+        out.write(f"reloaded: version {result.get('version')}: {result.get('changes')}\n")
+
+
 # Arguments
 
 
@@ -357,6 +365,13 @@ def makeParser(out=None):
     add.add_argument("--standby", action="store_true", help="add it as a hot standby")
     add.add_argument("--weight", type=weight, metavar="N", help="its weight (default 1)")
     command("remove", removeMember, "remove a member once its active requests end")
+    command(
+        "reload",
+        reloadConfig,
+        "read the balancer's config file again and apply it, as kill -HUP does; "
+        "a config that cannot be applied changes nothing (exit status 1, with why)",
+        targeted=False,
+    )
     rolling = command(
         "rolling-restart",
         _rollingRestart,

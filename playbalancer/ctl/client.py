@@ -188,6 +188,12 @@ class ManagerClient:
     def remove(self, balancer, member):
         return self.request("DELETE", self.memberURL(balancer, member))
 
+    def reload(self):
+        """
+        Have the balancer read its config file again and apply it.
+        """
+        return self.request("POST", f"{self.base}/api/reload", {})
+
 
 # Formatting
 

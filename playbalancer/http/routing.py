@@ -212,6 +212,21 @@ class ListenerRoutes:
         #: (C{balancer = ...}): every request goes there, nothing to match.
         self.everything = only if only is not None and only.host is None and only.path == "/" else None
 
+    def carryCounters(self, old):
+        """
+        Go on with the counters of C{old}'s routes of the same names (on a
+        reload): requests still in flight on the old ones count here too.
+        """
+        before = {target.name: target for target in old.targets}
+        for target in self.targets:
+            previous = before.get(target.name)
+            if previous is not None:
+                target.hits += previous.hits
+                target.denied += previous.denied
+                for status, count in enumerate(previous.responses):
+                    target.responses[status] += count
+                previous.responses = target.responses
+
     def inOrder(self):
         """
         The targets in the order they are tried (L{RouteTable.inOrder}).

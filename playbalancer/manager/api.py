@@ -73,7 +73,7 @@ def readJSON(request):
 class ApiResource(resource.Resource):
     """
     C{GET api/status}; C{GET, POST, PUT, DELETE
-    api/balancers/<b>/members/<m>}.
+    api/balancers/<b>/members/<m>}; C{POST api/reload}.
     """
 
     isLeaf = True
@@ -107,6 +107,8 @@ class ApiResource(resource.Resource):
                     for memberName, member in info["members"].items():
                         member["tier"] = tier.tierState(balancerName, memberName)
             return jsonResponse(request, 200, status)
+        if path == [b"reload"]:
+            return self._reload(request)
         if len(path) == 4 and path[0] == b"balancers" and path[2] == b"members":
             try:
                 balancerName, memberName = path[1].decode("utf-8"), path[3].decode("utf-8")
@@ -114,6 +116,24 @@ class ApiResource(resource.Resource):
                 raise ChangeError(400, "names must be UTF-8")
             return self._member(request, balancerName, memberName)
         raise ChangeError(404, "not found")
+
+    def _reload(self, request):
+        """
+        C{POST api/reload}: read the config file again and apply it (see
+        L{playbalancer.reload}); 200 with what changed, or 400 with why
+        nothing did.
+        """
+        if request.method != b"POST":
+            request.setHeader(b"allow", b"POST")
+            raise ChangeError(405, "reload with POST")
+        if not sameOrigin(request):
+            raise ChangeError(403, "cross-site requests are refused")
+        readJSON(request)  # (a JSON body: no HTML form can send one)
+        reloader = getattr(self.root, "reloader", None)
+        if reloader is None:
+            raise ChangeError(404, "this balancer cannot reload")
+        result = reloader.reload(self.root.who(request))
+        return jsonResponse(request, 200 if result.ok else 400, result.asJSON())
 
     def _member(self, request, balancerName, memberName):
         method = request.method

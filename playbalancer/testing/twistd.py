@@ -130,12 +130,12 @@ class TwistdTestCase(TestCase):
 
     def startTwistd(self, text):
         """
-        Write C{text} as the configuration and start C{twistd} on it; its
-        output goes to C{self.logPath}.
+        Write C{text} as the configuration (C{self.configPath}) and start
+        C{twistd} on it; its output goes to C{self.logPath}.
         """
         from twisted.internet import reactor
 
-        config = self.mktemp()
+        config = self.configPath = self.mktemp()
         with open(config, "w") as f:
             f.write(text)
         self.logPath = self.mktemp()
