@@ -206,6 +206,8 @@ class Reconfiguration:
         for name in diff.balancersRemoved:
             self._removeBalancer(name)
         running.config = self.config
+        for served in running.served.values():
+            served.service.grace = self.config.shutdownGrace
         if self.keeper is not None:
             self.keeper.reconfigured(self.config)
         return diff.summary()

@@ -11,9 +11,6 @@ from dataclasses import dataclass
 
 from playbalancer.assembly import PoolService, balancerPools, buildBalancers
 
-#: Seconds a stopping listener lets requests in flight finish.
-DEFAULT_GRACE = 10.0
-
 
 def listenerName(endpoint):
     """
@@ -52,7 +49,6 @@ class Running:
 
     @param listeners: a list kept filled with C{(name, front factory)} of
         the listeners served, for the manager's metrics.
-    @param grace: seconds a stopping listener lets requests finish.
     @param checks: whether to run the health checks (a worker process
         gets health from its parent).
     @ivar balancers: C{{name: Balancer}}; one dict for the life of the
@@ -60,16 +56,13 @@ class Running:
         node, changed in place by reloads.
     """
 
-    def __init__(
-        self, config, schedulers, reactor, top, listeners=None, grace=DEFAULT_GRACE, checks=True
-    ):
+    def __init__(self, config, schedulers, reactor, top, listeners=None, checks=True):
         from playbalancer.sweeper import Sweeper
 
         self.config = config
         self.schedulers = schedulers
         self.reactor = reactor
         self.top = top
-        self.grace = grace
         self.listeners = listeners if listeners is not None else []
         self.checkers = {}
         self.balancers = buildBalancers(
@@ -226,7 +219,9 @@ class Running:
             # Behind another balancer: the PROXY line it sends (v1 or v2)
             # gives the real client address.
             endpoint = proxyEndpoint(endpoint)
-        return GracefulService(endpoint, front, self.reactor, grace=self.grace, name=name)
+        return GracefulService(
+            endpoint, front, self.reactor, grace=self.config.shutdownGrace, name=name
+        )
 
     def serve(self, parent):
         """

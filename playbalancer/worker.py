@@ -75,7 +75,7 @@ def main():
         waits = [maybeDeferred(port.stopListening) for port in ports]
         for listener, front in fronts:
             if hasattr(front, "closeGracefully"):
-                waits.append(front.closeGracefully(reactor, 10.0))
+                waits.append(front.closeGracefully(reactor, config.shutdownGrace))
         waits.append(maybeDeferred(top.stopService))
         return DeferredList(waits)
 

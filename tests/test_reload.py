@@ -112,9 +112,10 @@ def _toml(text):
     return tomllib.loads(text)
 
 
-class ReloadTests(RoutedTestCase):
+class ConfigServiceCase(RoutedTestCase):
     """
-    Reloads of a balancer started by C{makeService}, on real sockets.
+    A balancer started by C{makeService} from a config file a test can
+    rewrite and reload.
     """
 
     async def startWith(self, text):
@@ -144,6 +145,12 @@ class ReloadTests(RoutedTestCase):
     async def portOf(self, endpoint):
         port = await self.service.runtime.served[endpoint].service._waitingForPort
         return port.getHost().port
+
+
+class ReloadTests(ConfigServiceCase):
+    """
+    Reloads of a balancer started by C{makeService}, on real sockets.
+    """
 
     async def test_addsAndRemovesUnderRequests(self):
         """
@@ -363,3 +370,47 @@ class TwistdReloadTests(TwistdTestCase):
         self.assertEqual((await self.get("/")).code, 200)
         status = await self.status()
         self.assertEqual(status["balancers"]["web"]["scheduler"], "least-conn")
+
+
+class ShutdownGraceTests(ConfigServiceCase):
+    """
+    C{shutdown_grace}: how long a stop lets requests in flight finish.
+    """
+
+    def test_checked(self):
+        text = "shutdown_grace = -1\n" + configText([("a", "http://127.0.0.1:1")])
+        with self.assertRaises(ConfigError) as caught:
+            parseConfig(_toml(text))
+        self.assertEqual(caught.exception.path, "shutdown_grace")
+        self.assertEqual(parseConfig(_toml(text.replace("-1", "2.5"))).shutdownGrace, 2.5)
+
+    async def test_reloadChangesIt(self):
+        a = self.startMembers("a")[0]
+        await self.startWith(configText([("a", a.url)]))
+        self.assertEqual(self.service.runtime.served[FRONT].service.grace, 10.0)
+        self.assertTrue(self.reload("shutdown_grace = 3\n" + configText([("a", a.url)])).ok)
+        self.assertEqual(self.service.runtime.served[FRONT].service.grace, 3.0)
+
+    async def stopWithHeldRequest(self, grace):
+        a = self.startMembers("a")[0]
+        await self.startWith(f"shutdown_grace = {grace}\n" + configText([("a", a.url)]))
+        arrived = a.hold.arrival()
+        inFlight = self.client(persistent=False).get(self.base + "/hold")
+        await arrived
+        stopped = self.service.stopService()
+        return a, inFlight, stopped
+
+    async def test_requestsFinishWithinTheGrace(self):
+        a, inFlight, stopped = await self.stopWithHeldRequest(60)
+        self.assertFalse(stopped.called)
+        a.hold.release(b"done\n")
+        response = await inFlight
+        self.assertEqual(await treq.content(response), b"done\n")
+        await stopped
+
+    async def test_noGraceCutsThem(self):
+        a, inFlight, stopped = await self.stopWithHeldRequest(0)
+        self.assertEqual(self.service.runtime.served[FRONT].service.grace, 0)
+        await stopped
+        with self.assertRaises(Exception):
+            await inFlight

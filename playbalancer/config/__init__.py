@@ -19,6 +19,7 @@ from playbalancer.config.model import (
     DEFAULT_ALLOW,
     DEFAULT_KEEPALIVE,
     DEFAULT_MANAGER_ENDPOINT,
+    DEFAULT_SHUTDOWN_GRACE,
     DEFAULT_SCHEDULER,
     BalancerConfig,
     ClusterConfig,
@@ -37,6 +38,7 @@ from playbalancer.config.values import (
     _count,
     _key,
     _name,
+    _seconds,
     _Table,
     memberURL,
 )
@@ -51,6 +53,7 @@ __all__ = [
     "DEFAULT_SCHEDULER",
     "DEFAULT_KEEPALIVE",
     "DEFAULT_MANAGER_ENDPOINT",
+    "DEFAULT_SHUTDOWN_GRACE",
     "DEFAULT_ALLOW",
     "ConfigError",
     "MemberConfig",
@@ -90,6 +93,7 @@ def parseConfig(data, schedulers=None, needListeners=True):
     workers = top.get("workers", _workerCount, 1)
     cluster = top.get("cluster", _cluster)
     resolver = top.get("resolver", resolverTable, ResolverConfig())
+    shutdownGrace = top.get("shutdown_grace", _seconds, DEFAULT_SHUTDOWN_GRACE)
     top.done()
     modes = {}
     for index, listener in enumerate(listeners):
@@ -154,6 +158,7 @@ def parseConfig(data, schedulers=None, needListeners=True):
         workers=workers,
         cluster=cluster,
         resolver=resolver,
+        shutdownGrace=shutdownGrace,
         raw=data,
     )
 

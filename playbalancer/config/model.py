@@ -11,6 +11,7 @@ __all__ = [
     "DEFAULT_KEEPALIVE",
     "DEFAULT_MANAGER_ENDPOINT",
     "DEFAULT_ALLOW",
+    "DEFAULT_SHUTDOWN_GRACE",
     "MemberConfig",
     "HealthConfig",
     "BalancerConfig",
@@ -32,6 +33,9 @@ DEFAULT_SCHEDULER = "round-robin"
 DEFAULT_KEEPALIVE = 256
 DEFAULT_MANAGER_ENDPOINT = "tcp:8081:interface=127.0.0.1"
 DEFAULT_ALLOW = ("127.0.0.0/8", "::1")
+#: Seconds a stopping balancer (or a listener a reload removes) lets the
+#: requests in flight finish before it cuts them.
+DEFAULT_SHUTDOWN_GRACE = 10.0
 
 
 @dataclass
@@ -195,5 +199,6 @@ class Config:
     workers: int = 1
     cluster: ClusterConfig = None
     resolver: ResolverConfig = field(default_factory=ResolverConfig)
+    shutdownGrace: float = DEFAULT_SHUTDOWN_GRACE
     #: The decoded TOML, as given (what worker processes are started with).
     raw: dict = field(default=None, compare=False, repr=False)
