@@ -8,10 +8,8 @@ reload changes the balancer: L{playbalancer.reconfigure}.
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
 
-from twisted.application.service import Service
 from twisted.logger import Logger
 
 from playbalancer.config import ConfigError
@@ -100,30 +98,3 @@ class Reloader:
         )
         self.last = ReloadResult(False, self.version, error=error)
         return self.last
-
-
-class ReloadOnSignal(Service):
-    """
-    While running, C{SIGHUP} reloads (with a L{Reloader}).
-    """
-
-    def __init__(self, reloader, reactor):
-        self.reloader = reloader
-        self.reactor = reactor
-        self._previous = None
-
-    def startService(self):
-        Service.startService(self)
-        try:
-            self._previous = signal.signal(signal.SIGHUP, self._signalled)
-        except ValueError:  # not the main thread (tests)
-            self._previous = None
-
-    def _signalled(self, number, frame):
-        self.reactor.callFromThread(self.reloader.reload, "SIGHUP")
-
-    def stopService(self):
-        Service.stopService(self)
-        if self._previous is not None:
-            signal.signal(signal.SIGHUP, self._previous)
-            self._previous = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from playbalancer.assembly import PoolService, balancerPools, buildBalancers
+from playbalancer.handover import NONE
 
 
 def listenerName(endpoint):
@@ -79,6 +80,11 @@ class Running:
         #: C{{endpoint: Served}}.
         self.served = {}
         self.parent = None
+        #: C{{endpoint: ListenerService}} of the other listeners (the
+        #: manager's), handed over in an upgrade with the front ones.
+        self.others = {}
+        #: The L{playbalancer.handover.Handover} this process started with.
+        self.handover = NONE
         self._resolvers = []
         self._accessLogs = {}
 
@@ -203,16 +209,12 @@ class Running:
         The service that listens for C{front} on C{listener}'s endpoint
         (not started).
         """
-        from twisted.internet.endpoints import serverFromString
         from twisted.protocols.haproxy import proxyEndpoint
 
-        from playbalancer._net.tlslisten import negotiateProtocols, protocolsOf
         from playbalancer.site import GracefulService, ListenerService
 
         name = listenerName(listener.endpoint)
-        endpoint = negotiateProtocols(
-            serverFromString(self.reactor, listener.endpoint), protocolsOf(front)
-        )
+        endpoint = self.endpoint(listener.endpoint, front)
         if listener.mode == "tcp":
             return ListenerService(endpoint, front, name)
         if listener.acceptProxyProtocol:
@@ -222,6 +224,49 @@ class Running:
         return GracefulService(
             endpoint, front, self.reactor, grace=self.config.shutdownGrace, name=name
         )
+
+    def endpoint(self, description, factory):
+        """
+        The server endpoint of C{description} (a string) for C{factory}:
+        the listening socket handed over by an upgrade, if any, else a new
+        one.
+        """
+        from twisted.internet.endpoints import serverFromString
+
+        from playbalancer._net.tlslisten import negotiateProtocols, protocolsOf
+
+        made = negotiateProtocols(serverFromString(self.reactor, description), protocolsOf(factory))
+        return self.handover.endpointFor(self.reactor, description, made)
+
+    def listenOther(self, description, factory, parent):
+        """
+        Listen (under C{parent}) on another endpoint than the fronts': the
+        manager's.
+        """
+        from playbalancer.site import ListenerService
+
+        service = ListenerService(self.endpoint(description, factory), factory, listenerName(description))
+        service.setServiceParent(parent)
+        self.others[description] = service
+        return service
+
+    def listeningSockets(self):
+        """
+        C{{endpoint: [file descriptor]}} of every listener this process
+        serves, for an upgrade.
+        """
+        services = {served.config.endpoint: served.service for served in self.served.values()}
+        services.update(self.others)
+        from playbalancer._net.internals import shareOnStop
+
+        sockets = {}
+        for description, service in services.items():
+            fd = service.listeningSocket()
+            if fd is not None:
+                sockets[description] = [fd]
+                # Stopping here must not stop the new process's accepts.
+                shareOnStop(service.port)
+        return sockets
 
     def serve(self, parent):
         """

@@ -27,6 +27,8 @@ class ListenerService(StreamServerEndpointService):
         raiseStartErrors(self)
         self.listenerName = name
         self._bound = False
+        #: The listening port, once listening.
+        self.port = None
 
     def privilegedStartService(self):
         # Once only: a reload binds a new listener before its service is
@@ -34,6 +36,20 @@ class ListenerService(StreamServerEndpointService):
         if not self._bound:
             self._bound = True
             StreamServerEndpointService.privilegedStartService(self)
+            self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port):
+        self.port = port
+        return port
+
+    def listeningSocket(self):
+        """
+        The file descriptor of its listening socket, or L{None}.
+        """
+        port = self.port
+        if port is None or not hasattr(port, "fileno") or port.fileno() < 0:
+            return None
+        return port.fileno()
 
     def startService(self):
         StreamServerEndpointService.startService(self)

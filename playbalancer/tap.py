@@ -5,6 +5,8 @@ configuration, balancers, schedulers and listeners together.
 
 from __future__ import annotations
 
+import os
+
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 from twisted.python import usage
@@ -131,7 +133,11 @@ class Options(usage.Options):
                     entries=self["entries"],
                 )
         except ConfigError as e:
-            # One clear line and a non-zero exit, never a traceback.
+            # One clear line and a non-zero exit, never a traceback (and
+            # the old process of an upgrade is told why).
+            from playbalancer.handover import reportFailure
+
+            reportFailure(f"playbalancer: {e}")
             raise SystemExit(f"playbalancer: {e}")
         self.schedulers = schedulers
 
@@ -256,14 +262,26 @@ def makeService(options, reactor=None):
     """
     The running balancer: one listening service per C{[[listen]]} (or the
     worker processes that serve them), the health checks and the manager.
+
+    Started by an upgrade (L{playbalancer.handover}), it listens on the
+    sockets handed over and tells the old process how its start went.
     """
+    from playbalancer.handover import Handover
+
+    handover = Handover.fromEnvironment()
+    handover.say(f"pid {os.getpid()}")
+    try:
+        return _makeService(options, reactor, handover)
+    except SystemExit as e:
+        handover.say(f"failed {str(e).replace('playbalancer: ', '', 1)}")
+        raise
+
+
+def _makeService(options, reactor, handover):
     if reactor is None:
         from twisted.internet import reactor
-    from twisted.internet.endpoints import serverFromString
 
-    from playbalancer._net.tlslisten import negotiateProtocols, protocolsOf
     from playbalancer.memory import nurseryAdvice, settleHeap, tuneAllocator
-    from playbalancer.site import ListenerService
 
     tuneAllocator()
     advice = nurseryAdvice()
@@ -276,9 +294,15 @@ def makeService(options, reactor=None):
         running = Running(config, options.schedulers, reactor, top, listeners)
     except ConfigError as e:
         _fail(str(e))
+    running.handover = handover
     balancers = running.balancers
     manager, keeper = makeManager(config, balancers, reactor, listeners)
     running.manager = manager
+    handed = handover.state()
+    if handed is not None:
+        from playbalancer.lifecycle import applyHandedState
+
+        applyHandedState(handed, balancers, reactor)
     fronts = top
     node = None
     if config.cluster is not None:
@@ -292,15 +316,6 @@ def makeService(options, reactor=None):
         # Traffic only once the tier's state is applied.
         fronts = AfterReady(node.ready)
         fronts.setServiceParent(top)
-
-    def listen(endpoint, factory):
-        service = ListenerService(
-            negotiateProtocols(serverFromString(reactor, endpoint), protocolsOf(factory)),
-            factory,
-            listenerName(endpoint),
-        )
-        service.setServiceParent(top)
-        return service
 
     supervisor = None
     if config.workers > 1:
@@ -328,10 +343,11 @@ def makeService(options, reactor=None):
     if manager is not None:
         from playbalancer.manager.root import MetricsRoot, managerSite
 
-        listen(config.manager.endpoint, managerSite(manager, manager.policy))
+        running.listenOther(config.manager.endpoint, managerSite(manager, manager.policy), top)
         if config.manager.metricsEndpoint:
             metrics = MetricsRoot(manager.policy, manager.pages[b"metrics"])
-            listen(config.manager.metricsEndpoint, managerSite(metrics, manager.policy))
+            metricsSite = managerSite(metrics, manager.policy)
+            running.listenOther(config.manager.metricsEndpoint, metricsSite, top)
     _log.info(
         "configuration loaded: {listeners} listener(s), balancers {balancers}, {workers} worker(s)",
         listeners=len(config.listeners),
@@ -346,15 +362,9 @@ def makeService(options, reactor=None):
 
         trimmer = HeapTrimmer(lambda: running.openConnections, reactor)
     _HeapSettler(settleHeap, trimmer).setServiceParent(top)
-    from playbalancer.reload import Reloader, ReloadOnSignal
+    from playbalancer.lifecycle import addLifecycle
 
-    # (Options made by hand, as some embedders do, have no file to reload.)
-    loader = getattr(options, "loader", None)
-    reloader = Reloader(running, loader() if loader is not None else None, keeper)
-    ReloadOnSignal(reloader, reactor).setServiceParent(top)
-    if manager is not None:
-        manager.reloader = reloader
-    top.reloader = reloader
+    addLifecycle(top, running, options, reactor, keeper, node)
     top.balancers = balancers
     #: [(name, front factory)] of the listeners this process serves.
     top.listeners = listeners

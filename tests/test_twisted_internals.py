@@ -254,3 +254,35 @@ class RaiseStartErrorsTests(TestCase):
         """
         service = ListenerService(_Refuses(), Factory(), "refused")
         self.assertRaises(CannotListenError, service.startService)
+
+
+class ShareOnStopTests(TestCase):
+    """
+    C{tcp.Port._shouldShutdown}: a stopped port shuts its socket down for
+    every process sharing it, unless told not to.
+    """
+
+    async def stoppedWithCopy(self, share):
+        from twisted.internet import reactor
+
+        port = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+        self.assertTrue(port._shouldShutdown)
+        copy = socket.socket(fileno=os.dup(port.fileno()))
+        self.addCleanup(copy.close)
+        if share:
+            internals.shareOnStop(port)
+        await port.stopListening()
+        client = socket.socket()
+        self.addCleanup(client.close)
+        client.settimeout(5)
+        try:
+            client.connect(copy.getsockname())
+        except ConnectionRefusedError:
+            return False
+        return True
+
+    async def test_shutDownByDefault(self):
+        self.assertFalse(await self.stoppedWithCopy(share=False))
+
+    async def test_shared(self):
+        self.assertTrue(await self.stoppedWithCopy(share=True))

@@ -13,7 +13,10 @@ module (and C{tests/test_twisted_internals.py} says which one).
 - C{SSL4ServerEndpoint._sslContextFactory}: the TLS options a listener's
   connections share;
 - C{StreamServerEndpointService._raiseSynchronously}: raise a listening
-  error from C{startService} instead of only logging it.
+  error from C{startService} instead of only logging it;
+- a listening port's (C{twisted.internet.tcp.Port}) C{_shouldShutdown}:
+  whether stopping it shuts the socket down (for every process that
+  shares it) rather than only closing its own descriptor.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = [
     "tlsPendingLength",
     "listenerTLSOptions",
     "raiseStartErrors",
+    "shareOnStop",
 ]
 
 
@@ -104,3 +108,12 @@ def raiseStartErrors(service):
     and starts anyway).
     """
     service._raiseSynchronously = True
+
+
+def shareOnStop(port):
+    """
+    Make the listening C{port} close only this process's descriptor of its
+    socket when stopped, without shutting the socket down: another process
+    that shares it (an upgrade's new process) goes on accepting from it.
+    """
+    port._shouldShutdown = False

@@ -248,6 +248,17 @@ async def reloadConfig(client, options, out, reactor):
         out.write(f"reloaded: version {result.get('version')}: {result.get('changes')}\n")
 
 
+async def upgradeProcess(client, options, out, reactor):
+    result = await client.upgrade()
+    if options.json:
+        out.write(dumpJSON(result))
+    else:
+        out.write(
+            f"upgraded: the new process (PID {result.get('pid')}) serves; the old one "
+            f"(PID {result.get('old')}) exits once its requests in flight finish\n"
+        )
+
+
 # Arguments
 
 
@@ -370,6 +381,14 @@ def makeParser(out=None):
         reloadConfig,
         "read the balancer's config file again and apply it, as kill -HUP does; "
         "a config that cannot be applied changes nothing (exit status 1, with why)",
+        targeted=False,
+    )
+    command(
+        "upgrade",
+        upgradeProcess,
+        "start a new balancer process (new code and interpreter, same command line) on "
+        "the same listening sockets, as kill -USR2 does; the old one finishes its requests "
+        "and exits; a new process that fails leaves the old one serving (exit status 1)",
         targeted=False,
     )
     rolling = command(

@@ -141,10 +141,13 @@ class ManagerClient:
             f"/members/{quote(member, safe='')}"
         )
 
-    async def request(self, method, url, body=None):
+    async def request(self, method, url, body=None, timeout=None):
         """
         One API request: the answer's JSON object, or L{CommandError}.
+
+        @param timeout: seconds to wait (by default the client's).
         """
+        timeout = self.timeout if timeout is None else timeout
         headers = {}
         data = None
         if self.token is not None:
@@ -159,12 +162,12 @@ class ManagerClient:
                 headers=headers,
                 data=data,
                 allow_redirects=False,
-                timeout=self.timeout,
+                timeout=timeout,
                 reactor=self.reactor,
             )
             content = await treq.content(response)
         except _NETWORK_ERRORS as e:
-            reason = networkReason(e, self.timeout)
+            reason = networkReason(e, timeout)
             raise CommandError(f"cannot reach the manager at {self.base}: {reason}")
         return decodeAnswer(self.base, response.code, content, self.token is not None)
 
@@ -193,6 +196,16 @@ class ManagerClient:
         Have the balancer read its config file again and apply it.
         """
         return self.request("POST", f"{self.base}/api/reload", {})
+
+    def upgrade(self):
+        """
+        Have the balancer hand over to a new process of itself.
+        """
+        from playbalancer.upgrade import READY_TIMEOUT
+
+        return self.request(
+            "POST", f"{self.base}/api/upgrade", {}, timeout=max(self.timeout, READY_TIMEOUT + 10)
+        )
 
 
 # Formatting

@@ -73,7 +73,7 @@ def readJSON(request):
 class ApiResource(resource.Resource):
     """
     C{GET api/status}; C{GET, POST, PUT, DELETE
-    api/balancers/<b>/members/<m>}; C{POST api/reload}.
+    api/balancers/<b>/members/<m>}; C{POST api/reload}, C{POST api/upgrade}.
     """
 
     isLeaf = True
@@ -109,6 +109,8 @@ class ApiResource(resource.Resource):
             return jsonResponse(request, 200, status)
         if path == [b"reload"]:
             return self._reload(request)
+        if path == [b"upgrade"]:
+            return self._upgrade(request)
         if len(path) == 4 and path[0] == b"balancers" and path[2] == b"members":
             try:
                 balancerName, memberName = path[1].decode("utf-8"), path[3].decode("utf-8")
@@ -134,6 +136,30 @@ class ApiResource(resource.Resource):
             raise ChangeError(404, "this balancer cannot reload")
         result = reloader.reload(self.root.who(request))
         return jsonResponse(request, 200 if result.ok else 400, result.asJSON())
+
+    def _upgrade(self, request):
+        """
+        C{POST api/upgrade}: hand over to a new process (see
+        L{playbalancer.upgrade}); answered once it serves (200, with its
+        PID) or failed (500, with why; this process serves on).
+        """
+        if request.method != b"POST":
+            request.setHeader(b"allow", b"POST")
+            raise ChangeError(405, "upgrade with POST")
+        if not sameOrigin(request):
+            raise ChangeError(403, "cross-site requests are refused")
+        readJSON(request)
+        upgrader = getattr(self.root, "upgrader", None)
+        if upgrader is None:
+            raise ChangeError(404, "this balancer cannot upgrade")
+
+        def answer(result):
+            if not request.finished and not getattr(request, "_disconnected", False):
+                request.write(jsonResponse(request, 200 if result.ok else 500, result.asJSON()))
+                request.finish()
+
+        upgrader.upgrade(self.root.who(request)).addCallback(answer)
+        return NOT_DONE_YET
 
     def _member(self, request, balancerName, memberName):
         method = request.method

@@ -1,0 +1,99 @@
+"""
+How a running C{twistd playbalancer} changes without a restart: C{SIGHUP}
+reloads the config (L{playbalancer.reload}), C{SIGUSR2} hands over to a
+new process (L{playbalancer.upgrade}); the manager offers both.  This
+module wires them to the service C{makeService} builds.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from twisted.application.service import Service
+
+from playbalancer import memberstate
+
+
+class OnSignal(Service):
+    """
+    While running, signal C{number} calls C{action(name)} in the reactor
+    thread (C{name}: the signal's, e.g. C{"SIGHUP"}).
+    """
+
+    def __init__(self, number, action, reactor):
+        self.number = number
+        self.action = action
+        self.reactor = reactor
+        self._previous = None
+
+    def startService(self):
+        Service.startService(self)
+        try:
+            self._previous = signal.signal(self.number, self._signalled)
+        except ValueError:  # not the main thread (tests)
+            self._previous = None
+
+    def _signalled(self, number, frame):
+        self.reactor.callFromThread(self.action, signal.Signals(number).name)
+
+    def stopService(self):
+        Service.stopService(self)
+        if self._previous is not None:
+            signal.signal(self.number, self._previous)
+            self._previous = None
+
+
+def handedState(balancers, configured):
+    """
+    The member state an upgrade hands over: admin state, weight, standby,
+    members added and removed at run time, and why members are down.
+    """
+    return memberstate.snapshot(balancers, configured, health=True)
+
+
+def applyHandedState(state, balancers, clock):
+    """
+    Put the state the old process handed over onto freshly built
+    balancers: its run-time changes, and its members that are down stay
+    down until their checks pass.
+    """
+    memberstate.apply(state, balancers, "upgrade")
+    now = clock.seconds()
+    for name, table in state.get("balancers", {}).items():
+        balancer = balancers.get(name)
+        if balancer is None or not balancer.activeChecks:
+            continue
+        for memberName, item in table.get("members", {}).items():
+            member = balancer.member(memberName)
+            if member is not None and item.get("down"):
+                balancer.memberHealth.markDown(member, item["down"], now)
+
+
+def addLifecycle(top, running, options, reactor, keeper=None, node=None):
+    """
+    Give C{top} (made by C{makeService}) its reloader and upgrader, the
+    signals that start them, and the service that says when it serves.
+    """
+    from playbalancer.handover import Serving
+    from playbalancer.reload import Reloader
+    from playbalancer.upgrade import Upgrader
+
+    loader = getattr(options, "loader", None)  # (Options made by hand have none)
+    reloader = Reloader(running, loader() if loader is not None else None, keeper)
+    configured = lambda: {  # noqa: E731
+        name: {m.name for m in b.members} for name, b in running.config.balancers.items()
+    }
+    upgrader = Upgrader(
+        running,
+        reactor,
+        lambda: handedState(running.balancers, configured()),
+        lambda: reactor.stop(),  # (looked up late: a test's clock has none)
+    )
+    OnSignal(signal.SIGHUP, reloader.reload, reactor).setServiceParent(top)
+    OnSignal(signal.SIGUSR2, upgrader.upgrade, reactor).setServiceParent(top)
+    if running.manager is not None:
+        running.manager.reloader = reloader
+        running.manager.upgrader = upgrader
+    Serving(running.handover, reactor, node.ready if node is not None else None).setServiceParent(top)
+    top.reloader = reloader
+    top.upgrader = upgrader

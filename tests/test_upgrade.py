@@ -1,0 +1,227 @@
+"""
+The binary upgrade (L{playbalancer.upgrade}) of a real C{twistd
+playbalancer}: a new process takes over the listening sockets while the
+old one finishes what it has in flight; no connection is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+
+import treq
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketServerFactory
+from treq.client import HTTPClient
+from twisted.internet import defer, reactor
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from playbalancer.demo import TWISTD
+from playbalancer.handover import alive
+from playbalancer.testing import MemberServer, freePorts, waitUntil
+from playbalancer.testing.twistd import TwistdProcess, TwistdTestCase, childrenOf
+from tests.test_websocket import _Client, _EchoMember
+
+
+def endProcess(pid):
+    """
+    SIGTERM to C{pid} (a process a test's balancer started) if it runs.
+    """
+    if alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        return waitUntil(lambda: not alive(pid), reactor, timeout=20)
+    return None
+
+
+class UpgradeTests(TwistdTestCase):
+    timeout = 120
+
+    async def startBalancer(self, extra=""):
+        """
+        twistd with a PID file: a balancer C{web} over two members on one
+        listener, C{ws} over a WebSocket echo member on another, and a
+        manager.
+        """
+        self.members = [MemberServer(name, reactor).start() for name in ("app1", "app2")]
+        for member in self.members:
+            self.addCleanup(member.stop)
+        echo = WebSocketServerFactory()
+        echo.protocol = _EchoMember
+        echo.opened, echo.received = [], []
+        port = reactor.listenTCP(0, echo, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(lambda: [p.transport.abortConnection() for p in echo.opened])
+        front, wsFront, manager = freePorts(3)
+        self.configPath = self.mktemp()
+        self.pidfile = os.path.abspath(self.mktemp())
+        with open(self.configPath, "w") as f:
+            f.write(
+                f"""
+shutdown_grace = 60
+{extra}
+[[listen]]
+endpoint = "tcp:{front}:interface=127.0.0.1"
+balancer = "web"
+
+[[listen]]
+endpoint = "tcp:{wsFront}:interface=127.0.0.1"
+balancer = "ws"
+
+[balancer.web]
+[[balancer.web.member]]
+name = "app1"
+url = "{self.members[0].url}"
+[[balancer.web.member]]
+name = "app2"
+url = "{self.members[1].url}"
+
+[balancer.ws]
+[[balancer.ws.member]]
+name = "echo"
+url = "http://127.0.0.1:{port.getHost().port}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+            )
+        self.logPath = self.mktemp()
+        self.child = TwistdProcess(
+            self.configPath,
+            self.logPath,
+            command=["-c", TWISTD, "-n", f"--pidfile={self.pidfile}"],
+        )
+        self.addCleanup(self.child.stop, 15.0)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.client = HTTPClient(Agent(reactor, pool=pool))
+        self.base = f"http://127.0.0.1:{front}"
+        self.wsPort = wsFront
+        self.manager = f"http://127.0.0.1:{manager}"
+        await self.waitServing(1)
+        await waitUntil(lambda: _pid(self.pidfile) == self.child.pid, reactor)
+
+    async def command(self, *args):
+        from playbalancer.ctl.cli import run
+
+        out, err = io.StringIO(), io.StringIO()
+        code = await run(reactor, ["--manager", self.manager] + list(args), out, err, environ={})
+        return code, out.getvalue(), err.getvalue()
+
+    def openTunnel(self):
+        client = WebSocketClientFactory(f"ws://127.0.0.1:{self.wsPort}/")
+        client.protocol = _Client
+        client.protocols, client.messages, client.closed = [], [], defer.Deferred()
+        reactor.connectTCP("127.0.0.1", self.wsPort, client)
+        return client
+
+    async def test_upgradeUnderLoad(self):
+        """
+        Under a stream of new connections, with a slow download and a
+        WebSocket tunnel open and a member drained: the new process takes
+        over (the CLI names it), no request fails and no connection is
+        refused; the download completes and the tunnel goes on, on the old
+        process, which exits once they are done; the drain carries over and
+        the PID file names the new process.
+        """
+        await self.startBalancer()
+        await self.change("app2", {"admin": "drain"})
+        tunnel = self.openTunnel()
+        await waitUntil(lambda: tunnel.messages, reactor)
+        arrived = self.members[0].hold.arrival()
+        download = self.client.get(self.base + "/hold")
+        await arrived
+
+        results = {"ok": 0, "failed": []}
+        running = [True]
+
+        async def load():
+            while running[0]:
+                try:
+                    response = await self.client.get(self.base + "/")
+                    await treq.content(response)
+                    if response.code == 200:
+                        results["ok"] += 1
+                    else:
+                        results["failed"].append(response.code)
+                except Exception as e:
+                    results["failed"].append(repr(e))
+
+        loops = [defer.ensureDeferred(load()) for _ in range(3)]
+        code, out, err = await self.command("upgrade")
+        self.assertEqual((code, err), (0, ""), out)
+        newPid = int(out.split("PID ")[1].split(")")[0])
+        self.addCleanup(endProcess, newPid)
+        self.assertNotEqual(newPid, self.child.pid)
+        self.assertTrue(alive(newPid))
+        before = results["ok"]
+        await waitUntil(lambda: results["ok"] >= before + 20, reactor, timeout=30)
+
+        status = await self.status()
+        self.assertEqual(status["balancers"]["web"]["members"]["app2"]["admin"], "drain")
+        self.assertTrue(self.child.running(), "the old process left before its requests ended")
+        tunnel.protocols[0].sendMessage(b"after")
+        await waitUntil(lambda: len(tunnel.messages) == 2, reactor)
+        self.assertEqual(tunnel.messages[1], b"AFTER")
+        tunnel.protocols[0].sendClose(1000)
+        self.assertEqual(await tunnel.closed, (True, 1000))
+        self.members[0].hold.release(b"the whole download\n")
+        response = await download
+        self.assertEqual((response.code, await treq.content(response)), (200, b"the whole download\n"))
+        await waitUntil(lambda: not self.child.running(), reactor, timeout=30)
+        running[0] = False
+        await defer.gatherResults(loops)
+        self.assertEqual(results["failed"], [])
+        self.assertGreater(results["ok"], before)
+        await waitUntil(lambda: _pid(self.pidfile) == newPid, reactor)
+        self.assertFalse(os.path.exists(self.pidfile + ".oldbin"))
+        self.assertEqual((await self.get("/")).code, 200)
+
+    async def test_hangUpSignalOnTheNewProcess(self):
+        """
+        The new process is a whole balancer: C{SIGUSR2} upgrades it too
+        (the PID file follows), and the new one serves.
+        """
+        await self.startBalancer()
+        os.kill(self.child.pid, signal.SIGUSR2)
+        await waitUntil(lambda: not self.child.running(), reactor, timeout=30)
+        second = _pid(self.pidfile)
+        await waitUntil(lambda: _pid(self.pidfile) not in (None, self.child.pid), reactor)
+        second = _pid(self.pidfile)
+        self.addCleanup(endProcess, second)
+        os.kill(second, signal.SIGUSR2)
+        await waitUntil(lambda: not alive(second), reactor, timeout=30)
+        await waitUntil(lambda: _pid(self.pidfile) not in (None, second), reactor)
+        third = _pid(self.pidfile)
+        self.addCleanup(endProcess, third)
+        self.assertEqual((await self.get("/")).code, 200)
+
+    async def test_failedUpgradeKeepsServing(self):
+        """
+        A new process that cannot start (its config no longer checks out)
+        leaves the old one serving, with its PID file; the CLI says why
+        and exits 1.
+        """
+        await self.startBalancer()
+        with open(self.configPath) as f:
+            text = f.read()
+        with open(self.configPath, "w") as f:
+            f.write(text.replace('name = "app2"', 'name = "app2"\nweight = -1'))
+        code, out, err = await self.command("upgrade")
+        self.assertEqual(code, 1)
+        self.assertEqual(
+            err,
+            "playbalancer: balancer.web.member[1].weight: expected a whole number >= 0, got -1\n",
+        )
+        self.assertTrue(self.child.running())
+        self.assertEqual(_pid(self.pidfile), self.child.pid)
+        self.assertEqual((await self.get("/")).code, 200)
+        await waitUntil(lambda: not childrenOf(self.child.pid), reactor, timeout=20)
+        self.assertIn("upgrade failed, this process serves on", self.twistdLog())
+
+
+def _pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
