@@ -69,7 +69,7 @@ def applyHandedState(state, balancers, clock):
                 balancer.memberHealth.markDown(member, item["down"], now)
 
 
-def addLifecycle(top, running, options, reactor, keeper=None, node=None):
+def addLifecycle(top, running, options, reactor, keeper=None, node=None, supervisor=None):
     """
     Give C{top} (made by C{makeService}) its reloader and upgrader, the
     signals that start them, and the service that says when it serves.
@@ -79,7 +79,7 @@ def addLifecycle(top, running, options, reactor, keeper=None, node=None):
     from playbalancer.upgrade import Upgrader
 
     loader = getattr(options, "loader", None)  # (Options made by hand have none)
-    reloader = Reloader(running, loader() if loader is not None else None, keeper)
+    reloader = Reloader(running, loader() if loader is not None else None, keeper, supervisor)
     configured = lambda: {  # noqa: E731
         name: {m.name for m in b.members} for name, b in running.config.balancers.items()
     }
@@ -94,6 +94,11 @@ def addLifecycle(top, running, options, reactor, keeper=None, node=None):
     if running.manager is not None:
         running.manager.reloader = reloader
         running.manager.upgrader = upgrader
-    Serving(running.handover, reactor, node.ready if node is not None else None).setServiceParent(top)
+    ready = [d for d in (node and node.ready, supervisor and supervisor.ready) if d is not None]
+    if ready:
+        from twisted.internet.defer import gatherResults
+
+        ready = gatherResults(ready)
+    Serving(running.handover, reactor, ready or None).setServiceParent(top)
     top.reloader = reloader
     top.upgrader = upgrader

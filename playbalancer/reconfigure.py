@@ -120,6 +120,8 @@ class Reconfiguration:
                     else None
                 )
         self._prepareManager()
+        if running.parent is None:
+            return  # worker processes serve the listeners
         for old, new in diff.listenersKept:
             if new.mode == "http":
                 self.routes[new.endpoint] = running.routesFor(
@@ -202,7 +204,8 @@ class Reconfiguration:
             if checker is not None:
                 running.checkers[name] = checker
                 checker.setServiceParent(running.top)
-        self._changeListeners()
+        if running.parent is not None:
+            self._changeListeners()
         for name in diff.balancersRemoved:
             self._removeBalancer(name)
         running.config = self.config

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twisted.internet.defer import succeed
 from twisted.logger import Logger
 
 from playbalancer.config import ConfigError
@@ -46,39 +47,77 @@ class Reloader:
         or raises L{ConfigError}; L{None} for a balancer started without
         a file.
     @param keeper: the L{playbalancer.statefile.StateKeeper}, if any.
+    @param supervisor: the L{playbalancer.workers.WorkerSupervisor} when
+        worker processes serve the listeners: a reload starts a new
+        generation of them on the new config, and is done once all serve.
     """
 
-    def __init__(self, running, load, keeper=None):
+    def __init__(self, running, load, keeper=None, supervisor=None):
         self.running = running
         self.load = load
         self.keeper = keeper
+        self.supervisor = supervisor
         self.version = 1
         #: The last L{ReloadResult}, or L{None}.
         self.last = None
+        self._current = None
 
     def reload(self, who="signal"):
         """
-        Read the file and apply it.
+        Read the file and apply it, one reload at a time.
 
-        @return: a L{ReloadResult}.
+        @return: a L{Deferred} firing with a L{ReloadResult} (at once
+            without worker processes).
         """
+        if self._current is not None:
+            return succeed(
+                ReloadResult(False, self.version, error="a reload is already under way")
+            )
+        sockets = None
         try:
             if self.load is None:
                 raise ConfigError("", "started without --config: there is no file to reload")
             config, schedulers = self.load()
-            if config.workers > 1:
-                raise ConfigError("workers", "a reload with workers > 1 is not supported yet")
             self.running.schedulers = schedulers
             plan = prepare(self.running, config, self.keeper)
+            if self.supervisor is not None:
+                try:
+                    sockets = self._workerSockets(config)
+                except ConfigError:
+                    plan.cancel()
+                    raise
         except ConfigError as e:
-            return self._refused(str(e), who)
+            return succeed(self._refused(str(e), who))
         try:
             changes = plan.apply()
         except Exception:
             # A bug: say so, and keep serving what there is.
             _log.failure("reload by {who}: could not apply it whole", who=who)
-            return self._refused("internal error while applying; see the log", who)
-        self.version += 1
+            return succeed(self._refused("internal error while applying; see the log", who))
+        version = self.version + 1
+        if sockets is None:
+            return succeed(self._applied(version, changes, who))
+        self._current = self.supervisor.switch(config, sockets)
+        self._current.addCallback(lambda _: self._applied(version, changes, who))
+
+        def done(result):
+            self._current = None
+            return result
+
+        return self._current.addBoth(done)
+
+    def _workerSockets(self, config):
+        supervisor = self.supervisor
+        current = dict(zip((l.endpoint for l in supervisor.config.listeners), supervisor.sockets))
+        from playbalancer.workers.supervisor import CannotListen
+
+        try:
+            return supervisor.socketsFor(config, reuse=current)
+        except CannotListen as e:
+            raise ConfigError(f"listen[{e.index}].endpoint", str(e))
+
+    def _applied(self, version, changes, who):
+        self.version = version
         _log.info(
             "configuration reloaded by {who} (version {version}): {changes}",
             who=who,

@@ -85,6 +85,8 @@ class Running:
         self.others = {}
         #: The L{playbalancer.handover.Handover} this process started with.
         self.handover = NONE
+        #: The L{playbalancer.workers.WorkerSupervisor}, when workers serve.
+        self.supervisor = None
         self._resolvers = []
         self._accessLogs = {}
 
@@ -260,6 +262,8 @@ class Running:
         from playbalancer._net.internals import shareOnStop
 
         sockets = {}
+        if self.supervisor is not None:
+            sockets.update(self.supervisor.listeningSockets())
         for description, service in services.items():
             fd = service.listeningSocket()
             if fd is not None:

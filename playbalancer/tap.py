@@ -320,6 +320,7 @@ def _makeService(options, reactor, handover):
     supervisor = None
     if config.workers > 1:
         from playbalancer.workers import WorkerSupervisor
+        from playbalancer.workers.supervisor import CannotListen
 
         try:
             supervisor = WorkerSupervisor(
@@ -328,10 +329,12 @@ def _makeService(options, reactor, handover):
                 reactor,
                 listeners,
                 [listenerName(listener.endpoint) for listener in config.listeners],
+                handover=handover,
             )
-        except (OSError, ValueError) as e:
-            _fail(f"cannot listen: {e}")
+        except CannotListen as e:
+            _fail(f"listen[{e.index}].endpoint: {e}")
         supervisor.setServiceParent(top)
+        running.supervisor = supervisor
         if manager is not None:
             # drain --wait waits for every worker (see tierState).
             manager.workers = supervisor
@@ -364,7 +367,7 @@ def _makeService(options, reactor, handover):
     _HeapSettler(settleHeap, trimmer).setServiceParent(top)
     from playbalancer.lifecycle import addLifecycle
 
-    addLifecycle(top, running, options, reactor, keeper, node)
+    addLifecycle(top, running, options, reactor, keeper, node, supervisor)
     top.balancers = balancers
     #: [(name, front factory)] of the listeners this process serves.
     top.listeners = listeners

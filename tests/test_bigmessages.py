@@ -152,7 +152,7 @@ class LatencyReportTests(SynchronousTestCase):
         parent = Balancer("web", RoundRobinScheduler(), members, clock)
         config = SimpleNamespace(workers=2, listeners=[], raw={})
         supervisor = WorkerSupervisor(config, {"web": parent}, clock, [], [])
-        supervisor.gotReport(0, report)
+        supervisor.gotReport(SimpleNamespace(index=0, generation=0), report)
         self.assertEqual(parent.members[0].latency(12.0), (0.375, 0.5))
 
 

@@ -588,6 +588,51 @@ class GracefulStopTests(ProxyTestCase):
         await waitUntil(lambda: done, reactor)
         self.assertEqual(site.connections, set())
 
+    async def test_newConnectionGetsItsFirstRequestAnswered(self):
+        """
+        A connection accepted just before the stop, whose request is still
+        on its way, is not closed as idle: its request is answered (with
+        C{Connection: close}); a keep-alive connection between requests is
+        closed at once.
+        """
+        from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+        from twisted.internet.protocol import Protocol
+
+        from playbalancer.site import GracefulService
+        from playbalancer.testing import waitUntil
+
+        class Quiet(Protocol):
+            def __init__(self):
+                self.received = b""
+                self.closed = defer.Deferred()
+
+            def dataReceived(self, data):
+                self.received += data
+
+            def connectionLost(self, reason):
+                self.closed.callback(self.received)
+
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        site = self.front
+        service = GracefulService(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), site, reactor)
+        service.startService()
+        port = service._waitingForPort.result.getHost().port
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        fresh = await connectProtocol(endpoint, Quiet())
+        kept = await connectProtocol(endpoint, Quiet())
+        kept.transport.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await waitUntil(lambda: b"Hello from app1" in kept.received, reactor)
+        await waitUntil(lambda: len(site.connections) == 2, reactor)
+        stopped = service.stopService()
+        self.assertIn(b"Hello from app1", await kept.closed)
+        self.assertFalse(fresh.closed.called)
+        fresh.transport.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await fresh.closed
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:40])
+        self.assertIn(b"Connection: close", answer.split(b"\r\n\r\n")[0])
+        await stopped
+
 
 class AcceptProxyProtocolTests(ProxyTestCase):
     async def test_clientAddressFromProxyLine(self):

@@ -140,7 +140,7 @@ class ConfigServiceCase(RoutedTestCase):
 
     def reload(self, text):
         self.write(text)
-        return self.service.reloader.reload("test")
+        return self.successResultOf(self.service.reloader.reload("test"))
 
     async def portOf(self, endpoint):
         port = await self.service.runtime.served[endpoint].service._waitingForPort
@@ -206,7 +206,8 @@ class ReloadTests(ConfigServiceCase):
         self.assertIn("balancer.web.member[0].weight", result.error)
         self.assertEqual(result.version, 1)
         self.write("not [toml")
-        self.assertIn("not valid TOML", self.service.reloader.reload("test").error)
+        result = self.successResultOf(self.service.reloader.reload("test"))
+        self.assertIn("not valid TOML", result.error)
         response, _ = await self.get("/")
         self.assertEqual(servedBy(response), "first")
         self.assertEqual([m.name for m in self.service.balancers["web"].members], ["first"])

@@ -225,3 +225,108 @@ def _pid(path):
             return int(f.read().strip())
     except (OSError, ValueError):
         return None
+
+
+class Load:
+    """
+    New connections, one request each, from a few loops, until stopped:
+    counts the good answers and lists the failures.
+    """
+
+    def __init__(self, client, url, loops=3):
+        self.ok = 0
+        self.failed = []
+        self.running = True
+
+        async def loop():
+            while self.running:
+                try:
+                    response = await client.get(url)
+                    await treq.content(response)
+                    if response.code == 200:
+                        self.ok += 1
+                    else:
+                        self.failed.append(response.code)
+                except Exception as e:
+                    self.failed.append(repr(e))
+
+        self.loops = [defer.ensureDeferred(loop()) for _ in range(loops)]
+
+    async def stop(self):
+        self.running = False
+        await defer.gatherResults(self.loops)
+
+
+class WorkersTests(TwistdTestCase):
+    """
+    Reload and upgrade with C{workers = 2}: a new generation of workers
+    (or a new parent and its workers) takes over; none of the requests
+    sent meanwhile fails.
+    """
+
+    timeout = 120
+
+    async def command(self, *args):
+        from playbalancer.ctl.cli import run
+
+        out, err = io.StringIO(), io.StringIO()
+        code = await run(reactor, ["--manager", self.manager] + list(args), out, err, environ={})
+        return code, out.getvalue(), err.getvalue()
+
+    async def test_reloadStartsANewGeneration(self):
+        """
+        A reload that adds a member and a listener is done once the new
+        workers serve it; the old workers then exit; nothing fails.
+        """
+        await self.startTwoMembers(workers=2)
+        old = childrenOf(self.child.pid)
+        third = MemberServer("app3", reactor).start()
+        self.addCleanup(third.stop)
+        second = freePorts(1)[0]
+        with open(self.configPath) as f:
+            text = f.read()
+        text = text.replace(
+            "[balancer.web]",
+            f'[[listen]]\nendpoint = "tcp:{second}:interface=127.0.0.1"\nbalancer = "web"\n\n'
+            "[balancer.web]",
+        ).replace("[manager]", f'[[balancer.web.member]]\nname = "app3"\nurl = "{third.url}"\n\n[manager]')
+        with open(self.configPath, "w") as f:
+            f.write(text)
+        load = Load(self.client, self.base + "/")
+        code, out, err = await self.command("reload")
+        self.assertEqual((code, err), (0, ""), out)
+        self.assertIn("version 2", out)
+        new = childrenOf(self.child.pid) - old
+        self.assertEqual(len(new), 2)
+        response = await self.client.get(f"http://127.0.0.1:{second}/")
+        await treq.content(response)
+        self.assertEqual(response.code, 200)
+        await waitUntil(lambda: childrenOf(self.child.pid) == new, reactor, timeout=30)
+        served = set()
+        for _ in range(12):
+            response = await self.get("/")
+            served.add(response.headers.getRawHeaders(b"x-served-by")[0].decode())
+        self.assertEqual(served, {"app1", "app2", "app3"})
+        await load.stop()
+        self.assertEqual(load.failed, [])
+        self.assertGreater(load.ok, 0)
+
+    async def test_upgrade(self):
+        """
+        An upgrade hands every worker socket to the new parent, whose
+        workers serve before the old ones stop; nothing fails.
+        """
+        await self.startTwoMembers(workers=2)
+        load = Load(self.client, self.base + "/")
+        code, out, err = await self.command("upgrade")
+        self.assertEqual((code, err), (0, ""), out)
+        newPid = int(out.split("PID ")[1].split(")")[0])
+        self.addCleanup(endProcess, newPid)
+        self.assertEqual(len(childrenOf(newPid)), 2)
+        await waitUntil(lambda: not self.child.running(), reactor, timeout=30)
+        before = load.ok
+        await waitUntil(lambda: load.ok >= before + 20, reactor, timeout=30)
+        await load.stop()
+        self.assertEqual(load.failed, [])
+        status = await self.status()
+        self.assertEqual(sorted(status["balancers"]["web"]["members"]), ["app1", "app2"])

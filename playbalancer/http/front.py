@@ -61,6 +61,8 @@ class FrontConnection(Protocol):
         self.exchange = None
         self.deadline = None
         self.closing = False
+        #: No request answered yet: its first may be on its way.
+        self.fresh = True
         self.client = None
         self.secure = False
         # (Each route has its own body limit: see _dispatch.)
@@ -311,6 +313,7 @@ class FrontConnection(Protocol):
         The current exchange wrote its whole response.
         """
         self.exchange = None
+        self.fresh = False
         if self.state == _CLOSED:
             return
         if not keepAlive or self.closing or self.state == _BODY:
@@ -403,10 +406,13 @@ class FrontConnection(Protocol):
 
     def closeGracefully(self):
         """
-        Close once the current response is done; at once if idle.
+        Close once the current response is done; at once if idle between
+        requests.  A new connection that has sent nothing yet gets its
+        first request answered (with C{Connection: close}) or its header
+        timeout: its client may have sent that request already.
         """
         self.closing = True
-        if self.state == _HEAD and self.exchange is None and not self.buffer:
+        if self.state == _HEAD and self.exchange is None and not self.buffer and not self.fresh:
             self.close()
 
     # Handing over to another protocol

@@ -122,8 +122,8 @@ class ApiResource(resource.Resource):
     def _reload(self, request):
         """
         C{POST api/reload}: read the config file again and apply it (see
-        L{playbalancer.reload}); 200 with what changed, or 400 with why
-        nothing did.
+        L{playbalancer.reload}); 200 with what changed once applied (by
+        every worker process), or 400 with why nothing did.
         """
         if request.method != b"POST":
             request.setHeader(b"allow", b"POST")
@@ -134,8 +134,13 @@ class ApiResource(resource.Resource):
         reloader = getattr(self.root, "reloader", None)
         if reloader is None:
             raise ChangeError(404, "this balancer cannot reload")
-        result = reloader.reload(self.root.who(request))
-        return jsonResponse(request, 200 if result.ok else 400, result.asJSON())
+        def answer(result):
+            if not request.finished and not getattr(request, "_disconnected", False):
+                request.write(jsonResponse(request, 200 if result.ok else 400, result.asJSON()))
+                request.finish()
+
+        reloader.reload(self.root.who(request)).addCallback(answer)
+        return NOT_DONE_YET
 
     def _upgrade(self, request):
         """

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import signal
+import socket as _socket
 import sys
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -27,14 +29,14 @@ _log = Logger(namespace="playbalancer.workers")
 
 
 class _WorkerControl(PieceReceiver, amp.AMP):
-    def __init__(self, supervisor, index):
+    def __init__(self, supervisor, process):
         amp.AMP.__init__(self)
         self.supervisor = supervisor
-        self.index = index
+        self.process = process
 
     def messageReceived(self, kind, message):
         if kind == "report":
-            self.supervisor.gotReport(self.index, message)
+            self.supervisor.gotReport(self.process, message)
 
 
 class _ProcessAddress:
@@ -74,10 +76,12 @@ class _WorkerProcess(ProcessProtocol):
     standard error into our log.
     """
 
-    def __init__(self, supervisor, index):
+    def __init__(self, supervisor, index, generation=0):
         self.supervisor = supervisor
         self.index = index
-        self.control = _WorkerControl(supervisor, index)
+        #: Which config it serves: a reload starts a new generation.
+        self.generation = generation
+        self.control = _WorkerControl(supervisor, self)
         self.pid = None
 
     def connectionMade(self):
@@ -111,6 +115,17 @@ class _SummedListener:
         return self.routes
 
 
+class CannotListen(Exception):
+    """
+    The listener at C{index} (its C{endpoint}) cannot be listened on.
+    """
+
+    def __init__(self, index, endpoint, error):
+        Exception.__init__(self, f"cannot listen on {endpoint}: {error}")
+        self.index = index
+        self.endpoint = endpoint
+
+
 class WorkerSupervisor(Service):
     """
     Runs the workers and keeps them and the parent's view in step.
@@ -120,24 +135,28 @@ class WorkerSupervisor(Service):
     @param listeners: filled with C{(name, summed counters)} for metrics.
     """
 
-    def __init__(self, config, balancers, reactor, listeners, names):
+    def __init__(self, config, balancers, reactor, listeners, names, handover=None):
         self.config = config
         self.balancers = balancers
         self.reactor = reactor
         self.count = config.workers
+        self.handover = handover
         # sockets[listener][worker]: the parent keeps them all open, so a
         # worker started again finds its own, with the connections queued
         # on it meanwhile.
-        self.sockets = []
-        for listener in config.listeners:
-            first = listeningSocket(listener.endpoint)
-            port = first.getsockname()[1]
-            others = [listeningSocket(listener.endpoint, port) for _ in range(self.count - 1)]
-            self.sockets.append([first] + others)
+        self.sockets = self.socketsFor(config)
         self.ports = [group[0].getsockname()[1] for group in self.sockets]
+        self.listeners = listeners
         self.summed = [_SummedListener() for _ in config.listeners]
         listeners.extend(zip(names, self.summed))
+        #: The workers of the current generation, by index.
         self.workers = {}
+        self.generation = 0
+        #: Workers of earlier generations, finishing their requests.
+        self.leaving = {}
+        #: Fires once every worker of the first generation has reported.
+        self.ready = Deferred()
+        self._generationReady = self.ready
         self.reports = {}
         self.retired = {}
         self.version = 0
@@ -146,6 +165,53 @@ class WorkerSupervisor(Service):
         self._previousUSR1 = None
         self._push = None
         self._stopping = False
+
+    def socketsFor(self, config, reuse=None):
+        """
+        The listening sockets of C{config}'s listeners, one per worker:
+        the groups in C{reuse} (C{{endpoint: group}}) or handed over by an
+        upgrade where they exist, new ones otherwise.
+
+        @raise CannotListen: when one cannot be opened (those opened here
+            are closed again), or for an endpoint workers cannot serve.
+        """
+        reuse = reuse or {}
+        groups, opened = [], []
+        try:
+            for index, listener in enumerate(config.listeners):
+                group = list(reuse.get(listener.endpoint) or self._handedOver(listener.endpoint))
+                while len(group) < self.count:
+                    port = group[0].getsockname()[1] if group else None
+                    try:
+                        sock = listeningSocket(listener.endpoint, port)
+                    except (OSError, ValueError) as e:
+                        raise CannotListen(index, listener.endpoint, e)
+                    opened.append(sock)
+                    group.append(sock)
+                groups.append(group)
+        except BaseException:
+            for sock in opened:
+                sock.close()
+            raise
+        return groups
+
+    def _handedOver(self, endpoint):
+        if self.handover is None:
+            return []
+        group = [_socket.socket(fileno=fd) for fd in self.handover.takeSockets(endpoint)]
+        for extra in group[self.count:]:
+            extra.close()
+        return group[: self.count]
+
+    def listeningSockets(self):
+        """
+        C{{endpoint: [file descriptor, ...]}} of the workers' sockets, for
+        an upgrade.
+        """
+        return {
+            listener.endpoint: [sock.fileno() for sock in group]
+            for listener, group in zip(self.config.listeners, self.sockets)
+        }
 
     def startService(self):
         Service.startService(self)
@@ -182,8 +248,10 @@ class WorkerSupervisor(Service):
                 )
             )
 
-    def _spawn(self, index):
-        if self._stopping:
+    def _spawn(self, index, generation=None):
+        if generation is None:
+            generation = self.generation
+        if self._stopping or generation != self.generation:
             return
         childFDs = {0: "w", 1: "r", 2: "r"}
         fds = []
@@ -200,7 +268,7 @@ class WorkerSupervisor(Service):
             {"config": self.config.raw, "fds": fds, "index": index, "stdout": stdout}
         )
         self.reactor.spawnProcess(
-            _WorkerProcess(self, index),
+            _WorkerProcess(self, index, generation),
             sys.executable,
             [sys.executable, "-m", "playbalancer.worker"],
             env=env,
@@ -208,6 +276,11 @@ class WorkerSupervisor(Service):
         )
 
     def workerStarted(self, process):
+        if process.generation != self.generation:
+            # Started just before a reload: it serves the old config.
+            self.leaving[process] = None
+            self._retire(process)
+            return
         self.workers[process.index] = process
         _log.info(
             "worker {index} started (pid {pid})",
@@ -218,13 +291,21 @@ class WorkerSupervisor(Service):
         self._send(process)
 
     def workerEnded(self, process, reason):
+        if process in self.leaving:
+            last = self.leaving.pop(process)
+            if last is not None:
+                fold(self.retired, {"members": last.get("members", {})})
+            self._sum()
+            if not self.leaving:
+                self._closeUnused()
+            return
         if self.workers.get(process.index) is process:
             del self.workers[process.index]
         last = self.reports.pop(process.index, None)
         if last is not None:
             fold(self.retired, last)
         self._sum()
-        if not self._stopping:
+        if not self._stopping and process.generation == self.generation:
             _log.warn(
                 "worker {index} (pid {pid}) ended: {reason}; starting it again",
                 index=process.index,
@@ -232,7 +313,57 @@ class WorkerSupervisor(Service):
                 reason=reason.getErrorMessage(),
                 playbalancer_event="worker.ended",
             )
-            self.reactor.callLater(RESTART_DELAY, self._spawn, process.index)
+            self.reactor.callLater(RESTART_DELAY, self._spawn, process.index, process.generation)
+
+    # Reloads: a new generation of workers
+
+    def switch(self, config, sockets):
+        """
+        Serve C{config} (from a reload) with a new generation of workers on
+        C{sockets} (made by L{socketsFor}, reusing the current ones): once
+        every new worker has reported, the old ones stop accepting, finish
+        their requests and exit.
+
+        @return: a L{Deferred} that fires when every new worker serves.
+        """
+        old = dict(self.workers)
+        for process in old.values():
+            self.leaving[process] = self.reports.get(process.index)
+        self.previousSockets = getattr(self, "previousSockets", []) + self.sockets
+        self.workers, self.reports = {}, {}
+        self.config = config
+        self.sockets = sockets
+        self.ports = [group[0].getsockname()[1] for group in sockets]
+        self.summed = [_SummedListener() for _ in config.listeners]
+        from playbalancer.running import listenerName
+
+        self.listeners[:] = [
+            (listenerName(listener.endpoint), summed)
+            for listener, summed in zip(config.listeners, self.summed)
+        ]
+        self.generation += 1
+        self._generationReady = ready = Deferred()
+        ready.addCallback(lambda _: [self._retire(p) for p in list(self.leaving)])
+        for index in range(self.count):
+            self._spawn(index)
+        return ready
+
+    def _retire(self, process):
+        try:
+            process.transport.signalProcess("TERM")
+        except Exception:
+            pass
+
+    def _closeUnused(self):
+        """
+        Close the sockets of listeners no generation serves any more.
+        """
+        inUse = {id(sock) for group in self.sockets for sock in group}
+        for group in getattr(self, "previousSockets", []):
+            for sock in group:
+                if id(sock) not in inUse:
+                    sock.close()
+        self.previousSockets = []
 
     # State, parent to workers
 
@@ -277,8 +408,13 @@ class WorkerSupervisor(Service):
 
     # Reports, workers to parent
 
-    def gotReport(self, index, report):
-        self.reports[index] = report
+    def gotReport(self, process, report):
+        if process in self.leaving:
+            self.leaving[process] = report
+        elif self.workers.get(process.index) is process:
+            self.reports[process.index] = report
+            if len(self.reports) == self.count and not self._generationReady.called:
+                self._generationReady.callback(None)
         for key, samples in report.pop("latency", {}).items():
             balancerName, memberName = key.split("/", 1)
             balancer = self.balancers.get(balancerName)
@@ -293,6 +429,9 @@ class WorkerSupervisor(Service):
         fold(totals, {"members": self.retired.get("members", {})})
         for report in self.reports.values():
             fold(totals, report)
+        for report in self.leaving.values():
+            if report is not None:
+                fold(totals, {"members": report.get("members", {})})
         consistent = len(self.reports) == len(self.workers) and all(
             r["version"] >= self.version for r in self.reports.values()
         )
@@ -360,10 +499,8 @@ class WorkerSupervisor(Service):
         if self._previousUSR1 is not None:
             signal.signal(signal.SIGUSR1, self._previousUSR1)
             self._previousUSR1 = None
-        from twisted.internet.defer import Deferred, DeferredList
-
         waits = []
-        for process in list(self.workers.values()):
+        for process in list(self.workers.values()) + list(self.leaving):
             d = Deferred()
             original = process.processEnded
 
@@ -377,7 +514,7 @@ class WorkerSupervisor(Service):
             except Exception:
                 d.callback(None)
             waits.append(d)
-        for group in self.sockets:
+        for group in self.sockets + getattr(self, "previousSockets", []):
             for sock in group:
                 sock.close()
         return DeferredList(waits)
