@@ -152,8 +152,17 @@ class LatencyReportTests(SynchronousTestCase):
         parent = Balancer("web", RoundRobinScheduler(), members, clock)
         config = SimpleNamespace(workers=2, listeners=[], raw={})
         supervisor = WorkerSupervisor(config, {"web": parent}, clock, [], [])
-        supervisor.gotReport(SimpleNamespace(index=0, generation=0), report)
+        supervisor.gotReport(_Worker(), report)
         self.assertEqual(parent.members[0].latency(12.0), (0.375, 0.5))
+
+
+class _Worker:
+    """
+    A worker process as the supervisor knows it (hashable).
+    """
+
+    index = 0
+    generation = 0
 
 
 class WorkerSlowStartTests(SynchronousTestCase):
