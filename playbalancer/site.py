@@ -14,6 +14,20 @@ from playbalancer._net.internals import raiseStartErrors
 _log = Logger()
 
 
+class CannotServe(Exception):
+    """
+    A listener cannot listen: its message is one short line naming the
+    listener and why (short enough for the 100 bytes twistd passes from a
+    daemon to the terminal).
+    """
+
+
+def _why(error):
+    reason = getattr(error, "socketError", None) or error
+    text = getattr(reason, "strerror", None) or str(reason)
+    return text[0].lower() + text[1:] if text else type(error).__name__
+
+
 class ListenerService(StreamServerEndpointService):
     """
     Listens on an endpoint; start-up errors are raised at once, and
@@ -35,7 +49,10 @@ class ListenerService(StreamServerEndpointService):
         # added to a running parent (which would bind it again).
         if not self._bound:
             self._bound = True
-            StreamServerEndpointService.privilegedStartService(self)
+            try:
+                StreamServerEndpointService.privilegedStartService(self)
+            except Exception as e:
+                raise CannotServe(f"listener {self.listenerName}: {_why(e)}") from e
             self._waitingForPort.addCallback(self._listening)
 
     def _listening(self, port):

@@ -268,6 +268,7 @@ def makeService(options, reactor=None):
     """
     from playbalancer.handover import Handover
 
+    _oneLineListenErrors()
     handover = Handover.fromEnvironment()
     handover.say(f"pid {os.getpid()}")
     try:
@@ -275,6 +276,29 @@ def makeService(options, reactor=None):
     except SystemExit as e:
         handover.say(f"failed {str(e).replace('playbalancer: ', '', 1)}")
         raise
+
+
+def _oneLineListenErrors():
+    """
+    A listener that cannot listen stops twistd with one line on standard
+    error (L{playbalancer.site.CannotServe}), not a traceback.
+    """
+    import sys
+
+    from playbalancer.site import CannotServe
+
+    previous = sys.excepthook
+    if getattr(previous, "playbalancer", False):
+        return
+
+    def hook(kind, value, tb):
+        if isinstance(value, CannotServe):
+            sys.__stderr__.write(f"playbalancer: {value}\n")
+        else:
+            previous(kind, value, tb)
+
+    hook.playbalancer = True
+    sys.excepthook = hook
 
 
 def _makeService(options, reactor, handover):

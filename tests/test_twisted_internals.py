@@ -250,10 +250,14 @@ class RaiseStartErrorsTests(TestCase):
 
     def test_listenerService(self):
         """
-        L{ListenerService} raises its listening errors.
+        L{ListenerService} raises its listening errors, as one line naming
+        the listener.
         """
-        service = ListenerService(_Refuses(), Factory(), "refused")
-        self.assertRaises(CannotListenError, service.startService)
+        from playbalancer.site import CannotServe
+
+        service = ListenerService(_Refuses(), Factory(), "tcp:1")
+        error = self.assertRaises(CannotServe, service.startService)
+        self.assertEqual(str(error), "listener tcp:1: in use")
 
 
 class ShareOnStopTests(TestCase):

@@ -330,3 +330,48 @@ class WorkersTests(TwistdTestCase):
         self.assertEqual(load.failed, [])
         status = await self.status()
         self.assertEqual(sorted(status["balancers"]["web"]["members"]), ["app1", "app2"])
+
+
+class PortTakenTests(TwistdTestCase):
+    """
+    A listener whose port is taken stops twistd with one line naming it,
+    in the foreground and as a daemon.
+    """
+
+    async def startTwistdOn(self, *twistdArgs):
+        import socket
+        import sys
+
+        from twisted.internet.utils import getProcessOutputAndValue
+
+        taken = socket.socket()
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        self.addCleanup(taken.close)
+        port = taken.getsockname()[1]
+        config = os.path.abspath(self.mktemp())
+        with open(config, "w") as f:
+            f.write(
+                f'[[listen]]\nendpoint = "tcp:{port}:interface=127.0.0.1"\nbalancer = "web"\n'
+                '[balancer.web]\n[[balancer.web.member]]\nname = "a"\nurl = "http://127.0.0.1:1"\n'
+            )
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable,
+            ["-c", TWISTD] + list(twistdArgs) + ["playbalancer", "--config", config],
+            env=dict(os.environ),
+            path=os.path.dirname(os.path.abspath(config)),
+        )
+        return port, err.decode(), code
+
+    async def test_foreground(self):
+        port, err, code = await self.startTwistdOn("-n", "--pidfile=")
+        self.assertEqual((code, err), (1, f"playbalancer: listener tcp:{port}: address already in use\n"))
+
+    async def test_daemon(self):
+        log = os.path.abspath(self.mktemp())
+        pidfile = os.path.abspath(self.mktemp())
+        port, err, code = await self.startTwistdOn(f"--pidfile={pidfile}", f"--logfile={log}")
+        self.assertEqual(code, 1)
+        self.assertIn(f"CannotServe: listener tcp:{port}: address already in use'", err)
+        self.assertFalse(os.path.exists(pidfile))
