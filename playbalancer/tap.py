@@ -357,8 +357,11 @@ def _makeService(options, reactor, handover):
             )
         except CannotListen as e:
             _fail(f"listen[{e.index}].endpoint: {e}")
-        supervisor.setServiceParent(top)
+        # (With a cluster node, workers start once the tier's state is in.)
+        supervisor.setServiceParent(fronts)
         running.supervisor = supervisor
+        if node is not None:
+            node.workers = supervisor
         if manager is not None:
             # drain --wait waits for every worker (see tierState).
             manager.workers = supervisor

@@ -91,6 +91,10 @@ class ClusterNode(Service):
         self._sleep = None
         self._publishing = None
         self._operation = None
+        #: The L{playbalancer.workers.WorkerSupervisor} when worker
+        #: processes serve this node's traffic, else L{None}.
+        self.workers = None
+        self._applied = 0
 
     @property
     def revision(self):
@@ -274,11 +278,22 @@ class ClusterNode(Service):
     # Publishing this node's status
 
     def status(self):
+        """
+        What this node publishes: the tier revision it applied (with
+        worker processes, the one every worker has applied), and its
+        requests in flight by member.
+        """
+        revision = self.revision
+        if self.workers is not None:
+            if self.workers.caughtUp():
+                self._applied = revision
+            else:
+                revision = self._applied
         inflight = {}
         for name, balancer in self.balancers.items():
             for member in balancer.members:
                 inflight[f"{name}/{member.name}"] = member.active
-        return {"revision": self.revision, "inflight": inflight, "at": time.time()}
+        return {"revision": revision, "inflight": inflight, "at": time.time()}
 
     def _publishOnce(self):
         self._publishing = ensureDeferred(self._publishStatus())

@@ -149,8 +149,6 @@ def parseConfig(data, schedulers=None, needListeners=True):
                     f"listen[{index}].accept_proxy_protocol",
                     "not available in http mode with workers > 1",
                 )
-    if cluster is not None and workers > 1:
-        raise ConfigError("cluster", "not available with workers > 1 yet")
     return Config(
         listeners=listeners,
         balancers=balancers,

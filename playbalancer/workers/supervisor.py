@@ -454,6 +454,16 @@ class WorkerSupervisor(Service):
             summed.refused = counts["refused"]
             summed.routes = counts.get("routes", [])
 
+    def caughtUp(self):
+        """
+        Whether every worker has applied the balancers' state as it is now
+        (sent now if it changed).
+        """
+        self._pushState()
+        return len(self.reports) == len(self.workers) == self.count and all(
+            r["version"] >= self.version for r in self.reports.values()
+        )
+
     def sync(self):
         """
         Send the workers any change not sent yet, now (so that what
