@@ -32,6 +32,7 @@ def buildRoutes(
     resolver=None,
     addresses=None,
     policy=None,
+    managerSockets=None,
 ):
     """
     The L{ListenerRoutes} of C{listener} (a
@@ -46,9 +47,11 @@ def buildRoutes(
         names up once); filled in as needed.
     @param policy: the manager's access policy its routes start from (by
         default C{manager.policy}).
+    @param managerSockets: in a worker process (no C{manager}), the
+        parent's sockets for the manager routes (see
+        L{playbalancer.workers.managerroutes}), by route key.
     """
     from playbalancer.http.memberaddresses import MemberAddresses
-    from playbalancer.manager.mount import ManagerMount
 
     trusted = trustedProxiesOf(listener)
     targets = []
@@ -82,9 +85,13 @@ def buildRoutes(
                 access=access,
             )
         elif route.manager:
-            base = manager.policy if policy is None else policy
-            routePolicy = base.forRoute(route.host, addressChecked=access is not None)
-            mount = ManagerMount(route.path, manager, trusted.networks, policy=routePolicy)
+            if manager is None:
+                from playbalancer.workers.managerroutes import RemoteMount, routeKey
+
+                key = routeKey(config.listeners.index(listener), route)
+                mount = RemoteMount(managerSockets[key], reactor)
+            else:
+                mount = managerMount(route, listener, manager, policy, trusted)
             target = ManagerTarget(route.name, route.host, route.path, mount, access=access)
         else:
             redirect = route.redirect.encode("ascii") if route.redirect is not None else None
@@ -94,6 +101,23 @@ def buildRoutes(
             target.maxBody = listener.maxBody
         targets.append(target)
     return ListenerRoutes(targets)
+
+
+def managerMount(route, listener, manager, policy=None, trusted=None):
+    """
+    The L{ManagerMount} of a manager route: the manager under the route's
+    path, with its policy for requests that come that way.
+
+    @param policy: the manager's access policy it starts from (by default
+        C{manager.policy}).
+    """
+    from playbalancer.manager.mount import ManagerMount
+
+    if trusted is None:
+        trusted = trustedProxiesOf(listener)
+    base = manager.policy if policy is None else policy
+    routePolicy = base.forRoute(route.host, addressChecked=route.allow is not None)
+    return ManagerMount(route.path, manager, trusted.networks, policy=routePolicy)
 
 
 def makeAccess(rules, resolverConfig, reactor, resolver=None):

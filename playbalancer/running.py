@@ -87,6 +87,8 @@ class Running:
         self.handover = NONE
         #: The L{playbalancer.workers.WorkerSupervisor}, when workers serve.
         self.supervisor = None
+        #: In a worker process: the parent's sockets for manager routes.
+        self.managerSockets = None
         self._resolvers = []
         self._accessLogs = {}
 
@@ -151,6 +153,7 @@ class Running:
             self.resolver,
             self.addresses,
             policy=policy,
+            managerSockets=self.managerSockets,
         )
 
     def accessLog(self, path):

@@ -354,6 +354,7 @@ def _makeService(options, reactor, handover):
                 listeners,
                 [listenerName(listener.endpoint) for listener in config.listeners],
                 handover=handover,
+                manager=manager,
             )
         except CannotListen as e:
             _fail(f"listen[{e.index}].endpoint: {e}")

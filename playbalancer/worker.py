@@ -59,6 +59,7 @@ def main():
 
     top = MultiService()
     running = Running(config, schedulers, reactor, top, checks=False)
+    running.managerSockets = setup.get("managerSockets", {})
     balancers = running.balancers
     running.buildPools()
     fronts = [(listener, running.makeFront(listener, config)) for listener in config.listeners]

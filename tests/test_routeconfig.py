@@ -154,10 +154,11 @@ class BadRouteTests(SynchronousTestCase):
         )
 
     def test_managerWithWorkers(self):
-        self.assertBad(
-            lambda d: d.update(workers=2),
-            "listen[0].route[0].manager: not available with workers > 1 (use the [manager] endpoint)",
-        )
+        """
+        Worker processes pass manager routes on to the parent's manager.
+        """
+        config = parseConfig(mutated(lambda d: d.update(workers=2)), SCHEDULERS)
+        self.assertTrue(config.listeners[0].routes[0].manager)
 
     def test_routesInTCPMode(self):
         def change(data):

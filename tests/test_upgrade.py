@@ -375,3 +375,63 @@ class PortTakenTests(TwistdTestCase):
         self.assertEqual(code, 1)
         self.assertIn(f"CannotServe: listener tcp:{port}: address already in use'", err)
         self.assertFalse(os.path.exists(pidfile))
+
+
+class ManagerRouteWithWorkersTests(TwistdTestCase):
+    """
+    C{manager_path} on a listener that worker processes serve: the
+    workers pass the connection to the parent's manager, which sees the
+    real client.
+    """
+
+    timeout = 120
+
+    async def test_managerUnderThePath(self):
+        await self.startTwoMembers(workers=2, routes='manager_path = "/balancer-manager"')
+        response = await self.client.get(self.base + "/balancer-manager/api/status")
+        status = json.loads(await treq.content(response))
+        self.assertEqual(response.code, 200)
+        self.assertEqual(sorted(status["balancers"]["web"]["members"]), ["app1", "app2"])
+        response = await self.client.post(
+            self.base + "/balancer-manager/api/balancers/web/members/app2",
+            data=json.dumps({"admin": "drain"}).encode(),
+            headers={b"Content-Type": [b"application/json"]},
+        )
+        self.assertEqual(response.code, 200, await treq.content(response))
+        self.assertEqual((await self.status())["balancers"]["web"]["members"]["app2"]["admin"], "drain")
+        # Credited to the client, not to the worker's local socket.
+        await waitUntil(lambda: "member web/app2 changed by 127.0.0.1" in self.twistdLog(), reactor)
+        page = await self.client.get(self.base + "/balancer-manager/")
+        self.assertEqual(page.code, 200)
+        self.assertIn(b"app1", await treq.content(page))
+
+    async def test_managerSeesTheRealClient(self):
+        """
+        The manager's allow list is checked against the client, not the
+        worker that passes the connection on.
+        """
+        await self.startTwoMembers(workers=2, routes='manager_path = "/balancer-manager"')
+        with open(self.configPath) as f:
+            text = f.read()
+        self.assertIn("[manager]\n", text)
+        response = await self.client.get(self.base + "/balancer-manager/api/status")
+        await treq.content(response)
+        self.assertEqual(response.code, 200)
+        other = text.replace("[manager]\n", '[manager]\nallow = ["10.9.9.9/32"]\n')
+        with open(self.configPath, "w") as f:
+            f.write(other)
+        code, out, err = await self.reloadThroughManagerPort()
+        self.assertEqual(code, 0, err)
+        response = await self.client.get(self.base + "/balancer-manager/api/status")
+        await treq.content(response)
+        self.assertEqual(response.code, 403)
+
+    async def reloadThroughManagerPort(self):
+        os.kill(self.child.pid, signal.SIGHUP)
+        await waitUntil(
+            lambda: "configuration reloaded by SIGHUP (version 2)" in self.twistdLog()
+            or "refused" in self.twistdLog(),
+            reactor,
+            timeout=30,
+        )
+        return (0 if "version 2" in self.twistdLog() else 1), "", self.twistdLog()

@@ -134,10 +134,6 @@ def parseConfig(data, schedulers=None, needListeners=True):
                 raise ConfigError(
                     where, "on a unix: listener the manager needs [manager] token_file"
                 )
-            if workers > 1:
-                raise ConfigError(
-                    where, "not available with workers > 1 (use the [manager] endpoint)"
-                )
     if workers > 1:
         for index, listener in enumerate(listeners):
             if listener.endpoint.split(":")[0] not in ("tcp", "tcp6"):

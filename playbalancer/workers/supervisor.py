@@ -23,6 +23,7 @@ from playbalancer.bigmessages import PieceReceiver, pieces, sendPieces
 from playbalancer.memory import childEnvironment
 from playbalancer.workers.counters import fold, show
 from playbalancer.workers.listening import listeningSocket
+from playbalancer.workers.managerroutes import ManagerSockets
 from playbalancer.workers.protocol import PUSH_INTERVAL, RESTART_DELAY, Reopen
 
 _log = Logger(namespace="playbalancer.workers")
@@ -135,8 +136,11 @@ class WorkerSupervisor(Service):
     @param listeners: filled with C{(name, summed counters)} for metrics.
     """
 
-    def __init__(self, config, balancers, reactor, listeners, names, handover=None):
+    def __init__(
+        self, config, balancers, reactor, listeners, names, handover=None, manager=None
+    ):
         self.config = config
+        self.manager = manager
         self.balancers = balancers
         self.reactor = reactor
         self.count = config.workers
@@ -145,6 +149,8 @@ class WorkerSupervisor(Service):
         # worker started again finds its own, with the connections queued
         # on it meanwhile.
         self.sockets = self.socketsFor(config)
+        self.managerSockets = ManagerSockets(config, manager, reactor).open()
+        self.previousManagerSockets = []
         self.ports = [group[0].getsockname()[1] for group in self.sockets]
         self.listeners = listeners
         self.summed = [_SummedListener() for _ in config.listeners]
@@ -265,7 +271,13 @@ class WorkerSupervisor(Service):
         childFDs[stdout] = sys.__stdout__.fileno()
         env = childEnvironment()
         env["PLAYBALANCER_WORKER"] = json.dumps(
-            {"config": self.config.raw, "fds": fds, "index": index, "stdout": stdout}
+            {
+                "config": self.config.raw,
+                "fds": fds,
+                "index": index,
+                "stdout": stdout,
+                "managerSockets": self.managerSockets.paths,
+            }
         )
         self.reactor.spawnProcess(
             _WorkerProcess(self, index, generation),
@@ -330,6 +342,8 @@ class WorkerSupervisor(Service):
         for process in old.values():
             self.leaving[process] = self.reports.get(process.index)
         self.previousSockets = getattr(self, "previousSockets", []) + self.sockets
+        self.previousManagerSockets.append(self.managerSockets)
+        self.managerSockets = ManagerSockets(config, self.manager, self.reactor).open()
         self.workers, self.reports = {}, {}
         self.config = config
         self.sockets = sockets
@@ -364,6 +378,9 @@ class WorkerSupervisor(Service):
                 if id(sock) not in inUse:
                     sock.close()
         self.previousSockets = []
+        for sockets in self.previousManagerSockets:
+            sockets.close()
+        self.previousManagerSockets = []
 
     # State, parent to workers
 
@@ -527,4 +544,6 @@ class WorkerSupervisor(Service):
         for group in self.sockets + getattr(self, "previousSockets", []):
             for sock in group:
                 sock.close()
+        for sockets in [self.managerSockets] + self.previousManagerSockets:
+            sockets.close()
         return DeferredList(waits)
