@@ -415,3 +415,57 @@ class ShutdownGraceTests(ConfigServiceCase):
         await stopped
         with self.assertRaises(Exception):
             await inFlight
+
+
+class RunTimeChangesTests(ConfigServiceCase):
+    """
+    What a reload does to members added and removed at run time, and to
+    the manager's access settings.
+    """
+
+    async def test_addedAndRemovedAtRunTimeStay(self):
+        from playbalancer.balancer import Member
+
+        a, b, c = self.startMembers("a", "b", "c")
+        await self.startWith(configText([("a", a.url), ("b", b.url)]))
+        balancer = self.service.balancers["web"]
+        balancer.addMember(Member("c", c.url), who="manager")
+        balancer.removeMember(balancer.member("b"), who="manager")
+        result = self.reload(configText([("a", a.url, "weight = 2"), ("b", b.url)]))
+        self.assertTrue(result.ok, result.error)
+        self.assertEqual([m.name for m in balancer.members], ["a", "c"])
+        self.assertEqual(balancer.member("a").weight, 2)
+        result = self.reload(configText([("a", a.url, "weight = 2"), ("b", b.url, "weight = 3")]))
+        self.assertEqual([m.name for m in balancer.members], ["a", "b", "c"])
+
+    async def test_managerAccessReloaded(self):
+        """
+        The manager's token file is read again and its allow list taken
+        from the file: requests are let in, or not, by the new ones.
+        """
+        a = self.startMembers("a")[0]
+        token = self.mktemp()
+        with open(token, "w") as f:
+            f.write("first-token\n")
+        os.chmod(token, 0o600)
+        manager = f'[manager]\nendpoint = "tcp:0:interface=127.0.0.1"\ntoken_file = "{token}"\n'
+        await self.startWith(configText([("a", a.url)]) + manager)
+        port = (await self.service.runtime.others["tcp:0:interface=127.0.0.1"]._waitingForPort)
+        url = f"http://127.0.0.1:{port.getHost().port}/api/status"
+
+        async def status(secret):
+            response = await self.client(persistent=False).get(
+                url, headers={b"Authorization": [b"Bearer " + secret]}
+            )
+            await treq.content(response)
+            return response.code
+
+        self.assertEqual(await status(b"first-token"), 200)
+        with open(token, "w") as f:
+            f.write("second-token\n")
+        self.assertTrue(self.reload(configText([("a", a.url)]) + manager).ok)
+        self.assertEqual(await status(b"first-token"), 401)
+        self.assertEqual(await status(b"second-token"), 200)
+        closed = manager + 'allow = ["10.9.9.9/32"]\n'
+        self.assertTrue(self.reload(configText([("a", a.url)]) + closed).ok)
+        self.assertEqual(await status(b"second-token"), 403)

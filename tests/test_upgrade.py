@@ -37,7 +37,7 @@ def endProcess(pid):
 class UpgradeTests(TwistdTestCase):
     timeout = 120
 
-    async def startBalancer(self, extra=""):
+    async def startBalancer(self, extra="", env=None):
         """
         twistd with a PID file: a balancer C{web} over two members on one
         listener, C{ws} over a WebSocket echo member on another, and a
@@ -90,6 +90,7 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
             self.configPath,
             self.logPath,
             command=["-c", TWISTD, "-n", f"--pidfile={self.pidfile}"],
+            env=env,
         )
         self.addCleanup(self.child.stop, 15.0)
         pool = HTTPConnectionPool(reactor, persistent=False)
@@ -194,6 +195,96 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         third = _pid(self.pidfile)
         self.addCleanup(endProcess, third)
         self.assertEqual((await self.get("/")).code, 200)
+
+    async def test_systemdNotified(self):
+        """
+        Under systemd (C{NOTIFY_SOCKET}, C{Type=notify}, C{NotifyAccess=all})
+        the balancer says C{READY=1} once it serves; after an upgrade the new
+        process names itself the main process.
+        """
+        import socket
+
+        path = os.path.abspath(self.mktemp())
+        notifications = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notifications.bind(path)
+        notifications.setblocking(False)
+        self.addCleanup(notifications.close)
+        received = []
+
+        def drain():
+            while True:
+                try:
+                    received.append(notifications.recv(4096).decode())
+                except BlockingIOError:
+                    return bool(received)
+
+        await self.startBalancer(env={"NOTIFY_SOCKET": path})
+        await waitUntil(drain, reactor)
+        self.assertEqual(received, ["READY=1"])
+        code, out, err = await self.command("upgrade")
+        self.assertEqual(code, 0, err)
+        newPid = int(out.split("PID ")[1].split(")")[0])
+        self.addCleanup(endProcess, newPid)
+        await waitUntil(lambda: drain() and len(received) == 2, reactor)
+        self.assertEqual(received[1], f"MAINPID={newPid}\nREADY=1")
+
+    async def test_healthCarriesOver(self):
+        """
+        A member the health checks took out is still out in the new process
+        from its first moment (its own checks would need C{fall} failures).
+        """
+        await self.startBalancer(
+            extra="",
+        )
+        with open(self.configPath) as f:
+            text = f.read()
+        await self.members[1].stop()
+        with open(self.configPath, "w") as f:
+            f.write(text.replace("[balancer.ws]", "[balancer.web.health]\npath = \"/\"\ninterval = 30\nfall = 1\n\n[balancer.ws]"))
+        # The checks come with a reload (interval 30 s: one round at once).
+        os.kill(self.child.pid, signal.SIGHUP)
+        await waitUntil(
+            lambda: "app2 down" in self.twistdLog(), reactor, timeout=30
+        )
+        code, out, err = await self.command("upgrade")
+        self.assertEqual(code, 0, err)
+        newPid = int(out.split("PID ")[1].split(")")[0])
+        self.addCleanup(endProcess, newPid)
+        member = (await self.status())["balancers"]["web"]["members"]["app2"]
+        self.assertFalse(member["healthy"], member)
+
+    async def test_newProcessThatDiesKeepsTheOldServing(self):
+        """
+        A new process that ends before it serves (here: a new listener on a
+        port someone else holds) leaves the old one serving; the CLI says
+        so.
+        """
+        import socket
+
+        await self.startBalancer()
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        self.addCleanup(taken.close)
+        with open(self.configPath) as f:
+            text = f.read()
+        with open(self.configPath, "w") as f:
+            f.write(
+                text.replace(
+                    "[balancer.web]",
+                    f'[[listen]]\nendpoint = "tcp:{taken.getsockname()[1]}:interface=127.0.0.1"\n'
+                    'balancer = "web"\n\n[balancer.web]',
+                )
+            )
+        code, out, err = await self.command("upgrade")
+        self.assertEqual(code, 1)
+        self.assertEqual(
+            err, "playbalancer: the new process ended before it served (see its log)\n"
+        )
+        self.assertIn(f"listener tcp:{taken.getsockname()[1]}: address already in use", self.twistdLog())
+        self.assertTrue(self.child.running())
+        self.assertEqual((await self.get("/")).code, 200)
+        self.assertEqual(_pid(self.pidfile), self.child.pid)
 
     async def test_failedUpgradeKeepsServing(self):
         """

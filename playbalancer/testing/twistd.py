@@ -58,12 +58,13 @@ class TwistdProcess:
     @param args: the plugin's arguments instead of C{--config configPath}.
     @param command: the interpreter's arguments before C{playbalancer}
         (default: twistd in the foreground, no PID file).
+    @param env: environment variables to set for it.
     @ivar log: the output file, open in binary mode (C{"w+b"}; it used to
         be text, C{"w+"}): reading it gives bytes, as L{output} does; or
         L{None} without C{logPath}.
     """
 
-    def __init__(self, configPath=None, logPath=None, args=None, command=None):
+    def __init__(self, configPath=None, logPath=None, args=None, command=None, env=None):
         if args is None:
             args = ["--config", configPath]
         if command is None:
@@ -76,7 +77,7 @@ class TwistdProcess:
             stderr=subprocess.STDOUT,
             # PyPy's nursery as recommended (the default follows the CPU's
             # caches: a VM showing a 480 MiB cache gets a huge one).
-            env=childEnvironment(os.environ),
+            env=childEnvironment(dict(os.environ, **(env or {}))),
         )
 
     @property
