@@ -127,6 +127,8 @@ class Reconfiguration:
                 self.routes[new.endpoint] = running.routesFor(
                     new, config, self.pools, self.balancers, self.policy
                 )
+                index = config.listeners.index(new)
+                running.accessLog(new.accessLog, f"listen[{index}].access_log")
         for index, listener in enumerate(config.listeners):
             if listener in diff.listenersAdded:
                 self._listen(index, listener)

@@ -156,19 +156,26 @@ class Running:
             managerSockets=self.managerSockets,
         )
 
-    def accessLog(self, path):
+    def accessLog(self, path, key="access_log"):
         """
         The access log written to C{path}, opened on first use (L{None} for
         none).  It stays open until the balancer stops, even once no
         listener uses it: connections accepted before a reload still log
         their requests there.
+
+        @param key: the config key that names it, for errors.
+        @raise ConfigError: when it cannot be opened.
         """
         if not path:
             return None
         if path not in self._accessLogs:
+            from playbalancer.config import ConfigError
             from playbalancer.observe.accesslog import AccessLog, ReopenOnSignal
 
-            log = AccessLog.open(path, self.reactor)
+            try:
+                log = AccessLog.open(path, self.reactor)
+            except OSError as e:
+                raise ConfigError(key, f"cannot open {path}: {e.strerror}")
             ReopenOnSignal(log, self.reactor).setServiceParent(self.top)
             self._accessLogs[path] = log
         return self._accessLogs[path]
@@ -206,7 +213,8 @@ class Running:
             bufferSize=listener.bufferSize,
             trustedProxies=trustedProxiesOf(listener),
         )
-        front.accessLog = self.accessLog(listener.accessLog)
+        index = config.listeners.index(listener)
+        front.accessLog = self.accessLog(listener.accessLog, f"listen[{index}].access_log")
         return front
 
     def listenerService(self, listener, front):

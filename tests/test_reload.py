@@ -231,6 +231,24 @@ class ReloadTests(ConfigServiceCase):
         self.assertEqual(servedBy(response), "first")
         self.assertEqual(sorted(self.service.runtime.served), [FRONT])
 
+    async def test_accessLogThatCannotBeOpened(self):
+        """
+        An access log that cannot be opened refuses the reload, naming the
+        key; the member change in the same file is not made.
+        """
+        first, second = self.startMembers("first", "second")
+        await self.startWith(configText([("first", first.url)]))
+        text = configText([("second", second.url)]).replace(
+            'balancer = "web"', 'balancer = "web"\naccess_log = "/nonexistent/dir/a.log"', 1
+        )
+        result = self.reload(text)
+        self.assertFalse(result.ok)
+        self.assertEqual(
+            result.error,
+            "listen[0].access_log: cannot open /nonexistent/dir/a.log: No such file or directory",
+        )
+        self.assertEqual([m.name for m in self.service.balancers["web"].members], ["first"])
+
     async def test_runTimeStateKeptUnlessTheFileChangesIt(self):
         """
         A member drained at run time stays drained; a weight set at run time
@@ -469,3 +487,21 @@ class RunTimeChangesTests(ConfigServiceCase):
         closed = manager + 'allow = ["10.9.9.9/32"]\n'
         self.assertTrue(self.reload(configText([("a", a.url)]) + closed).ok)
         self.assertEqual(await status(b"second-token"), 403)
+
+
+class StartErrorsTests(ConfigServiceCase):
+    async def test_accessLogThatCannotBeOpened(self):
+        """
+        At start-up too, an access log that cannot be opened is one line
+        naming the key.
+        """
+        text = configText([("a", "http://127.0.0.1:1")]).replace(
+            'balancer = "web"', 'balancer = "web"\naccess_log = "/nonexistent/dir/a.log"', 1
+        )
+        with self.assertRaises(SystemExit) as caught:
+            await self.startWith(text)
+        self.assertEqual(
+            str(caught.exception),
+            "playbalancer: listen[0].access_log: cannot open /nonexistent/dir/a.log: "
+            "No such file or directory",
+        )
