@@ -1,5 +1,6 @@
 # playbalancer: `make demo` runs the demo, `make test` runs the test suite.
-# Both create the virtualenv in .venv and install the project into it first.
+# Both create the virtualenv in .venv and install the project into it first;
+# `make test` first sees to the Debian packages the tests use (system-deps).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 PYPY ?= $(shell command -v pypy3)
 PYPY_VENV ?= .venv-pypy
 
-.PHONY: install demo test test-pypy clean
+.PHONY: install demo system-deps test test-pypy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +27,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m playbalancer.demo cluster --config etc/playbalancer.toml
 
-test: $(STAMP)
+# Chromium and chromedriver (the browser tests need them), etcd (cluster
+# tests) and PyPy: installed when missing if run as root, else named in one
+# line; only a missing Chromium or chromedriver stops the tests.
+system-deps:
+	@tools/system-deps chromium chromium-driver
+
+test: system-deps $(STAMP)
 	$(BIN)/python -m twisted.trial tests
 
 # The same suite on PyPy (Debian's pypy3 and pypy3-venv packages).
-test-pypy:
+test-pypy: system-deps
 	@test -n "$(PYPY)" || { echo "pypy3 not found (apt-get install pypy3 pypy3-venv)"; exit 1; }
 	test -x $(PYPY_VENV)/bin/python || $(PYPY) -m venv $(PYPY_VENV)
 	$(PYPY_VENV)/bin/python -m pip install --quiet --prefer-binary -c constraints/pypy.txt -e '.[test]'

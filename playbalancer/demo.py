@@ -13,13 +13,11 @@ this instance's own absolute URL, for C{ProxyPassReverse}).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
-import time
 
 from zope.interface import implementer
 
@@ -189,18 +187,28 @@ class DemoInstance:
 
 def serve(name, port, interface="127.0.0.1", pidfile=None, startupDelay=0.0):
     """
-    Run one demo instance until it is stopped.
+    Run one demo instance until it is stopped.  If it cannot listen it
+    says why in one line on stderr and exits with status 1.
 
     @param pidfile: write the process id here once listening.
     @param startupDelay: seconds to wait before listening, like an app that
         is slow to start.
     """
     from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
 
     instance = DemoInstance(name, port, reactor)
+    failed = []
 
     def listen():
-        reactor.listenTCP(port, instance.site(), interface=interface)
+        try:
+            reactor.listenTCP(port, instance.site(), interface=interface)
+        except CannotListenError as e:
+            problem = listenProblem(interface, port, e.socketError, f"demo instance {name}")
+            print(f"playbalancer demo: {problem}", file=sys.stderr, flush=True)
+            failed.append(e)
+            reactor.stop()
+            return
         if pidfile:
             with open(pidfile, "w") as f:
                 f.write(f"{os.getpid()}\n")
@@ -208,6 +216,46 @@ def serve(name, port, interface="127.0.0.1", pidfile=None, startupDelay=0.0):
 
     reactor.callLater(startupDelay, listen)
     reactor.run()
+    if failed:
+        sys.exit(1)
+
+
+def listenProblem(interface, port, error, role):
+    """
+    Why listening on C{interface} (C{""}: every address) and C{port} for
+    C{role} (who wanted it) failed with C{error}, in words naming the port.
+    """
+    where = f"port {port} on {interface or 'every address'} ({role})"
+    if getattr(error, "errno", None) == errno.EADDRINUSE:
+        return f"{where} is taken by another process"
+    reason = getattr(error, "strerror", None) or error
+    return f"cannot listen on {where}: {reason}"
+
+
+def tcpAddress(endpoint):
+    """
+    C{(kind, interface, port)} of a TCP server endpoint string (C{kind} is
+    C{"tcp"}, C{"tcp6"} or C{"ssl"}; C{interface} as written, C{""} when
+    not given), or L{None} for other kinds.
+    """
+    parts = [p.replace("\\:", ":") for p in re.split(r"(?<!\\):", endpoint)]
+    kind = parts[0]
+    if kind not in ("tcp", "tcp6", "ssl") or len(parts) < 2 or not parts[1].isdigit():
+        return None
+    options = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+    return kind, options.get("interface", ""), int(parts[1])
+
+
+def localHost(kind, interface):
+    """
+    The address a client on this machine reaches C{interface} at.
+    """
+    host = interface or ("::" if kind == "tcp6" else "")
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
 
 
 def endpointURL(endpoint):
@@ -216,20 +264,15 @@ def endpointURL(endpoint):
     string (C{tcp:8080:interface=127.0.0.1} -> C{http://127.0.0.1:8080/}),
     or L{None} (a Unix socket).
     """
-    parts = [p.replace("\\:", ":") for p in re.split(r"(?<!\\):", endpoint)]
-    kind = parts[0]
-    if kind not in ("tcp", "tcp6", "ssl") or len(parts) < 2 or not parts[1].isdigit():
+    address = tcpAddress(endpoint)
+    if address is None:
         return None
-    options = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
-    host = options.get("interface", "::" if kind == "tcp6" else "")
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
+    kind, interface, port = address
+    host = localHost(kind, interface)
     if ":" in host:
         host = f"[{host}]"
     scheme = "https" if kind == "ssl" else "http"
-    return f"{scheme}://{host}:{parts[1]}/"
+    return f"{scheme}://{host}:{port}/"
 
 
 def summary(config):
@@ -257,50 +300,6 @@ def summary(config):
     return "\n".join(lines) + "\n"
 
 
-def cluster(configPath):
-    """
-    Start a demo instance for each member of the config, then the balancer;
-    stop them all on Ctrl-C.
-    """
-    from hyperlink import URL
-
-    from playbalancer.config import loadConfig
-
-    config = loadConfig(configPath)
-    children = []
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-
-    def start(args):
-        # A session of its own: Ctrl-C reaches only this launcher, which then
-        # stops each child once.
-        children.append(subprocess.Popen([sys.executable] + args, start_new_session=True))
-
-    try:
-        for balancer in config.balancers.values():
-            for member in balancer.members:
-                url = URL.from_text(member.url)
-                start(["-m", "playbalancer.demo", "serve", "--name", member.name,
-                       "--port", str(url.port)])
-        time.sleep(0.5)
-        start(["-c", TWISTD, "-n", "--pidfile=", "playbalancer", "--config", configPath])
-        time.sleep(1.0)
-        print(summary(config), flush=True)
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        print("a demo process exited; stopping the others", flush=True)
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                child.kill()
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="playbalancer-demo", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -317,7 +316,9 @@ def main(argv=None):
     if args.command == "serve":
         serve(args.name, args.port, args.interface, args.pidfile, args.startup_delay)
     else:
-        cluster(args.config)
+        from playbalancer.democluster import cluster
+
+        sys.exit(cluster(args.config))
 
 
 if __name__ == "__main__":

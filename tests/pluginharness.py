@@ -7,7 +7,9 @@ member web servers.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,15 +38,54 @@ LIST_SCHEDULERS = (
 )
 
 
-def childEnv(*paths):
+def childEnv(*paths, around=((), ())):
     """
     The environment of a child: C{paths}, then this checkout, on
     C{PYTHONPATH}; no bytecode files (the dropin tests rewrite sources).
+
+    @param around: C{(before, after)}, directories put before and after
+        those (see L{installedPlugins}).
     """
+    before, after = around
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(list(paths) + [REPO])
+    env["PYTHONPATH"] = os.pathsep.join(list(before) + list(paths) + [REPO] + list(after))
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
+
+
+#: The dropin of a third-party scheduler that is not one of the examples.
+OTHER_DROPIN = """\
+from playbalancer.schedulers import RoundRobinScheduler, SchedulerFactory
+
+other = SchedulerFactory("other-installed", "Someone else's scheduler.", RoundRobinScheduler)
+"""
+
+
+def installedPlugins(case):
+    """
+    C{around} for L{childEnv} that makes a child look like it runs in a
+    virtualenv where both examples and one more scheduler are installed
+    (C{pip install}, not editable): their dropins come before everything
+    else, as in Twisted's own C{twisted/plugins} directory, and their
+    packages after, as in C{site-packages}.
+    """
+    root = os.path.abspath(case.mktemp())
+    dropins = os.path.join(root, "dropins")
+    plugins = os.path.join(dropins, "twisted", "plugins")
+    packages = os.path.join(root, "site-packages")
+    os.makedirs(plugins)
+    os.makedirs(packages)
+    for example, package in [("p2c-scheduler", "p2c_scheduler"), ("hash-scheduler", "hash_scheduler")]:
+        source = os.path.join(EXAMPLES, example)
+        shutil.copytree(
+            os.path.join(source, package),
+            os.path.join(packages, package),
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        shutil.copy(os.path.join(source, "twisted", "plugins", f"{package}_plugin.py"), plugins)
+    with open(os.path.join(plugins, "other_scheduler_plugin.py"), "w") as f:
+        f.write(OTHER_DROPIN)
+    return [dropins], [packages]
 
 
 def runChild(args, env, cwd):
@@ -60,6 +101,17 @@ def runChild(args, env, cwd):
         universal_newlines=True,
         timeout=CHILD_TIMEOUT,
     )
+
+
+def listSchedulers(case, env, cwd):
+    """
+    The names of the schedulers a child (C{env}, in C{cwd}) finds; it must
+    exit cleanly, without a traceback.
+    """
+    result = runChild(["-c", LIST_SCHEDULERS], env, cwd)
+    case.assertEqual(result.returncode, 0, describe(result))
+    case.assertNotIn("Traceback", result.stderr, describe(result))
+    return set(json.loads(result.stdout.splitlines()[-1]))
 
 
 def freePort():

@@ -1,13 +1,28 @@
 """
-The demo launcher says where things are as its config says.
+The demo launcher says where things are as its config says, fails in one
+line when a port it needs is taken, and stops everything it started.
 """
 
 from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+import uuid
+from unittest import SkipTest
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from playbalancer.config import parseConfig
 from playbalancer.demo import endpointURL, summary
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class DemoSummaryTests(SynchronousTestCase):
@@ -35,3 +50,203 @@ class DemoSummaryTests(SynchronousTestCase):
         self.assertIn("manager: http://127.0.0.1:19081/", text)
         self.assertNotIn("8080", text.replace("19080", ""))
         self.assertNotIn("8081", text.replace("19081", ""))
+
+
+def _freePort():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _takenPort(case):
+    """
+    A port on 127.0.0.1 with someone else listening on it (this test),
+    closed when C{case} cleans up.
+    """
+    s = socket.socket()
+    case.addCleanup(s.close)
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    return s.getsockname()[1]
+
+
+def _processesMentioning(text):
+    """
+    The PIDs of the processes whose command line contains C{text}.
+    """
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+class _DemoProcessCase(SynchronousTestCase):
+    """
+    Runs the demo in children; every process it starts has C{self.token} in
+    its command line (in the config path or a member name), so that what
+    is left behind can be found, and is killed by its PID afterwards.
+    """
+
+    def setUp(self):
+        if not os.path.isdir("/proc"):
+            raise SkipTest("needs /proc to find the demo's processes")
+        self.cwd = os.path.abspath(self.mktemp())
+        os.makedirs(self.cwd)
+        self.token = f"demo{uuid.uuid4().hex[:12]}"
+        self.addCleanup(self._killLeftovers)
+
+    def _killLeftovers(self):
+        for pid in _processesMentioning(self.token):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def writeConfig(self, app1, app2, listen, manager):
+        path = os.path.join(self.cwd, f"{self.token}.toml")
+        with open(path, "w") as f:
+            f.write(
+                textwrap.dedent(
+                    f"""\
+                    [[listen]]
+                    endpoint = "tcp:{listen}:interface=127.0.0.1"
+                    balancer = "web"
+
+                    [manager]
+                    endpoint = "tcp:{manager}:interface=127.0.0.1"
+
+                    [balancer.web]
+                    scheduler = "standby"
+
+                    [[balancer.web.member]]
+                    name = "a-{self.token}"
+                    url = "http://127.0.0.1:{app1}"
+
+                    [[balancer.web.member]]
+                    name = "b-{self.token}"
+                    url = "http://127.0.0.1:{app2}"
+                    standby = true
+                    """
+                )
+            )
+        return path
+
+    def runDemo(self, args):
+        """
+        Run C{python -m playbalancer.demo args} to its end (bounded).  Its
+        output goes to files: a pipe would stay open while anything it
+        started lives on.
+        """
+        outputs = [os.path.join(self.cwd, name) for name in ("stdout", "stderr")]
+        with open(outputs[0], "w") as out, open(outputs[1], "w") as err:
+            status = subprocess.call(
+                [sys.executable, "-m", "playbalancer.demo"] + args,
+                cwd=self.cwd,
+                env=dict(os.environ, PYTHONPATH=REPO),
+                stdout=out,
+                stderr=err,
+                timeout=60,
+            )
+        stdout, stderr = (open(path).read() for path in outputs)
+        return subprocess.CompletedProcess(args, status, stdout, stderr)
+
+    def assertOneLineNaming(self, result, port):
+        said = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        self.assertEqual(result.returncode, 1, said)
+        self.assertEqual(result.stdout, "", said)
+        lines = result.stderr.splitlines()
+        self.assertEqual(len(lines), 1, said)
+        self.assertIn(f"port {port} ", lines[0], said)
+        self.assertIn("taken", lines[0], said)
+
+    def assertNothingLeft(self):
+        self.assertEqual(_processesMentioning(self.token), [])
+
+
+class PortTakenTests(_DemoProcessCase):
+    """
+    A port the demo needs is already taken: it says which in one line,
+    exits with status 1, and leaves no process of its own running.
+    """
+
+    def test_serve(self):
+        """
+        One demo instance.
+        """
+        port = _takenPort(self)
+        result = self.runDemo(["serve", "--port", str(port), "--name", self.token])
+        self.assertOneLineNaming(result, port)
+        self.assertNothingLeft()
+
+    def test_clusterMember(self):
+        """
+        The second member's port: the first member, already running, is
+        stopped.
+        """
+        taken = _takenPort(self)
+        config = self.writeConfig(_freePort(), taken, _freePort(), _freePort())
+        result = self.runDemo(["cluster", "--config", config])
+        self.assertOneLineNaming(result, taken)
+        self.assertNothingLeft()
+
+    def test_clusterBalancer(self):
+        """
+        The balancer's listener: both members, already running, are
+        stopped.
+        """
+        taken = _takenPort(self)
+        config = self.writeConfig(_freePort(), _freePort(), taken, _freePort())
+        result = self.runDemo(["cluster", "--config", config])
+        self.assertOneLineNaming(result, taken)
+        self.assertNothingLeft()
+
+    def test_clusterManager(self):
+        """
+        The manager's port.
+        """
+        taken = _takenPort(self)
+        config = self.writeConfig(_freePort(), _freePort(), _freePort(), taken)
+        result = self.runDemo(["cluster", "--config", config])
+        self.assertOneLineNaming(result, taken)
+        self.assertNothingLeft()
+
+
+class ClusterRunsTests(_DemoProcessCase):
+    def test_runsAndStops(self):
+        """
+        With its ports free the demo says it runs once the balancer answers
+        (a request gets a member's page), and SIGTERM stops every process
+        it started.
+        """
+        app1, listen = _freePort(), _freePort()
+        config = self.writeConfig(app1, _freePort(), listen, _freePort())
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "playbalancer.demo", "cluster", "--config", config],
+            cwd=self.cwd,
+            env=dict(os.environ, PYTHONPATH=REPO),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.addCleanup(lambda: launcher.poll() is None and launcher.kill() or launcher.wait())
+        said = b""
+        deadline = time.monotonic() + 60
+        with selectors.DefaultSelector() as selector:
+            selector.register(launcher.stdout, selectors.EVENT_READ)
+            while b"playbalancer demo running" not in said:
+                self.assertTrue(selector.select(max(0, deadline - time.monotonic())), said)
+                chunk = os.read(launcher.stdout.fileno(), 65536)
+                self.assertNotEqual(chunk, b"", b"the demo ended:\n" + said)
+                said += chunk
+        with urllib.request.urlopen(f"http://127.0.0.1:{listen}/", timeout=10) as response:
+            self.assertIn(f"Hello from a-{self.token} (port {app1})", response.read().decode())
+        launcher.send_signal(signal.SIGTERM)
+        launcher.communicate(timeout=30)
+        self.assertEqual(launcher.returncode, 0)
+        self.assertNothingLeft()

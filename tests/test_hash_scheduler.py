@@ -9,7 +9,6 @@ children with the example on C{PYTHONPATH}, as for the p2c example.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from collections import Counter
 
@@ -28,12 +27,11 @@ from playbalancer.tcp import ConnectionView
 from tests.pluginharness import (
     BUILTINS,
     EXAMPLES,
-    LIST_SCHEDULERS,
     TwistdBalancer,
     childEnv,
     configErrorLine,
-    describe,
-    runChild,
+    installedPlugins,
+    listSchedulers,
     servedBy,
     startDemoMember,
 )
@@ -264,17 +262,30 @@ class PickTests(unittest.SynchronousTestCase):
 
 
 class DiscoveryTests(unittest.TestCase):
+    #: Directories around the children's C{PYTHONPATH} (see L{childEnv}).
+    around = ((), ())
+
     def test_availableSchedulers(self):
         """
-        With both examples on the path, both are found beside the built-ins.
+        With both examples on the path, both are found beside the built-ins
+        and whatever the environment has installed.
         """
         cwd = os.path.abspath(self.mktemp())
         os.makedirs(cwd)
-        env = childEnv(EXAMPLE, os.path.join(EXAMPLES, "p2c-scheduler"))
-        result = runChild(["-c", LIST_SCHEDULERS], env, cwd)
-        self.assertEqual(result.returncode, 0, describe(result))
-        self.assertEqual(set(json.loads(result.stdout.splitlines()[-1])), BUILTINS | {"hash", "p2c"})
-        self.assertNotIn("Traceback", result.stderr)
+        installed = listSchedulers(self, childEnv(around=self.around), cwd)
+        self.assertTrue(BUILTINS <= installed, installed)
+        env = childEnv(EXAMPLE, os.path.join(EXAMPLES, "p2c-scheduler"), around=self.around)
+        self.assertEqual(listSchedulers(self, env, cwd), installed | {"hash", "p2c"})
+
+
+class DiscoveryBesideInstalledPluginsTests(DiscoveryTests):
+    """
+    The same, in a virtualenv where the examples and another scheduler are
+    installed.
+    """
+
+    def setUp(self):
+        self.around = installedPlugins(self)
 
 
 class BadConfigTests(unittest.TestCase):

@@ -5,15 +5,20 @@ added at run time, and C{failonstatus}.
 
 from __future__ import annotations
 
+import os
+
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from playbalancer.balancer import Balancer, Member
 from playbalancer.config import HealthConfig
 from playbalancer.health import HealthChecker, parseExpect
+from playbalancer.membertls import MemberTLS, loadAuthorities
 from playbalancer.schedulers import RoundRobinScheduler
-from playbalancer.testing import waitUntil
+from playbalancer.testing import MemberServer, waitUntil
+from playbalancer.testing.certs import writeSelfSigned
 
 from tests.proxyharness import ProxyTestCase, servedBy
 
@@ -177,25 +182,74 @@ class RealCheckTests(ProxyTestCase):
 
     async def test_checksDoNotFillTheLog(self):
         """
-        A check logs nothing when it passes (Twisted's client factory said
-        "Starting factory" and "Stopping factory" for each one).
+        HTTP checks, passing and refused, log the member going down and
+        coming back and nothing else of their own (Twisted's client factory
+        said "Starting factory" and "Stopping factory" for each check).
+        """
+        (a,) = self.startMembers("app1")
+        await self.assertChecksLogOnlyChanges(a, self.startBalancer([a.url]))
+
+    async def test_tcpChecksDoNotFillTheLog(self):
+        """
+        The same for TCP-mode checks (a connect and close).
+        """
+        (a,) = self.startMembers("app1")
+        await self.assertChecksLogOnlyChanges(a, self.startBalancer([a.url]), tcp=True)
+
+    async def test_httpsChecksDoNotFillTheLog(self):
+        """
+        The same for checks of an https member (TLS wraps the factory).
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        key, cert = writeSelfSigned(directory)
+        a = MemberServer("app1", reactor, tls=(key, cert)).start()
+        self.addCleanup(a.stop)
+        trust = MemberTLS(loadAuthorities(cert))
+        balancer = self.startBalancer([a.url], memberTLS=trust)
+        await self.assertChecksLogOnlyChanges(a, balancer, tls=trust)
+
+    async def assertChecksLogOnlyChanges(self, member, balancer, **options):
+        """
+        Check C{member} (C{app1} of C{balancer}) every 50 ms on the real
+        reactor: while it answers, while it is stopped (refused), and once
+        it is back.  Nothing is logged while it answers; then its down and
+        up lines, and no factory start or stop line but those of the
+        member's own listening port.
         """
         from twisted.logger import globalLogPublisher
 
-        from playbalancer.tap import makeHealthChecker
+        from playbalancer.assembly import makeHealthChecker
 
-        (a,) = self.startMembers("app1")
-        balancer = self.startBalancer([a.url])
         balancer.activeChecks = True
         events = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        checker = makeHealthChecker(balancer, HealthConfig(interval=0.05, timeout=1, rise=1, fall=2), reactor)
+        settings = HealthConfig(interval=0.05, timeout=1, rise=2, fall=2)
+        checker = makeHealthChecker(balancer, settings, reactor, **options)
         checker.startService()
         self.addCleanup(checker.stopService)
-        await waitUntil(lambda: balancer.member("app1").checkPasses >= 5, reactor)
-        said = [e.get("log_format", "") for e in events]
-        self.assertEqual([s for s in said if "factory" in s.lower()], [])
+        app1 = balancer.member("app1")
+        await waitUntil(lambda: app1.checkPasses >= 5, reactor)
+        self.assertEqual([formatEvent(e) for e in events], [])
+        await member.stop()
+        await waitUntil(lambda: app1.checkFailures >= 5, reactor)
+        self.assertFalse(app1.healthy)
+        member.start()
+        await waitUntil(lambda: app1.healthy and app1.checkPasses >= 5, reactor)
+        checker.stopService()
+
+        def fromTheMember(event):
+            return type(event.get("factory")).__module__ == MemberServer.__module__
+
+        factoryLines = [
+            text
+            for text, event in ((formatEvent(e), e) for e in events)
+            if text.startswith(("Starting factory", "Stopping factory")) and not fromTheMember(event)
+        ]
+        self.assertEqual(factoryLines, [])
+        changes = [(e["playbalancer_event"], e["member"]) for e in events if "playbalancer_event" in e]
+        self.assertEqual(changes, [("member.down", "app1"), ("member.up", "app1")])
 
 
 class FailOnStatusTests(ProxyTestCase):

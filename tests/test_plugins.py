@@ -2,14 +2,15 @@
 Scheduler plugins from outside the playbalancer tree: the example
 C{examples/p2c-scheduler} package is put on C{PYTHONPATH} of child
 processes (nothing is installed) and must be found, used by C{twistd
-playbalancer}, and reported sanely when misconfigured.
+playbalancer}, and reported sanely when misconfigured.  Whatever other
+schedulers the environment has installed does not change the outcome: the
+discovery tests run again beside copies of the examples and another
+scheduler laid out as installed.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import textwrap
 
 from twisted.internet import defer
@@ -18,19 +19,26 @@ from twisted.trial import unittest
 from tests.pluginharness import (
     BUILTINS,
     EXAMPLES,
-    LIST_SCHEDULERS,
     TWISTD,
     TwistdBalancer,
     childEnv,
     configErrorLine,
     describe,
+    installedPlugins,
+    listSchedulers,
     runChild,
     servedBy,
     startDemoMember,
 )
 
 EXAMPLE = os.path.join(EXAMPLES, "p2c-scheduler")
-DROPIN = os.path.join(EXAMPLE, "twisted", "plugins", "p2c_scheduler_plugin.py")
+
+#: A dropin publishing one scheduler, C{name}, as C{attribute}.
+PROBE = """\
+from playbalancer.schedulers import SchedulerFactory, StandbyScheduler
+
+{attribute} = SchedulerFactory("{name}", "Probes the dropin cache.", StandbyScheduler)
+"""
 
 
 class SchedulerTests(unittest.TestCase):
@@ -101,28 +109,42 @@ class DiscoveryTests(unittest.TestCase):
     The out-of-tree dropin is found like the built-in schedulers.
     """
 
+    #: Directories around the children's C{PYTHONPATH} (see L{childEnv}).
+    around = ((), ())
+
     def setUp(self):
         self.cwd = os.path.abspath(self.mktemp())
         os.makedirs(self.cwd)
 
     def test_availableSchedulers(self):
         """
-        C{availableSchedulers()} lists C{p2c} along with the built-ins.
+        C{availableSchedulers()} lists C{p2c} along with the built-ins and
+        whatever the environment has installed.
         """
-        result = runChild(["-c", LIST_SCHEDULERS], childEnv(EXAMPLE), self.cwd)
-        self.assertEqual(result.returncode, 0, describe(result))
-        names = set(json.loads(result.stdout.splitlines()[-1]))
-        self.assertEqual(names, BUILTINS | {"p2c"})
-        self.assertNotIn("Traceback", result.stderr)
+        installed = listSchedulers(self, childEnv(around=self.around), self.cwd)
+        self.assertTrue(BUILTINS <= installed, installed)
+        names = listSchedulers(self, childEnv(EXAMPLE, around=self.around), self.cwd)
+        self.assertEqual(names, installed | {"p2c"})
 
     def test_twistdHelp(self):
         """
         C{twistd --help} lists the playbalancer command.
         """
-        result = runChild(["-c", TWISTD, "--help"], childEnv(EXAMPLE), self.cwd)
+        result = runChild(["-c", TWISTD, "--help"], childEnv(EXAMPLE, around=self.around), self.cwd)
         self.assertEqual(result.returncode, 0, describe(result))
         commands = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ")]
         self.assertIn("playbalancer", commands, result.stdout)
+
+
+class DiscoveryBesideInstalledPluginsTests(DiscoveryTests):
+    """
+    The same, in a virtualenv where the examples and another scheduler are
+    installed.
+    """
+
+    def setUp(self):
+        DiscoveryTests.setUp(self)
+        self.around = installedPlugins(self)
 
 
 class BadConfigTests(unittest.TestCase):
@@ -197,26 +219,26 @@ class StaleDropinCacheTests(unittest.TestCase):
     C{rsync -t}, a package that keeps file times) therefore goes unnoticed.
     """
 
+    around = ((), ())
+
     def setUp(self):
         self.root = os.path.abspath(self.mktemp())
         self.plugins = os.path.join(self.root, "twisted", "plugins")
         os.makedirs(self.plugins)
-        shutil.copytree(
-            os.path.join(EXAMPLE, "p2c_scheduler"),
-            os.path.join(self.root, "p2c_scheduler"),
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
-        self.dropin = os.path.join(self.plugins, "p2c_scheduler_plugin.py")
-        shutil.copy(DROPIN, self.dropin)
+        # A dropin and scheduler names of its own: an installed plugin cannot
+        # shadow the module or the names.
+        self.dropin = os.path.join(self.plugins, "stale_probe_plugin.py")
+        with open(self.dropin, "w") as f:
+            f.write(PROBE.format(attribute="probe", name="stale-probe"))
         self.cache = os.path.join(self.plugins, "dropin.cache")
-        self.assertEqual(self.available(), BUILTINS | {"p2c"})
+        elsewhere = os.path.abspath(self.mktemp())
+        os.makedirs(elsewhere)
+        self.installed = listSchedulers(self, childEnv(around=self.around), elsewhere)
+        self.assertEqual(self.available(), self.installed | {"stale-probe"})
         self.assertTrue(os.path.exists(self.cache), "getPlugins wrote no dropin.cache")
 
     def available(self):
-        result = runChild(["-c", LIST_SCHEDULERS], childEnv(self.root), self.root)
-        self.assertEqual(result.returncode, 0, describe(result))
-        self.stderr = result.stderr
-        return set(json.loads(result.stdout.splitlines()[-1]))
+        return listSchedulers(self, childEnv(self.root, around=self.around), self.root)
 
     def rewriteOlder(self, source):
         """
@@ -234,33 +256,24 @@ class StaleDropinCacheTests(unittest.TestCase):
         scheduler's C{name}, which is read from the live object: a new
         C{name} on the same attribute shows despite the stale cache.
         """
-        self.rewriteOlder(
-            """\
-            from p2c_scheduler import P2CSchedulerFactory
-
-            class Renamed(P2CSchedulerFactory):
-                name = "p2c-renamed"
-
-            p2c = Renamed()
-            """
-        )
-        self.assertEqual(self.available(), BUILTINS | {"p2c-renamed"})
-        self.assertNotIn("Traceback", self.stderr)
+        self.rewriteOlder(PROBE.format(attribute="probe", name="stale-probe-renamed"))
+        self.assertEqual(self.available(), self.installed | {"stale-probe-renamed"})
 
     def test_renamedAttribute(self):
         """
         A plugin published under a new attribute is found even though the
         module's mtime is older than C{dropin.cache}.
         """
-        self.rewriteOlder(
-            """\
-            from p2c_scheduler import P2CSchedulerFactory
+        self.rewriteOlder(PROBE.format(attribute="probeRenamed", name="stale-probe-renamed"))
+        self.assertEqual(self.available(), self.installed | {"stale-probe-renamed"})
 
-            class Renamed(P2CSchedulerFactory):
-                name = "p2c-renamed"
 
-            p2cRenamed = Renamed()
-            """
-        )
-        self.assertEqual(self.available(), BUILTINS | {"p2c-renamed"})
-        self.assertNotIn("Traceback", self.stderr)
+class StaleDropinCacheBesideInstalledPluginsTests(StaleDropinCacheTests):
+    """
+    The same, in a virtualenv where the examples and another scheduler are
+    installed.
+    """
+
+    def setUp(self):
+        self.around = installedPlugins(self)
+        StaleDropinCacheTests.setUp(self)
