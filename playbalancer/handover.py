@@ -49,9 +49,9 @@ class InheritedEndpoint:
             from twisted.protocols.tls import TLSMemoryBIOFactory
 
             factory = TLSMemoryBIOFactory(self.tls, False, factory)
-        with socket.socket(fileno=os.dup(self.fd)) as probe:
-            family = probe.family
-        port = self.reactor.adoptStreamPort(self.fd, family, factory)
+        from playbalancer._net.adopt import adoptListening
+
+        port = adoptListening(self.reactor, self.fd, factory)
         os.close(self.fd)
         return succeed(port)
 

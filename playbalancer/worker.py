@@ -38,6 +38,7 @@ def main():
     from playbalancer.config import parseConfig
     from playbalancer.memory import settleHeap, tuneAllocator
     from playbalancer.schedulers import availableSchedulers
+    from playbalancer._net.adopt import adoptListening
     from playbalancer.running import Running
     from playbalancer.workers.agent import WorkerAgent
 
@@ -65,7 +66,7 @@ def main():
     fronts = [(listener, running.makeFront(listener, config)) for listener in config.listeners]
     ports = []
     for (listener, front), (fd, family) in zip(fronts, setup["fds"]):
-        ports.append(reactor.adoptStreamPort(fd, family, front))
+        ports.append(adoptListening(reactor, fd, front, family))
         os.close(fd)
 
     StandardIO(WorkerAgent(balancers, fronts, reactor))

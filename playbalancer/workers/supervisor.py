@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket as _socket
 import sys
 
 from twisted.application.service import Service
@@ -204,7 +203,9 @@ class WorkerSupervisor(Service):
     def _handedOver(self, endpoint):
         if self.handover is None:
             return []
-        group = [_socket.socket(fileno=fd) for fd in self.handover.takeSockets(endpoint)]
+        from playbalancer._net.adopt import socketOf
+
+        group = [socketOf(fd) for fd in self.handover.takeSockets(endpoint)]
         for extra in group[self.count:]:
             extra.close()
         return group[: self.count]
