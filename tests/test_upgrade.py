@@ -24,6 +24,22 @@ from playbalancer.testing.twistd import TwistdProcess, TwistdTestCase, childrenO
 from tests.test_websocket import _Client, _EchoMember
 
 
+async def endSuccessors(case):
+    """
+    End (by PID) the processes a test's balancer started by upgrades that
+    are still there: its children, and the one its PID file names.
+    """
+    old = case.child.pid
+    pids = set(childrenOf(old)) if case.child.running() else set()
+    named = _pid(getattr(case, "pidfile", None) or "")
+    if named is not None and named != old:
+        pids.add(named)
+    for pid in pids:
+        ending = endProcess(pid)
+        if ending is not None:
+            await ending
+
+
 def endProcess(pid):
     """
     SIGTERM to C{pid} (a process a test's balancer started) if it runs.
@@ -93,6 +109,7 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
             env=env,
         )
         self.addCleanup(self.child.stop, 15.0)
+        self.addCleanup(endSuccessors, self)
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.client = HTTPClient(Agent(reactor, pool=pool))
         self.base = f"http://127.0.0.1:{front}"
@@ -408,6 +425,7 @@ class WorkersTests(TwistdTestCase):
         workers serve before the old ones stop; nothing fails.
         """
         await self.startTwoMembers(workers=2)
+        self.addCleanup(endSuccessors, self)
         load = Load(self.client, self.base + "/")
         code, out, err = await self.command("upgrade")
         self.assertEqual((code, err), (0, ""), out)
