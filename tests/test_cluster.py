@@ -396,6 +396,36 @@ cache_file = "{self.cacheFile(name)}"
         await held
 
 
+    async def test_reloadKeepsTheTiersState(self):
+        """
+        A reload of one node (a member added, a weight changed) keeps the
+        admin state the tier gave its members, and the new member follows
+        the tier too.
+        """
+        from playbalancer.config import tomllib
+
+        await self.admin("lb2", "app1", {"admin": "drain"})
+        await self.waitFor(lambda: self.admin2("lb1", "app1") == "drain")
+        third = MemberServer("app3", reactor).start()
+        self.addCleanup(third.stop)
+        node = self.nodes["lb1"]
+        text = self.nodeConfig("lb1", node["ports"]).replace(
+            "[manager]",
+            f'[[balancer.web.member]]\nname = "app3"\nurl = "{third.url}"\nweight = 2\n\n[manager]',
+        )
+        config = parseConfig(tomllib.loads(text), availableSchedulers())
+        reloader = node["service"].reloader
+        reloader.load = lambda: (config, availableSchedulers())
+        result = await reloader.reload("test")
+        self.assertTrue(result.ok, result.error)
+        self.assertEqual(self.admin2("lb1", "app1"), "drain")
+        self.assertEqual(node["balancer"].member("app3").weight, 2)
+        code, answer = await self.admin("lb1", "app3", {"admin": "disabled"})
+        self.assertEqual(code, 200, answer)
+        await self.waitFor(lambda: self.admin2("lb1", "app3") == "disabled")
+        served = {servedBy(await self.get("lb1")) for _ in range(6)}
+        self.assertEqual(served, {"app2"})
+
     async def test_nodeWithWorkers(self):
         """
         A node whose traffic worker processes serve (C{workers = 2}): a
