@@ -96,6 +96,8 @@ class ConfigDiff:
     listenersKept: list = field(default_factory=list)
     #: The C{[manager]} settings that differ.
     manager: tuple = ()
+    #: Whether C{[resolver]} differs.
+    resolver: bool = False
 
     @property
     def listenersChanged(self):
@@ -126,6 +128,8 @@ class ConfigDiff:
         some("listeners removed:", [l.endpoint for l in self.listenersRemoved])
         some("listeners changed:", [new.endpoint for _, new in self.listenersChanged])
         some("manager:", list(self.manager))
+        if self.resolver:
+            parts.append("resolver")
         return "; ".join(parts) if parts else "no changes"
 
 
@@ -178,6 +182,7 @@ def diffConfigs(old, new):
         for name in ("endpoint", "metricsEndpoint", "stateFile"):
             if name in diff.manager:
                 raise ConfigError(f"manager.{_snake(name)}", _RESTART)
+    diff.resolver = new.resolver != old.resolver
     diff.balancersAdded = [name for name in new.balancers if name not in old.balancers]
     diff.balancersRemoved = [name for name in old.balancers if name not in new.balancers]
     for name, balancer in new.balancers.items():
@@ -200,6 +205,9 @@ def diffConfigs(old, new):
             diff.listenersAdded.append(listener)
         elif before.mode != listener.mode:
             raise ConfigError(f"listen[{index}].mode", _RESTART)
+        elif before.acceptProxyProtocol != listener.acceptProxyProtocol and listener.mode == "http":
+            # (It wraps the listening port itself.)
+            raise ConfigError(f"listen[{index}].accept_proxy_protocol", _RESTART)
         else:
             diff.listenersKept.append((before, listener))
     diff.listenersRemoved = [l for l in old.listeners if l.endpoint not in newEndpoints]

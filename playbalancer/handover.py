@@ -167,6 +167,20 @@ def environmentFor(listeners, statePath, report, pidfile):
     )
 
 
+class SayPid(Service):
+    """
+    Started first (after twistd daemonized): tells the old process of an
+    upgrade this process's PID.
+    """
+
+    def __init__(self, handover):
+        self.handover = handover
+
+    def privilegedStartService(self):
+        Service.privilegedStartService(self)
+        self.handover.say(f"pid {os.getpid()}")
+
+
 class Serving(Service):
     """
     Started last: says the process serves (to the old process in an

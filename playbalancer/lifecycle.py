@@ -74,7 +74,7 @@ def addLifecycle(top, running, options, reactor, keeper=None, node=None, supervi
     Give C{top} (made by C{makeService}) its reloader and upgrader, the
     signals that start them, and the service that says when it serves.
     """
-    from playbalancer.handover import Serving
+    from playbalancer.handover import SayPid, Serving
     from playbalancer.reload import Reloader
     from playbalancer.upgrade import Upgrader
 
@@ -88,6 +88,7 @@ def addLifecycle(top, running, options, reactor, keeper=None, node=None, supervi
         reactor,
         lambda: handedState(running.balancers, configured()),
         lambda: reactor.stop(),  # (looked up late: a test's clock has none)
+        cwd=getattr(options, "startDirectory", None),
     )
     OnSignal(signal.SIGHUP, reloader.reload, reactor).setServiceParent(top)
     OnSignal(signal.SIGUSR2, upgrader.upgrade, reactor).setServiceParent(top)
@@ -100,5 +101,10 @@ def addLifecycle(top, running, options, reactor, keeper=None, node=None, supervi
 
         ready = gatherResults(ready)
     Serving(running.handover, reactor, ready or None).setServiceParent(top)
+    # First to start, once twistd has daemonized: the new process's own PID.
+    sayPid = SayPid(running.handover)
+    sayPid.setServiceParent(top)
+    top.services.remove(sayPid)
+    top.services.insert(0, sayPid)
     top.reloader = reloader
     top.upgrader = upgrader

@@ -89,20 +89,24 @@ class Running:
         self.supervisor = None
         #: In a worker process: the parent's sockets for manager routes.
         self.managerSockets = None
-        self._resolvers = []
+        self._resolvers = {}
         self._accessLogs = {}
 
     # Building
 
-    def resolver(self):
+    def resolver(self, settings=None):
         """
-        The DNS resolver (and its cache) of every listener's C{allow} lists.
+        The DNS resolver (and its cache) of every listener's C{allow} lists:
+        the one of C{settings} (a L{playbalancer.config.ResolverConfig}; by
+        default the running config's), made once.
         """
-        if not self._resolvers:
+        settings = self.config.resolver if settings is None else settings
+        key = tuple(settings.servers or ())
+        if key not in self._resolvers:
             from playbalancer.access import systemResolver
 
-            self._resolvers.append(systemResolver(self.reactor, self.config.resolver.servers))
-        return self._resolvers[0]
+            self._resolvers = {key: systemResolver(self.reactor, settings.servers)}
+        return self._resolvers[key]
 
     def makePools(self, balancerConfig):
         """
@@ -150,7 +154,7 @@ class Running:
             self.pools if pools is None else pools,
             self.reactor,
             self.manager,
-            self.resolver,
+            lambda: self.resolver(config.resolver),
             self.addresses,
             policy=policy,
             managerSockets=self.managerSockets,

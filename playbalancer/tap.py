@@ -79,6 +79,16 @@ class Options(usage.Options):
     def _workers(self):
         return _workersOption(self["workers"])
 
+    def postOptionsPaths(self):
+        """
+        Where this process started, and its config file's path from there:
+        twistd's C{--rundir} changes the directory before a reload reads
+        the file again, and an upgrade's new process starts here.
+        """
+        self.startDirectory = os.getcwd()
+        if self["config"]:
+            self["config"] = os.path.abspath(self["config"])
+
     def readConfigFile(self, schedulers):
         """
         The config in the C{--config} file, with C{--workers} applied.
@@ -107,6 +117,7 @@ class Options(usage.Options):
 
     def postOptions(self):
         schedulers = availableSchedulers()
+        self.postOptionsPaths()
         try:
             if self["config"]:
                 if self["members"] or self["standbys"] or self["manager"]:
@@ -270,7 +281,6 @@ def makeService(options, reactor=None):
 
     _oneLineListenErrors()
     handover = Handover.fromEnvironment()
-    handover.say(f"pid {os.getpid()}")
     try:
         return _makeService(options, reactor, handover)
     except SystemExit as e:

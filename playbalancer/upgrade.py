@@ -25,6 +25,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
+from playbalancer.atomicfile import replaceFile
 from playbalancer.handover import ENVIRONMENT, environmentFor
 
 _log = Logger()
@@ -63,12 +64,14 @@ def pidfileOf(argv):
 
 class _NewProcess(ProcessProtocol):
     """
-    The new process: reads its report lines (see L{playbalancer.handover}).
+    The new process of one L{_Attempt}: reads its report lines (see
+    L{playbalancer.handover}).
     """
 
-    def __init__(self, upgrader, reportFD):
-        self.upgrader = upgrader
+    def __init__(self, attempt, reportFD):
+        self.attempt = attempt
         self.reportFD = reportFD
+        #: The PID it reported (after twistd daemonized, its own).
         self.pid = None
         self._buffer = b""
 
@@ -82,13 +85,141 @@ class _NewProcess(ProcessProtocol):
             if word == "pid":
                 self.pid = int(rest)
             elif word == "ready":
-                self.upgrader._ready(self.pid)
+                self.attempt.ready(self.pid)
             elif word == "failed":
-                self.upgrader._failed(rest)
+                self.attempt.failed(rest)
 
     def childConnectionLost(self, fd):
         if fd == self.reportFD:
-            self.upgrader._failed("the new process ended before it served (see its log)")
+            self.attempt.failed("the new process ended before it served (see its log)")
+
+    def knownPid(self):
+        """
+        The new process's PID: the one it reported, else the one started.
+        """
+        if self.pid is not None:
+            return self.pid
+        return getattr(getattr(self, "transport", None), "pid", None)
+
+
+class _Attempt:
+    """
+    One upgrade: its new process, state file, PID file and outcome.
+    """
+
+    def __init__(self, upgrader):
+        self.upgrader = upgrader
+        self.reactor = upgrader.reactor
+        self.done = False
+        self.result = Deferred()
+        self.statePath = None
+        self.pidfile = None
+        self.movedPidfile = False
+        self.timer = None
+        self.process = None
+
+    def start(self):
+        upgrader = self.upgrader
+        listeners = upgrader.running.listeningSockets()
+        fd, self.statePath = tempfile.mkstemp(
+            prefix="playbalancer-handover-", suffix=".json", dir=upgrader.stateDirectory()
+        )
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(upgrader.snapshot(), f)
+        self.pidfile = pidfileOf(upgrader.argv)
+        if self.pidfile and _holds(self.pidfile, os.getpid()):
+            os.rename(self.pidfile, self.pidfile + ".oldbin")
+            self.movedPidfile = True
+        fds = sorted({fd for group in listeners.values() for fd in group})
+        reportFD = max(fds + [2]) + 1
+        childFDs = {0: 0, 1: 1, 2: 2, reportFD: "r"}
+        for fd in fds:
+            childFDs[fd] = fd
+        env = dict(os.environ)
+        env[ENVIRONMENT] = environmentFor(listeners, self.statePath, reportFD, self.pidfile)
+        self.process = _NewProcess(self, reportFD)
+        self.reactor.spawnProcess(
+            self.process,
+            sys.executable,
+            upgrader.command(),
+            env=env,
+            childFDs=childFDs,
+            path=upgrader.cwd,
+        )
+        self.timer = self.reactor.callLater(upgrader.timeout, self._tooSlow)
+
+    def _tooSlow(self):
+        self.timer = None
+        pid = self.process.knownPid()
+        if pid is not None:
+            try:
+                os.kill(pid, 15)
+            except OSError:
+                pass
+        self.failed(
+            f"the new process did not serve within {self.upgrader.timeout:g} s; stopped it"
+        )
+
+    def _finish(self, result, handedOver=False):
+        self.done = True
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.upgrader._ended(self, handedOver)
+        self.result.callback(result)
+
+    def ready(self, pid):
+        if self.done:
+            return
+        _log.info(
+            "upgrade: the new process (PID {pid}) serves; this one (PID {old}) stops "
+            "accepting and exits once its requests in flight finish",
+            pid=pid,
+            old=os.getpid(),
+            playbalancer_event="upgrade.ready",
+        )
+        if self.movedPidfile:
+            # (Unless a later upgrade's old process moved its own there.)
+            oldbin = self.pidfile + ".oldbin"
+            self.reactor.addSystemEventTrigger("after", "shutdown", _unlinkIfHolds, oldbin)
+        self._finish(UpgradeResult(True, pid=pid), handedOver=True)
+        self.reactor.callLater(0, self.upgrader.stop)
+
+    def failed(self, why):
+        if self.done:
+            return
+        _log.error(
+            "upgrade failed, this process serves on: {why}",
+            why=why,
+            playbalancer_event="upgrade.failed",
+        )
+        if self.movedPidfile:
+            self._restorePidfile()
+            # twistd removes the PID file as the new process exits: put
+            # it back once that one is gone.
+            pid = self.process.knownPid() if self.process is not None else None
+            if pid is not None:
+                self._watchUntilGone(pid)
+        if self.statePath:
+            _unlink(self.statePath)
+        self._finish(UpgradeResult(False, error=why))
+
+    def _restorePidfile(self):
+        oldbin = self.pidfile + ".oldbin"
+        try:
+            if os.path.exists(oldbin):
+                os.rename(oldbin, self.pidfile)
+            elif not _holds(self.pidfile, os.getpid()):
+                replaceFile(self.pidfile, f"{os.getpid()}\n".encode("ascii"))
+        except OSError:
+            pass
+
+    def _watchUntilGone(self, pid, tries=600):
+        from playbalancer.handover import alive
+
+        if alive(pid) and tries > 0:
+            self.reactor.callLater(0.1, self._watchUntilGone, pid, tries - 1)
+        else:
+            self._restorePidfile()
 
 
 class Upgrader:
@@ -101,16 +232,30 @@ class Upgrader:
     @param snapshot: gives the member state to hand over.
     @param stop: called once the new process serves (C{reactor.stop}: a
         graceful stop of this process).
+    @param cwd: the directory the new process starts in (where this one
+        started: its command line's relative paths are relative to it).
     """
 
-    def __init__(self, running, reactor, snapshot, stop, argv=None, timeout=READY_TIMEOUT):
+    def __init__(
+        self, running, reactor, snapshot, stop, argv=None, timeout=READY_TIMEOUT, cwd=None
+    ):
         self.running = running
         self.reactor = reactor
         self.snapshot = snapshot
         self.stop = stop
         self.argv = sys.argv if argv is None else argv
         self.timeout = timeout
+        self.cwd = cwd
         self._current = None
+        self._handedOver = False
+
+    @property
+    def underway(self):
+        """
+        Whether an upgrade is under way, or done and this process on its
+        way out: admin changes would not reach the new process.
+        """
+        return self._current is not None or self._handedOver
 
     def command(self):
         """
@@ -122,6 +267,15 @@ class Upgrader:
 
         return [sys.executable, "-c", TWISTD] + list(self.argv[1:])
 
+    def stateDirectory(self):
+        """
+        Where the state handed over is written: the runtime directory
+        systemd gives (C{RUNTIME_DIRECTORY}), else the system's temporary
+        one.
+        """
+        runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        return runtime or None
+
     def upgrade(self, who="signal"):
         """
         Start the new process; a L{Deferred} firing with an
@@ -130,89 +284,17 @@ class Upgrader:
         if self._current is not None:
             return succeed(UpgradeResult(False, error="an upgrade is already under way"))
         _log.info("upgrade by {who}: starting a new process", who=who)
-        self._current = Deferred()
-        self._done = False
-        current = self._current
+        attempt = self._current = _Attempt(self)
         try:
-            self._start()
+            attempt.start()
         except Exception as e:
-            self._failed(f"cannot start the new process: {e}")
-        return current
+            attempt.failed(f"cannot start the new process: {e}")
+        return attempt.result
 
-    def _start(self):
-        listeners = self.running.listeningSockets()
-        fd, self._statePath = tempfile.mkstemp(prefix="playbalancer-handover-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(self.snapshot(), f)
-        self._pidfile = pidfileOf(self.argv)
-        self._movedPidfile = False
-        if self._pidfile and _holds(self._pidfile, os.getpid()):
-            os.rename(self._pidfile, self._pidfile + ".oldbin")
-            self._movedPidfile = True
-        fds = sorted({fd for group in listeners.values() for fd in group})
-        reportFD = max(fds + [2]) + 1
-        childFDs = {0: 0, 1: 1, 2: 2, reportFD: "r"}
-        for fd in fds:
-            childFDs[fd] = fd
-        env = dict(os.environ)
-        env[ENVIRONMENT] = environmentFor(listeners, self._statePath, reportFD, self._pidfile)
-        self._process = _NewProcess(self, reportFD)
-        self.reactor.spawnProcess(
-            self._process, sys.executable, self.command(), env=env, childFDs=childFDs
-        )
-        self._timer = self.reactor.callLater(self.timeout, self._tooSlow)
-
-    def _tooSlow(self):
-        self._timer = None
-        pid = self._process.pid
-        if pid is not None:
-            try:
-                os.kill(pid, 15)
-            except OSError:
-                pass
-        self._failed(f"the new process did not serve within {self.timeout:g} s; stopped it")
-
-    def _finish(self, result):
-        if self._done:
-            return
-        self._done = True
-        if getattr(self, "_timer", None) is not None and self._timer.active():
-            self._timer.cancel()
-        current, self._current = self._current, None
-        current.callback(result)
-
-    def _ready(self, pid):
-        if self._done:
-            return
-        _log.info(
-            "upgrade: the new process (PID {pid}) serves; this one (PID {old}) stops "
-            "accepting and exits once its requests in flight finish",
-            pid=pid,
-            old=os.getpid(),
-            playbalancer_event="upgrade.ready",
-        )
-        if self._movedPidfile:
-            oldbin = self._pidfile + ".oldbin"
-            self.reactor.addSystemEventTrigger("after", "shutdown", _unlink, oldbin)
-        self._finish(UpgradeResult(True, pid=pid))
-        self.reactor.callLater(0, self.stop)
-
-    def _failed(self, why):
-        if self._done:
-            return
-        _log.error(
-            "upgrade failed, this process serves on: {why}",
-            why=why,
-            playbalancer_event="upgrade.failed",
-        )
-        if getattr(self, "_movedPidfile", False):
-            try:
-                os.rename(self._pidfile + ".oldbin", self._pidfile)
-            except OSError:
-                pass
-        if getattr(self, "_statePath", None):
-            _unlink(self._statePath)
-        self._finish(UpgradeResult(False, error=why))
+    def _ended(self, attempt, handedOver=False):
+        if self._current is attempt:
+            self._current = None
+        self._handedOver = self._handedOver or handedOver
 
 
 def _holds(path, pid):
@@ -228,3 +310,8 @@ def _unlink(path):
         os.unlink(path)
     except OSError:
         pass
+
+
+def _unlinkIfHolds(path):
+    if _holds(path, os.getpid()):
+        _unlink(path)

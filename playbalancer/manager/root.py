@@ -51,6 +51,14 @@ class ManagerRoot(resource.Resource):
         self._policyOf(request).check(request)
         if getattr(request, "bodyTooLarge", False):
             raise Refusal(413, f"the request body is over {MAX_MANAGER_BODY} bytes")
+        upgrader = getattr(self, "upgrader", None)
+        if request.method not in (b"GET", b"HEAD") and upgrader is not None and upgrader.underway:
+            # A change now would not reach the new process.
+            raise Refusal(
+                503,
+                "an upgrade is under way: try again in a moment, on the new process",
+                [(b"retry-after", b"1")],
+            )
 
     def getChildWithDefault(self, path, request):
         try:

@@ -1,0 +1,53 @@
+"""
+Review of issue #17: C{drain --wait} right after an upgrade.
+"""
+
+from __future__ import annotations
+
+import time
+
+from twisted.internet import reactor
+
+from playbalancer.testing import waitUntil
+from playbalancer.testing.twistd import TwistdTestCase
+from tests import test_upgrade as _upgrade
+
+
+class DrainWaitAfterUpgradeTests(TwistdTestCase):
+    """
+    README: C{drain --wait} ends when the member's requests in flight have
+    ended; an upgrade lets the old process finish its requests in flight
+    (slow downloads) for up to C{shutdown_grace}.  Right after an upgrade
+    the manager is the new process, which does not count the old one's
+    requests: C{drain --wait} says the member is idle while a download on
+    it is still running in the old process (the operator then stops the
+    member and cuts it).
+    """
+
+    timeout = 120
+    startBalancer = _upgrade.UpgradeTests.startBalancer
+    command = _upgrade.UpgradeTests.command
+
+    async def test_drainWaitCountsTheOldProcess(self):
+        await self.startBalancer()
+        await self.change("app2", {"admin": "drain"})
+        arrived = self.members[0].hold.arrival()
+        download = self.client.get(self.base + "/hold")
+        await arrived
+        code, out, err = await self.command("upgrade")
+        self.assertEqual((code, err), (0, ""), out)
+        newPid = int(out.split("PID ")[1].split(")")[0])
+        self.addCleanup(_upgrade.endProcess, newPid)
+        self.assertTrue(self.child.running())
+        started = time.monotonic()
+        code, out, err = await self.command("drain", "web/app1", "--wait", "--timeout", "3")
+        waited = time.monotonic() - started
+        self.members[0].hold.release(b"done\n")
+        await download
+        await waitUntil(lambda: not self.child.running(), reactor, timeout=30)
+        self.assertNotEqual(
+            code,
+            0,
+            f"drain --wait said app1 is idle after {waited:.2f}s while a download on it "
+            f"was in flight in the old process: {out!r}",
+        )

@@ -1,0 +1,486 @@
+"""
+Review of issue #17: failing tests on real C{twistd playbalancer}
+processes (reload and upgrade).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import stat
+import sys
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+
+from playbalancer.demo import TWISTD
+from playbalancer.handover import alive
+from playbalancer.testing import MemberServer, freePorts, waitUntil
+from playbalancer.testing.twistd import TwistdProcess, TwistdTestCase, childrenOf
+
+
+def endProcess(pid):
+    if alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        return waitUntil(lambda: not alive(pid), reactor, timeout=20)
+    return None
+
+
+def unixGet(path):
+    """
+    One HTTP/1.0 request over the Unix socket at C{path} (blocking: run in
+    a thread): the bytes that came back.
+    """
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(path)
+        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+    finally:
+        s.close()
+
+
+class _CLI:
+    async def command(self, *args):
+        from playbalancer.ctl.cli import run
+
+        out, err = io.StringIO(), io.StringIO()
+        code = await run(reactor, ["--manager", self.manager] + list(args), out, err, environ={})
+        return code, out.getvalue(), err.getvalue()
+
+
+class UnixListenerUpgradeTests(_CLI, TwistdTestCase):
+    """
+    README: an upgrade hands the listening sockets over, "they are never
+    closed, so no connection is refused".  A C{unix:} listener (allowed
+    without workers) loses its path and its mode.
+    """
+
+    timeout = 120
+
+    async def startUnix(self):
+        self.member = MemberServer("app1", reactor).start()
+        self.addCleanup(self.member.stop)
+        import shutil
+        import tempfile
+
+        # (A short path: AF_UNIX paths are limited to 108 bytes.)
+        directory = tempfile.mkdtemp(prefix="pb17-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        self.sock = os.path.join(directory, "front.sock")
+        (manager,) = freePorts(1)
+        self.manager = f"http://127.0.0.1:{manager}"
+        self.startTwistd(
+            f"""
+[[listen]]
+endpoint = "unix:{self.sock}:mode=600"
+balancer = "web"
+
+[balancer.web]
+[[balancer.web.member]]
+name = "app1"
+url = "{self.member.url}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+        await waitUntil(lambda: os.path.exists(self.sock), reactor, timeout=20)
+        answer = await deferToThread(unixGet, self.sock)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+
+    async def upgrade(self):
+        code, out, err = await self.command("upgrade")
+        self.assertEqual((code, err), (0, ""), out)
+        newPid = int(out.split("PID ")[1].split(")")[0])
+        self.addCleanup(endProcess, newPid)
+        return newPid
+
+    async def test_socketPathSurvivesTheOldProcess(self):
+        await self.startUnix()
+        await self.upgrade()
+        await waitUntil(lambda: not self.child.running(), reactor, timeout=30)
+        self.assertTrue(
+            os.path.exists(self.sock),
+            "the old process unlinked the listener's socket path as it exited",
+        )
+        answer = await deferToThread(unixGet, self.sock)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+
+    async def test_socketModeKept(self):
+        """
+        The new process adopts the socket with Twisted's default mode (it
+        chmods the path to 0666): a C{mode=600} socket (say, a manager
+        without a token, which trusts every Unix-socket client) is open to
+        every local user.  The modes are sampled while the upgrade runs
+        (the old process unlinks the path as it stops: see above).
+        """
+        from twisted.internet.task import LoopingCall
+
+        await self.startUnix()
+        self.assertEqual(stat.S_IMODE(os.stat(self.sock).st_mode), 0o600)
+        modes = set()
+
+        def sample():
+            try:
+                modes.add(stat.S_IMODE(os.stat(self.sock).st_mode))
+            except OSError:
+                pass
+
+        sampler = LoopingCall(sample)
+        sampler.start(0.0005)
+        try:
+            await self.upgrade()
+            await waitUntil(lambda: not self.child.running(), reactor, timeout=30)
+        finally:
+            sampler.stop()
+        self.assertEqual(
+            sorted(oct(m) for m in modes),
+            [oct(0o600)],
+            "the new process made the socket world-writable (mode=600 in the endpoint)",
+        )
+
+
+class DaemonUpgradeTests(_CLI, TwistdTestCase):
+    """
+    C{twistd} without C{-n} (README: "Outside systemd, twistd without -n
+    runs as a daemon with a PID file"): the new process of an upgrade
+    daemonizes too, after it told the old one its PID.
+    """
+
+    timeout = 120
+
+    async def test_upgradeReportsTheServingPid(self):
+        member = MemberServer("app1", reactor).start()
+        self.addCleanup(member.stop)
+        front, manager = freePorts(2)
+        self.manager = f"http://127.0.0.1:{manager}"
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        config = os.path.join(directory, "pb.toml")
+        pidfile = os.path.join(directory, "pb.pid")
+        logfile = os.path.join(directory, "pb.log")
+        with open(config, "w") as f:
+            f.write(
+                f"""
+[[listen]]
+endpoint = "tcp:{front}:interface=127.0.0.1"
+balancer = "web"
+
+[balancer.web]
+[[balancer.web.member]]
+name = "app1"
+url = "{member.url}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+            )
+        from twisted.internet.utils import getProcessValue
+
+        code = await getProcessValue(
+            sys.executable,
+            ["-c", TWISTD, f"--pidfile={pidfile}", f"--logfile={logfile}", "playbalancer",
+             "--config", config],
+            env=dict(os.environ),
+            path=directory,
+        )
+        self.assertEqual(code, 0)
+        await waitUntil(lambda: _pid(pidfile) is not None, reactor, timeout=20)
+        old = _pid(pidfile)
+        self.addCleanup(endProcess, old)
+        code, out, err = await self.command("upgrade")
+        self.assertEqual((code, err), (0, ""), out)
+        await waitUntil(lambda: not alive(old), reactor, timeout=30)
+        await waitUntil(lambda: _pid(pidfile) not in (None, old), reactor, timeout=20)
+        serving = _pid(pidfile)
+        self.addCleanup(endProcess, serving)
+        reported = int(out.split("PID ")[1].split(")")[0])
+        self.assertEqual(
+            reported,
+            serving,
+            f"`playbalancer upgrade` named PID {reported} (alive: {alive(reported)}); "
+            f"the new balancer is PID {serving}",
+        )
+
+
+def _pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class WorkersReloadThatNeverServesTests(_CLI, TwistdTestCase):
+    """
+    With C{workers = N} a reload is done "once every new worker serves".
+    When the new workers cannot start on the new config (here: an
+    C{access_log} in a missing directory, which only the workers open), the
+    reload is never answered nor refused, every later reload is refused as
+    "already under way", and the old workers, which go on serving all the
+    traffic, no longer get the parent's state (a drain never reaches them).
+    """
+
+    timeout = 120
+
+    async def test_reloadIsRefusedOrAnswered(self):
+        await self.startTwoMembers(workers=2)
+        with open(self.configPath) as f:
+            text = f.read()
+        bad = os.path.join(os.path.abspath(self.mktemp()), "missing", "access.log")
+        with open(self.configPath, "w") as f:
+            f.write(text.replace('balancer = "web"', f'balancer = "web"\naccess_log = "{bad}"', 1))
+        os.kill(self.child.pid, signal.SIGHUP)
+        try:
+            await waitUntil(
+                lambda: "configuration reloaded" in self.twistdLog()
+                or "refused" in self.twistdLog(),
+                reactor,
+                timeout=20,
+            )
+        except AssertionError:
+            self.fail("the reload was neither applied nor refused within 20 s")
+
+    async def test_drainReachesTheWorkersThatServe(self):
+        await self.startTwoMembers(workers=2)
+        with open(self.configPath) as f:
+            text = f.read()
+        bad = os.path.join(os.path.abspath(self.mktemp()), "missing", "access.log")
+        with open(self.configPath, "w") as f:
+            f.write(text.replace('balancer = "web"', f'balancer = "web"\naccess_log = "{bad}"', 1))
+        os.kill(self.child.pid, signal.SIGHUP)
+        await waitUntil(lambda: "worker 0" in self.twistdLog(), reactor, timeout=20)
+        code, out, err = await self.command("reload")
+        self.assertEqual(code, 1)
+        self.assertIn("already under way", err)
+        # The old generation serves; the parent drains app2.
+        await self.change("app2", {"admin": "drain"})
+        from playbalancer.testing.twistd import task  # noqa: F401
+
+        from twisted.internet.task import deferLater
+
+        await deferLater(reactor, 1.0, lambda: None)
+        served = []
+        for _ in range(10):
+            response = await self.get("/")
+            served.append(response.headers.getRawHeaders(b"x-served-by", [b"-"])[0].decode())
+        self.assertNotIn("app2", served, "a drained member still gets new requests")
+
+
+class TCPModeUpgradeTests(_CLI, TwistdTestCase):
+    """
+    README: once the new process serves, the old one "finishes its requests
+    in flight (slow downloads, WebSocket tunnels) within shutdown_grace and
+    exits".  A C{mode = "tcp"} listener's connections (plain
+    C{ListenerService}, no graceful close) are cut as soon as the old
+    process exits, at once.
+    """
+
+    timeout = 120
+
+    async def test_tcpTunnelSurvivesTheUpgrade(self):
+        from twisted.internet import defer
+        from twisted.internet.protocol import Factory, Protocol
+
+        class Echo(Protocol):
+            def dataReceived(self, data):
+                self.transport.write(data)
+
+        member = reactor.listenTCP(0, Factory.forProtocol(Echo), interface="127.0.0.1")
+        self.addCleanup(member.stopListening)
+        front, manager = freePorts(2)
+        self.manager = f"http://127.0.0.1:{manager}"
+        self.startTwistd(
+            f"""
+shutdown_grace = 30
+
+[[listen]]
+endpoint = "tcp:{front}:interface=127.0.0.1"
+mode = "tcp"
+balancer = "db"
+
+[balancer.db]
+[[balancer.db.member]]
+name = "db1"
+url = "tcp://127.0.0.1:{member.getHost().port}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+
+        class Client(Protocol):
+            def __init__(self):
+                self.received = b""
+                self.lost = defer.Deferred()
+
+            def dataReceived(self, data):
+                self.received += data
+
+            def connectionLost(self, reason):
+                self.lost.callback(None)
+
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+        client = None
+        for _ in range(100):
+            try:
+                client = Client()
+                await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", front), client)
+                break
+            except Exception:
+                from twisted.internet.task import deferLater
+
+                await deferLater(reactor, 0.1, lambda: None)
+        self.addCleanup(lambda: client.transport.abortConnection())
+        client.transport.write(b"one")
+        await waitUntil(lambda: client.received == b"one", reactor, timeout=10)
+        code, out, err = await self.command("upgrade")
+        self.assertEqual((code, err), (0, ""), out)
+        newPid = int(out.split("PID ")[1].split(")")[0])
+        self.addCleanup(endProcess, newPid)
+        from twisted.internet.task import deferLater
+
+        await deferLater(reactor, 2.0, lambda: None)
+        self.assertFalse(
+            client.lost.called, "the open TCP-mode connection was cut by the upgrade at once"
+        )
+        client.transport.write(b"two")
+        await waitUntil(lambda: client.received == b"onetwo", reactor, timeout=10)
+
+
+class ManagerSocketsCloseTests(TwistdTestCase):
+    """
+    L{ManagerSockets.close} removes its directory right after asking its
+    Unix ports to stop; a Unix port unlinks its path when it has stopped
+    (a reactor turn later), finds it gone, and raises before it closes
+    its socket: each reload of a C{workers = N} balancer with a manager
+    route leaks a listening Unix socket (the failure sits in the port's
+    stopListening Deferred; nothing is logged).
+    """
+
+    timeout = 120
+
+    def parentSockets(self):
+        count = 0
+        for name in os.listdir(f"/proc/{self.child.pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{self.child.pid}/fd/{name}")
+            except OSError:
+                continue
+            if target.startswith("socket:"):
+                count += 1
+        return count
+
+    async def test_reloadsDoNotLeakSockets(self):
+        await self.startTwoMembers(workers=2, routes='manager_path = "/balancer-manager"')
+        before = self.parentSockets()
+        for version in (2, 3, 4):
+            os.kill(self.child.pid, signal.SIGHUP)
+            await waitUntil(
+                lambda: f"(version {version})" in self.twistdLog(), reactor, timeout=30
+            )
+            # The old generation has left and its manager sockets are closed.
+            await waitUntil(lambda: len(childrenOf(self.child.pid)) == 2, reactor, timeout=30)
+        from twisted.internet.task import deferLater
+
+        await deferLater(reactor, 1.0, lambda: None)
+        # (Each reload leaves one more socket: the stopped Unix port raised
+        # FileNotFoundError in connectionLost before closing it.)
+        self.assertEqual(self.parentSockets(), before)
+
+
+class ChangeDuringUpgradeTests(_CLI, TwistdTestCase):
+    """
+    The member state is snapshotted when the upgrade starts; the old
+    process keeps answering the manager until the new one serves (a
+    second or more: the new interpreter starts and imports everything).
+    A change made in that window is answered 200 by the old process and is
+    then lost: the new process starts from the older snapshot.
+    """
+
+    timeout = 120
+
+    async def test_drainDuringTheUpgradeIsKept(self):
+        await self.startTwoMembers(workers=1)
+        os.kill(self.child.pid, signal.SIGUSR2)
+        # At once: the new process is still starting its interpreter.  The
+        # old one refuses changes meanwhile (503, Retry-After), so the
+        # operator tries again until one is taken: by the new process.
+        await waitUntil(lambda: "upgrade by SIGUSR2" in self.twistdLog(), reactor, timeout=30)
+        refused = 0
+        while True:
+            response = await self.client.post(
+                f"{self.manager}/api/balancers/web/members/app2",
+                data=json.dumps({"admin": "drain"}).encode(),
+                headers={b"Content-Type": [b"application/json"]},
+            )
+            await treq.content(response)
+            if response.code == 200:
+                break
+            self.assertEqual(response.code, 503)
+            self.assertEqual(response.headers.getRawHeaders(b"retry-after"), [b"1"])
+            refused += 1
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertGreater(refused, 0)
+        await waitUntil(lambda: "the new process (PID " in self.twistdLog(), reactor, timeout=30)
+        newPid = int(self.twistdLog().split("the new process (PID ")[1].split(")")[0])
+        self.addCleanup(endProcess, newPid)
+        await waitUntil(lambda: not self.child.running(), reactor, timeout=30)
+        status = await self.status()
+        self.assertEqual(
+            status["balancers"]["web"]["members"]["app2"]["admin"],
+            "drain",
+            "a drain answered 200 during the upgrade was lost",
+        )
+
+
+class WorkersReloadCountersTests(_CLI, TwistdTestCase):
+    """
+    Counters are monotonic (Prometheus C{_total}); without workers a reload
+    carries the listener and route counters on.  With C{workers = N} the
+    listeners' counters are the new generation's only: every reload sets
+    C{playbalancer_listener_accepted_connections_total} back to about 0.
+    """
+
+    timeout = 120
+
+    async def test_acceptedKeepsCounting(self):
+        await self.startTwoMembers(workers=2)
+        listener = "tcp:" + self.base.rsplit(":", 1)[1]
+        name = "playbalancer_listener_accepted_connections_total"
+        for _ in range(20):
+            await self.get("/")
+
+        async def accepted():
+            return await self.metric(name, listener=listener) or 0
+
+        before = 0
+        for _ in range(100):
+            before = await accepted()
+            if before >= 20:
+                break
+            from twisted.internet.task import deferLater
+
+            await deferLater(reactor, 0.1, lambda: None)
+        self.assertGreaterEqual(before, 20)
+        code, out, err = await self.command("reload")
+        self.assertEqual((code, err), (0, ""), out)
+        await self.waitFor(lambda: len(childrenOf(self.child.pid)) == 2)
+        from twisted.internet.task import deferLater
+
+        await deferLater(reactor, 1.0, lambda: None)
+        after = await accepted()
+        self.assertGreaterEqual(after, before, "a counter went backwards on a reload")
