@@ -285,3 +285,53 @@ def reportFailure(message, environ=None):
         if message.startswith("playbalancer: "):
             message = message[len("playbalancer: "):]
         Handover(**json.loads(raw)).say(f"failed {message}")
+
+
+class Predecessor:
+    """
+    The process an upgrade replaced, still finishing its requests in
+    flight (which this process cannot count): until it has exited, a drain
+    here is not done (see L{tier}).
+    """
+
+    def __init__(self, pid):
+        self.pid = pid
+        self._gone = False
+
+    def running(self):
+        if not self._gone and not alive(self.pid):
+            self._gone = True
+        return not self._gone
+
+    def tier(self, tier, balancers):
+        """
+        C{tier} (the cluster node, the worker supervisor, or L{None}: this
+        process alone), with the predecessor counted as behind while it
+        runs.
+        """
+        return _AfterPredecessor(self, tier, balancers)
+
+
+class _AfterPredecessor:
+    def __init__(self, predecessor, tier, balancers):
+        self.predecessor = predecessor
+        self.base = tier
+        self.balancers = balancers
+
+    def sync(self):
+        sync = getattr(self.base, "sync", None)
+        if sync is not None:
+            sync()
+
+    def tierState(self, balancerName, memberName):
+        if self.base is not None:
+            state = dict(self.base.tierState(balancerName, memberName))
+        else:
+            balancer = self.balancers.get(balancerName)
+            member = balancer.member(memberName) if balancer is not None else None
+            inflight = member.active if member is not None else 0
+            state = {"inflight": inflight, "behind": [], "idle": inflight == 0}
+        if self.predecessor.running():
+            state["behind"] = list(state["behind"]) + [f"previous process {self.predecessor.pid}"]
+            state["idle"] = False
+        return state

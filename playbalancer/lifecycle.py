@@ -39,7 +39,12 @@ class OnSignal(Service):
     def stopService(self):
         Service.stopService(self)
         if self._previous is not None:
-            signal.signal(self.number, self._previous)
+            # While the process stops (an upgrade's old one may take its
+            # shutdown_grace), a stray signal must not end it at once.
+            keep = self._previous
+            if keep in (signal.SIG_DFL, None):
+                keep = signal.SIG_IGN
+            signal.signal(self.number, keep)
             self._previous = None
 
 
@@ -92,9 +97,17 @@ def addLifecycle(top, running, options, reactor, keeper=None, node=None, supervi
     )
     OnSignal(signal.SIGHUP, reloader.reload, reactor).setServiceParent(top)
     OnSignal(signal.SIGUSR2, upgrader.upgrade, reactor).setServiceParent(top)
+    predecessor = None
+    if running.handover.old is not None:
+        from playbalancer.handover import Predecessor
+
+        predecessor = Predecessor(running.handover.old)
+        if node is not None:
+            node.predecessor = predecessor
     if running.manager is not None:
         running.manager.reloader = reloader
         running.manager.upgrader = upgrader
+        running.manager.predecessor = predecessor
     ready = [d for d in (node and node.ready, supervisor and supervisor.ready) if d is not None]
     if ready:
         from twisted.internet.defer import gatherResults

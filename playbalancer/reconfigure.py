@@ -42,14 +42,18 @@ def _member(config):
     )
 
 
-def prepare(running, config, keeper=None):
+def prepare(running, config, keeper=None, schedulers=None):
     """
     Make ready the change of C{running} to C{config}.
 
     @param keeper: the L{playbalancer.statefile.StateKeeper}, if any.
+    @param schedulers: the scheduler factories by name (by default the
+        ones C{running} started with).
     @raise ConfigError: naming what cannot be applied; nothing changed.
     """
     plan = Reconfiguration(running, config, diffConfigs(running.config, config), keeper)
+    if schedulers is not None:
+        plan.schedulerFactories = schedulers
     try:
         plan.build()
     except BaseException:
@@ -80,13 +84,16 @@ class Reconfiguration:
         self.checkers = {}
         self.routes = {}
         self.added = []
+        #: C{(path, service)} of the access logs opened for it.
+        self.openedLogs = []
         self.policy = None
+        self.schedulerFactories = running.schedulers
 
     # Step 1: everything that can fail
 
     def build(self):
         running, config, diff = self.running, self.config, self.diff
-        schedulers = running.schedulers
+        schedulers = self.schedulerFactories
         for name in diff.balancersRemoved:
             del self.balancers[name]
             self.pools.pop(name, None)
@@ -121,14 +128,17 @@ class Reconfiguration:
                 )
         self._prepareManager()
         if running.parent is None:
-            return  # worker processes serve the listeners
+            # Worker processes serve the listeners: check here what would
+            # stop them.
+            checkAccessLogs(config)
+            return
         for old, new in diff.listenersKept:
             if new.mode == "http":
                 self.routes[new.endpoint] = running.routesFor(
                     new, config, self.pools, self.balancers, self.policy
                 )
                 index = config.listeners.index(new)
-                running.accessLog(new.accessLog, f"listen[{index}].access_log")
+                running.accessLog(new.accessLog, f"listen[{index}].access_log", self.openedLogs)
         for index, listener in enumerate(config.listeners):
             if listener in diff.listenersAdded:
                 self._listen(index, listener)
@@ -162,7 +172,13 @@ class Reconfiguration:
     def _listen(self, index, listener):
         running = self.running
         front = running.makeFront(
-            listener, self.config, self.pools, self.endpoints, self.balancers, self.policy
+            listener,
+            self.config,
+            self.pools,
+            self.endpoints,
+            self.balancers,
+            self.policy,
+            self.openedLogs,
         )
         served = Served(listener, front, running.listenerService(listener, front))
         try:
@@ -178,6 +194,9 @@ class Reconfiguration:
         for served in self.added:
             served.service.stopService()
         self.added = []
+        for path, service in reversed(self.openedLogs):
+            self.running.closeAccessLog(path, service)
+        self.openedLogs = []
 
     # Step 2: the change
 
@@ -338,3 +357,22 @@ def _changeTCPFront(front, listener, config, running):
     front.idleTimeout = listener.tunnelIdleTimeout
     front.maxConnections = listener.maxConnections
     front.bufferSize = listener.bufferSize
+
+
+def checkAccessLogs(config):
+    """
+    Check that every listener's access log can be opened for appending
+    (what worker processes will do).
+
+    @raise ConfigError: naming the first that cannot.
+    """
+    for index, listener in enumerate(config.listeners):
+        if listener.accessLog and listener.accessLog != "-":
+            try:
+                with open(listener.accessLog, "ab"):
+                    pass
+            except OSError as e:
+                raise ConfigError(
+                    f"listen[{index}].access_log",
+                    f"cannot open {listener.accessLog}: {e.strerror}",
+                )

@@ -78,8 +78,7 @@ class Reloader:
             if self.load is None:
                 raise ConfigError("", "started without --config: there is no file to reload")
             config, schedulers = self.load()
-            self.running.schedulers = schedulers
-            plan = prepare(self.running, config, self.keeper)
+            plan = prepare(self.running, config, self.keeper, schedulers)
             if self.supervisor is not None:
                 try:
                     sockets = self._workerSockets(config)
@@ -88,23 +87,51 @@ class Reloader:
                     raise
         except ConfigError as e:
             return succeed(self._refused(str(e), who))
-        try:
-            changes = plan.apply()
         except Exception:
-            # A bug: say so, and keep serving what there is.
-            _log.failure("reload by {who}: could not apply it whole", who=who)
-            return succeed(self._refused("internal error while applying; see the log", who))
-        version = self.version + 1
-        if sockets is None:
-            return succeed(self._applied(version, changes, who))
-        self._current = self.supervisor.switch(config, sockets)
-        self._current.addCallback(lambda _: self._applied(version, changes, who))
+            _log.failure("reload by {who}: could not read or check the file", who=who)
+            return succeed(self._refused("internal error while checking; see the log", who))
+        if sockets is not None:
+            return self._throughWorkers(plan, config, sockets, schedulers, who)
+        return succeed(self._apply(plan, schedulers, who))
+
+    def _throughWorkers(self, plan, config, sockets, schedulers, who):
+        """
+        Start the new generation of workers; apply the plan only once all
+        of them serve (else nothing changed).
+        """
+        from playbalancer.upgrade import READY_TIMEOUT
+
+        self._current = self.supervisor.startGeneration(
+            config, sockets, READY_TIMEOUT, policy=plan.policy
+        )
+
+        def serving(_):
+            result = self._apply(plan, schedulers, who)
+            if result.ok:
+                self.supervisor.commit()
+            else:
+                self.supervisor.abandonIncoming()
+            return result
+
+        def failed(failure):
+            plan.cancel()
+            return self._refused(failure.getErrorMessage(), who)
 
         def done(result):
             self._current = None
             return result
 
-        return self._current.addBoth(done)
+        return self._current.addCallbacks(serving, failed).addBoth(done)
+
+    def _apply(self, plan, schedulers, who):
+        self.running.schedulers = schedulers
+        try:
+            changes = plan.apply()
+        except Exception:
+            # A bug: say so, and keep serving what there is.
+            _log.failure("reload by {who}: could not apply it whole", who=who)
+            return self._refused("internal error while applying; see the log", who)
+        return self._applied(self.version + 1, changes, who)
 
     def _workerSockets(self, config):
         supervisor = self.supervisor

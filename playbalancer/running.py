@@ -160,7 +160,7 @@ class Running:
             managerSockets=self.managerSockets,
         )
 
-    def accessLog(self, path, key="access_log"):
+    def accessLog(self, path, key="access_log", opened=None):
         """
         The access log written to C{path}, opened on first use (L{None} for
         none).  It stays open until the balancer stops, even once no
@@ -168,6 +168,8 @@ class Running:
         their requests there.
 
         @param key: the config key that names it, for errors.
+        @param opened: a list to which C{(path, service)} of a log opened
+            here is added (to close it again, see L{closeAccessLog}).
         @raise ConfigError: when it cannot be opened.
         """
         if not path:
@@ -180,12 +182,22 @@ class Running:
                 log = AccessLog.open(path, self.reactor)
             except OSError as e:
                 raise ConfigError(key, f"cannot open {path}: {e.strerror}")
-            ReopenOnSignal(log, self.reactor).setServiceParent(self.top)
+            service = ReopenOnSignal(log, self.reactor)
+            service.setServiceParent(self.top)
             self._accessLogs[path] = log
+            if opened is not None:
+                opened.append((path, service))
         return self._accessLogs[path]
 
+    def closeAccessLog(self, path, service):
+        """
+        Close an access log no listener got (a reload refused).
+        """
+        self._accessLogs.pop(path, None)
+        service.disownServiceParent()
+
     def makeFront(
-        self, listener, config, pools=None, endpoints=None, balancers=None, policy=None
+        self, listener, config, pools=None, endpoints=None, balancers=None, policy=None, opened=None
     ):
         """
         The front factory of a listener (an HTTP or TCP one), to this
@@ -218,7 +230,9 @@ class Running:
             trustedProxies=trustedProxiesOf(listener),
         )
         index = config.listeners.index(listener)
-        front.accessLog = self.accessLog(listener.accessLog, f"listen[{index}].access_log")
+        front.accessLog = self.accessLog(
+            listener.accessLog, f"listen[{index}].access_log", opened
+        )
         return front
 
     def listenerService(self, listener, front):
@@ -228,13 +242,11 @@ class Running:
         """
         from twisted.protocols.haproxy import proxyEndpoint
 
-        from playbalancer.site import GracefulService, ListenerService
+        from playbalancer.site import GracefulService
 
         name = listenerName(listener.endpoint)
         endpoint = self.endpoint(listener.endpoint, front)
-        if listener.mode == "tcp":
-            return ListenerService(endpoint, front, name)
-        if listener.acceptProxyProtocol:
+        if listener.acceptProxyProtocol and listener.mode == "http":
             # Behind another balancer: the PROXY line it sends (v1 or v2)
             # gives the real client address.
             endpoint = proxyEndpoint(endpoint)

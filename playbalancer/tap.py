@@ -353,9 +353,14 @@ def _makeService(options, reactor, handover):
 
     supervisor = None
     if config.workers > 1:
+        from playbalancer.reconfigure import checkAccessLogs
         from playbalancer.workers import WorkerSupervisor
         from playbalancer.workers.supervisor import CannotListen
 
+        try:
+            checkAccessLogs(config)
+        except ConfigError as e:
+            _fail(str(e))
         try:
             supervisor = WorkerSupervisor(
                 config,
@@ -368,6 +373,8 @@ def _makeService(options, reactor, handover):
             )
         except CannotListen as e:
             _fail(f"listen[{e.index}].endpoint: {e}")
+        except OSError as e:
+            _fail(f"workers: cannot make the parent's sockets for manager routes: {e}")
         # (With a cluster node, workers start once the tier's state is in.)
         supervisor.setServiceParent(fronts)
         running.supervisor = supervisor

@@ -371,6 +371,17 @@ class TCPFrontFactory(Factory):
     def openConnections(self):
         return len(self.relays)
 
+    def closeGracefully(self, clock, grace):
+        """
+        Let the open relays end by themselves, for C{grace} seconds at
+        most; then cut the rest.
+
+        @return: a L{Deferred} that fires when all are closed.
+        """
+        from playbalancer.graceful import untilClosed
+
+        return untilClosed(self.relays, clock, grace)
+
     def buildProtocol(self, addr):
         if self.maxConnections and len(self.relays) >= self.maxConnections:
             self.rejected += 1

@@ -231,6 +231,28 @@ class ReloadTests(ConfigServiceCase):
         self.assertEqual(servedBy(response), "first")
         self.assertEqual(sorted(self.service.runtime.served), [FRONT])
 
+    async def test_refusedReloadClosesTheLogsItOpened(self):
+        """
+        A reload refused after it opened a new access log (a later listener
+        cannot listen) closes that log again.
+        """
+        a = self.startMembers("a")[0]
+        await self.startWith(configText([("a", a.url)]))
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        self.addCleanup(taken.close)
+        log = os.path.abspath(self.mktemp())
+        text = configText(
+            [("a", a.url)], listeners=(FRONT, f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1")
+        ).replace('balancer = "web"', f'balancer = "web"\naccess_log = "{log}"', 1)
+        result = self.reload(text)
+        self.assertFalse(result.ok)
+        self.assertNotIn(log, self.service.runtime._accessLogs)
+        self.assertEqual(
+            [s for s in self.service if getattr(getattr(s, "log", None), "path", None) == log], []
+        )
+
     async def test_accessLogThatCannotBeOpened(self):
         """
         An access log that cannot be opened refuses the reload, naming the
@@ -505,3 +527,21 @@ class StartErrorsTests(ConfigServiceCase):
             "playbalancer: listen[0].access_log: cannot open /nonexistent/dir/a.log: "
             "No such file or directory",
         )
+
+
+class SignalsWhileStoppingTests(SynchronousTestCase):
+    def test_strayHangUpIgnoredOnceStopped(self):
+        """
+        Once stopped (an upgrade's old process drains), SIGHUP and SIGUSR2
+        no longer end the process as their default would.
+        """
+        from twisted.internet.task import Clock
+
+        from playbalancer.lifecycle import OnSignal
+
+        previous = signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+        self.addCleanup(signal.signal, signal.SIGUSR2, previous)
+        service = OnSignal(signal.SIGUSR2, lambda name: None, Clock())
+        service.startService()
+        service.stopService()
+        self.assertEqual(signal.getsignal(signal.SIGUSR2), signal.SIG_IGN)

@@ -254,24 +254,28 @@ class WorkersReloadThatNeverServesTests(_CLI, TwistdTestCase):
             self.fail("the reload was neither applied nor refused within 20 s")
 
     async def test_drainReachesTheWorkersThatServe(self):
+        """
+        After a refused reload the workers that serve still get the state:
+        a drain reaches them.
+        """
         await self.startTwoMembers(workers=2)
         with open(self.configPath) as f:
             text = f.read()
         bad = os.path.join(os.path.abspath(self.mktemp()), "missing", "access.log")
         with open(self.configPath, "w") as f:
             f.write(text.replace('balancer = "web"', f'balancer = "web"\naccess_log = "{bad}"', 1))
-        os.kill(self.child.pid, signal.SIGHUP)
-        await waitUntil(lambda: "worker 0" in self.twistdLog(), reactor, timeout=20)
         code, out, err = await self.command("reload")
         self.assertEqual(code, 1)
-        self.assertIn("already under way", err)
-        # The old generation serves; the parent drains app2.
+        self.assertIn("listen[0].access_log: cannot open", err)
         await self.change("app2", {"admin": "drain"})
-        from playbalancer.testing.twistd import task  # noqa: F401
 
-        from twisted.internet.task import deferLater
+        async def applied():
+            status = await self.status()
+            return not status["balancers"]["web"]["members"]["app2"]["tier"]["behind"]
 
-        await deferLater(reactor, 1.0, lambda: None)
+        for _ in range(200):
+            if await applied():
+                break
         served = []
         for _ in range(10):
             response = await self.get("/")
@@ -351,14 +355,20 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         self.assertEqual((code, err), (0, ""), out)
         newPid = int(out.split("PID ")[1].split(")")[0])
         self.addCleanup(endProcess, newPid)
-        from twisted.internet.task import deferLater
-
-        await deferLater(reactor, 2.0, lambda: None)
+        # The old process has stopped accepting: it is draining.
+        await waitUntil(
+            lambda: f"listener tcp:{front} stopping" in self.twistdLog(), reactor, timeout=30
+        )
         self.assertFalse(
             client.lost.called, "the open TCP-mode connection was cut by the upgrade at once"
         )
+        self.assertTrue(self.child.running())
         client.transport.write(b"two")
         await waitUntil(lambda: client.received == b"onetwo", reactor, timeout=10)
+        client.transport.loseConnection()
+        await client.lost
+        # Its last connection closed, the old process exits.
+        await waitUntil(lambda: not self.child.running(), reactor, timeout=30)
 
 
 class ManagerSocketsCloseTests(TwistdTestCase):

@@ -47,6 +47,28 @@ class SystemdUnitTests(SynchronousTestCase):
         self.assertGreater(timeout, DEFAULT_SHUTDOWN_GRACE)
 
 
+    def test_writablePlacesUnderProtectSystem(self):
+        """
+        C{ProtectSystem=strict} makes the file system read-only: the
+        upgrade's handover file and the workers' manager sockets go to the
+        runtime directory systemd makes (C{$RUNTIME_DIRECTORY}), and /tmp is
+        a private writable one.
+        """
+        service = self.unit()["Service"]
+        self.assertEqual(service["ProtectSystem"], "strict")
+        self.assertEqual(service["RuntimeDirectory"], "playbalancer")
+        self.assertEqual(service["PrivateTmp"], "yes")
+
+    def test_handoverFileInTheRuntimeDirectory(self):
+        from playbalancer.upgrade import Upgrader
+
+        upgrader = Upgrader(None, None, None, None, argv=["twistd"])
+        self.patch(os, "environ", {"RUNTIME_DIRECTORY": "/run/playbalancer"})
+        self.assertEqual(upgrader.stateDirectory(), "/run/playbalancer")
+        self.patch(os, "environ", {})
+        self.assertIsNone(upgrader.stateDirectory())
+
+
 class LogrotateTests(SynchronousTestCase):
     def test_reopensWithUSR1ToTheMainProcess(self):
         with open(os.path.join(ROOT, "etc", "logrotate.d", "playbalancer")) as f:

@@ -58,4 +58,8 @@ def adoptListening(reactor, fd, factory, family=None):
     if family is None:
         family = familyOf(fd)
     with nonBlockingSockets():
+        if family == socket.AF_UNIX:
+            from playbalancer._net.internals import adoptUnixPort
+
+            return adoptUnixPort(reactor, fd, factory)
         return reactor.adoptStreamPort(fd, family, factory)

@@ -16,7 +16,10 @@ module (and C{tests/test_twisted_internals.py} says which one).
   error from C{startService} instead of only logging it;
 - a listening port's (C{twisted.internet.tcp.Port}) C{_shouldShutdown}:
   whether stopping it shuts the socket down (for every process that
-  shares it) rather than only closing its own descriptor.
+  shares it) rather than only closing its own descriptor;
+- C{twisted.internet.unix.Port}: its C{connectionLost} removes the socket's
+  path, C{_bindPath} names it, C{_fromListeningDescriptor} makes a port of
+  a listening descriptor, whose C{mode} C{startListening} sets on the path.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "listenerTLSOptions",
     "raiseStartErrors",
     "shareOnStop",
+    "adoptUnixPort",
 ]
 
 
@@ -117,3 +121,31 @@ def shareOnStop(port):
     that shares it (an upgrade's new process) goes on accepting from it.
     """
     port._shouldShutdown = False
+    from twisted.internet import tcp, unix
+
+    if isinstance(port, unix.Port):
+        # Nor remove its path: the other process listens there.
+        def connectionLost(reason, port=port):
+            if port.lockFile is not None:
+                port.lockFile.unlock()
+            tcp.Port.connectionLost(port, reason)
+
+        port.connectionLost = connectionLost
+
+
+def adoptUnixPort(reactor, fd, factory):
+    """
+    Listen with C{factory} on the listening Unix socket C{fd}, as
+    C{reactor.adoptStreamPort} does, but keeping the mode its path has
+    (C{adoptStreamPort} makes it 0666).
+    """
+    import os
+
+    from twisted.internet import unix
+
+    port = unix.Port._fromListeningDescriptor(reactor, fd, factory)
+    path = port._bindPath
+    if path and path[:1] not in (b"\0", "\0"):
+        port.mode = os.stat(path).st_mode & 0o7777
+    port.startListening()
+    return port

@@ -94,6 +94,8 @@ class ClusterNode(Service):
         #: The L{playbalancer.workers.WorkerSupervisor} when worker
         #: processes serve this node's traffic, else L{None}.
         self.workers = None
+        #: The L{playbalancer.handover.Predecessor} after an upgrade.
+        self.predecessor = None
         self._applied = 0
 
     @property
@@ -284,6 +286,11 @@ class ClusterNode(Service):
         requests in flight by member.
         """
         revision = self.revision
+        if self.predecessor is not None and self.predecessor.running():
+            # Right after an upgrade: the old process still finishes its
+            # requests, which this one cannot count; until it has exited,
+            # this node has applied nothing.
+            return {"revision": 0, "inflight": {}, "at": time.time()}
         if self.workers is not None:
             if self.workers.caughtUp():
                 self._applied = revision

@@ -551,20 +551,8 @@ class HTTPFrontFactory(Factory):
 
         @return: a L{Deferred} that fires when all are closed.
         """
+        from playbalancer.graceful import untilClosed
+
         for connection in list(self.connections):
             connection.closeGracefully()
-        d = Deferred()
-        deadline = clock.seconds() + grace
-
-        def check():
-            if not self.connections:
-                d.callback(None)
-            elif clock.seconds() >= deadline:
-                for connection in list(self.connections):
-                    connection.transport.abortConnection()
-                d.callback(None)
-            else:
-                clock.callLater(0.05, check)
-
-        check()
-        return d
+        return untilClosed(self.connections, clock, grace)

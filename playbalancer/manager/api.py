@@ -261,9 +261,13 @@ class ApiResource(resource.Resource):
         What spreads this balancer's traffic over several processes: the
         cluster node, or the worker supervisor (its C{tierState} says what
         a drain waits for, once it has sent any pending change), or
-        L{None}.
+        L{None}; right after an upgrade, with the old process counted.
         """
         tier = getattr(self.root, "cluster", None) or getattr(self.root, "workers", None)
+        predecessor = getattr(self.root, "predecessor", None)
+        if predecessor is not None and predecessor.running():
+            # Right after an upgrade: the old process's requests count too.
+            tier = predecessor.tier(tier, self.root.balancers)
         sync = getattr(tier, "sync", None)
         if sync is not None:
             sync()

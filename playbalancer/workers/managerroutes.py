@@ -116,9 +116,12 @@ class ManagerSockets:
     @ivar paths: C{{routeKey: socket path}}, for the workers.
     """
 
-    def __init__(self, config, manager, reactor):
+    def __init__(self, config, manager, reactor, policy=None):
         self.config = config
         self.manager = manager
+        #: The manager's access policy the routes start from (by default
+        #: its own; a reload's new one before it is applied).
+        self.policy = policy
         self.reactor = reactor
         self.paths = {}
         self.ports = []
@@ -141,19 +144,31 @@ class ManagerSockets:
         ]
         if not routes or self.manager is None:
             return self
-        self.directory = tempfile.mkdtemp(prefix="playbalancer-manager-")
+        # (systemd's RuntimeDirectory= when there is one.)
+        runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or None
+        self.directory = tempfile.mkdtemp(prefix="playbalancer-manager-", dir=runtime)
         for number, (index, listener, route) in enumerate(routes):
             path = os.path.join(self.directory, f"{number}.sock")
-            mount = managerMount(route, listener, self.manager)
+            mount = managerMount(route, listener, self.manager, self.policy)
             endpoint = proxyEndpoint(UNIXServerEndpoint(self.reactor, path, mode=0o600))
             endpoint.listen(mount.site).addCallback(self.ports.append)
             self.paths[routeKey(index, route)] = path
         return self
 
     def close(self):
-        for port in self.ports:
-            port.stopListening()
+        """
+        Stop listening, then remove the directory.
+
+        @return: a L{Deferred} that fires when done.
+        """
+        from twisted.internet.defer import DeferredList, maybeDeferred
+
+        stopped = [maybeDeferred(port.stopListening) for port in self.ports]
         self.ports = []
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
+        directory, self.directory = self.directory, None
+
+        def remove(_):
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
+
+        return DeferredList(stopped, consumeErrors=True).addCallback(remove)

@@ -22,10 +22,14 @@ from playbalancer.bigmessages import PieceReceiver, pieces, sendPieces
 from playbalancer.memory import childEnvironment
 from playbalancer.workers.counters import fold, show
 from playbalancer.workers.listening import listeningSocket
+from playbalancer.workers.generation import Generation
 from playbalancer.workers.managerroutes import ManagerSockets
 from playbalancer.workers.protocol import PUSH_INTERVAL, RESTART_DELAY, Reopen
 
 _log = Logger(namespace="playbalancer.workers")
+
+#: A listener's counters that only grow.
+_COUNTED = ("accepted", "rejected", "refused")
 
 
 class _WorkerControl(PieceReceiver, amp.AMP):
@@ -83,6 +87,8 @@ class _WorkerProcess(ProcessProtocol):
         self.generation = generation
         self.control = _WorkerControl(supervisor, self)
         self.pid = None
+        #: The last line it wrote to standard error.
+        self.lastLine = ""
 
     def connectionMade(self):
         self.pid = self.transport.pid
@@ -95,6 +101,8 @@ class _WorkerProcess(ProcessProtocol):
     def errReceived(self, data):
         for line in data.decode("utf-8", "replace").splitlines():
             _log.info("worker {index}: {line}", index=self.index, line=line)
+            if line.strip():
+                self.lastLine = line.strip()
 
     def processEnded(self, reason):
         self.control.connectionLost(reason)
@@ -157,11 +165,15 @@ class WorkerSupervisor(Service):
         #: The workers of the current generation, by index.
         self.workers = {}
         self.generation = 0
+        #: A reload's generation on its way in (L{Incoming}), or L{None}.
+        self.incoming = None
+        #: Listener counters of workers gone, by endpoint (they go on
+        #: counting from there).
+        self.base = {}
         #: Workers of earlier generations, finishing their requests.
         self.leaving = {}
         #: Fires once every worker of the first generation has reported.
         self.ready = Deferred()
-        self._generationReady = self.ready
         self.reports = {}
         self.retired = {}
         self.version = 0
@@ -255,33 +267,44 @@ class WorkerSupervisor(Service):
                 )
             )
 
+    def _spawnAgain(self, index, generation):
+        if generation == self.generation:
+            self._spawn(index)
+
+    def _current(self):
+        return Generation(self.generation, self.config, self.sockets, self.managerSockets)
+
     def _spawn(self, index, generation=None):
         if generation is None:
-            generation = self.generation
-        if self._stopping or generation != self.generation:
+            generation = self._current()
+        incoming = self.incoming
+        if self._stopping or (
+            generation.number != self.generation
+            and (incoming is None or incoming.generation.number != generation.number)
+        ):
             return
         childFDs = {0: "w", 1: "r", 2: "r"}
         fds = []
-        for offset, group in enumerate(self.sockets):
+        for offset, group in enumerate(generation.sockets):
             sock = group[index]
             childFDs[3 + offset] = sock.fileno()
             fds.append([3 + offset, sock.family])
         # Our standard output, for access_log = "-" (the worker's own is
         # the control channel).
-        stdout = 3 + len(self.sockets)
+        stdout = 3 + len(generation.sockets)
         childFDs[stdout] = sys.__stdout__.fileno()
         env = childEnvironment()
         env["PLAYBALANCER_WORKER"] = json.dumps(
             {
-                "config": self.config.raw,
+                "config": generation.config.raw,
                 "fds": fds,
                 "index": index,
                 "stdout": stdout,
-                "managerSockets": self.managerSockets.paths,
+                "managerSockets": generation.managerSockets.paths,
             }
         )
         self.reactor.spawnProcess(
-            _WorkerProcess(self, index, generation),
+            _WorkerProcess(self, index, generation.number),
             sys.executable,
             [sys.executable, "-m", "playbalancer.worker"],
             env=env,
@@ -289,6 +312,11 @@ class WorkerSupervisor(Service):
         )
 
     def workerStarted(self, process):
+        incoming = self.incoming
+        if incoming is not None and incoming.owns(process):
+            incoming.workers[process.index] = process
+            self._send(process)
+            return
         if process.generation != self.generation:
             # Started just before a reload: it serves the old config.
             self.leaving[process] = None
@@ -304,6 +332,14 @@ class WorkerSupervisor(Service):
         self._send(process)
 
     def workerEnded(self, process, reason):
+        incoming = self.incoming
+        if incoming is not None and incoming.workers.get(process.index) is process:
+            del incoming.workers[process.index]
+            incoming.failed(
+                f"worker {process.index} on the new config ended before it served"
+                + (f": {process.lastLine}" if process.lastLine else "")
+            )
+            return
         if process in self.leaving:
             last = self.leaving.pop(process)
             if last is not None:
@@ -316,7 +352,8 @@ class WorkerSupervisor(Service):
             del self.workers[process.index]
         last = self.reports.pop(process.index, None)
         if last is not None:
-            fold(self.retired, last)
+            fold(self.retired, {"members": last.get("members", {})})
+            self._keepListenerCounts(self.config.listeners, last)
         self._sum()
         if not self._stopping and process.generation == self.generation:
             _log.warn(
@@ -326,42 +363,100 @@ class WorkerSupervisor(Service):
                 reason=reason.getErrorMessage(),
                 playbalancer_event="worker.ended",
             )
-            self.reactor.callLater(RESTART_DELAY, self._spawn, process.index, process.generation)
+            self.reactor.callLater(RESTART_DELAY, self._spawnAgain, process.index, process.generation)
 
     # Reloads: a new generation of workers
 
-    def switch(self, config, sockets):
+    def startGeneration(self, config, sockets, timeout, policy=None):
         """
-        Serve C{config} (from a reload) with a new generation of workers on
-        C{sockets} (made by L{socketsFor}, reusing the current ones): once
-        every new worker has reported, the old ones stop accepting, finish
-        their requests and exit.
+        Start a new generation of workers on C{config} (from a reload) and
+        C{sockets} (from L{socketsFor}, reusing the current ones), beside
+        the ones that serve.
 
-        @return: a L{Deferred} that fires when every new worker serves.
+        @return: a L{Deferred} that fires once every new worker has
+            reported (then call L{commit}), or fails with
+            L{WorkersFailed} if one ends first or C{timeout} seconds pass
+            (then the new generation is gone again).
+        @param policy: the manager's access policy the new config's manager
+            routes start from (see L{ManagerSockets}).
         """
-        old = dict(self.workers)
-        for process in old.values():
+        from playbalancer.workers.generation import Incoming
+
+        managerSockets = ManagerSockets(config, self.manager, self.reactor, policy).open()
+        generation = Generation(self.generation + 1, config, sockets, managerSockets)
+        incoming = self.incoming = Incoming(generation, self.count)
+        incoming.timer = self.reactor.callLater(
+            timeout, incoming.failed, f"the new workers did not serve within {timeout:g} s"
+        )
+        incoming.ready.addErrback(self._abandon, incoming)
+        for index in range(self.count):
+            self._spawn(index, generation)
+        return incoming.ready
+
+    def _abandon(self, failure, incoming):
+        """
+        The new generation failed: stop its workers, close what only it
+        used; the current one serves on.
+        """
+        self.incoming = None
+        for process in list(incoming.workers.values()):
+            self.leaving[process] = None
+            self._retire(process)
+        current = {id(sock) for group in self.sockets for sock in group}
+        for group in incoming.generation.sockets:
+            for sock in group:
+                if id(sock) not in current:
+                    sock.close()
+        incoming.generation.managerSockets.close()
+        return failure
+
+    def abandonIncoming(self):
+        """
+        Give the new generation up (its config could not be applied).
+        """
+        incoming = self.incoming
+        if incoming is not None:
+            self._abandon(None, incoming)
+
+    def commit(self):
+        """
+        The new generation serves: it is the current one; the old workers
+        stop accepting, finish their requests and exit.
+        """
+        incoming, self.incoming = self.incoming, None
+        generation = incoming.generation
+        for process in self.workers.values():
             self.leaving[process] = self.reports.get(process.index)
         self.previousSockets = getattr(self, "previousSockets", []) + self.sockets
         self.previousManagerSockets.append(self.managerSockets)
-        self.managerSockets = ManagerSockets(config, self.manager, self.reactor).open()
-        self.workers, self.reports = {}, {}
-        self.config = config
-        self.sockets = sockets
-        self.ports = [group[0].getsockname()[1] for group in sockets]
-        self.summed = [_SummedListener() for _ in config.listeners]
+        old = self.config
+        for report in self.reports.values():
+            self._keepListenerCounts(old.listeners, report)
+        self.generation = generation.number
+        self.config = generation.config
+        self.sockets = generation.sockets
+        self.managerSockets = generation.managerSockets
+        self.workers, self.reports = incoming.workers, incoming.reports
+        self.ports = [group[0].getsockname()[1] for group in self.sockets]
+        self.summed = [_SummedListener() for _ in self.config.listeners]
         from playbalancer.running import listenerName
 
         self.listeners[:] = [
             (listenerName(listener.endpoint), summed)
-            for listener, summed in zip(config.listeners, self.summed)
+            for listener, summed in zip(self.config.listeners, self.summed)
         ]
-        self.generation += 1
-        self._generationReady = ready = Deferred()
-        ready.addCallback(lambda _: [self._retire(p) for p in list(self.leaving)])
-        for index in range(self.count):
-            self._spawn(index)
-        return ready
+        for process in list(self.leaving):
+            self._retire(process)
+        self._sum()
+
+    def _keepListenerCounts(self, listeners, report):
+        """
+        Keep what a worker counted (one going away) for its listeners.
+        """
+        for listener, counts in zip(listeners, report.get("listeners", [])):
+            kept = self.base.setdefault(listener.endpoint, dict.fromkeys(_COUNTED, 0))
+            for name in _COUNTED:
+                kept[name] += counts.get(name, 0)
 
     def _retire(self, process):
         try:
@@ -409,7 +504,10 @@ class WorkerSupervisor(Service):
             _log.failure("could not encode state {version}", version=self.version)
             self._pieces = None
             return
-        for process in list(self.workers.values()):
+        incoming = self.incoming
+        for process in list(self.workers.values()) + (
+            list(incoming.workers.values()) if incoming is not None else []
+        ):
             self._send(process)
 
     def _send(self, process):
@@ -427,12 +525,15 @@ class WorkerSupervisor(Service):
     # Reports, workers to parent
 
     def gotReport(self, process, report):
+        incoming = self.incoming
         if process in self.leaving:
             self.leaving[process] = report
+        elif incoming is not None and incoming.owns(process):
+            incoming.reported(process, report)
         elif self.workers.get(process.index) is process:
             self.reports[process.index] = report
-            if len(self.reports) == self.count and not self._generationReady.called:
-                self._generationReady.callback(None)
+            if len(self.reports) == self.count and not self.ready.called:
+                self.ready.callback(None)
         for key, samples in report.pop("latency", {}).items():
             balancerName, memberName = key.split("/", 1)
             balancer = self.balancers.get(balancerName)
@@ -465,11 +566,13 @@ class WorkerSupervisor(Service):
                         d.callback(member)
                     if member.removing and member in balancer.members:
                         balancer.members.remove(member)
-        for summed, counts in zip(self.summed, totals.get("listeners", [])):
+        for listener, summed, counts in zip(
+            self.config.listeners, self.summed, totals.get("listeners", [])
+        ):
+            kept = self.base.get(listener.endpoint, {})
             summed.openConnections = counts["open"]
-            summed.accepted = counts["accepted"]
-            summed.rejected = counts["rejected"]
-            summed.refused = counts["refused"]
+            for name in _COUNTED:
+                setattr(summed, name, counts[name] + kept.get(name, 0))
             summed.routes = counts.get("routes", [])
 
     def caughtUp(self):
@@ -528,7 +631,8 @@ class WorkerSupervisor(Service):
             signal.signal(signal.SIGUSR1, self._previousUSR1)
             self._previousUSR1 = None
         waits = []
-        for process in list(self.workers.values()) + list(self.leaving):
+        incoming = list(self.incoming.workers.values()) if self.incoming is not None else []
+        for process in list(self.workers.values()) + list(self.leaving) + incoming:
             d = Deferred()
             original = process.processEnded
 
