@@ -125,22 +125,7 @@ class ApiResource(resource.Resource):
         L{playbalancer.reload}); 200 with what changed once applied (by
         every worker process), or 400 with why nothing did.
         """
-        if request.method != b"POST":
-            request.setHeader(b"allow", b"POST")
-            raise ChangeError(405, "reload with POST")
-        if not sameOrigin(request):
-            raise ChangeError(403, "cross-site requests are refused")
-        readJSON(request)  # (a JSON body: no HTML form can send one)
-        reloader = getattr(self.root, "reloader", None)
-        if reloader is None:
-            raise ChangeError(404, "this balancer cannot reload")
-        def answer(result):
-            if not request.finished and not getattr(request, "_disconnected", False):
-                request.write(jsonResponse(request, 200 if result.ok else 400, result.asJSON()))
-                request.finish()
-
-        reloader.reload(self.root.who(request)).addCallback(answer)
-        return NOT_DONE_YET
+        return self._lifecycle(request, "reload", "reloader", lambda r: r.reload, 400)
 
     def _upgrade(self, request):
         """
@@ -148,22 +133,31 @@ class ApiResource(resource.Resource):
         L{playbalancer.upgrade}); answered once it serves (200, with its
         PID) or failed (500, with why; this process serves on).
         """
+        return self._lifecycle(request, "upgrade", "upgrader", lambda u: u.upgrade, 500)
+
+    def _lifecycle(self, request, verb, attribute, action, failedCode):
+        """
+        A C{POST} that changes the running balancer as a whole: C{action}
+        of the root's C{attribute} is called with who asked, and its
+        result (C{ok}, C{asJSON()}) answered with 200 or C{failedCode}.
+        """
         if request.method != b"POST":
             request.setHeader(b"allow", b"POST")
-            raise ChangeError(405, "upgrade with POST")
+            raise ChangeError(405, f"{verb} with POST")
         if not sameOrigin(request):
             raise ChangeError(403, "cross-site requests are refused")
-        readJSON(request)
-        upgrader = getattr(self.root, "upgrader", None)
-        if upgrader is None:
-            raise ChangeError(404, "this balancer cannot upgrade")
+        readJSON(request)  # (a JSON body: no HTML form can send one)
+        target = getattr(self.root, attribute, None)
+        if target is None:
+            raise ChangeError(404, f"this balancer cannot {verb}")
 
         def answer(result):
             if not request.finished and not getattr(request, "_disconnected", False):
-                request.write(jsonResponse(request, 200 if result.ok else 500, result.asJSON()))
+                code = 200 if result.ok else failedCode
+                request.write(jsonResponse(request, code, result.asJSON()))
                 request.finish()
 
-        upgrader.upgrade(self.root.who(request)).addCallback(answer)
+        action(target)(self.root.who(request)).addCallback(answer)
         return NOT_DONE_YET
 
     def _member(self, request, balancerName, memberName):

@@ -1,5 +1,5 @@
 """
-Review of issue #17: C{drain --wait} right after an upgrade.
+C{drain --wait} right after an upgrade counts the old process's requests.
 """
 
 from __future__ import annotations
@@ -15,13 +15,8 @@ from tests import test_upgrade as _upgrade
 
 class DrainWaitAfterUpgradeTests(TwistdTestCase):
     """
-    README: C{drain --wait} ends when the member's requests in flight have
-    ended; an upgrade lets the old process finish its requests in flight
-    (slow downloads) for up to C{shutdown_grace}.  Right after an upgrade
-    the manager is the new process, which does not count the old one's
-    requests: C{drain --wait} says the member is idle while a download on
-    it is still running in the old process (the operator then stops the
-    member and cuts it).
+    C{drain --wait} right after an upgrade waits for the old process too:
+    the new one cannot count the requests the old one still finishes.
     """
 
     timeout = 120

@@ -1,6 +1,6 @@
 """
-Review of issue #17 (upgrade): L{playbalancer.upgrade.Upgrader} with a
-fake reactor.
+L{playbalancer.upgrade.Upgrader} with a fake reactor, and the sockets it
+hands over staying non-blocking.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ class _Reactor(Clock):
 
 class StaleProcessTests(SynchronousTestCase):
     """
-    L{_NewProcess} reports to the L{Upgrader}, not to the attempt that
-    started it: what an earlier new process says or does lands on the
-    upgrade under way.
+    Each upgrade attempt hears only from its own new process: an earlier
+    one's report or exit does not land on the upgrade under way; a new
+    process that times out is stopped even before it said its PID.
     """
 
     def upgrader(self):
@@ -101,14 +101,9 @@ class StaleProcessTests(SynchronousTestCase):
 class InheritedSocketsStayNonBlockingTests(SynchronousTestCase):
     """
     The listening sockets an upgrade hands over are shared (one open file
-    description) by the old and the new process, and Twisted accepts on
-    them in a loop until C{EAGAIN}.  On PyPy 3.9 C{socket.socket(fileno=)}
-    puts the descriptor in blocking mode: the probe in
-    L{InheritedEndpoint.listen} (and C{WorkerSupervisor._handedOver}) make
-    the listening socket blocking in both processes, and the reactor then
-    sits in C{accept()} once the queue is empty (the process hangs; SIGTERM
-    cannot stop it).  Run with PyPy:
-    C{/work/main/.venv-pypy/bin/python -m twisted.trial tests.test_review17_upgrader}.
+    description) by the old and the new process, and Twisted accepts on them
+    until C{EAGAIN}: taking them over must leave them non-blocking (PyPy
+    3.9's C{socket.socket(fileno=)} would make them blocking).
     """
 
     def listening(self):
