@@ -290,3 +290,43 @@ class ShareOnStopTests(TestCase):
 
     async def test_shared(self):
         self.assertTrue(await self.stoppedWithCopy(share=True))
+
+
+class UnixPortTests(TestCase):
+    """
+    C{unix.Port}: a stopped port removes its path unless shared
+    (L{internals.shareOnStop}); one made from a descriptor keeps its path's
+    mode (L{internals.adoptUnixPort}).
+    """
+
+    def listening(self, mode):
+        from twisted.internet import reactor
+
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "s.sock")
+        port = reactor.listenUNIX(path, Factory(), mode=mode)
+        return port, path
+
+    async def test_sharedPortKeepsItsPath(self):
+        port, path = self.listening(0o600)
+        internals.shareOnStop(port)
+        await port.stopListening()
+        self.assertTrue(os.path.exists(path))
+
+    async def test_stoppedPortRemovesItsPath(self):
+        port, path = self.listening(0o600)
+        await port.stopListening()
+        self.assertFalse(os.path.exists(path))
+
+    async def test_adoptedKeepsTheMode(self):
+        from twisted.internet import reactor
+
+        port, path = self.listening(0o600)
+        internals.shareOnStop(port)
+        fd = os.dup(port.fileno())
+        adopted = internals.adoptUnixPort(reactor, fd, Factory())
+        os.close(fd)
+        await port.stopListening()
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        await adopted.stopListening()

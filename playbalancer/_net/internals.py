@@ -18,8 +18,9 @@ module (and C{tests/test_twisted_internals.py} says which one).
   whether stopping it shuts the socket down (for every process that
   shares it) rather than only closing its own descriptor;
 - C{twisted.internet.unix.Port}: its C{connectionLost} removes the socket's
-  path, C{_bindPath} names it, C{_fromListeningDescriptor} makes a port of
-  a listening descriptor, whose C{mode} C{startListening} sets on the path.
+  path, C{_bindPath} (C{port} in Twisted 25.5) names it,
+  C{_fromListeningDescriptor} makes a port of a listening descriptor, whose
+  C{mode} C{startListening} sets on the path.
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ def adoptUnixPort(reactor, fd, factory):
     from twisted.internet import unix
 
     port = unix.Port._fromListeningDescriptor(reactor, fd, factory)
-    path = port._bindPath
+    # (C{_bindPath} in Twisted 26.10, C{port} in 25.5.)
+    path = getattr(port, "_bindPath", None) or port.port
     if path and path[:1] not in (b"\0", "\0"):
         port.mode = os.stat(path).st_mode & 0o7777
     port.startListening()
