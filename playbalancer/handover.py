@@ -121,8 +121,13 @@ class Handover:
         try:
             with open(self.statePath, encoding="utf-8") as f:
                 return json.load(f)
+        except (OSError, ValueError):
+            return None  # (the old process gave up on this upgrade)
         finally:
-            os.unlink(self.statePath)
+            try:
+                os.unlink(self.statePath)
+            except OSError:
+                pass
 
     def say(self, line):
         """
@@ -225,10 +230,15 @@ class Serving(Service):
             return
         self._watch.stop()
         self._watch = None
+        me = os.getpid()
+        if _holds(pidfile + ".oldbin", me):
+            return  # this process is being upgraded in turn: not ours now
+        if os.path.exists(pidfile) and not _holds(pidfile, me):
+            return  # a newer process's
         from playbalancer.atomicfile import replaceFile
 
         try:
-            replaceFile(pidfile, f"{os.getpid()}\n".encode("ascii"))
+            replaceFile(pidfile, f"{me}\n".encode("ascii"))
         except OSError:
             pass
 
@@ -236,6 +246,14 @@ class Serving(Service):
         Service.stopService(self)
         if self._watch is not None and self._watch.running:
             self._watch.stop()
+
+
+def _holds(path, pid):
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0) == pid
+    except (OSError, ValueError):
+        return False
 
 
 def alive(pid):

@@ -48,20 +48,57 @@ class OnSignal(Service):
             self._previous = None
 
 
-def handedState(balancers, configured):
+def handedState(balancers, config):
     """
     The member state an upgrade hands over: admin state, weight, standby,
-    members added and removed at run time, and why members are down.
+    members added and removed at run time, and why members are down; and
+    (as C{"config"}) what the old process's file said of each member, so
+    that the new one knows which settings its file changed.
     """
-    return memberstate.snapshot(balancers, configured, health=True)
+    configured = {name: {m.name for m in b.members} for name, b in config.balancers.items()}
+    state = memberstate.snapshot(balancers, configured, health=True)
+    state["config"] = {
+        name: {m.name: {"url": m.url, "weight": m.weight, "standby": m.standby} for m in b.members}
+        for name, b in config.balancers.items()
+    }
+    return state
 
 
-def applyHandedState(state, balancers, clock):
+def _fileWins(state, config):
+    """
+    Drop from C{state} what the new file changed, as a reload does: a
+    member whose URL changed starts afresh; a weight or standby flag the
+    file changed is the file's.
+    """
+    before = state.pop("config", {})
+    for name, table in state.get("balancers", {}).items():
+        balancerConfig = config.balancers.get(name)
+        if balancerConfig is None:
+            continue
+        now = {m.name: m for m in balancerConfig.members}
+        for memberName in list(table.get("members", {})):
+            old, new = before.get(name, {}).get(memberName), now.get(memberName)
+            if old is None or new is None:
+                continue
+            if old["url"] != new.url:
+                del table["members"][memberName]
+                continue
+            for key in ("weight", "standby"):
+                if old[key] != getattr(new, key):
+                    table["members"][memberName].pop(key, None)
+
+
+def applyHandedState(state, balancers, clock, config=None):
     """
     Put the state the old process handed over onto freshly built
-    balancers: its run-time changes, and its members that are down stay
-    down until their checks pass.
+    balancers (from C{config}): its run-time changes, except what the file
+    changed since (see L{_fileWins}); its members that are down stay down
+    until their checks pass.
     """
+    if config is not None:
+        _fileWins(state, config)
+    else:
+        state.pop("config", None)
     memberstate.apply(state, balancers, "upgrade")
     now = clock.seconds()
     for name, table in state.get("balancers", {}).items():
@@ -85,13 +122,10 @@ def addLifecycle(top, running, options, reactor, keeper=None, node=None, supervi
 
     loader = getattr(options, "loader", None)  # (Options made by hand have none)
     reloader = Reloader(running, loader() if loader is not None else None, keeper, supervisor)
-    configured = lambda: {  # noqa: E731
-        name: {m.name for m in b.members} for name, b in running.config.balancers.items()
-    }
     upgrader = Upgrader(
         running,
         reactor,
-        lambda: handedState(running.balancers, configured()),
+        lambda: handedState(running.balancers, running.config),
         lambda: reactor.stop(),  # (looked up late: a test's clock has none)
         cwd=getattr(options, "startDirectory", None),
     )

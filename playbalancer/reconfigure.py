@@ -326,6 +326,7 @@ class Reconfiguration:
         for listener in self.diff.listenersRemoved:
             served = running.served[listener.endpoint]
             running.forget(served)
+            served.service.lingerIdle = True
             served.stopped = maybeDeferred(served.service.disownServiceParent)
             served.stopped.addErrback(lambda f: _log.failure("stopping a removed listener", f))
 

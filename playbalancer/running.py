@@ -279,6 +279,16 @@ class Running:
         self.others[description] = service
         return service
 
+    def handingOver(self):
+        """
+        Another process takes over: when this one stops, idle keep-alive
+        connections get their next request answered before they close.
+        """
+        for served in self.served.values():
+            served.service.lingerIdle = True
+        if self.supervisor is not None:
+            self.supervisor.lingerIdle = True
+
     def listeningSockets(self):
         """
         C{{endpoint: [file descriptor]}} of every listener this process

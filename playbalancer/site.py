@@ -96,8 +96,13 @@ class GracefulService(ListenerService):
         ListenerService.__init__(self, endpoint, factory, name)
         self.clock = clock
         self.grace = grace
+        #: Set when another process (or listener) takes over: idle
+        #: keep-alive connections get their next request answered.
+        self.lingerIdle = False
 
     def stopService(self):
         d = maybeDeferred(ListenerService.stopService, self)
-        d.addCallback(lambda _: self.factory.closeGracefully(self.clock, self.grace))
+        d.addCallback(
+            lambda _: self.factory.closeGracefully(self.clock, self.grace, self.lingerIdle)
+        )
         return d

@@ -336,7 +336,7 @@ def _makeService(options, reactor, handover):
     if handed is not None:
         from playbalancer.lifecycle import applyHandedState
 
-        applyHandedState(handed, balancers, reactor)
+        applyHandedState(handed, balancers, reactor, config)
     fronts = top
     node = None
     if config.cluster is not None:

@@ -371,7 +371,7 @@ class TCPFrontFactory(Factory):
     def openConnections(self):
         return len(self.relays)
 
-    def closeGracefully(self, clock, grace):
+    def closeGracefully(self, clock, grace, lingerIdle=False):
         """
         Let the open relays end by themselves, for C{grace} seconds at
         most; then cut the rest.

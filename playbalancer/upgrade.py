@@ -127,8 +127,14 @@ class _Attempt:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(upgrader.snapshot(), f)
         self.pidfile = pidfileOf(upgrader.argv)
-        if self.pidfile and _holds(self.pidfile, os.getpid()):
+        me = os.getpid()
+        if self.pidfile and _holds(self.pidfile, me):
             os.rename(self.pidfile, self.pidfile + ".oldbin")
+            self.movedPidfile = True
+        elif self.pidfile and not os.path.exists(self.pidfile):
+            # Ours, but not there just now (the process this one replaced
+            # removed it as it exited): the .oldbin says whose it is.
+            replaceFile(self.pidfile + ".oldbin", f"{me}\n".encode("ascii"))
             self.movedPidfile = True
         fds = sorted({fd for group in listeners.values() for fd in group})
         reportFD = max(fds + [2]) + 1
@@ -181,6 +187,7 @@ class _Attempt:
             # (Unless a later upgrade's old process moved its own there.)
             oldbin = self.pidfile + ".oldbin"
             self.reactor.addSystemEventTrigger("after", "shutdown", _unlinkIfHolds, oldbin)
+        self.upgrader.running.handingOver()
         self._finish(UpgradeResult(True, pid=pid), handedOver=True)
         self.reactor.callLater(0, self.upgrader.stop)
 

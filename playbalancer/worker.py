@@ -69,7 +69,8 @@ def main():
         ports.append(adoptListening(reactor, fd, front, family))
         os.close(fd)
 
-    StandardIO(WorkerAgent(balancers, fronts, reactor))
+    agent = WorkerAgent(balancers, fronts, reactor)
+    StandardIO(agent)
 
     def stopping():
         from twisted.internet.defer import DeferredList, maybeDeferred
@@ -77,7 +78,9 @@ def main():
         waits = [maybeDeferred(port.stopListening) for port in ports]
         for listener, front in fronts:
             if hasattr(front, "closeGracefully"):
-                waits.append(front.closeGracefully(reactor, config.shutdownGrace))
+                waits.append(
+                    front.closeGracefully(reactor, config.shutdownGrace, agent.lingerIdle)
+                )
         waits.append(maybeDeferred(top.stopService))
         return DeferredList(waits)
 

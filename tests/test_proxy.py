@@ -634,6 +634,49 @@ class GracefulStopTests(ProxyTestCase):
         await stopped
 
 
+    async def test_handingOverLetsIdleConnectionsAskOnceMore(self):
+        """
+        When another process takes over (C{lingerIdle}), an idle keep-alive
+        connection is not closed under its client: its next request is
+        answered, with C{Connection: close}.
+        """
+        from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+        from twisted.internet.protocol import Protocol
+
+        from playbalancer.site import GracefulService
+        from playbalancer.testing import waitUntil
+
+        class Client(Protocol):
+            def __init__(self):
+                self.received = b""
+                self.closed = defer.Deferred()
+
+            def dataReceived(self, data):
+                self.received += data
+
+            def connectionLost(self, reason):
+                self.closed.callback(self.received)
+
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        site = self.front
+        service = GracefulService(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), site, reactor)
+        service.startService()
+        port = service._waitingForPort.result.getHost().port
+        kept = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Client())
+        kept.transport.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await waitUntil(lambda: b"Hello from app1" in kept.received, reactor)
+        first = len(kept.received)
+        service.lingerIdle = True
+        stopped = service.stopService()
+        self.assertFalse(kept.closed.called)
+        kept.transport.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = (await kept.closed)[first:]
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:40])
+        self.assertIn(b"Connection: close", answer.split(b"\r\n\r\n")[0])
+        await stopped
+
+
 class AcceptProxyProtocolTests(ProxyTestCase):
     async def test_clientAddressFromProxyLine(self):
         """

@@ -245,6 +245,39 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         await waitUntil(lambda: drain() and len(received) == 2, reactor)
         self.assertEqual(received[1], f"MAINPID={newPid}\nREADY=1")
 
+    async def test_fileWinsWhereItChanged(self):
+        """
+        As with a reload: a weight set at run time stays unless the new file
+        changes that member's weight; a member whose URL the file changes
+        starts afresh (enabled), whatever the old process had.
+        """
+        await self.startBalancer()
+        await self.change("app1", {"weight": 5})
+        await self.change("app2", {"weight": 7, "admin": "drain"})
+        third = MemberServer("app3", reactor).start()
+        self.addCleanup(third.stop)
+        with open(self.configPath) as f:
+            text = f.read()
+        text = text.replace(f'url = "{self.members[1].url}"', f'url = "{third.url}"')
+        with open(self.configPath, "w") as f:
+            f.write(text.replace('name = "app1"', 'name = "app1"\nweight = 1', 1))
+        code, out, err = await self.command("upgrade")
+        self.assertEqual(code, 0, err)
+        self.addCleanup(endProcess, int(out.split("PID ")[1].split(")")[0]))
+        members = (await self.status())["balancers"]["web"]["members"]
+        self.assertEqual(members["app1"]["weight"], 5)
+        self.assertEqual(
+            (members["app2"]["url"], members["app2"]["weight"], members["app2"]["admin"]),
+            (third.url, 1, "enabled"),
+        )
+        with open(self.configPath, "w") as f:
+            f.write(text.replace('name = "app1"', 'name = "app1"\nweight = 2', 1))
+        code, out, err = await self.command("upgrade")
+        self.assertEqual(code, 0, err)
+        self.addCleanup(endProcess, int(out.split("PID ")[1].split(")")[0]))
+        members = (await self.status())["balancers"]["web"]["members"]
+        self.assertEqual(members["app1"]["weight"], 2)
+
     async def test_healthCarriesOver(self):
         """
         A member the health checks took out is still out in the new process

@@ -17,6 +17,9 @@ class _Running:
     def listeningSockets(self):
         return {}
 
+    def handingOver(self):
+        pass
+
 
 class _Reactor(Clock):
     def __init__(self):

@@ -404,15 +404,17 @@ class FrontConnection(Protocol):
             tunnel.dataReceived(buffered)
         return tunnel
 
-    def closeGracefully(self):
+    def closeGracefully(self, lingerIdle=False):
         """
         Close once the current response is done; at once if idle between
-        requests.  A new connection that has sent nothing yet gets its
-        first request answered (with C{Connection: close}) or its header
-        timeout: its client may have sent that request already.
+        requests, unless C{lingerIdle}.  A new connection that has sent
+        nothing yet, and with C{lingerIdle} an idle one too, gets its next
+        request answered (with C{Connection: close}) or its timeout: its
+        client may be sending that request already.
         """
         self.closing = True
-        if self.state == _HEAD and self.exchange is None and not self.buffer and not self.fresh:
+        idle = self.state == _HEAD and self.exchange is None and not self.buffer
+        if idle and not self.fresh and not lingerIdle:
             self.close()
 
     # Handing over to another protocol
@@ -542,17 +544,22 @@ class HTTPFrontFactory(Factory):
             return Rejected()
         return FrontConnection(self)
 
-    def closeGracefully(self, clock, grace):
+    def closeGracefully(self, clock, grace, lingerIdle=False):
         """
         Close every client connection without cutting off a request: idle
         ones at once, busy ones once their response is done (with
         C{Connection: close} on responses that have not started).  After
         C{grace} seconds the rest are cut.
 
+        @param lingerIdle: idle keep-alive connections too get their next
+            request answered before they close (when another process takes
+            over: closing one as its client reuses it would fail that
+            request).
+
         @return: a L{Deferred} that fires when all are closed.
         """
         from playbalancer.graceful import untilClosed
 
         for connection in list(self.connections):
-            connection.closeGracefully()
+            connection.closeGracefully(lingerIdle)
         return untilClosed(self.connections, clock, grace)

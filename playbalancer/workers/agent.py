@@ -15,7 +15,7 @@ from twisted.protocols import amp
 from playbalancer import memberstate
 from playbalancer.bigmessages import PieceReceiver, sendMessage
 from playbalancer.workers.counters import memberCounts
-from playbalancer.workers.protocol import REPORT_INTERVAL, Reopen
+from playbalancer.workers.protocol import REPORT_INTERVAL, Reopen, Retire
 
 _log = Logger(namespace="playbalancer.workers")
 
@@ -56,6 +56,14 @@ class WorkerAgent(PieceReceiver, amp.AMP):
     def messageReceived(self, kind, message):
         if kind == "state":
             self.setState(message["version"], message["state"])
+
+    #: Set by L{Retire}: the stop that follows lets idle connections linger.
+    lingerIdle = False
+
+    @Retire.responder
+    def retire(self):
+        self.lingerIdle = True
+        return {}
 
     @Reopen.responder
     def reopen(self):

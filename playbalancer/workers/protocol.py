@@ -23,3 +23,14 @@ class Reopen(amp.Command):
 
     arguments = []
     response = []
+
+
+class Retire(amp.Command):
+    """
+    Another worker (or process) takes over: on the C{SIGTERM} that
+    follows, let idle keep-alive connections have their next request
+    answered before they close.
+    """
+
+    arguments = []
+    response = []

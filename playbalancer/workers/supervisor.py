@@ -24,7 +24,7 @@ from playbalancer.workers.counters import fold, show
 from playbalancer.workers.listening import listeningSocket
 from playbalancer.workers.generation import Generation
 from playbalancer.workers.managerroutes import ManagerSockets
-from playbalancer.workers.protocol import PUSH_INTERVAL, RESTART_DELAY, Reopen
+from playbalancer.workers.protocol import PUSH_INTERVAL, RESTART_DELAY, Reopen, Retire
 
 _log = Logger(namespace="playbalancer.workers")
 
@@ -170,6 +170,8 @@ class WorkerSupervisor(Service):
         #: Listener counters of workers gone, by endpoint (they go on
         #: counting from there).
         self.base = {}
+        #: Set when another process takes over (see L{Running.handingOver}).
+        self.lingerIdle = False
         #: Workers of earlier generations, finishing their requests.
         self.leaving = {}
         #: Fires once every worker of the first generation has reported.
@@ -458,11 +460,24 @@ class WorkerSupervisor(Service):
             for name in _COUNTED:
                 kept[name] += counts.get(name, 0)
 
-    def _retire(self, process):
+    def _retire(self, process, linger=True):
+        """
+        Stop C{process}: with C{linger} (others take over), after telling it
+        to let idle connections have their next request answered.
+        """
+
+        def stop(_=None):
+            try:
+                process.transport.signalProcess("TERM")
+            except Exception:
+                pass
+
+        if not linger:
+            return stop()
         try:
-            process.transport.signalProcess("TERM")
+            process.control.callRemote(Retire).addBoth(stop)
         except Exception:
-            pass
+            stop()
 
     def _closeUnused(self):
         """
@@ -641,10 +656,19 @@ class WorkerSupervisor(Service):
                 d.callback(None)
 
             process.processEnded = ended
-            try:
-                process.transport.signalProcess("TERM")
-            except Exception:
-                d.callback(None)
+
+            def term(_=None, process=process, d=d):
+                try:
+                    process.transport.signalProcess("TERM")
+                except Exception:
+                    if not d.called:
+                        d.callback(None)
+
+            if self.lingerIdle and process not in self.leaving:
+                # (An upgrade: the new parent's workers take over.)
+                process.control.callRemote(Retire).addBoth(term)
+            else:
+                term()
             waits.append(d)
         for group in self.sockets + getattr(self, "previousSockets", []):
             for sock in group:
