@@ -106,12 +106,15 @@ class Reloader:
         )
 
         def serving(_):
-            result = self._apply(plan, schedulers, who)
-            if result.ok:
-                self.supervisor.commit()
-            else:
+            changes = self._change(plan, schedulers, who)
+            if changes is None:
                 self.supervisor.abandonIncoming()
-            return result
+                return self._refused("internal error while applying; see the log", who)
+            # Done (logged, answered) once only the new workers accept.
+            version = self.version + 1
+            return self.supervisor.commit().addCallback(
+                lambda _: self._applied(version, changes, who)
+            )
 
         def failed(failure):
             plan.cancel()
@@ -124,14 +127,22 @@ class Reloader:
         return self._current.addCallbacks(serving, failed).addBoth(done)
 
     def _apply(self, plan, schedulers, who):
+        changes = self._change(plan, schedulers, who)
+        if changes is None:
+            return self._refused("internal error while applying; see the log", who)
+        return self._applied(self.version + 1, changes, who)
+
+    def _change(self, plan, schedulers, who):
+        """
+        Apply C{plan}: what changed, or L{None} after a bug (logged).
+        """
         self.running.schedulers = schedulers
         try:
-            changes = plan.apply()
+            return plan.apply()
         except Exception:
             # A bug: say so, and keep serving what there is.
             _log.failure("reload by {who}: could not apply it whole", who=who)
-            return self._refused("internal error while applying; see the log", who)
-        return self._applied(self.version + 1, changes, who)
+            return None
 
     def _workerSockets(self, config):
         supervisor = self.supervisor

@@ -70,6 +70,7 @@ def main():
         os.close(fd)
 
     agent = WorkerAgent(balancers, fronts, reactor)
+    agent.ports = ports
     StandardIO(agent)
 
     def stopping():

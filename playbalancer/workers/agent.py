@@ -59,11 +59,21 @@ class WorkerAgent(PieceReceiver, amp.AMP):
 
     #: Set by L{Retire}: the stop that follows lets idle connections linger.
     lingerIdle = False
+    #: The worker's listening ports (a list it shares with the worker).
+    ports = ()
 
     @Retire.responder
     def retire(self):
+        """
+        Stop accepting at once (answered once stopped), and let idle
+        connections linger on the stop that follows.
+        """
+        from twisted.internet.defer import DeferredList, maybeDeferred
+
         self.lingerIdle = True
-        return {}
+        stopping = [maybeDeferred(port.stopListening) for port in self.ports]
+        del self.ports[:]
+        return DeferredList(stopping, consumeErrors=True).addCallback(lambda _: {})
 
     @Reopen.responder
     def reopen(self):

@@ -27,9 +27,9 @@ class Reopen(amp.Command):
 
 class Retire(amp.Command):
     """
-    Another worker (or process) takes over: on the C{SIGTERM} that
-    follows, let idle keep-alive connections have their next request
-    answered before they close.
+    Another worker (or process) takes over: stop accepting now (answered
+    once stopped), and on the C{SIGTERM} that follows let idle keep-alive
+    connections have their next request answered before they close.
     """
 
     arguments = []

@@ -11,7 +11,7 @@ import signal
 import sys
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -424,6 +424,8 @@ class WorkerSupervisor(Service):
         """
         The new generation serves: it is the current one; the old workers
         stop accepting, finish their requests and exit.
+
+        @return: a L{Deferred} that fires once no old worker accepts.
         """
         incoming, self.incoming = self.incoming, None
         generation = incoming.generation
@@ -447,9 +449,9 @@ class WorkerSupervisor(Service):
             (listenerName(listener.endpoint), summed)
             for listener, summed in zip(self.config.listeners, self.summed)
         ]
-        for process in list(self.leaving):
-            self._retire(process)
+        retired = [self._retire(process) for process in list(self.leaving)]
         self._sum()
+        return DeferredList(retired)
 
     def _keepListenerCounts(self, listeners, report):
         """
@@ -462,8 +464,11 @@ class WorkerSupervisor(Service):
 
     def _retire(self, process, linger=True):
         """
-        Stop C{process}: with C{linger} (others take over), after telling it
-        to let idle connections have their next request answered.
+        Stop C{process}: with C{linger} (others take over), after it has
+        stopped accepting and knows to let idle connections have their next
+        request answered.
+
+        @return: a L{Deferred} that fires once it no longer accepts.
         """
 
         def stop(_=None):
@@ -473,11 +478,13 @@ class WorkerSupervisor(Service):
                 pass
 
         if not linger:
-            return stop()
+            stop()
+            return succeed(None)
         try:
-            process.control.callRemote(Retire).addBoth(stop)
+            return process.control.callRemote(Retire).addBoth(stop)
         except Exception:
             stop()
+            return succeed(None)
 
     def _closeUnused(self):
         """
