@@ -36,6 +36,14 @@ _log = Logger()
 WHO = "reload"
 
 
+def _live(balancer, name):
+    """
+    The member called C{name} that is not on its way out, or L{None}.
+    """
+    member = balancer.member(name)
+    return None if member is None or member.removing else member
+
+
 def _member(config):
     return Member(
         config.name, config.url, weight=config.weight, standby=config.standby, aliases=config.aliases
@@ -270,7 +278,7 @@ class Reconfiguration:
                 balancer.removeMember(member, who=WHO)
                 self._retire(pools, member, balancer)
         for memberChange in change.changed:
-            member = balancer.member(memberChange.name)
+            member = _live(balancer, memberChange.name)
             if member is None or memberChange.replaced:
                 self._replace(balancer, member, memberChange.new, pools)
                 continue
@@ -280,7 +288,7 @@ class Reconfiguration:
                 balancer.setStandby(member, memberChange.new.standby, who=WHO)
             member.aliases = tuple(memberChange.new.aliases)
         for name in change.added:
-            member = balancer.member(name)
+            member = _live(balancer, name)
             if member is not None and member.url == members[name].url:
                 # Added at run time already: the file adopts it.
                 balancer.setWeight(member, members[name].weight, who=WHO)
@@ -294,6 +302,11 @@ class Reconfiguration:
         if old is not None:
             balancer.removeMember(old, who=WHO, detach=True)
             self._retire(pools, old, balancer)
+        leaving = balancer.member(config.name)
+        if leaving is not None:
+            # Removed before and still finishing its requests: out of the
+            # way of the new one (its requests still end).
+            balancer.members.remove(leaving)
         balancer.addMember(_member(config), who=WHO)
 
     def _retire(self, pools, member, balancer):

@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from playbalancer.config import ConfigError, parseConfig
 from playbalancer.configdiff import diffConfigs
 from playbalancer.testing.client import rawExchange
+from playbalancer.testing import waitUntil
 from playbalancer.testing.members import MemberServer
 from playbalancer.testing.twistd import TwistdTestCase
 from tests.routeharness import RoutedTestCase, servedBy
@@ -298,6 +299,28 @@ class ReloadTests(ConfigServiceCase):
             configText([("a", a.url), ("b", b.url, "weight = 3"), ("c", d.url, "weight = 2")])
         )
         self.assertEqual(balancer.member("b").weight, 3)
+
+    async def test_memberAddedBackWhileItsLastRequestsFinish(self):
+        """
+        A member removed by one reload while a request to it is in flight,
+        and added back by the next before that request ends, is a member
+        again for good (not dropped once the old request ends).
+        """
+        a, b = self.startMembers("a", "b")
+        await self.startWith(configText([("a", a.url), ("b", b.url)]))
+        balancer = self.service.balancers["web"]
+        balancer.setAdmin(balancer.member("b"), "disabled")
+        arrived = a.hold.arrival()
+        held = self.client(persistent=False).get(self.base + "/hold")
+        await arrived
+        self.assertTrue(self.reload(configText([("b", b.url)])).ok)
+        self.assertTrue(self.reload(configText([("a", a.url, "weight = 4"), ("b", b.url)])).ok)
+        a.hold.release()
+        await treq.content(await held)
+        await waitUntil(lambda: balancer.member("a") is not None and not balancer.member("a").active, reactor)
+        member = balancer.member("a")
+        self.assertEqual((member.removing, member.admin, member.weight), (False, "enabled", 4))
+        self.assertEqual([m.name for m in balancer.members], ["a", "b"])
 
     async def test_schedulerAndSettingsSwapped(self):
         """
