@@ -127,6 +127,9 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
 
     def openTunnel(self):
         client = WebSocketClientFactory(f"ws://127.0.0.1:{self.wsPort}/")
+        # (autobahn gives the closing handshake 1 s by default: too little
+        # on a loaded machine.)
+        client.setProtocolOptions(closeHandshakeTimeout=30)
         client.protocol = _Client
         client.protocols, client.messages, client.closed = [], [], defer.Deferred()
         reactor.connectTCP("127.0.0.1", self.wsPort, client)
