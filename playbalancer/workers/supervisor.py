@@ -12,115 +12,23 @@ import sys
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.protocols import amp
 
 from playbalancer import memberstate
-from playbalancer.bigmessages import PieceReceiver, pieces, sendPieces
+from playbalancer.bigmessages import pieces, sendPieces
 from playbalancer.memory import childEnvironment
 from playbalancer.workers.counters import fold, show
 from playbalancer.workers.listening import listeningSocket
 from playbalancer.workers.generation import Generation
 from playbalancer.workers.managerroutes import ManagerSockets
+from playbalancer.workers.process import SummedListener, WorkerProcess
 from playbalancer.workers.protocol import PUSH_INTERVAL, RESTART_DELAY, Reopen, Retire
 
 _log = Logger(namespace="playbalancer.workers")
 
 #: A listener's counters that only grow.
 _COUNTED = ("accepted", "rejected", "refused")
-
-
-class _WorkerControl(PieceReceiver, amp.AMP):
-    def __init__(self, supervisor, process):
-        amp.AMP.__init__(self)
-        self.supervisor = supervisor
-        self.process = process
-
-    def messageReceived(self, kind, message):
-        if kind == "report":
-            self.supervisor.gotReport(self.process, message)
-
-
-class _ProcessAddress:
-    def __init__(self, pid):
-        self.pid = pid
-
-    def __repr__(self):
-        return f"<worker process {self.pid}>"
-
-
-class _ToWorker:
-    """
-    The transport AMP writes to: a worker's standard input.
-    """
-
-    def __init__(self, process):
-        self.process = process
-
-    def write(self, data):
-        self.process.write(data)
-
-    def writeSequence(self, data):
-        self.process.writeSequence(data)
-
-    def loseConnection(self):
-        self.process.closeStdin()
-
-    def getPeer(self):
-        return _ProcessAddress(self.process.pid)
-
-    getHost = getPeer
-
-
-class _WorkerProcess(ProcessProtocol):
-    """
-    One worker process: AMP on its standard input and output, its
-    standard error into our log.
-    """
-
-    def __init__(self, supervisor, index, generation=0):
-        self.supervisor = supervisor
-        self.index = index
-        #: Which config it serves: a reload starts a new generation.
-        self.generation = generation
-        self.control = _WorkerControl(supervisor, self)
-        self.pid = None
-        #: The last line it wrote to standard error.
-        self.lastLine = ""
-
-    def connectionMade(self):
-        self.pid = self.transport.pid
-        self.control.makeConnection(_ToWorker(self.transport))
-        self.supervisor.workerStarted(self)
-
-    def outReceived(self, data):
-        self.control.dataReceived(data)
-
-    def errReceived(self, data):
-        for line in data.decode("utf-8", "replace").splitlines():
-            _log.info("worker {index}: {line}", index=self.index, line=line)
-            if line.strip():
-                self.lastLine = line.strip()
-
-    def processEnded(self, reason):
-        self.control.connectionLost(reason)
-        self.supervisor.workerEnded(self, reason)
-
-
-class _SummedListener:
-    """
-    A listener's counters summed over the workers, for the metrics.
-    """
-
-    def __init__(self):
-        self.openConnections = 0
-        self.accepted = self.rejected = self.refused = 0
-        self.routes = []
-
-    def routeCounters(self):
-        return self.routes
 
 
 class CannotListen(Exception):
@@ -160,7 +68,7 @@ class WorkerSupervisor(Service):
         self.previousManagerSockets = []
         self.ports = [group[0].getsockname()[1] for group in self.sockets]
         self.listeners = listeners
-        self.summed = [_SummedListener() for _ in config.listeners]
+        self.summed = [SummedListener() for _ in config.listeners]
         listeners.extend(zip(names, self.summed))
         #: The workers of the current generation, by index.
         self.workers = {}
@@ -306,7 +214,7 @@ class WorkerSupervisor(Service):
             }
         )
         self.reactor.spawnProcess(
-            _WorkerProcess(self, index, generation.number),
+            WorkerProcess(self, index, generation.number),
             sys.executable,
             [sys.executable, "-m", "playbalancer.worker"],
             env=env,
@@ -442,7 +350,7 @@ class WorkerSupervisor(Service):
         self.managerSockets = generation.managerSockets
         self.workers, self.reports = incoming.workers, incoming.reports
         self.ports = [group[0].getsockname()[1] for group in self.sockets]
-        self.summed = [_SummedListener() for _ in self.config.listeners]
+        self.summed = [SummedListener() for _ in self.config.listeners]
         from playbalancer.running import listenerName
 
         self.listeners[:] = [
