@@ -251,21 +251,28 @@ class BrowserTests(test_manager.ManagerTestCase):
         profile = os.path.join(self.tempDir, "profile")
         os.makedirs(profile)
 
-        driver = ChromedriverProcess()
-        reactor.spawnProcess(
-            driver, chromedriver, [chromedriver, "--port=0"], env=dict(os.environ),
-            path=self.tempDir, childFDs={0: "w", 1: "r", 2: "r"},
-        )
         self.addCleanup(self.killStrays, profile)
-        self.addCleanup(driver.stop)
-        timer = reactor.callLater(20, driver.started.cancel)
-        try:
-            port = await driver.started
-        except defer.CancelledError:
-            self.fail(f"chromedriver did not start in 20 s: {driver.outputText()}")
-        finally:
-            if timer.active():
-                timer.cancel()
+        # chromedriver --port=0 takes a free IPv6 port, then the same number
+        # on IPv4, which may be taken: then it exits, and is started again.
+        for attempt in range(3):
+            driver = ChromedriverProcess()
+            reactor.spawnProcess(
+                driver, chromedriver, [chromedriver, "--port=0"], env=dict(os.environ),
+                path=self.tempDir, childFDs={0: "w", 1: "r", 2: "r"},
+            )
+            self.addCleanup(driver.stop)
+            timer = reactor.callLater(20, driver.started.cancel)
+            try:
+                port = await driver.started
+                break
+            except defer.CancelledError:
+                self.fail(f"chromedriver did not start in 20 s: {driver.outputText()}")
+            except WebDriverError as e:
+                if "port not available" not in str(e) or attempt == 2:
+                    raise
+            finally:
+                if timer.active():
+                    timer.cancel()
 
         browser = WebDriverSession(self.client(), f"http://127.0.0.1:{port}")
         prefs = {} if javascript else {
