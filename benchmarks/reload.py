@@ -50,6 +50,7 @@ PEERS = os.path.join(HERE, "peers")
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+import rolling_upgrade as rolling  # noqa: E402  (the peers' checks and the load loop)
 from rolling_upgrade import (  # noqa: E402  (its plumbing: members, processes, binaries)
     POST_BODY,
     SLOW_SECONDS,
@@ -228,17 +229,9 @@ class Load:
         if newEvery > 0:
             self.threads.append(threading.Thread(target=self.newConnections, daemon=True))
 
-    def start(self):
-        self.began = now()
-        for t in self.threads:
-            t.start()
+    start = rolling.Load.start
 
-    def stop(self):
-        self.stopping.set()
-        deadline = now() + self.timeout + 5
-        for t in self.threads:
-            t.join(max(0.1, deadline - now()))
-        return [t for t in self.threads if t.is_alive()]
+    stop = rolling.Load.stop
 
     def keepAlive(self, index):
         conn = None
@@ -419,8 +412,7 @@ class Balancer:
     def missing(self):
         return None
 
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
+    url = rolling.Balancer.url
 
     def ready(self, timeout=30):
         waitFor(lambda: get(self.url() + "/")[1].startswith(b"Hello from "), timeout,
@@ -627,9 +619,7 @@ class Nginx(Balancer):
     name = "nginx"
     setup = "1 worker, upstream keepalive 32; reload: nginx -s reload; no binary upgrade step"
 
-    def missing(self):
-        self.binary = findBinary("nginx", self.options.nginx)
-        return None if self.binary else "nginx not found (apt-get install nginx)"
+    missing = rolling.Nginx.missing
 
     def writeConfig(self, state):
         servers = "".join(f"        server 127.0.0.1:{p} weight={w};\n"
@@ -682,9 +672,7 @@ class HAProxy(Balancer):
              "no binary upgrade step")
     transfer = False
 
-    def missing(self):
-        self.binary = findBinary("haproxy", self.options.haproxy)
-        return None if self.binary else "haproxy not found (apt-get install haproxy)"
+    missing = rolling.HAProxy.missing
 
     def writeConfig(self, state):
         servers = "".join(f"    server {n} 127.0.0.1:{p} weight {w}\n"
@@ -750,20 +738,11 @@ class Apache(Balancer):
     name = "apache"
     setup = ("event MPM defaults, mod_proxy_balancer byrequests; reload: apache2 -k graceful; "
              "no binary upgrade step")
-    modules = ("mpm_event", "authz_core", "proxy", "proxy_http", "slotmem_shm",
-               "proxy_balancer", "lbmethod_byrequests")
+    modules = rolling.Apache.modules
 
-    def missing(self):
-        self.binary = findBinary("apache2", self.options.apache2) or findBinary("httpd")
-        if not self.binary:
-            return "apache2 not found (apt-get install apache2)"
-        gone = [m for m in self.modules if not os.path.exists(self.module(m))]
-        if gone:
-            return f"Apache modules missing in {self.options.apache_modules}: {', '.join(gone)}"
-        return None
+    missing = rolling.Apache.missing
 
-    def module(self, name):
-        return os.path.join(self.options.apache_modules, f"mod_{name}.so")
+    module = rolling.Apache.module
 
     def writeConfig(self, state):
         modules = "".join(f"LoadModule {m}_module {self.module(m)}\n" for m in self.modules)
