@@ -253,4 +253,6 @@ def frontSettingsOf(listener):
         sendTimeout=listener.sendTimeout,
         maxBody=listener.maxBody,
         maxConnections=listener.maxConnections,
+        protocols=tuple(listener.protocols),
+        maxConcurrentStreams=listener.maxConcurrentStreams,
     )

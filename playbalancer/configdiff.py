@@ -208,6 +208,9 @@ def diffConfigs(old, new):
         elif before.acceptProxyProtocol != listener.acceptProxyProtocol and listener.mode == "http":
             # (It wraps the listening port itself.)
             raise ConfigError(f"listen[{index}].accept_proxy_protocol", _RESTART)
+        elif before.protocols != listener.protocols:
+            # (ALPN is set on the listening port's TLS context.)
+            raise ConfigError(f"listen[{index}].protocols", _RESTART)
         else:
             diff.listenersKept.append((before, listener))
     diff.listenersRemoved = [l for l in old.listeners if l.endpoint not in newEndpoints]

@@ -57,7 +57,9 @@ def _listener(data, path):
         maxHeaderLine=table.get("max_header_line", _atLeast(256), 8192),
         maxHeaderBytes=table.get("max_header_bytes", _atLeast(1024), 65536),
         maxHeaders=table.get("max_headers", _atLeast(8), 100),
+        maxConcurrentStreams=table.get("max_concurrent_streams", _atLeast(1), 100),
     )
+    listener.protocols = table.get("protocols", _protocols, None)
     rawRoutes = table.get("route", _array, [])
     table.done()
     if listener.mode == "tcp":
@@ -72,6 +74,7 @@ def _listener(data, path):
     routes = [routeTable(item, f"{path}.route[{i}]", i) for i, item in enumerate(rawRoutes)]
     listener.routes = routes + shorthandRoutes(listener)
     checkRoutes(listener.routes, path, len(routes))
+    _checkProtocols(listener, table)
     if listener.acceptProxyProtocol and listener.endpoint.split(":")[0] == "ssl":
         # The PROXY line comes before TLS on the wire; an ssl: endpoint
         # would look for it inside TLS.
@@ -79,6 +82,44 @@ def _listener(data, path):
             table.at("accept_proxy_protocol"), "not available on ssl: listeners yet"
         )
     return listener
+
+
+#: What a listener may speak: HTTP/2 over TLS (by ALPN), HTTP/1.1, and
+#: cleartext HTTP/2 with prior knowledge.
+PROTOCOLS = ("h2", "http/1.1", "h2c")
+
+
+def _protocols(value, path):
+    if not isinstance(value, list) or not value:
+        raise ConfigError(path, f"expected a non-empty array of protocols, got {_show(value)}")
+    for index, item in enumerate(value):
+        if item not in PROTOCOLS:
+            raise ConfigError(
+                f"{path}[{index}]",
+                f"expected one of {', '.join(map(repr, PROTOCOLS))}, got {_show(item)}",
+            )
+        if item in value[:index]:
+            raise ConfigError(f"{path}[{index}]", f"{item!r} twice")
+    return tuple(value)
+
+
+def _checkProtocols(listener, table):
+    """
+    Default a listener's C{protocols} (HTTP/2 and HTTP/1.1 on TLS, HTTP/1.1
+    on cleartext), and check that they fit its endpoint.
+    """
+    tls = listener.endpoint.split(":")[0] == "ssl"
+    if listener.protocols is None:
+        listener.protocols = ("h2", "http/1.1") if tls and listener.mode == "http" else ("http/1.1",)
+        return
+    if listener.mode == "tcp":
+        raise ConfigError(table.at("protocols"), "not available in tcp mode")
+    if tls and "h2c" in listener.protocols:
+        raise ConfigError(table.at("protocols"), "h2c is cleartext HTTP/2: use h2 on an ssl: listener")
+    if not tls and "h2" in listener.protocols:
+        raise ConfigError(
+            table.at("protocols"), "h2 is negotiated by TLS: use h2c on a cleartext listener"
+        )
 
 
 def _mode(value, path):

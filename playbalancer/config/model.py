@@ -139,6 +139,10 @@ class ListenConfig:
     maxHeaderLine: int = 8192
     maxHeaderBytes: int = 65536
     maxHeaders: int = 100
+    maxConcurrentStreams: int = 100
+    #: What clients may speak (C{"h2"}, C{"http/1.1"}, C{"h2c"}); by
+    #: default HTTP/2 and HTTP/1.1 on C{ssl:} listeners, else HTTP/1.1.
+    protocols: tuple = ("http/1.1",)
     #: The listener's L{RouteConfig}s: its C{[[listen.route]]}s, then the
     #: routes its C{manager_path} and C{balancer} keys stand for.
     routes: list = field(default_factory=list)

@@ -22,6 +22,7 @@ from playbalancer.http.frontsettings import FrontSettings
 from playbalancer.http.headreader import HeadReader
 from playbalancer.http.ownanswer import ownAnswer
 from playbalancer.http.routing import BALANCER, MANAGER, RouteError, noRouteTarget, routesOf
+from playbalancer.http.negotiate import ProtocolChoice
 from playbalancer.http.linger import LINGER_BYTES, LINGER_SECONDS, LingeringClose  # noqa: F401 (their old home)
 from playbalancer.http.responses import REASONS, plainResponse
 from playbalancer.http.responsewriter import ResponseWriter
@@ -533,15 +534,21 @@ class HTTPFrontFactory(Factory):
 
     def acceptableProtocols(self):
         """
-        What a TLS client may negotiate by ALPN: HTTP/1.1.
+        What a TLS client may negotiate by ALPN: the listener's protocols
+        (HTTP/2 as C{h2}, HTTP/1.1), in its order.
         """
-        return list(HTTP_PROTOCOLS)
+        protocols = self.settings.protocols
+        offered = [p.encode("ascii") for p in protocols if p in ("h2", "http/1.1")]
+        return offered or list(HTTP_PROTOCOLS)
 
     def buildProtocol(self, addr):
-        limit = self.settings.maxConnections
+        settings = self.settings
+        limit = settings.maxConnections
         if limit and len(self.connections) >= limit:
             self.rejected += 1
             return Rejected()
+        if settings.speaksHTTP2:
+            return ProtocolChoice(self)
         return FrontConnection(self)
 
     def closeGracefully(self, clock, grace, lingerIdle=False):

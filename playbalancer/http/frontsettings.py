@@ -8,6 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from playbalancer.http.wire import Limits
+from playbalancer.http2.budget import FloodLimits
+
+#: What a listener speaks unless told: HTTP/1.1 (over TLS, HTTP/2 as well:
+#: see the config's C{protocols}).
+HTTP11 = ("http/1.1",)
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,12 @@ class FrontSettings:
         some wait for it (then the connection is aborted); 0: no limit.
     @ivar maxBody: the largest request body (0: no limit).
     @ivar maxConnections: client connections open at once (0: no limit).
+    @ivar protocols: what clients may speak, in order of preference:
+        C{"h2"} (HTTP/2 over TLS, by ALPN), C{"http/1.1"}, C{"h2c"}
+        (cleartext HTTP/2 with prior knowledge).
+    @ivar maxConcurrentStreams: HTTP/2 streams one client connection may
+        have open at once.
+    @ivar floods: the L{FloodLimits} of an HTTP/2 connection.
     """
 
     limits: Limits = Limits()
@@ -44,3 +55,10 @@ class FrontSettings:
     sendTimeout: float = 60.0
     maxBody: int = 0
     maxConnections: int = 10000
+    protocols: tuple = HTTP11
+    maxConcurrentStreams: int = 100
+    floods: FloodLimits = FloodLimits()
+
+    @property
+    def speaksHTTP2(self):
+        return "h2" in self.protocols or "h2c" in self.protocols

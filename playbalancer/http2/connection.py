@@ -1,0 +1,514 @@
+"""
+One HTTP/2 client connection (RFC 9113): the C{h2} library's state
+machine over the transport, a L{playbalancer.http2.stream.H2Stream} per
+request, the listener's routes, and the limits that keep one client from
+costing the balancer more than its share.
+
+The C{h2} library parses and checks the frames (a frame that breaks the
+protocol ends the connection with GOAWAY, as the library decides); this
+module adds what a server in front of others must do besides: budgets for
+the floods HTTP/2 makes cheap (L{playbalancer.http2.budget}), refusals of
+malformed requests per stream, a graceful GOAWAY, and timeouts.
+"""
+
+from __future__ import annotations
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
+from h2.settings import SettingCodes, Settings
+from h2 import events as ev
+from hyperframe.frame import GoAwayFrame
+
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.protocol import Protocol
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from playbalancer.flow import SendDeadline, keepsUp
+from playbalancer.http.exchange import Exchange
+from playbalancer.http.ownanswer import ownAnswer
+from playbalancer.http.routing import BALANCER, MANAGER, RouteError
+from playbalancer.http.wire import HTTPError
+from playbalancer.http2.budget import Budget
+from playbalancer.http2.stream import H2Stream
+from playbalancer.http2.translate import requestHeadOf
+
+_log = Logger()
+
+# The connection's states (see its docstring).
+OPEN = "open"
+GOING_AWAY = "going away"
+DRAINING = "draining"
+CLOSED = "closed"
+
+#: The highest stream id: a first GOAWAY that refuses nothing yet.
+_ANY_STREAM = 2**31 - 1
+#: Seconds to wait for the answer to the PING sent with the first GOAWAY
+#: before the second, which refuses the streams that come after it.
+GOAWAY_PING_WAIT = 1.0
+_GOAWAY_PING = b"pb-bye!!"
+
+
+def _goAway(lastStreamId, code=ErrorCodes.NO_ERROR):
+    frame = GoAwayFrame(0)
+    frame.last_stream_id = lastStreamId
+    frame.error_code = code
+    return frame.serialize()
+
+
+class H2FrontConnection(Protocol):
+    """
+    One HTTP/2 client connection.  Its C{state} is one of:
+      - C{open}: streams come and go;
+      - C{going away}: we are closing gracefully: a GOAWAY that refuses no
+        stream yet went out with a PING; streams still start;
+      - C{draining}: the final GOAWAY went out (the PING came back, or
+        L{GOAWAY_PING_WAIT} passed, or the client sent its own GOAWAY):
+        later streams are refused, and the connection closes when its last
+        stream ends;
+      - C{closed}: closing or closed.
+
+    @param factory: the listener's
+        L{playbalancer.http.front.HTTPFrontFactory}.
+    """
+
+    def __init__(self, factory):
+        self.factory = factory
+        self.settings = factory.settings
+        self.state = OPEN
+        self.h2 = None
+        self.streams = {}
+        #: Streams with response bytes waiting for a window, in order.
+        self.waiting = {}
+        self.lastStreamId = 0
+        self.client = None
+        self.secure = False
+        self.transportPaused = False
+        self.deadline = None
+        self.fresh = True
+        self.closing = False
+        self._sendDeadline = None
+        self._goAwayCall = None
+        self._stalledStreams = 0
+
+    # The connection
+
+    def connectionMade(self):
+        factory = self.factory
+        settings = self.settings
+        transport = self.transport
+        self.secure = ISSLTransport.providedBy(transport)
+        h2 = self.h2 = H2Connection(
+            H2Configuration(
+                client_side=False,
+                header_encoding=None,
+                validate_inbound_headers=False,
+                normalize_inbound_headers=False,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
+        )
+        limits = settings.limits
+        # A header list up to twice our limits is decoded, and refused by
+        # the request-head rules (431); beyond that it is an HPACK bomb,
+        # and the connection ends.
+        h2.decoder.max_header_list_size = 2 * (limits.maxHeaderBytes + 32 * limits.maxHeaders)
+        h2.local_settings = Settings(
+            client=False,
+            initial_values={
+                SettingCodes.MAX_CONCURRENT_STREAMS: settings.maxConcurrentStreams,
+                SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        h2.initiate_connection()
+        clock = factory.sweeper.clock
+        floods = settings.floods
+        self._resets = Budget(*floods.resets, clock)
+        self._settingsBudget = Budget(*floods.settings, clock)
+        self._pings = Budget(*floods.pings, clock)
+        self._idle = Budget(*floods.idle, clock)
+        transport.registerProducer(self, True)
+        if settings.sendTimeout:
+            self._sendDeadline = SendDeadline(transport, factory.sweeper, settings.sendTimeout)
+        factory.connections.add(self)
+        factory.accepted += 1
+        factory.sweeper.watch(self)
+        self.deadline = factory.sweeper.now + settings.headerTimeout
+        self.flush()
+
+    def now(self):
+        return self.factory.sweeper.clock.seconds()
+
+    def dataReceived(self, data):
+        if self.state == CLOSED:
+            return
+        try:
+            events = self.h2.receive_data(data)
+        except ProtocolError as e:
+            # The library queued a GOAWAY naming the error.
+            _log.debug("HTTP/2 client broke the protocol: {error}", error=e)
+            self.factory.refused += 1
+            self._end()
+            return
+        if events:
+            self._handle(events)
+        self.flush()
+
+    def _handle(self, events):
+        # Streams opened and reset in the same read are never started.
+        resetAtOnce = None
+        for event in events:
+            if type(event) is ev.StreamReset:
+                if resetAtOnce is None:
+                    resetAtOnce = set()
+                resetAtOnce.add(event.stream_id)
+        for event in events:
+            if self.state == CLOSED:
+                return
+            kind = type(event)
+            if kind is ev.RequestReceived:
+                if resetAtOnce is not None and event.stream_id in resetAtOnce:
+                    self.lastStreamId = max(self.lastStreamId, event.stream_id)
+                    continue
+                self._request(event)
+            elif kind is ev.DataReceived:
+                stream = self.streams.get(event.stream_id)
+                if not event.data and not event.stream_ended and not self._spend(self._idle):
+                    return
+                if stream is not None:
+                    stream.bodyData(event.data, event.flow_controlled_length)
+                else:
+                    self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif kind is ev.StreamEnded:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.bodyEnd()
+            elif kind is ev.StreamReset:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.clientReset()
+                if not self._spend(self._resets):
+                    return
+            elif kind is ev.WindowUpdated:
+                self._sendAllWaiting()
+            elif kind is ev.RemoteSettingsChanged:
+                if not self._spend(self._settingsBudget):
+                    return
+                self._sendAllWaiting()
+            elif kind is ev.PingReceived:
+                if not self._spend(self._pings):
+                    return
+            elif kind is ev.PingAckReceived:
+                if event.ping_data == _GOAWAY_PING and self.state == GOING_AWAY:
+                    self._finalGoAway()
+            elif kind is ev.ConnectionTerminated:
+                self._clientGoingAway()
+            elif kind is ev.PriorityUpdated or kind is ev.UnknownFrameReceived:
+                if not self._spend(self._idle):
+                    return
+
+    def _spend(self, budget):
+        """
+        Take one from C{budget}; when it is empty, end the connection with
+        C{ENHANCE_YOUR_CALM}.
+
+        @return: whether the connection goes on.
+        """
+        if budget.spend():
+            return True
+        _log.info(
+            "HTTP/2 client {client} sent too many frames of a kind: connection closed",
+            client=self.client or self._peer(),
+        )
+        self.factory.refused += 1
+        self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+        self._end()
+        return False
+
+    # Requests
+
+    def _peer(self):
+        return getattr(self.transport.getPeer(), "host", None) or ""
+
+    def _request(self, event):
+        streamId = event.stream_id
+        self.lastStreamId = max(self.lastStreamId, streamId)
+        if self.state == DRAINING:
+            self.h2.reset_stream(streamId, ErrorCodes.REFUSED_STREAM)
+            return
+        self.fresh = False
+        self.deadline = None
+        if self.client is None:
+            self.client = self._peer()
+        factory = self.factory
+        settings = self.settings
+        try:
+            request = requestHeadOf(event.headers, event.stream_ended, settings.limits)
+        except HTTPError as e:
+            self._refuse(streamId, e)
+            return
+        request.client = self.client or None
+        request.secure = self.secure
+        stream = H2Stream(
+            self, streamId, request, factory.accessLog, factory.bufferSize, settings
+        )
+        self.streams[streamId] = stream
+        routes = factory.routes
+        target = routes.everything
+        if target is None:
+            try:
+                target = routes.targetFor(request)
+            except RouteError as e:
+                self._refuse(streamId, HTTPError(400, str(e)), stream)
+                return
+            if target is None:
+                target = factory.noRoute
+        target.hits += 1
+        if target.access is None:
+            self._dispatch(stream, target)
+            return
+        verdict = target.admits(request, factory.trustedProxies)
+        if isinstance(verdict, Deferred):
+            verdict.addCallback(self._admitted, stream, target)
+            return
+        self._admitted(verdict, stream, target)
+
+    def _admitted(self, allowed, stream, target):
+        if stream.over or self.state == CLOSED:
+            return
+        if not allowed:
+            target.denied += 1
+            self._refuse(
+                stream.streamId,
+                HTTPError(403, "this route is not open to your address"),
+                stream,
+                target,
+            )
+            self.flush()
+            return
+        self._dispatch(stream, target)
+        self.flush()
+
+    def _dispatch(self, stream, target):
+        request = stream.request
+        kind = target.kind
+        if kind is MANAGER:
+            # The manager is a twisted.web site, spoken to over HTTP/1.1:
+            # clients retry this request on an HTTP/1.1 connection.
+            stream.reset(ErrorCodes.HTTP_1_1_REQUIRED)
+            return
+        maxBody = target.maxBody
+        if maxBody and request.length and request.length > maxBody:
+            self._refuse(stream.streamId, HTTPError(413, "the body is too big"), stream, target)
+            return
+        stream.maxBody = maxBody
+        if kind is BALANCER:
+            if target.stripPrefix:
+                target.unmount(request)
+            exchange = Exchange(target.proxy, stream, request)
+        else:
+            exchange = ownAnswer(target, stream, request, self.factory.sweeper.clock)
+        stream.serve(exchange)
+
+    def _refuse(self, streamId, error, stream=None, target=None):
+        """
+        Answer a request we do not pass on (malformed, too large, not
+        allowed) on its stream; the connection goes on.
+        """
+        factory = self.factory
+        factory.refused += 1
+        log = factory.accessLog
+        if stream is None:
+            stream = H2Stream(self, streamId, None, log, factory.bufferSize, self.settings)
+            self.streams[streamId] = stream
+        if target is not None:
+            target.answered(error.status)
+            if log is not None:
+                log.request(stream.request, error.status, 0, None, None, None, 0.0, 0, target.name)
+        elif log is not None:
+            log.refused(self.client, error.status, error.reason)
+        stream.bodyExpected = True  # (whatever it sends is not wanted)
+        phrase = _phrase(error.status)
+        stream.respond(error.status, f"{phrase}: {error.reason}", False)
+        stream.finish()
+
+    # Sending
+
+    def sendWaiting(self, stream):
+        """
+        C{stream} has response bytes: send what the windows allow, and
+        remember it if some must wait.
+        """
+        if self.transportPaused:
+            self.waiting[stream] = None
+            return
+        if stream.sendSome():
+            self.waiting[stream] = None
+        else:
+            self.waiting.pop(stream, None)
+        self.flush()
+
+    def _sendAllWaiting(self):
+        if self.transportPaused or not self.waiting:
+            return
+        for stream in list(self.waiting):
+            if not stream.sendSome():
+                self.waiting.pop(stream, None)
+            if self.h2.outbound_flow_control_window <= 0:
+                break
+
+    def flush(self):
+        """
+        Write what the library has framed.
+        """
+        data = self.h2.data_to_send()
+        if data:
+            self.transport.write(data)
+
+    def keepsUp(self):
+        return not self.transportPaused and keepsUp(self.transport)
+
+    # The transport's producer: it pauses us while its buffer is full.
+
+    def pauseProducing(self):
+        self.transportPaused = True
+        if self._sendDeadline is not None:
+            self._sendDeadline.blocked()
+
+    def resumeProducing(self):
+        self.transportPaused = False
+        if self._sendDeadline is not None:
+            self._sendDeadline.flowing()
+        if self.state != CLOSED:
+            self._sendAllWaiting()
+            self.flush()
+
+    def stopProducing(self):
+        pass
+
+    # Streams, for L{H2Stream}
+
+    def streamOver(self, stream):
+        """
+        Our side of C{stream} is over: forget it.
+        """
+        if self.streams.get(stream.streamId) is stream:
+            del self.streams[stream.streamId]
+        self.waiting.pop(stream, None)
+        if not self.streams and self.state != CLOSED:
+            if self.state == DRAINING:
+                self.flush()
+                self._close()
+            else:
+                self.deadline = self.factory.sweeper.now + self.settings.idleTimeout
+
+    def watchStream(self, stream, watched):
+        sweeper = self.factory.sweeper
+        if watched:
+            sweeper.watch(stream)
+        else:
+            sweeper.unwatch(stream)
+
+    # Timeouts
+
+    def expired(self):
+        """
+        No stream for the listener's C{idle_timeout} (or no preface within
+        its C{header_timeout}): close, telling the client.
+        """
+        self.deadline = None
+        if self.state == CLOSED:
+            return
+        if not self.streams:
+            self.h2.close_connection(ErrorCodes.NO_ERROR)
+            self._end()
+
+    # Closing
+
+    def closeGracefully(self, lingerIdle=False):
+        """
+        Close without cutting off a stream: a GOAWAY that refuses nothing
+        yet, with a PING; once the PING comes back (a round trip: the
+        client has seen the GOAWAY), a second that refuses the streams
+        opened after it; then close when the last stream ends.  HTTP/2
+        says which streams a GOAWAY refused, so the client can retry them
+        elsewhere: no idle connection needs to linger (C{lingerIdle}).
+        """
+        self.closing = True
+        if self.state != OPEN:
+            return
+        self.state = GOING_AWAY
+        self.flush()
+        self.transport.write(_goAway(_ANY_STREAM))
+        self.h2.ping(_GOAWAY_PING)
+        self.flush()
+        clock = self.factory.sweeper.clock
+        self._goAwayCall = clock.callLater(GOAWAY_PING_WAIT, self._finalGoAway)
+
+    def _finalGoAway(self):
+        if self._goAwayCall is not None and self._goAwayCall.active():
+            self._goAwayCall.cancel()
+        self._goAwayCall = None
+        if self.state != GOING_AWAY:
+            return
+        self.state = DRAINING
+        self.flush()
+        self.transport.write(_goAway(self.lastStreamId))
+        if not self.streams:
+            self._close()
+
+    def _clientGoingAway(self):
+        """
+        The client sent GOAWAY: it opens no more streams; those under way
+        finish.
+        """
+        if self.state in (OPEN, GOING_AWAY):
+            if self._goAwayCall is not None and self._goAwayCall.active():
+                self._goAwayCall.cancel()
+            self._goAwayCall = None
+            self.state = DRAINING
+        if not self.streams:
+            self._end()
+
+    def _end(self):
+        """
+        End the connection now (what was framed, a GOAWAY with it, goes
+        out first): every stream still under way is stopped.
+        """
+        for stream in list(self.streams.values()):
+            stream.clientReset()
+        self.flush()
+        self._close()
+
+    def _close(self):
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        self.deadline = None
+        # (A transport with a producer registered does not close.)
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+        if self._sendDeadline is not None:
+            self._sendDeadline.closing()
+
+    def connectionLost(self, reason):
+        factory = self.factory
+        factory.connections.discard(self)
+        factory.sweeper.unwatch(self)
+        self.state = CLOSED
+        if self._goAwayCall is not None and self._goAwayCall.active():
+            self._goAwayCall.cancel()
+        if self._sendDeadline is not None:
+            self._sendDeadline.stop()
+        for stream in list(self.streams.values()):
+            stream.clientReset()
+        self.streams.clear()
+        self.waiting.clear()
+
+
+def _phrase(status):
+    from playbalancer.http.responses import REASONS
+
+    return REASONS.get(status, b"Error").decode("ascii")

@@ -1,0 +1,389 @@
+"""
+HTTP/2 at the front, over real sockets on 127.0.0.1: with real clients
+(curl, nghttp), and with a frame-level client (L{tests.h2client}) for the
+limits, the refusals, flow control and the graceful GOAWAY.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from h2.errors import ErrorCodes
+from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, SettingsFrame
+from twisted.internet import defer, reactor
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import SkipTest
+
+from playbalancer._net.tlslisten import protocolsOf
+from playbalancer.http.front import FrontSettings
+from playbalancer.http2.budget import FloodLimits
+from playbalancer.testing import waitUntil, writeSelfSigned
+
+from tests.h2client import PREFACE, connectH2
+from tests.proxyharness import ProxyTestCase
+from tests.test_tls import listenTLS
+
+MiB = 2**20
+
+
+def _tool(name):
+    path = shutil.which(name)
+    if path is None:
+        # tools/system-deps installs it (Debian's nghttp2-client, curl).
+        raise SkipTest(f"{name} is not installed")
+    return path
+
+
+class HTTP2Case(ProxyTestCase):
+    def setUp(self):
+        directory = self.mktemp()
+        os.makedirs(directory)
+        self.directory = directory
+        self.keyPath, self.certPath = writeSelfSigned(directory)
+
+    async def startH2(self, *names, protocols=("h2", "http/1.1"), **settings):
+        """
+        Members C{names}, a balancer over them, and its front on an
+        C{ssl:} listener (C{self.tlsPort}) offering C{protocols}, and on
+        a cleartext one (C{self.port}) with the same protocols (C{h2c}
+        there is prior knowledge).
+        """
+        members = self.startMembers(*names)
+        settings.setdefault("sendTimeout", 60.0)
+        self.startBalancer(
+            [m.url for m in members], settings=FrontSettings(protocols=protocols, **settings)
+        )
+        self.tlsPort = await listenTLS(
+            self, self.frontFactory, self.keyPath, self.certPath, protocolsOf(self.front)
+        )
+        self.tlsBase = f"https://localhost:{self.tlsPort}"
+        return members
+
+    async def curl(self, *args):
+        """
+        Run curl; its stdout, after checking it succeeded.
+        """
+        out, err, code = await getProcessOutputAndValue(
+            _tool("curl"), ["-sS", "-k", "--max-time", "60", *args], env=os.environ
+        )
+        self.assertEqual(code, 0, err)
+        return out
+
+    async def client(self, tls=True, **kwargs):
+        client = await connectH2(self.tlsPort if tls else self.port, tls=tls, **kwargs)
+        self.addCleanup(client.transport.loseConnection)
+        return client
+
+
+class RealClientTests(HTTP2Case):
+    """
+    curl and nghttp over TLS (ALPN C{h2}) and cleartext (C{h2c}).
+    """
+
+    async def test_curlGet(self):
+        await self.startH2("app1")
+        out = await self.curl("--http2", "-w", "\n%{http_version} %{http_code}", self.tlsBase + "/echo")
+        body, status = out.rsplit(b"\n", 1)
+        self.assertEqual(status, b"2 200")
+        echoed = json.loads(body)
+        headers = {name.lower(): value for name, value in echoed["headers"]}
+        self.assertEqual(headers["host"], f"localhost:{self.tlsPort}")
+        self.assertEqual(headers["x-forwarded-proto"], "https")
+        self.assertNotIn("te", headers)
+        self.assertNotIn("connection", headers)
+
+    async def test_curlPostChunkedAndLength(self):
+        """
+        A body with a length, and one without (re-framed as chunked for
+        the HTTP/1.1 member), arrive whole.
+        """
+        await self.startH2("app1")
+        data = os.path.join(self.directory, "body")
+        with open(data, "wb") as f:
+            f.write(b"x" * 300000)
+        out = await self.curl("--http2", "--data-binary", "@" + data, self.tlsBase + "/echo")
+        self.assertEqual(json.loads(out)["body_length"], 300000)
+        out = await self.curl(
+            "--http2", "-H", "Transfer-Encoding:", "-H", "Content-Length:",
+            "-T", data, "-X", "POST", self.tlsBase + "/echo",
+        )
+        echoed = json.loads(out)
+        self.assertEqual(echoed["body_length"], 300000)
+
+    async def test_cleartextPriorKnowledge(self):
+        """
+        A cleartext listener with C{h2c} takes HTTP/2 with prior
+        knowledge and HTTP/1.1 side by side.
+        """
+        await self.startH2("app1", protocols=("http/1.1", "h2c"))
+        base = f"http://127.0.0.1:{self.port}/"
+        out = await self.curl("--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", base)
+        self.assertEqual(out, b"2 200")
+        out = await self.curl("--http1.1", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", base)
+        self.assertEqual(out, b"1.1 200")
+
+    async def test_hundredStreamsNghttp(self):
+        """
+        nghttp sends 100 requests at once on one connection: all 200.
+        """
+        await self.startH2("app1")
+        out, err, code = await getProcessOutputAndValue(
+            _tool("nghttp"), ["-n", "-v", "-m", "100", self.tlsBase + "/"], env=os.environ
+        )
+        self.assertEqual(code, 0, err)
+        self.assertEqual(out.count(b":status: 200"), 100)
+        self.assertEqual(self.front.accepted, 1)
+
+    async def test_bigDownloadAndUpload(self):
+        """
+        64 MiB down and 64 MiB up over one stream each.
+        """
+        await self.startH2("app1")
+        out = await self.curl(
+            "--http2", "-o", "/dev/null", "-w", "%{http_version} %{size_download}",
+            self.tlsBase + f"/large?size={64 * MiB}",
+        )
+        self.assertEqual(out, b"2 %d" % (64 * MiB))
+        data = os.path.join(self.directory, "big")
+        with open(data, "wb") as f:
+            f.truncate(64 * MiB)
+        out = await self.curl("--http2", "--data-binary", "@" + data, self.tlsBase + "/echo")
+        self.assertEqual(json.loads(out)["body_length"], 64 * MiB)
+
+
+class RefusalTests(HTTP2Case):
+    """
+    Malformed requests are refused on their stream (the connection goes
+    on) and never reach a member.
+    """
+
+    async def assertRefused(self, headers, status=400, body=None):
+        (member,) = await self.startH2("app1")
+        client = await self.client()
+        response = client.request(b"GET", b"/", headers=headers, body=body)
+        await response.done
+        self.assertEqual(response.status, status, response.body)
+        ok = client.request(b"GET", b"/")
+        await ok.done
+        self.assertEqual(ok.status, 200)
+        self.assertEqual(len(member.seen), 1)
+        return response
+
+    def test_uppercaseName(self):
+        return self.assertRefused([(b"X-Upper", b"1")])
+
+    def test_connectionSpecific(self):
+        return self.assertRefused([(b"connection", b"keep-alive")])
+
+    def test_transferEncoding(self):
+        return self.assertRefused([(b"transfer-encoding", b"chunked")])
+
+    def test_teOtherThanTrailers(self):
+        return self.assertRefused([(b"te", b"gzip")])
+
+    def test_newlineInValue(self):
+        return self.assertRefused([(b"x-a", b"1\r\nx-smuggled: 2")])
+
+    def test_authorityAndHostDiffer(self):
+        return self.assertRefused([(b"host", b"other.example")])
+
+    async def test_tooManyHeaderBytes(self):
+        """
+        A header list over the listener's limit (but not a bomb) gets 431.
+        """
+        await self.assertRefused([(b"x-big", b"a" * 8000)] * 9, status=431)
+
+    async def test_contentLengthDisagrees(self):
+        """
+        More DATA than its content-length: refused before any of it
+        reaches a member.
+        """
+        (member,) = await self.startH2("app1")
+        client = await self.client()
+        response = client.request(
+            b"POST", b"/echo", headers=[(b"content-length", b"5")], body=b"0123456789"
+        )
+        await response.done
+        self.assertTrue(response.reset is not None or client.goAways(), client.events)
+        self.assertEqual(member.seen, [])
+
+
+class FloodTests(HTTP2Case):
+    """
+    The attacks HTTP/2 makes cheap end the abuser's connection, and other
+    clients are served.
+    """
+
+    async def assertCalmedDown(self, attack, **floods):
+        (member,) = await self.startH2("app1", floods=FloodLimits(**floods))
+        abuser = await self.client()
+        attack(abuser)
+        await abuser.lost
+        self.assertIn(ErrorCodes.ENHANCE_YOUR_CALM, [code for _, code in abuser.goAways()])
+        other = await self.client()
+        response = other.request(b"GET", b"/")
+        await response.done
+        self.assertEqual(response.status, 200)
+        return member
+
+    async def test_rapidReset(self):
+        """
+        Streams opened and reset at once (CVE-2023-44487) count against a
+        budget; they are never started.
+        """
+
+        def attack(client):
+            for _ in range(500):
+                response = client.request(b"GET", b"/")
+                client.h2.reset_stream(response.streamId, ErrorCodes.CANCEL)
+            client.flush()
+
+        member = await self.assertCalmedDown(attack, resets=(100, 10.0))
+        self.assertEqual(len(member.seen), 1)  # only the other client's
+
+    def test_pingFlood(self):
+        def attack(client):
+            client.write(b"".join(PingFrame(0, opaque_data=b"%08d" % i).serialize() for i in range(1000)))
+
+        return self.assertCalmedDown(attack, pings=(100, 10.0))
+
+    def test_settingsFlood(self):
+        def attack(client):
+            client.write(b"".join(SettingsFrame(0).serialize() for _ in range(1000)))
+
+        return self.assertCalmedDown(attack, settings=(100, 10.0))
+
+    async def test_continuationFlood(self):
+        """
+        A header block spread over thousands of CONTINUATION frames
+        (CVE-2024-27316) ends the connection.
+        """
+        (member,) = await self.startH2("app1")
+        client = await self.client()
+        client.flush()
+        headers = HeadersFrame(1)
+        headers.data = client.h2.encoder.encode(
+            [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/"), (b":authority", b"x")]
+        )
+        frames = [headers.serialize()]
+        for _ in range(5000):
+            continuation = ContinuationFrame(1)
+            continuation.data = b"\x40\x01a\x01b"  # a literal a: b, again and again
+            frames.append(continuation.serialize())
+        client.write(b"".join(frames))
+        await client.lost
+        self.assertTrue(client.goAways(), client.events[-3:])
+        self.assertEqual(member.seen, [])
+
+    async def test_tooManyStreams(self):
+        """
+        A stream beyond C{max_concurrent_streams} is refused (here with the
+        connection, as the C{h2} library does); other clients are served.
+        """
+        (member,) = await self.startH2("app1", maxConcurrentStreams=5)
+        client = await self.client()
+        held = [client.request(b"GET", b"/hold") for _ in range(5)]
+        await waitUntil(lambda: len(member.hold.held) == 5, reactor)
+        frame = HeadersFrame(11, flags=["END_HEADERS", "END_STREAM"])
+        frame.data = client.h2.encoder.encode(
+            [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/"), (b":authority", b"x")]
+        )
+        client.write(frame.serialize())
+        await client.lost
+        self.assertIn(ErrorCodes.PROTOCOL_ERROR, [code for _, code in client.goAways()])
+        self.assertTrue(all(r.status is None for r in held))
+        other = await self.client()
+        response = other.request(b"GET", b"/")
+        await response.done
+        self.assertEqual(response.status, 200)
+
+    async def test_headerBomb(self):
+        """
+        An HPACK bomb: one big entry in the dynamic table, referred to
+        again and again; the connection ends before it is expanded whole.
+        """
+        (member,) = await self.startH2("app1")
+        client = await self.client()
+        fields = [(b"x-bomb", b"b" * 4000)] * 200
+        client.request(b"GET", b"/", headers=fields)
+        await client.lost
+        self.assertIn(ErrorCodes.ENHANCE_YOUR_CALM, [code for _, code in client.goAways()])
+        self.assertEqual(member.seen, [])
+
+
+class FlowTests(HTTP2Case):
+    async def test_stalledStreamDoesNotHoldOthers(self):
+        """
+        A stream whose window is shut waits; another stream on the same
+        connection is served; the stalled one is reset at C{send_timeout}.
+        """
+        await self.startH2("app1", sendTimeout=1.0)
+        client = await self.client(acknowledge=False)
+        stalled = client.request(b"GET", b"/large?size=%d" % (4 * MiB))
+        await waitUntil(lambda: len(stalled.body) >= 60000, reactor)
+        small = client.request(b"GET", b"/")
+        # (The connection's window is shut too; a small response still
+        # needs a little of it: open the connection window only.)
+        client.h2.increment_flow_control_window(1 << 20)
+        client.flush()
+        await small.done
+        self.assertEqual(small.status, 200)
+        await stalled.done
+        self.assertEqual(stalled.reset, ErrorCodes.CANCEL)
+
+    async def test_clientThatStopsReadingPausesMember(self):
+        """
+        A client that takes nothing: the balancer holds at most about a
+        window and its buffer for it (the member is paused), not the whole
+        response.
+        """
+        await self.startH2("app1")
+        client = await self.client(acknowledge=False)
+        first = client.request(b"GET", b"/")
+        await first.done
+        client.transport.pauseProducing()
+        client.request(b"GET", b"/large?size=%d" % (64 * MiB))
+        stream = None
+        for _ in range(200):
+            connections = [c for c in self.front.connections if getattr(c, "streams", None)]
+            if connections:
+                stream = next(iter(connections[0].streams.values()))
+                if stream._pauser is not None and stream._pauser.paused:
+                    break
+            await _sleep(0.05)
+        self.assertIsNotNone(stream)
+        self.assertTrue(stream._pauser.paused)
+        self.assertLess(stream.pendingBytes, 1 * MiB)
+        client.transport.resumeProducing()
+
+
+class GracefulTests(HTTP2Case):
+    async def test_goAwayLetsStreamsFinish(self):
+        """
+        Closing gracefully: a GOAWAY that refuses nothing, then (after the
+        PING round trip) one naming the last stream; the stream in flight
+        finishes; then the connection closes.
+        """
+        (member,) = await self.startH2("app1")
+        client = await self.client()
+        slow = client.request(b"GET", b"/hold")
+        await waitUntil(lambda: member.hold.held, reactor)
+        closed = self.front.closeGracefully(reactor, 10.0)
+        await waitUntil(lambda: len(client.goAways()) == 2, reactor)
+        member.hold.release()
+        await slow.done
+        self.assertEqual(slow.status, 200)
+        await closed
+        await client.lost
+        self.assertEqual(client.goAways(), [(2**31 - 1, 0), (slow.streamId, 0)])
+
+
+def _sleep(seconds):
+    d = defer.Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
+
+
+__all__ = ["PREFACE"]
