@@ -349,7 +349,7 @@ def _(ctx):
 @case("push-promise/from-client", "RFC 9113 8.4, 6.6", PROTOCOL)
 def _(ctx):
     """A PUSH_PROMISE sent by a client: connection error PROTOCOL_ERROR."""
-    block = ctx.block(ctx.fields())
+    block = b"\x82\x87\x84" + f.literalField(":authority", ctx.authority)
     yield post(ctx, 1)
     yield f.rawFrame(f.PUSH_PROMISE, f.END_HEADERS, 1, b"\0\0\0\2" + block)
 
