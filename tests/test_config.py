@@ -307,6 +307,57 @@ class BadConfigTests(SynchronousTestCase):
         error = self.assertBadAt(self.mutated(change), "listen[0].accept_proxy_protocol")
         self.assertIn("ssl:", str(error))
 
+    # HTTP/2
+
+    def test_protocolsDefault(self):
+        """
+        HTTP/2 and HTTP/1.1 on ssl: listeners, HTTP/1.1 elsewhere.
+        """
+        import os
+
+        from playbalancer.testing import writeSelfSigned
+
+        directory = self.mktemp()
+        os.makedirs(directory)
+        key, cert = writeSelfSigned(directory)
+        config = parseConfig(good(), SCHEDULERS)
+        self.assertEqual(config.listeners[0].protocols, ("http/1.1",))
+        self.assertEqual(config.listeners[0].maxConcurrentStreams, 100)
+        data = self.mutated(
+            lambda d: d["listen"][0].update(endpoint=f"ssl:0:privateKey={key}:certKey={cert}")
+        )
+        self.assertEqual(parseConfig(data, SCHEDULERS).listeners[0].protocols, ("h2", "http/1.1"))
+
+    def test_protocolsBad(self):
+        cases = [
+            ([], "listen[0].protocols"),
+            (["http/2"], "listen[0].protocols[0]"),
+            (["http/1.1", "http/1.1"], "listen[0].protocols[1]"),
+            (["h2"], "listen[0].protocols"),  # (h2 needs TLS: this one is tcp:)
+        ]
+        for protocols, path in cases:
+            data = self.mutated(lambda d: d["listen"][0].update(protocols=protocols))
+            self.assertBadAt(data, path)
+        data = self.mutated(lambda d: d["listen"][0].update(max_concurrent_streams=0))
+        self.assertBadAt(data, "listen[0].max_concurrent_streams")
+
+    def test_h2cOnTLSIsBad(self):
+        import os
+
+        from playbalancer.testing import writeSelfSigned
+
+        directory = self.mktemp()
+        os.makedirs(directory)
+        key, cert = writeSelfSigned(directory)
+
+        def change(d):
+            d["listen"][0].update(
+                endpoint=f"ssl:0:privateKey={key}:certKey={cert}", protocols=["h2c"]
+            )
+
+        error = self.assertBadAt(self.mutated(change), "listen[0].protocols")
+        self.assertIn("h2c", str(error))
+
     # URLs
 
     def badURL(self, url, index=1):

@@ -100,6 +100,10 @@ class DiffTests(SynchronousTestCase):
             ("workers = 2\n" + base, "workers"),
             (base.replace(FRONT, "tcp:0:interface=127.0.0.2"), "listen[0].endpoint"),
             (base + "[manager]\n", "manager"),
+            (
+                base.replace('balancer = "web"\n', 'balancer = "web"\nprotocols = ["http/1.1", "h2c"]\n', 1),
+                "listen[0].protocols",
+            ),
         ]
         for text, key in cases:
             with self.assertRaises(ConfigError) as caught:

@@ -14,11 +14,12 @@ malformed requests per stream, a graceful GOAWAY, and timeouts.
 from __future__ import annotations
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 from h2 import events as ev
+from hpack.exceptions import HPACKError
 from hyperframe.frame import GoAwayFrame
 
 from twisted.internet.interfaces import ISSLTransport
@@ -56,6 +57,25 @@ def _goAway(lastStreamId, code=ErrorCodes.NO_ERROR):
     frame.last_stream_id = lastStreamId
     frame.error_code = code
     return frame.serialize()
+
+
+def _undecodable(error):
+    """
+    Whether the library's C{error} is a header block that did not decode.
+    """
+    cause = error.__cause__
+    return isinstance(cause, (HPACKError, IndexError, TypeError, UnicodeDecodeError))
+
+
+def _withGoAwayCode(data, code):
+    """
+    C{data}, framed by the library, with the error code of the GOAWAY that
+    ends it replaced by C{code}.
+    """
+    if len(data) >= 17 and data[-14] == 0x7:
+        start = len(data) - 4
+        data = data[:start] + int(code).to_bytes(4, "big")
+    return data
 
 
 class H2FrontConnection(Protocol):
@@ -150,6 +170,12 @@ class H2FrontConnection(Protocol):
             # The library queued a GOAWAY naming the error.
             _log.debug("HTTP/2 client broke the protocol: {error}", error=e)
             self.factory.refused += 1
+            if _undecodable(e):
+                # RFC 7541 / RFC 9113 section 4.3 name this error
+                # COMPRESSION_ERROR; the library says PROTOCOL_ERROR.
+                self.transport.write(
+                    _withGoAwayCode(self.h2.data_to_send(), ErrorCodes.COMPRESSION_ERROR)
+                )
             self._end()
             return
         if events:
@@ -203,6 +229,12 @@ class H2FrontConnection(Protocol):
             elif kind is ev.PingAckReceived:
                 if event.ping_data == _GOAWAY_PING and self.state == GOING_AWAY:
                     self._finalGoAway()
+            elif kind is ev.TrailersReceived:
+                # (Not passed on; but a pseudo-header field there is
+                # malformed: RFC 9113 section 8.1.)
+                stream = self.streams.get(event.stream_id)
+                if stream is not None and any(n[:1] == b":" for n, _ in event.headers):
+                    stream.reset(ErrorCodes.PROTOCOL_ERROR)
             elif kind is ev.ConnectionTerminated:
                 self._clientGoingAway()
             elif kind is ev.PriorityUpdated or kind is ev.UnknownFrameReceived:
@@ -471,6 +503,11 @@ class H2FrontConnection(Protocol):
             self.state = DRAINING
         if not self.streams:
             self._end()
+            return
+        # The library takes a GOAWAY received as the end of everything and
+        # would refuse to send the responses of the streams under way,
+        # which RFC 9113 section 6.8 lets us finish.
+        self.h2.state_machine.state = ConnectionState.SERVER_OPEN
 
     def _end(self):
         """

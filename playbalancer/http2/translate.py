@@ -27,6 +27,8 @@ CONNECTION_SPECIFIC = frozenset(
 _PSEUDO = (b":method", b":scheme", b":path", b":authority")
 _SPLITTING = re.compile(rb"[\x00\r\n]")
 _UPPERCASE = re.compile(rb"[A-Z]")
+#: A field name: a token, in lowercase (RFC 9113 section 8.2.1).
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
 
 
 def requestHeadOf(fields, ended, limits):
@@ -57,8 +59,12 @@ def requestHeadOf(fields, ended, limits):
             if name in pseudo:
                 raise HTTPError(400, f"{name.decode('ascii')} twice")
             pseudo[name] = value
-        elif _UPPERCASE.search(name):
-            raise HTTPError(400, "an uppercase header field name")
+        elif not _NAME.match(name):
+            if _UPPERCASE.search(name):
+                raise HTTPError(400, "an uppercase header field name")
+            raise HTTPError(400, "a header field name that is not a token")
+        elif value[:1] in (b" ", b"\t") or value[-1:] in (b" ", b"\t"):
+            raise HTTPError(400, "a header field value that starts or ends with whitespace")
         elif name in CONNECTION_SPECIFIC:
             raise HTTPError(400, f"{name.decode('ascii')} is not allowed in HTTP/2")
         elif name == b"te":
