@@ -63,6 +63,10 @@ def loadAuthorities(path):
         raise ValueError(f"{path}: a certificate does not parse ({e})") from None
 
 
+def _line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 class ClientCertificateError(ValueError):
     """
     A client certificate or key that cannot be used; C{which} is
@@ -110,7 +114,7 @@ class ClientCertificate:
         try:
             certificates = x509.load_pem_x509_certificates(certData)
         except ValueError as e:
-            raise ClientCertificateError("cert", f"{certPath}: a certificate does not parse ({e})") from None
+            raise ClientCertificateError("cert", f"{certPath}: a certificate does not parse ({_line(e)})") from None
         which, path = ("cert", certPath) if keyPath is None else ("key", keyPath)
         try:
             keyData = certData if keyPath is None else _read(keyPath)
@@ -123,7 +127,7 @@ class ClientCertificate:
         except TypeError:
             raise ClientCertificateError(which, f"{path}: the key is encrypted (give it without a passphrase)") from None
         except ValueError as e:
-            raise ClientCertificateError(which, f"{path}: the key does not parse ({e})") from None
+            raise ClientCertificateError(which, f"{path}: the key does not parse ({_line(e)})") from None
         spki = serialization.PublicFormat.SubjectPublicKeyInfo
         der = serialization.Encoding.DER
         if key.public_key().public_bytes(der, spki) != certificates[0].public_key().public_bytes(
