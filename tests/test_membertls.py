@@ -240,7 +240,7 @@ class ClientCertificateTests(MemberTLSCase):
         app1 = await self.status()
         self.assertFalse(app1["healthy"])
         self.assertTrue(app1["down_reason"].startswith("TLS: "), app1["down_reason"])
-        self.assertIn("certificate", app1["down_reason"])
+        self.assertIn("alert", app1["down_reason"])  # the member's words
         self.assertEqual(member.seen, [])
 
     async def test_oneFromAnotherAuthorityFails(self):
