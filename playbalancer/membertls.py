@@ -78,6 +78,14 @@ class ClientCertificateError(ValueError):
         self.which = which
 
 
+def _publicKey(keyOrCertificate):
+    from cryptography.hazmat.primitives import serialization
+
+    return keyOrCertificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 class ClientCertificate:
     """
     A certificate (with the chain after it) and its private key, shown to
@@ -105,35 +113,32 @@ class ClientCertificate:
         from cryptography.hazmat.primitives import serialization
         from OpenSSL import crypto
 
+        Bad = ClientCertificateError
         try:
             certData = _read(certPath)
         except ValueError as e:
-            raise ClientCertificateError("cert", str(e)) from None
+            raise Bad("cert", str(e)) from None
         if not _PEM_CERTIFICATE.search(certData):
-            raise ClientCertificateError("cert", f"{certPath} holds no PEM certificate")
+            raise Bad("cert", f"{certPath} holds no PEM certificate")
         try:
             certificates = x509.load_pem_x509_certificates(certData)
         except ValueError as e:
-            raise ClientCertificateError("cert", f"{certPath}: a certificate does not parse ({_line(e)})") from None
+            raise Bad("cert", f"{certPath}: a certificate does not parse ({_line(e)})") from None
         which, path = ("cert", certPath) if keyPath is None else ("key", keyPath)
         try:
             keyData = certData if keyPath is None else _read(keyPath)
         except ValueError as e:
-            raise ClientCertificateError("key", str(e)) from None
+            raise Bad("key", str(e)) from None
         if b"PRIVATE KEY-----" not in keyData:
-            raise ClientCertificateError(which, f"{path} holds no PEM private key")
+            raise Bad(which, f"{path} holds no PEM private key")
         try:
             key = serialization.load_pem_private_key(keyData, password=None)
         except TypeError:
-            raise ClientCertificateError(which, f"{path}: the key is encrypted (give it without a passphrase)") from None
+            raise Bad(which, f"{path}: the key is encrypted (give it without a passphrase)") from None
         except ValueError as e:
-            raise ClientCertificateError(which, f"{path}: the key does not parse ({_line(e)})") from None
-        spki = serialization.PublicFormat.SubjectPublicKeyInfo
-        der = serialization.Encoding.DER
-        if key.public_key().public_bytes(der, spki) != certificates[0].public_key().public_bytes(
-            der, spki
-        ):
-            raise ClientCertificateError(which, f"the key in {path} is not the key of the certificate in {certPath}")
+            raise Bad(which, f"{path}: the key does not parse ({_line(e)})") from None
+        if _publicKey(key) != _publicKey(certificates[0]):
+            raise Bad(which, f"the key in {path} is not the key of the certificate in {certPath}")
         return cls(
             crypto.X509.from_cryptography(certificates[0]),
             [crypto.X509.from_cryptography(c) for c in certificates[1:]],
@@ -156,7 +161,9 @@ class MemberTLS:
     @param clientCertificate: a L{ClientCertificate} to show, or L{None}.
     """
 
-    def __init__(self, authorities=None, verify=True, serverName=None, clientCertificate=None):
+    def __init__(
+        self, authorities=None, verify=True, serverName=None, clientCertificate=None
+    ):
         self.verify = verify
         self.serverName = serverName
         self._authorities = authorities
@@ -165,7 +172,9 @@ class MemberTLS:
         self._creators = {}
 
     @classmethod
-    def fromConfig(cls, caFile=None, verify=True, serverName=None, clientCert=None, clientKey=None):
+    def fromConfig(
+        cls, caFile=None, verify=True, serverName=None, clientCert=None, clientKey=None
+    ):
         """
         The policy of a balancer's C{tls_*} settings (file paths).
 

@@ -116,7 +116,8 @@ class MemberTLSCase(TestCase):
         return self.successResultOf(self.service.reloader.reload("test"))
 
     async def get(self, path="/", method="GET"):
-        response = await self.http.request(method, self.base + path, data=b"x" if method == "POST" else None)
+        body = b"x" if method == "POST" else None
+        response = await self.http.request(method, self.base + path, data=body)
         return response.code, await treq.content(response)
 
     async def status(self):
@@ -503,12 +504,16 @@ class ConfigTests(SynchronousTestCase):
         self.assertIn("no PEM private key", message)
 
     def test_notACertificate(self):
-        message = self.assertBadAt("tls_client_cert", tls_client_cert=self.key, tls_client_key=self.key)
+        message = self.assertBadAt(
+            "tls_client_cert", tls_client_cert=self.key, tls_client_key=self.key
+        )
         self.assertIn("no PEM certificate", message)
 
     def test_keyOfAnotherCertificate(self):
         otherKey, _ = self.ca.issue("other", ("x",), client=True)
-        message = self.assertBadAt("tls_client_key", tls_client_cert=self.cert, tls_client_key=otherKey)
+        message = self.assertBadAt(
+            "tls_client_key", tls_client_cert=self.cert, tls_client_key=otherKey
+        )
         self.assertIn("is not the key of the certificate", message)
 
     def test_encryptedKey(self):
@@ -525,7 +530,9 @@ class ConfigTests(SynchronousTestCase):
                     serialization.BestAvailableEncryption(b"secret"),
                 )
             )
-        message = self.assertBadAt("tls_client_key", tls_client_cert=self.cert, tls_client_key=locked)
+        message = self.assertBadAt(
+            "tls_client_key", tls_client_cert=self.cert, tls_client_key=locked
+        )
         self.assertIn("encrypted", message)
 
     def test_badServerName(self):
@@ -569,3 +576,39 @@ class DescribeTests(SynchronousTestCase):
 
     def test_handshakeTimeout(self):
         self.assertEqual(describe(Failure(HandshakeTimeout())), "TLS handshake timeout")
+
+
+class LoggedOncePerCauseTests(SynchronousTestCase):
+    """
+    A member down for one cause is logged once, however often it fails for
+    it, and again when the cause changes (in memory, on a fake clock).
+    """
+
+    def test_logged(self):
+        from twisted.internet.task import Clock
+
+        from playbalancer.balancer import Balancer, Member
+        from playbalancer.schedulers import RoundRobinScheduler
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        clock = Clock()
+        balancer = Balancer("web", RoundRobinScheduler(), [Member("app1", "https://a:1")], clock)
+        member = balancer.member("app1")
+        expired = "TLS: certificate verify failed: certificate has expired"
+        for _ in range(3):
+            balancer.memberFailed(member, expired)
+            clock.advance(1)
+        balancer.checkResult(member, False, expired, 0.01, 2, 3)
+        balancer.memberFailed(member, "connection refused")
+        balancer.checkResult(member, False, "connection refused", 0.01, 2, 3)
+        logged = [
+            (e["playbalancer_event"], e["reason"])
+            for e in events
+            if e.get("playbalancer_event", "").startswith("member.down")
+        ]
+        self.assertEqual(
+            logged,
+            [("member.down", expired), ("member.down.reason", "connection refused")],
+        )

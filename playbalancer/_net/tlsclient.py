@@ -53,9 +53,11 @@ def verifyErrorText(errno, certificate):
     """
     text = VERIFY_ERRORS.get(errno, f"X509 verify error {errno}")
     if errno in (_NOT_YET_VALID, _EXPIRED):
-        stamp = certificate.get_notBefore() if errno == _NOT_YET_VALID else certificate.get_notAfter()
+        if errno == _NOT_YET_VALID:
+            edge, stamp = "not before", certificate.get_notBefore()
+        else:
+            edge, stamp = "not after", certificate.get_notAfter()
         when = datetime.datetime.strptime(stamp.decode("ascii"), "%Y%m%d%H%M%SZ")
-        edge = "not before" if errno == _NOT_YET_VALID else "not after"
         text += f" ({edge} {when:%Y-%m-%d %H:%M:%S} UTC)"
     return "certificate verify failed: " + text
 
@@ -121,7 +123,10 @@ class _Check:
         try:
             if ok and depth != 0:
                 return True
-            why = verifyErrorText(errno, certificate) if not ok else mismatchText(certificate, self.name)
+            if ok:
+                why = mismatchText(certificate, self.name)
+            else:
+                why = verifyErrorText(errno, certificate)
             if why is None:
                 return True
             if not self.rejected:

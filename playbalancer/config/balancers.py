@@ -99,7 +99,9 @@ def _balancer(name, data, path, schedulers, mode="http"):
     )
     table.done()
     _checkClientCertificate(balancer, table)
-    balancer.tlsFiles = filesDigest(balancer.tlsCAFile, balancer.tlsClientCert, balancer.tlsClientKey)
+    balancer.tlsFiles = filesDigest(
+        balancer.tlsCAFile, balancer.tlsClientCert, balancer.tlsClientKey
+    )
     return balancer
 
 
