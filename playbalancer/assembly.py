@@ -76,14 +76,24 @@ def memberTLS(balancerConfig):
     """
     The L{playbalancer.membertls.MemberTLS} of a balancer's config.
 
-    @raise ConfigError: when its CA file cannot be used.
+    @raise ConfigError: when its CA file or client certificate cannot be
+        used.
     """
-    from playbalancer.membertls import MemberTLS
+    from playbalancer.membertls import ClientCertificateError, MemberTLS
 
+    config = balancerConfig
     try:
-        return MemberTLS.fromConfig(balancerConfig.tlsCAFile, balancerConfig.tlsVerify)
-    except ValueError as e:  # the file changed since the config was read
-        raise ConfigError(f"balancer.{balancerConfig.name}.tls_ca_file", str(e))
+        return MemberTLS.fromConfig(
+            config.tlsCAFile,
+            config.tlsVerify,
+            config.tlsServerName,
+            config.tlsClientCert,
+            config.tlsClientKey,
+        )
+    except ClientCertificateError as e:  # a file changed since the config was read
+        raise ConfigError(f"balancer.{config.name}.tls_client_{e.which}", str(e))
+    except ValueError as e:
+        raise ConfigError(f"balancer.{config.name}.tls_ca_file", str(e))
 
 
 def makeHealthChecker(balancer, settings, reactor, tcp=False, tls=None):
@@ -186,6 +196,7 @@ def balancerPools(balancerConfig, reactor, sweeper):
         maxConnections=balancerConfig.maxConnections,
         queueLimit=balancerConfig.queue,
         queueTimeout=balancerConfig.queueTimeout,
+        handshakeTimeout=balancerConfig.connectTimeout,
     )
     return endpoints, pools
 

@@ -25,6 +25,10 @@ POOL_SETTINGS = (
     "queueTimeout",
     "tlsCAFile",
     "tlsVerify",
+    "tlsServerName",
+    "tlsClientCert",
+    "tlsClientKey",
+    "tlsFiles",
 )
 
 #: Member settings a reload applies when the file changes them (a run-time

@@ -5,6 +5,7 @@ manager and health checks: "connection refused", not a paragraph.
 
 from __future__ import annotations
 
+from OpenSSL import SSL
 from twisted.internet.error import (
     ConnectionDone,
     ConnectionLost,
@@ -17,6 +18,8 @@ from twisted.web._newclient import (
     ResponseFailed,
     ResponseNeverReceived,
 )
+
+from playbalancer._net.tlsclient import CertificateRejected
 
 _REASONS = [
     (ConnectionRefusedError, "connection refused"),
@@ -39,5 +42,21 @@ def describe(failure):
     for kind, text in _REASONS:
         if isinstance(value, kind):
             return text
+    if isinstance(value, CertificateRejected):
+        return f"TLS: {value}"
+    if isinstance(value, SSL.Error):
+        return "TLS: " + _openSSLText(value)
     text = str(value).strip() or type(value).__name__
     return text.splitlines()[0][:200]
+
+
+def _openSSLText(error):
+    """
+    The reasons in an L{OpenSSL.SSL.Error} (a list of C{(library,
+    function, reason)}), e.g. "tlsv13 alert certificate required".
+    """
+    try:
+        reasons = [entry[2] for entry in error.args[0] if entry[2]]
+    except (IndexError, TypeError):
+        reasons = []
+    return "; ".join(reasons) or str(error) or "handshake failed"

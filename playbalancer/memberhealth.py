@@ -114,7 +114,7 @@ class MemberHealth:
             else:
                 # Down already (not checked yet, or failed live traffic):
                 # the latest check says why it stays down.
-                member.downReason = f"health check: {detail}"
+                self._stillDown(member, f"health check: {detail}")
 
     def countFailure(self, member):
         """
@@ -151,6 +151,8 @@ class MemberHealth:
         checks until they pass.  Only the first time down is logged.
         """
         balancer = self._balancer
+        if member.downSince is not None:
+            self._stillDown(member, reason)
         member.downReason = reason
         member.downUntil = math.inf if balancer.activeChecks else now + balancer.retry
         member.checkPasses = 0
@@ -166,6 +168,23 @@ class MemberHealth:
                 when="when its health checks pass"
                 if balancer.activeChecks
                 else f"in {balancer.retry:g}s",
+            )
+
+    def _stillDown(self, member, reason):
+        """
+        C{member}, down already, stays down for C{reason}: logged when the
+        cause changed (not for each failure, nor for a check that finds
+        what live traffic found).
+        """
+        old, member.downReason = member.downReason, reason
+        if _cause(old) != _cause(reason):
+            member.stats.note(self._clock.seconds(), f"still down: {reason}")
+            _log.warn(
+                "member {balancer}/{member} still down: {reason}",
+                balancer=self._balancer.name,
+                member=member.name,
+                playbalancer_event="member.down.reason",
+                reason=reason,
             )
 
     def memberSucceeded(self, member):
@@ -192,3 +211,12 @@ class MemberHealth:
             **fields,
         )
         member.stats.note(now, f"up: {why}")
+
+
+def _cause(reason):
+    """
+    What a down reason says went wrong, whoever found it.
+    """
+    if reason is not None and reason.startswith("health check: "):
+        return reason[len("health check: ") :]
+    return reason

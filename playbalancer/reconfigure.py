@@ -128,7 +128,7 @@ class Reconfiguration:
                     raise ConfigError(f"balancer.{change.name}.scheduler_options", str(e))
             if change.newPools:
                 self._makePools(change.name)
-            if "health" in settings or "tlsCAFile" in settings or "tlsVerify" in settings:
+            if "health" in settings or any(name.startswith("tls") for name in settings):
                 self.checkers[change.name] = (
                     healthCheckerOf(self.balancers[change.name], change.new, running.reactor)
                     if change.new.health is not None

@@ -5,6 +5,8 @@ checks.
 
 from __future__ import annotations
 
+import re
+
 from playbalancer.config.model import (
     DEFAULT_KEEPALIVE,
     DEFAULT_SCHEDULER,
@@ -20,6 +22,7 @@ from playbalancer.config.values import (
     _caFile,
     _count,
     memberURL,
+    filesDigest,
     _name,
     _positiveSeconds,
     _seconds,
@@ -89,10 +92,52 @@ def _balancer(name, data, path, schedulers, mode="http"):
         health=table.get("health", _health),
         tlsCAFile=table.get("tls_ca_file", _caFile),
         tlsVerify=table.get("tls_verify", _bool, True),
+        tlsServerName=table.get("tls_server_name", _serverName),
+        tlsClientCert=table.get("tls_client_cert", _string),
+        tlsClientKey=table.get("tls_client_key", _string),
         retryIdempotencyKey=table.get("retry_idempotency_key", _bool, False),
     )
     table.done()
+    _checkClientCertificate(balancer, table)
+    balancer.tlsFiles = filesDigest(
+        balancer.tlsCAFile, balancer.tlsClientCert, balancer.tlsClientKey
+    )
     return balancer
+
+
+def _serverName(value, path):
+    """
+    A host name or an IP address, to send by SNI and check in members'
+    certificates.
+    """
+    from playbalancer._net.tlsclient import isAddress
+
+    _string(value, path)
+    if isAddress(value):
+        return value
+    labels = value.split(".")
+    if len(value) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ConfigError(path, f"expected a host name or an IP address, got {value!r}")
+    return value
+
+
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def _checkClientCertificate(balancer, table):
+    """
+    The client certificate and key must be readable, and belong together.
+    """
+    from playbalancer.membertls import ClientCertificate, ClientCertificateError
+
+    if balancer.tlsClientCert is None:
+        if balancer.tlsClientKey is not None:
+            raise ConfigError(table.at("tls_client_key"), "needs tls_client_cert")
+        return
+    try:
+        ClientCertificate.load(balancer.tlsClientCert, balancer.tlsClientKey)
+    except ClientCertificateError as e:
+        raise ConfigError(table.at(f"tls_client_{e.which}"), str(e)) from None
 
 
 def _statusList(value, path):

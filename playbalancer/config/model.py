@@ -79,6 +79,12 @@ class BalancerConfig:
     queueTimeout: float = 10.0
     tlsCAFile: str = None
     tlsVerify: bool = True
+    tlsServerName: str = None
+    tlsClientCert: str = None
+    tlsClientKey: str = None
+    #: A digest of the TLS files' contents (see
+    #: L{playbalancer.config.values.filesDigest}).
+    tlsFiles: str = None
     retryIdempotencyKey: bool = False
 
 

@@ -1,8 +1,8 @@
 """
-Connections to members: our own HTTP/1.1 client protocol, strict about
-what members answer, and a pool per member that keeps connections open
+Connections to members: a pool per member that keeps connections open
 between requests, limits how many there are and queues requests beyond
-the limit.
+the limit.  The connections themselves (our own HTTP/1.1 client
+protocol) are L{playbalancer.http.memberconnection}'s.
 """
 
 from __future__ import annotations
@@ -11,255 +11,21 @@ import socket
 from collections import deque
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
-from playbalancer.http.chunked import ChunkedDecoder, LengthCounter
-from playbalancer._net.readsize import followReads, startSmall
-from playbalancer._net.sendnow import sendNow
-from playbalancer.http.wire import HTTPError, findBareLF, parseResponseHead
-
-#: The largest response head a member may send.
-MAX_RESPONSE_HEAD = 65536
-
-#: Interim (1xx) responses a member may send before its final one; more
-#: is a broken member (and would nest our parsing without end).
-MAX_INTERIM_RESPONSES = 32
-
-_HEAD, _BODY, _UNTIL_CLOSE, _IDLE, _TUNNEL, _DEAD = range(6)
-
+from playbalancer.http.memberconnection import (
+    MAX_INTERIM_RESPONSES,
+    MAX_RESPONSE_HEAD,
+    ConnectionFactory,
+    HandshakeTimeout,
+    MemberConnection,
+)
 
 class QueueFull(Exception):
     """
     The member is at its connection limit and its wait queue is full (or
     the wait expired).
     """
-
-
-class MemberConnection(Protocol):
-    """
-    One HTTP/1.1 connection to a member, carrying one request at a time.
-
-    The L{playbalancer.http.attempt.Attempt} it serves gets: C{memberInterim(status)},
-    C{memberResponse(head)}, C{memberData(data)}, C{memberReadEnd()} (the
-    bytes read with the response head were passed on), C{memberDone()},
-    C{memberSwitched(leftover)} (after a 101), C{memberBroken(error)},
-    C{memberTimedOut()}, C{memberTunnelClosed()} and
-    C{memberLost(reason, answered)} (answered: some of the response came).
-    """
-
-    def __init__(self, pool):
-        self.pool = pool
-        self.attempt = None
-        self.deadline = None
-        self.state = _IDLE
-        self.requests = 0
-        self._buffer = b""
-        self._body = None
-        self._reusable = True
-        self._sentAll = True
-        self._method = b"GET"
-        self._interim = 0
-
-    def connectionMade(self):
-        try:
-            self.transport.setTcpNoDelay(True)
-        except (AttributeError, OSError):
-            pass
-        self.pool.sweeper.watch(self)
-
-    # Sending
-
-    def startRequest(self, attempt, head, method, withBody):
-        """
-        Send a request head; the body (if C{withBody}) follows through
-        L{writeBody} and L{endBody}.
-        """
-        self.attempt = attempt
-        self.requests += 1
-        self._method = method
-        self.state = _HEAD
-        self._sentAll = not withBody
-        self.deadline = None
-        self._interim = 0
-        startSmall(self.transport)
-        sendNow(self.transport, head)
-
-    def _clientKeepsUp(self):
-        attempt = self.attempt
-        return attempt is None or attempt.clientKeepsUp()
-
-    def writeBody(self, data):
-        self.transport.write(data)
-
-    def endBody(self, data=b""):
-        self._sentAll = True
-        if data:
-            self.transport.write(data)
-
-    def waitFor(self, seconds):
-        """
-        Give the member C{seconds} (from now) for its next bytes.
-        """
-        self.deadline = self.pool.sweeper.now + seconds
-
-    # Receiving
-
-    def dataReceived(self, data):
-        followReads(self.transport, len(data), self._clientKeepsUp)
-        state = self.state
-        if state == _BODY:
-            self._feed(data)
-            return
-        if state == _TUNNEL:
-            self.attempt.memberData(data)
-            return
-        if state == _UNTIL_CLOSE:
-            self.attempt.memberData(data)
-            return
-        if state == _IDLE or self.attempt is None:
-            # Bytes nobody asked for: this connection is out of step.
-            self._give_up()
-            return
-        if state == _HEAD:
-            self._headBytes(data)
-
-    def _headBytes(self, data):
-        buffer = self._buffer + data if self._buffer else data
-        end = buffer.find(b"\r\n\r\n")
-        if end == -1:
-            if len(buffer) > MAX_RESPONSE_HEAD:
-                self._malformed(HTTPError(502, "the response head is too large"))
-            elif findBareLF(buffer):
-                self._malformed(HTTPError(502, "a bare LF line ending"))
-            else:
-                self._buffer = buffer
-            return
-        self._buffer = b""
-        try:
-            if end > MAX_RESPONSE_HEAD:
-                raise HTTPError(502, "the response head is too large")
-            head = parseResponseHead(buffer[:end], self._method)
-        except HTTPError as e:
-            self._malformed(e)
-            return
-        rest = buffer[end + 4 :]
-        if head.status < 200:
-            if head.status == 101:
-                self.state = _TUNNEL
-                self._reusable = False
-                self.attempt.memberResponse(head)
-                if self.state == _DEAD or self.attempt is None:
-                    return  # refused: no tunnel without an Upgrade request
-                self.attempt.memberSwitched(rest)
-                return
-            self._interim += 1
-            if self._interim > MAX_INTERIM_RESPONSES:
-                self._malformed(HTTPError(502, "too many interim responses"))
-                return
-            self.attempt.memberInterim(head)
-            if rest and self.attempt is not None:
-                self._headBytes(rest)
-            return
-        if not head.keepAlive:
-            self._reusable = False
-        attempt = self.attempt
-        attempt.memberResponse(head)
-        if self.attempt is not attempt or self.state == _DEAD:
-            return  # the attempt gave up on this response
-        length = head.length
-        if length == 0:
-            if rest or head.announced:
-                # A body where none may be (or a length announced for one):
-                # never reuse this connection.
-                self._reusable = False
-            self._finished()
-        else:
-            if length == -1:
-                self.state = _UNTIL_CLOSE
-                if rest:
-                    attempt.memberData(rest)
-            else:
-                onData = attempt.memberData
-                self._body = (
-                    ChunkedDecoder(onData, 502) if length is None else LengthCounter(onData, length)
-                )
-                self.state = _BODY
-                if rest:
-                    self._feed(rest)
-            if self.attempt is attempt:
-                attempt.memberReadEnd()
-
-    def _feed(self, data):
-        try:
-            left = self._body.feed(data)
-        except HTTPError as e:
-            self._malformed(e)
-            return
-        if left is not None:
-            if left:
-                self._reusable = False
-            self._finished()
-
-    def _finished(self):
-        attempt = self.attempt
-        self._body = None
-        self.attempt = None
-        self.deadline = None
-        self.state = _IDLE
-        reusable = self._reusable and self._sentAll
-        attempt.memberDone()
-        if reusable and self.transport is not None:
-            self.pool.release(self)
-        else:
-            self._give_up()
-
-    def _malformed(self, error):
-        attempt = self.attempt
-        self._give_up()
-        if attempt is not None:
-            attempt.memberBroken(error)
-
-    def _give_up(self):
-        self.state = _DEAD
-        self.attempt = None
-        self.pool.discard(self)
-        if self.transport is not None:
-            self.transport.abortConnection()
-
-    def abandon(self):
-        """
-        The attempt no longer wants this response: close the connection.
-        """
-        self.attempt = None
-        self._give_up()
-
-    def expired(self):
-        """
-        The member was silent for too long.
-        """
-        self.deadline = None
-        attempt = self.attempt
-        if attempt is not None:
-            self.attempt = None
-            self._give_up()
-            attempt.memberTimedOut()
-        else:
-            self._give_up()
-
-    def connectionLost(self, reason):
-        self.pool.sweeper.unwatch(self)
-        self.pool.discard(self)
-        attempt, self.attempt = self.attempt, None
-        state, self.state = self.state, _DEAD
-        if attempt is None:
-            return
-        if state == _UNTIL_CLOSE:
-            attempt.memberDone()
-        elif state == _TUNNEL:
-            attempt.memberTunnelClosed()
-        else:
-            attempt.memberLost(reason, state == _BODY or bool(self._buffer))
 
 
 def closedByPeer(connection):
@@ -283,16 +49,6 @@ def closedByPeer(connection):
     return True  # EOF, or bytes nobody asked for
 
 
-class _ConnectionFactory(Factory):
-    noisy = False
-
-    def __init__(self, pool):
-        self.pool = pool
-
-    def buildProtocol(self, addr):
-        return MemberConnection(self.pool)
-
-
 class MemberPool:
     """
     The connections to one member.
@@ -305,6 +61,9 @@ class MemberPool:
         limit); requests beyond it wait in a queue.
     @param queueLimit: the most requests waiting; beyond it L{QueueFull}.
     @param queueTimeout: seconds a request may wait in the queue.
+    @param tls: whether the endpoint speaks TLS: a new connection is used
+        once its handshake is done, which may take C{handshakeTimeout}
+        seconds.
     """
 
     def __init__(
@@ -316,6 +75,8 @@ class MemberPool:
         maxConnections=0,
         queueLimit=128,
         queueTimeout=10.0,
+        tls=False,
+        handshakeTimeout=5.0,
     ):
         self.endpoint = endpoint
         self.sweeper = sweeper
@@ -324,12 +85,14 @@ class MemberPool:
         self.maxConnections = maxConnections
         self.queueLimit = queueLimit
         self.queueTimeout = queueTimeout
+        self.tls = tls
+        self.handshakeTimeout = handshakeTimeout
         self.idle = []
         self.open = 0
         #: Once retired (see L{retire}), a finished connection is closed.
         self.retired = False
         self._queue = deque()
-        self._factory = _ConnectionFactory(self)
+        self._factory = ConnectionFactory(self)
         self._all = set()
 
     def idleConnection(self):
@@ -367,6 +130,8 @@ class MemberPool:
     def _connect(self):
         self.open += 1
         d = self.endpoint.connect(self._factory)
+        if self.tls:
+            d.addCallback(MemberConnection.secured)
 
         def connected(connection):
             self._all.add(connection)
@@ -501,7 +266,16 @@ def _fail(error):
     return d
 
 
-__all__ = ["MemberPool", "MemberConnection", "QueueFull", "closedByPeer", "CancelledError"]
+__all__ = [
+    "MAX_INTERIM_RESPONSES",
+    "MAX_RESPONSE_HEAD",
+    "MemberPool",
+    "MemberConnection",
+    "QueueFull",
+    "HandshakeTimeout",
+    "closedByPeer",
+    "CancelledError",
+]
 
 
 class MemberPools:
@@ -524,7 +298,10 @@ class MemberPools:
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = MemberPool(
-                self._endpointFor(member), self.sweeper, **self._settings
+                self._endpointFor(member),
+                self.sweeper,
+                tls=member.scheme == "https",
+                **self._settings,
             )
         return pool
 

@@ -101,7 +101,9 @@ class MemberServer:
         self.name = name
         self.reactor = reactor
         self.requested = port
-        #: C{(keyPath, certPath)} to serve HTTPS, or L{None}.
+        #: C{(keyPath, certPath)} or TLS options (e.g. from
+        #: L{playbalancer.testing.authority.memberTLSOptions}) to serve
+        #: HTTPS, or L{None}.
         self.tls = tls
         self.seen = []
         self.hold = HoldPage()
@@ -123,8 +125,11 @@ class MemberServer:
         if self.tls:
             from twisted.internet.ssl import PrivateCertificate
 
-            key, cert = (open(path).read() for path in self.tls)
-            options = PrivateCertificate.loadPEM(key + cert).options()
+            if isinstance(self.tls, tuple):
+                key, cert = (open(path).read() for path in self.tls)
+                options = PrivateCertificate.loadPEM(key + cert).options()
+            else:
+                options = self.tls
             self._listening = self.reactor.listenSSL(
                 self.requested, self._factory, options, interface="127.0.0.1"
             )
