@@ -464,11 +464,20 @@ endpoint = "ssl:{manager}:{tlsOptions}"
         checks = len(member.seen)
         self.assertTrue(checks >= 1)
 
-        # HTTP over TLS, with ALPN offered as curl offers it, to an https
-        # member.
+        # A client that offers h2 and HTTP/1.1 (as curl and browsers do)
+        # gets HTTP/2: the server's SETTINGS come first.
+        h2 = _Collect()
+        await connectProtocol(tlsClientEndpoint(web, certPath, [b"h2", b"http/1.1"]), h2)
+        await waitUntil(lambda: h2.negotiated is not None, reactor)
+        self.assertEqual(h2.negotiated, b"h2")
+        self.assertEqual(h2.received[3:4], b"\x04")  # a SETTINGS frame
+        h2.transport.loseConnection()
+        await h2.lost
+
+        # HTTP/1.1 over TLS, by ALPN, to an https member.
         request = f"GET /echo HTTP/1.1\r\nHost: localhost:{web}\r\nConnection: close\r\n\r\n"
         raw = _Collect(request.encode())
-        await connectProtocol(tlsClientEndpoint(web, certPath, [b"h2", b"http/1.1"]), raw)
+        await connectProtocol(tlsClientEndpoint(web, certPath, [b"http/1.1"]), raw)
         await raw.lost
         self.assertTrue(raw.received.startswith(b"HTTP/1.1 200 "), raw.received[:300])
         self.assertEqual(raw.negotiated, b"http/1.1")
