@@ -14,6 +14,7 @@ from playbalancer.config.model import (
     ManagerConfig,
 )
 from playbalancer.config.routes import checkRoutes, routeTable, shorthandRoutes
+from playbalancer.config.tls import listenerCertificates
 from playbalancer.config.values import (
     NAME,
     ConfigError,
@@ -59,6 +60,7 @@ def _listener(data, path):
         maxHeaders=table.get("max_headers", _atLeast(8), 100),
     )
     rawRoutes = table.get("route", _array, [])
+    listener.certificates = listenerCertificates(table, path, listener.endpoint)
     table.done()
     if listener.mode == "tcp":
         if rawRoutes:

@@ -139,6 +139,9 @@ class ListenConfig:
     maxHeaderLine: int = 8192
     maxHeaderBytes: int = 65536
     maxHeaders: int = 100
+    #: An C{ssl:} listener's L{playbalancer.config.tls.ListenerCertificates}
+    #: (read from its files), else L{None}.
+    certificates: object = None
     #: The listener's L{RouteConfig}s: its C{[[listen.route]]}s, then the
     #: routes its C{manager_path} and C{balancer} keys stand for.
     routes: list = field(default_factory=list)
