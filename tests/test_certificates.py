@@ -30,6 +30,7 @@ from playbalancer.config import ConfigError, parseConfig
 from playbalancer.config.tls import readCertificate
 from playbalancer._net.sni import ContextSet
 from playbalancer.testing import writeSelfSigned
+from playbalancer.testing.twistd import TwistdTestCase
 from tests.routeharness import RoutedTestCase, members
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
@@ -595,3 +596,92 @@ class NameLookupTests(SynchronousTestCase):
         self.assertNotIn(exact, (firstContext, contexts.default))
         for name in (None, b"", b"wild.example", b"a.b.wild.example", b"default.example", b"\xff.example"):
             self.assertIs(byName[name], contexts.default, name)
+
+
+class WorkersTests(TwistdTestCase):
+    """
+    With C{workers = 2}: each worker does TLS with the certificates it
+    read, and a reload's new generation of workers reads them again.
+    """
+
+    timeout = 180
+
+    async def reloadCommand(self):
+        import io
+
+        from playbalancer.ctl.cli import run
+
+        out, err = io.StringIO(), io.StringIO()
+        code = await run(reactor, ["--manager", self.manager, "reload"], out, err, environ={})
+        return code, out.getvalue(), err.getvalue()
+
+    async def serials(self, count=6):
+        """
+        The serial numbers of the C{a.example} certificates C{count} new
+        connections got, each of which got an answer.
+        """
+        found = set()
+        for _ in range(count):
+            probe = await handshake(self.front, "a.example")
+            self.assertEqual(subjectOf(probe.certificate), "a")
+            self.assertEqual(await probe.request(), b"HTTP/1.1 200 OK")
+            probe.transport.loseConnection()
+            found.add(probe.certificate.serial_number)
+        return found
+
+    async def test_workersReadTheCertificates(self):
+        from twisted.internet import task
+
+        from playbalancer.testing import freePorts
+        from playbalancer.testing.members import MemberServer
+        from playbalancer.testing.twistd import childrenOf
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        defaultKey, defaultCert = certificateFiles(directory, "default", ("default.example",))
+        key, cert = certificateFiles(directory, "a", ("a.example",))
+        member = MemberServer("app1", reactor).start()
+        self.addCleanup(member.stop)
+        self.front, manager = freePorts(2)
+        self.manager = f"http://127.0.0.1:{manager}"
+        self.startTwistd(
+            f"""
+workers = 2
+
+[[listen]]
+endpoint = "ssl:{self.front}:interface=127.0.0.1:privateKey={defaultKey}:certKey={defaultCert}"
+balancer = "web"
+[[listen.certificate]]
+cert = "{cert}"
+key = "{key}"
+
+{members(member)}
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+        await self.waitFor(lambda: len(childrenOf(self.child.pid)) == 2, timeout=60)
+        for _ in range(400):
+            try:
+                probe = await handshake(self.front)
+                probe.transport.loseConnection()
+                break
+            except Exception:
+                await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(subjectOf(probe.certificate), "default")
+        (first,) = await self.serials()
+
+        certificateFiles(directory, "a", ("a.example",))
+        code, out, err = await self.reloadCommand()
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("listeners changed", out)
+        (renewed,) = await self.serials()
+        self.assertNotEqual(renewed, first)
+
+        certificateFiles(directory, "a", ("a.example",), notAfter=NOW - DAY)
+        code, out, err = await self.reloadCommand()
+        self.assertEqual(code, 1)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        self.assertIn("listen[0].certificate[0]: ", err)
+        self.assertIn("expired", err)
+        self.assertEqual(await self.serials(), {renewed})
