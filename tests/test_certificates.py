@@ -23,12 +23,9 @@ from twisted.internet.interfaces import (
     IOpenSSLContextFactory,
 )
 from twisted.internet.protocol import Factory, Protocol
-from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from playbalancer.config import ConfigError, parseConfig
 from playbalancer.config.tls import readCertificate
-from playbalancer._net.sni import ContextSet
 from playbalancer.testing import writeSelfSigned
 from playbalancer.testing.twistd import TwistdTestCase
 from tests.routeharness import RoutedTestCase, members
@@ -260,7 +257,10 @@ class SNITests(TLSServiceCase):
         """
         (member,) = self.startMembers("app1")
         key, cert = self.files["a"]
-        tables = f'[[listen.certificate]]\ncert = "{cert}"\nkey = "{key}"\nnames = ["other.example"]\n'
+        tables = (
+            f'[[listen.certificate]]\ncert = "{cert}"\nkey = "{key}"\n'
+            'names = ["other.example"]\n'
+        )
         await self.startWith(self.configText(member, tables=tables))
         self.assertEqual(subjectOf((await self.connect("other.example")).certificate), "a")
         self.assertEqual(subjectOf((await self.connect("a.example")).certificate), "default")
@@ -420,7 +420,9 @@ class ExpiryTests(TLSServiceCase):
         listed = {tuple(c["names"]): c for c in status["certificates"]}
         self.assertEqual(sorted(listed), [("a.example", "*.a.example"), ("default.example",)])
         a = listed[("a.example", "*.a.example")]
-        self.assertEqual((a["listener"], a["default"], a["file"]), ("ssl:0", False, self.files["a"][1]))
+        self.assertEqual(
+            (a["listener"], a["default"], a["file"]), ("ssl:0", False, self.files["a"][1])
+        )
         self.assertEqual(a["expires"], expires["a"])
         self.assertTrue(2.9 < a["days_left"] <= 3.0, a)
         self.assertTrue(listed[("default.example",)]["default"])
@@ -442,7 +444,11 @@ class ExpiryTests(TLSServiceCase):
 
         page = (await self.get("/")).decode()
         self.assertIn("<h2>certificates</h2>", page)
-        rows = [row for row in page.split("<tr") if self.files["a"][1] in row or "default.pem" in row]
+        rows = [
+            row
+            for row in page.split("<tr")
+            if self.files["a"][1] in row or self.files["default"][1] in row
+        ]
         self.assertEqual(len(rows), 2)
         for row in rows:
             self.assertEqual('class="expiring"' in row, self.files["a"][1] in row, row)
@@ -453,149 +459,6 @@ class ExpiryTests(TLSServiceCase):
         status = json.loads(await self.get("/api/status"))
         listed = {tuple(c["names"]): c for c in status["certificates"]}
         self.assertTrue(89 < listed[("a.example",)]["days_left"] <= 90)
-
-
-def _listen(text):
-    from playbalancer.config import tomllib
-
-    balancer = '\n[balancer.web]\n[[balancer.web.member]]\nname = "m"\nurl = "http://127.0.0.1:9"\n'
-    return parseConfig(tomllib.loads(text + balancer))
-
-
-class ConfigTests(SynchronousTestCase):
-    """
-    The certificate keys, checked when the config is read.
-    """
-
-    def setUp(self):
-        self.directory = os.path.abspath(self.mktemp())
-        os.makedirs(self.directory)
-        self.key, self.cert = certificateFiles(self.directory, "default", ("default.example",))
-        self.endpoint = f"ssl:0:privateKey={self.key}:certKey={self.cert}"
-
-    def refused(self, text):
-        with self.assertRaises(ConfigError) as caught:
-            _listen(text)
-        return str(caught.exception)
-
-    def listener(self, keys=""):
-        return f'[[listen]]\nendpoint = "{self.endpoint}"\nbalancer = "web"\n{keys}\n'
-
-    def test_endpointAlone(self):
-        certificates = _listen(self.listener()).listeners[0].certificates
-        self.assertEqual(certificates.others, ())
-        self.assertEqual(certificates.default.names, ("default.example",))
-        self.assertEqual(certificates.default.path, self.cert)
-
-    def test_plainListener(self):
-        config = _listen('[[listen]]\nendpoint = "tcp:0"\nbalancer = "web"\n')
-        self.assertIsNone(config.listeners[0].certificates)
-        error = self.refused(f'[[listen]]\nendpoint = "tcp:0"\nbalancer = "web"\ncertificates = "{self.directory}"\n')
-        self.assertEqual(error, "listen[0].certificates: only on ssl: listeners")
-
-    def test_directory(self):
-        """
-        Each C{.pem} file of the directory holds a key and its
-        certificate, read in order of name; other files are left alone.
-        """
-        sites = os.path.join(self.directory, "sites")
-        os.makedirs(sites)
-        certificateFiles(sites, "b", ("b.example",), combined=True)
-        certificateFiles(sites, "a", ("a.example", "*.a.example"), combined=True)
-        with open(os.path.join(sites, "README"), "w") as f:
-            f.write("not a certificate")
-        certificates = _listen(self.listener(f'certificates = "{sites}"')).listeners[0].certificates
-        self.assertEqual([c.names for c in certificates.others], [("a.example", "*.a.example"), ("b.example",)])
-        self.assertEqual(self.refused(self.listener('certificates = "/no/such"')),
-                         "listen[0].certificates: /no/such: cannot read (No such file or directory)")
-        empty = os.path.join(self.directory, "empty")
-        os.makedirs(empty)
-        self.assertIn("no .pem files", self.refused(self.listener(f'certificates = "{empty}"')))
-        # A certificate alone (no key in its file) is refused.
-        certificateFiles(empty, "c", ("c.example",))
-        self.assertIn("no PEM private key", self.refused(self.listener(f'certificates = "{empty}"')))
-
-    def test_tableChecks(self):
-        key, cert = certificateFiles(self.directory, "a", ("a.example",))
-        table = f'[[listen.certificate]]\ncert = "{cert}"\nkey = "{key}"\n'
-        error = self.refused(self.listener(table + 'names = ["bad name"]'))
-        self.assertTrue(error.startswith("listen[0].certificate[0].names[0]: "), error)
-        self.assertEqual(
-            self.refused(self.listener(table + "colour = 1")),
-            "listen[0].certificate[0].colour: unknown key",
-        )
-        wrongKey = f'[[listen.certificate]]\ncert = "{cert}"\nkey = "{self.key}"\n'
-        error = self.refused(self.listener(wrongKey))
-        self.assertEqual(error, f"listen[0].certificate[0]: {self.key}: this key is not the key of the certificate in {cert}")
-        self.assertIn("listen[0].certificate[0].cert: missing", self.refused(self.listener("[[listen.certificate]]\n")))
-
-    def test_expiredAtStart(self):
-        certificateFiles(self.directory, "default", ("default.example",), notAfter=NOW - DAY)
-        error = self.refused(self.listener())
-        self.assertTrue(error.startswith(f"listen[0].endpoint: {self.cert}: the certificate expired on "), error)
-
-    def test_commonNameWithoutAltNames(self):
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Old.Example")])
-        cert = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(NOW - DAY).not_valid_after(NOW + DAY)
-            .sign(key, hashes.SHA256())
-        )
-        path = os.path.join(self.directory, "old.pem")
-        with open(path, "wb") as f:
-            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-        self.assertEqual(readCertificate(path, path, "-").names, ("old.example",))
-
-    def test_oldMethodRefused(self):
-        self.endpoint += ":sslmethod=TLSv1_METHOD"
-        self.assertIn("sslmethod=TLSv1_METHOD is not available", self.refused(self.listener()))
-
-
-class _Certificates:
-    def __init__(self, default, others):
-        self.default, self.others, self.dhParameters = default, tuple(others), None
-
-
-class NameLookupTests(SynchronousTestCase):
-    """
-    How an SNI name picks a certificate's context (in memory).
-    """
-
-    def test_lookup(self):
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
-
-        def read(name, hosts):
-            key, cert = certificateFiles(directory, name, hosts)
-            return readCertificate(cert, key, "-")
-
-        first = read("first", ("shared.example", "*.wild.example"))
-        second = read("second", ("shared.example", "exact.wild.example", "*.wild.example"))
-        default = read("default", ("default.example",))
-        contexts = ContextSet(_Certificates(default, [first, second]), [b"http/1.1"])
-        byName = {
-            name: contexts.contextForName(name)
-            for name in (None, b"", b"shared.example", b"SHARED.example.", b"exact.wild.example",
-                         b"x.wild.example", b"wild.example", b"a.b.wild.example", b"default.example",
-                         b"\xff.example")
-        }
-        firstContext = byName[b"shared.example"]
-        self.assertIsNot(firstContext, contexts.default)
-        self.assertIs(byName[b"SHARED.example."], firstContext)  # the first listed wins
-        self.assertIs(byName[b"x.wild.example"], firstContext)
-        exact = byName[b"exact.wild.example"]
-        self.assertNotIn(exact, (firstContext, contexts.default))
-        for name in (None, b"", b"wild.example", b"a.b.wild.example", b"default.example", b"\xff.example"):
-            self.assertIs(byName[name], contexts.default, name)
 
 
 class WorkersTests(TwistdTestCase):

@@ -147,12 +147,17 @@ def _directory(directory, key):
     of file name; other files are left alone.
     """
     try:
-        files = sorted(f for f in os.listdir(directory) if f.endswith(".pem") and not f.startswith("."))
+        names = os.listdir(directory)
     except OSError as e:
         raise ConfigError(key, f"{directory}: cannot read ({e.strerror})")
-    if not files:
+    paths = [
+        os.path.join(directory, name)
+        for name in sorted(names)
+        if name.endswith(".pem") and not name.startswith(".")
+    ]
+    if not paths:
         raise ConfigError(key, f"{directory}: no .pem files")
-    return [readCertificate(os.path.join(directory, f), os.path.join(directory, f), key) for f in files]
+    return [readCertificate(path, path, key) for path in paths]
 
 
 def readCertificate(certPath, keyPath, key, names=None, extraChain=None, now=None):
@@ -190,12 +195,16 @@ def readCertificate(certPath, keyPath, key, names=None, extraChain=None, now=Non
         raise ConfigError(key, f"{keyPath}: not a valid private key ({e})")
     spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if privateKey.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
-        raise ConfigError(key, f"{keyPath}: this key is not the key of the certificate in {certPath}")
+        raise ConfigError(
+            key, f"{keyPath}: this key is not the key of the certificate in {certPath}"
+        )
     notAfter = leaf.not_valid_after_utc
     if now is None:
         now = datetime.datetime.now(datetime.timezone.utc)
     if notAfter <= now:
-        raise ConfigError(key, f"{certPath}: the certificate expired on {notAfter:%Y-%m-%d %H:%M:%S} UTC")
+        raise ConfigError(
+            key, f"{certPath}: the certificate expired on {notAfter:%Y-%m-%d %H:%M:%S} UTC"
+        )
     return Certificate(
         path=certPath,
         keyPath=keyPath,
