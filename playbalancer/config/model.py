@@ -125,6 +125,9 @@ class ListenConfig:
     acceptProxyProtocol: bool = False
     trustedProxies: list = field(default_factory=list)
     accessLog: str = None
+    #: An C{ssl:} listener's L{playbalancer.config.tls.ListenerCertificates}
+    #: (read from its files), else L{None}.
+    certificates: object = None
     headerTimeout: float = 10.0
     idleTimeout: float = 75.0
     bodyTimeout: float = 60.0
@@ -139,9 +142,6 @@ class ListenConfig:
     maxHeaderLine: int = 8192
     maxHeaderBytes: int = 65536
     maxHeaders: int = 100
-    #: An C{ssl:} listener's L{playbalancer.config.tls.ListenerCertificates}
-    #: (read from its files), else L{None}.
-    certificates: object = None
     #: The listener's L{RouteConfig}s: its C{[[listen.route]]}s, then the
     #: routes its C{manager_path} and C{balancer} keys stand for.
     routes: list = field(default_factory=list)
