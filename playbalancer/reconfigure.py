@@ -96,6 +96,9 @@ class Reconfiguration:
         self.openedLogs = []
         self.policy = None
         self.schedulerFactories = running.schedulers
+        #: C{(ListenerContexts, ContextSet)} of the kept TLS listeners
+        #: whose certificates changed.
+        self.contexts = []
 
     # Step 1: everything that can fail
 
@@ -141,6 +144,7 @@ class Reconfiguration:
             checkAccessLogs(config)
             return
         for old, new in diff.listenersKept:
+            self._prepareCertificates(old, new)
             if new.mode == "http":
                 self.routes[new.endpoint] = running.routesFor(
                     new, config, self.pools, self.balancers, self.policy
@@ -150,6 +154,19 @@ class Reconfiguration:
         for index, listener in enumerate(config.listeners):
             if listener in diff.listenersAdded:
                 self._listen(index, listener)
+
+    def _prepareCertificates(self, old, new):
+        """
+        New TLS contexts for a kept listener whose certificate files
+        changed (they were read again with the config).
+        """
+        tls = getattr(self.running.served[old.endpoint].service, "tls", None)
+        if tls is not None and new.certificates != tls.certificates:
+            try:
+                self.contexts.append((tls, tls.prepare(new.certificates)))
+            except Exception as e:
+                index = self.config.listeners.index(new)
+                raise ConfigError(f"listen[{index}].endpoint", f"cannot use its certificates: {e}")
 
     def _makePools(self, name):
         made = self.running.makePools(self.config.balancers[name])
@@ -333,6 +350,8 @@ class Reconfiguration:
             front.trustedProxies = trustedProxiesOf(new)
             front.accessLog = running.accessLog(new.accessLog)
             front.routes = routes
+        for tls, contexts in self.contexts:
+            tls.install(contexts)
         for served in self.added:
             served.service.setServiceParent(running.parent)
             running.keep(served)

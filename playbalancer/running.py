@@ -21,6 +21,20 @@ def listenerName(endpoint):
     return ":".join(endpoint.split(":")[:2])
 
 
+def listenerContexts(listener, front):
+    """
+    The TLS options of an C{ssl:} listener (a
+    L{playbalancer._net.sni.ListenerContexts} of its certificates and its
+    front's ALPN protocols), or L{None} for another kind.
+    """
+    if listener.certificates is None:
+        return None
+    from playbalancer._net.sni import ListenerContexts
+    from playbalancer._net.tlslisten import protocolsOf
+
+    return ListenerContexts(listener.certificates, protocolsOf(front))
+
+
 @dataclass
 class Served:
     """
@@ -245,26 +259,35 @@ class Running:
         from playbalancer.site import GracefulService
 
         name = listenerName(listener.endpoint)
-        endpoint = self.endpoint(listener.endpoint, front)
+        tls = listenerContexts(listener, front)
+        endpoint = self.endpoint(listener.endpoint, front, tls)
         if listener.acceptProxyProtocol and listener.mode == "http":
             # Behind another balancer: the PROXY line it sends (v1 or v2)
             # gives the real client address.
             endpoint = proxyEndpoint(endpoint)
-        return GracefulService(
+        service = GracefulService(
             endpoint, front, self.reactor, grace=self.config.shutdownGrace, name=name
         )
+        service.tls = tls
+        return service
 
-    def endpoint(self, description, factory):
+    def endpoint(self, description, factory, tls=None):
         """
         The server endpoint of C{description} (a string) for C{factory}:
         the listening socket handed over by an upgrade, if any, else a new
         one.
-        """
-        from twisted.internet.endpoints import serverFromString
 
+        @param tls: for an C{ssl:} endpoint, the TLS options to listen with
+            instead of the ones the string makes (see L{listenerContexts}).
+        """
+        from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
+
+        from playbalancer._net.internals import setListenerTLSOptions
         from playbalancer._net.tlslisten import negotiateProtocols, protocolsOf
 
         made = negotiateProtocols(serverFromString(self.reactor, description), protocolsOf(factory))
+        if tls is not None and isinstance(made, SSL4ServerEndpoint):
+            setListenerTLSOptions(made, tls)
         return self.handover.endpointFor(self.reactor, description, made)
 
     def listenOther(self, description, factory, parent):

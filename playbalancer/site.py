@@ -99,6 +99,8 @@ class GracefulService(ListenerService):
         #: Set when another process (or listener) takes over: idle
         #: keep-alive connections get their next request answered.
         self.lingerIdle = False
+        #: An C{ssl:} listener's L{playbalancer._net.sni.ListenerContexts}.
+        self.tls = None
 
     def stopService(self):
         d = maybeDeferred(ListenerService.stopService, self)

@@ -332,6 +332,11 @@ def _makeService(options, reactor, handover):
     balancers = running.balancers
     manager, keeper = makeManager(config, balancers, reactor, listeners)
     running.manager = manager
+    if manager is not None:
+        # Their certificates on the page, in /api/status and the metrics.
+        manager.listenerConfigs = manager.pages[b"metrics"].registry.collector.listenerConfigs = (
+            lambda: running.config.listeners
+        )
     handed = handover.state()
     if handed is not None:
         from playbalancer.lifecycle import applyHandedState

@@ -30,6 +30,22 @@ def divideLimits(config, index):
         balancer.queue = share(balancer.queue, index, count, least=0)
 
 
+def withTLS(listener, front):
+    """
+    The factory to listen with for C{front}: for an C{ssl:} listener, one
+    that does TLS with the listener's certificates (read from their files
+    when this worker read the config), else C{front} itself.
+    """
+    from playbalancer.running import listenerContexts
+
+    tls = listenerContexts(listener, front)
+    if tls is None:
+        return front
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    return TLSMemoryBIOFactory(tls, False, front)
+
+
 def main():
     from twisted.internet import reactor
     from twisted.internet.stdio import StandardIO
@@ -66,7 +82,7 @@ def main():
     fronts = [(listener, running.makeFront(listener, config)) for listener in config.listeners]
     ports = []
     for (listener, front), (fd, family) in zip(fronts, setup["fds"]):
-        ports.append(adoptListening(reactor, fd, front, family))
+        ports.append(adoptListening(reactor, fd, withTLS(listener, front), family))
         os.close(fd)
 
     agent = WorkerAgent(balancers, fronts, reactor)

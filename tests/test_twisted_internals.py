@@ -207,6 +207,19 @@ class ListenerTLSOptionsTests(TestCase):
         endpoint = SSL4ServerEndpoint(MemoryReactor(), 0, options)
         self.assertIs(internals.listenerTLSOptions(endpoint), options)
 
+    def test_replaced(self):
+        """
+        Options set with C{setListenerTLSOptions} are the ones the
+        endpoint listens with.
+        """
+        reactor = MemoryReactor()
+        endpoint = SSL4ServerEndpoint(reactor, 0, object())
+        options = object()
+        internals.setListenerTLSOptions(endpoint, options)
+        self.assertIs(internals.listenerTLSOptions(endpoint), options)
+        endpoint.listen(Factory())
+        self.assertIs(reactor.sslServers[0][2], options)
+
     def test_fromString(self):
         """
         An C{ssl:} endpoint string gives an L{SSL4ServerEndpoint} whose

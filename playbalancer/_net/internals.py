@@ -11,7 +11,7 @@ module (and C{tests/test_twisted_internals.py} says which one).
 - a TLS wrapper's (C{TLSMemoryBIOProtocol}) C{_appSendBuffer}: what is
   written before its handshake ends;
 - C{SSL4ServerEndpoint._sslContextFactory}: the TLS options a listener's
-  connections share;
+  connections share (read, and replaced by a listener's own);
 - C{StreamServerEndpointService._raiseSynchronously}: raise a listening
   error from C{startService} instead of only logging it;
 - a listening port's (C{twisted.internet.tcp.Port}) C{_shouldShutdown}:
@@ -34,6 +34,7 @@ __all__ = [
     "setReadSize",
     "tlsPendingLength",
     "listenerTLSOptions",
+    "setListenerTLSOptions",
     "raiseStartErrors",
     "shareOnStop",
     "adoptUnixPort",
@@ -104,6 +105,15 @@ def listenerTLSOptions(endpoint):
     their context.
     """
     return endpoint._sslContextFactory
+
+
+def setListenerTLSOptions(endpoint, options):
+    """
+    Make the C{SSL4ServerEndpoint} C{endpoint} give the connections it
+    accepts the TLS options C{options} (an C{IOpenSSLContextFactory})
+    instead of the ones its endpoint string made.
+    """
+    endpoint._sslContextFactory = options
 
 
 def raiseStartErrors(service):

@@ -136,9 +136,10 @@ def parseConfig(data, schedulers=None, needListeners=True):
                 )
     if workers > 1:
         for index, listener in enumerate(listeners):
-            if listener.endpoint.split(":")[0] not in ("tcp", "tcp6"):
+            if listener.endpoint.split(":")[0] not in ("tcp", "tcp6", "ssl"):
                 raise ConfigError(
-                    f"listen[{index}].endpoint", "with workers > 1, listeners must be tcp: or tcp6:"
+                    f"listen[{index}].endpoint",
+                    "with workers > 1, listeners must be tcp:, tcp6: or ssl:",
                 )
             if listener.acceptProxyProtocol and listener.mode == "http":
                 raise ConfigError(

@@ -14,6 +14,7 @@ from playbalancer.config.model import (
     ManagerConfig,
 )
 from playbalancer.config.routes import checkRoutes, routeTable, shorthandRoutes
+from playbalancer.config.tls import listenerCertificates
 from playbalancer.config.values import (
     NAME,
     ConfigError,
@@ -61,6 +62,7 @@ def _listener(data, path):
     )
     listener.protocols = table.get("protocols", _protocols, None)
     rawRoutes = table.get("route", _array, [])
+    listener.certificates = listenerCertificates(table, path, listener.endpoint)
     table.done()
     if listener.mode == "tcp":
         if rawRoutes:

@@ -131,6 +131,9 @@ class ListenConfig:
     acceptProxyProtocol: bool = False
     trustedProxies: list = field(default_factory=list)
     accessLog: str = None
+    #: An C{ssl:} listener's L{playbalancer.config.tls.ListenerCertificates}
+    #: (read from its files), else L{None}.
+    certificates: object = None
     headerTimeout: float = 10.0
     idleTimeout: float = 75.0
     bodyTimeout: float = 60.0

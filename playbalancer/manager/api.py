@@ -98,6 +98,7 @@ class ApiResource(resource.Resource):
             now = self.root.clock.seconds()
             status = model.status(self.root.balancers, now)
             status["listeners"] = model.listenerStatus(self.root.listeners)
+            status["certificates"] = model.certificateStatus(self.root.listenerConfigs(), now)
             cluster = getattr(self.root, "cluster", None)
             if cluster is not None:
                 status["cluster"] = cluster.summary()

@@ -174,6 +174,44 @@ def listenerStatus(listeners):
     return listed
 
 
+#: Days before a certificate's expiry from which the page warns.
+EXPIRY_WARNING_DAYS = 14
+
+
+def certificateStatus(listeners, now):
+    """
+    The certificates of the TLS listeners, as C{GET /api/status} answers
+    them under C{"certificates"}: for each, its listener, the names it
+    answers for, its file, whether it is the listener's default, and its
+    expiry (C{not_after}, ISO 8601 UTC, and C{expires}, seconds since the
+    epoch) with the days left from C{now}.
+
+    @param listeners: the listener configs (see
+        L{playbalancer.config.tls.ListenerCertificates}).
+    """
+    from playbalancer.running import listenerName
+
+    listed = []
+    for listener in listeners:
+        certificates = getattr(listener, "certificates", None)
+        if certificates is None:
+            continue
+        for certificate in certificates.all:
+            expires = certificate.notAfter.timestamp()
+            listed.append(
+                {
+                    "listener": listenerName(listener.endpoint),
+                    "names": list(certificate.names),
+                    "file": certificate.path,
+                    "default": certificate is certificates.default,
+                    "not_after": certificate.notAfter.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "expires": expires,
+                    "days_left": round((expires - now) / 86400.0, 1),
+                }
+            )
+    return listed
+
+
 def checkName(value, what):
     """
     A balancer or member name, or L{ChangeError} 400.

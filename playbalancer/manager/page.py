@@ -97,6 +97,7 @@ class ManagerPage:
                     self.cluster(),
                     *[self.balancer(name, b) for name, b in self.root.balancers.items()],
                     self.routes(),
+                    self.certificates(),
                 ),
             ),
         )
@@ -171,6 +172,37 @@ class ManagerPage:
                 )
             )
         return tags.div(*sections) if sections else ""
+
+    def certificates(self):
+        """
+        The TLS listeners' certificates and their expiry, those with less
+        than L{model.EXPIRY_WARNING_DAYS} days left marked.
+        """
+        listed = model.certificateStatus(self.root.listenerConfigs(), self.root.clock.seconds())
+        if not listed:
+            return ""
+        rows = []
+        for certificate in listed:
+            soon = certificate["days_left"] < model.EXPIRY_WARNING_DAYS
+            rows.append(
+                tags.tr(class_="expiring" if soon else "")(
+                    tags.td(certificate["listener"]),
+                    tags.td(", ".join(certificate["names"]) or "-"),
+                    tags.td(certificate["file"], " (default)" if certificate["default"] else ""),
+                    tags.td(certificate["not_after"].replace("T", " ")),
+                    tags.td(
+                        tags.span(
+                            f"{certificate['days_left']:.0f} days",
+                            class_="badge bad" if soon else "badge",
+                        )
+                    ),
+                )
+            )
+        heads = ("listener", "names", "file", "expires (UTC)", "left")
+        return tags.section(class_="certificates")(
+            tags.h2("certificates"),
+            tags.table(tags.thead(tags.tr(*[tags.th(h) for h in heads])), tags.tbody(*rows)),
+        )
 
     def balancer(self, name, balancer):
         status = model.balancerStatus(balancer)

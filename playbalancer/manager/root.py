@@ -35,6 +35,9 @@ class ManagerRoot(resource.Resource):
         #: C{[(name, front factory)]} of the listeners (filled in once they
         #: are built), whose routes C{/api/status} shows.
         self.listeners = []
+        #: Gives the listener configs running now, whose certificates the
+        #: page and C{/api/status} show (set once they are known).
+        self.listenerConfigs = lambda: ()
         self.pages = {
             b"": PageResource(self),
             b"api": ApiResource(self),

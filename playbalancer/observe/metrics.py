@@ -40,10 +40,14 @@ class BalancerCollector:
     #: The L{playbalancer.cluster.node.ClusterNode}, in cluster mode.
     cluster = None
 
+    #: Gives the listener configs running now (for their certificates).
+    listenerConfigs = staticmethod(lambda: ())
+
     def collect(self):
         yield from self._members()
         yield from self._balancers()
         yield from self._listeners()
+        yield self._certificates()
         if self.cluster is not None:
             up = GaugeMetricFamily(
                 _PREFIX + "cluster_store_up",
@@ -153,6 +157,26 @@ class BalancerCollector:
             rejected.add_metric([name], getattr(factory, "rejected", 0))
             refused.add_metric([name], getattr(factory, "refused", 0))
         return [open_, accepted, rejected, refused] + self._routes()
+
+    def _certificates(self):
+        from playbalancer.running import listenerName
+
+        expiry = GaugeMetricFamily(
+            _PREFIX + "certificate_expiry_timestamp_seconds",
+            "When a TLS listener's certificate expires (its notAfter), in seconds since the epoch.",
+            labels=["listener", "names"],
+        )
+        seen = {}
+        for listener in self.listenerConfigs():
+            certificates = getattr(listener, "certificates", None)
+            for certificate in certificates.all if certificates is not None else ():
+                key = (listenerName(listener.endpoint), ",".join(certificate.names))
+                expires = certificate.notAfter.timestamp()
+                # Two with the same names: the one that expires first.
+                seen[key] = min(expires, seen.get(key, expires))
+        for key, expires in seen.items():
+            expiry.add_metric(list(key), expires)
+        return expiry
 
     def _routes(self):
         labels = ["listener", "route"]

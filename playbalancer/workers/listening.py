@@ -13,13 +13,16 @@ DEFAULT_BACKLOG = 1024
 
 def endpointAddress(endpoint):
     """
-    C{(family, interface, port, backlog)} of a C{tcp:} or C{tcp6:} endpoint
-    string, parsed by Twisted's own endpoint parser (so escaped colons in
-    an IPv6 interface, C{interface=\\:\\:1}, are understood).
+    C{(family, interface, port, backlog)} of a C{tcp:}, C{tcp6:} or
+    C{ssl:} endpoint string, parsed by Twisted's own endpoint parser (so
+    escaped colons in an IPv6 interface, C{interface=\\:\\:1}, are
+    understood).  (A worker does TLS itself over an C{ssl:} listener's
+    socket.)
 
     @raise ValueError: for other kinds of endpoint.
     """
     from twisted.internet.endpoints import (
+        SSL4ServerEndpoint,
         TCP4ServerEndpoint,
         TCP6ServerEndpoint,
         _parse,
@@ -32,10 +35,10 @@ def endpointAddress(endpoint):
         raise ValueError(f"{endpoint!r}: {e}")
     if isinstance(parsed, TCP6ServerEndpoint):
         family, interface = socket.AF_INET6, parsed._interface or "::"
-    elif isinstance(parsed, TCP4ServerEndpoint):
+    elif isinstance(parsed, (TCP4ServerEndpoint, SSL4ServerEndpoint)):
         family, interface = socket.AF_INET, parsed._interface
     else:
-        raise ValueError(f"{endpoint!r}: workers need tcp: or tcp6: listeners")
+        raise ValueError(f"{endpoint!r}: workers need tcp:, tcp6: or ssl: listeners")
     # Twisted's default backlog (50) is small for several processes.
     backlog = parsed._backlog if "backlog" in _parse(endpoint)[1] else DEFAULT_BACKLOG
     return family, interface, parsed._port, backlog
@@ -43,7 +46,7 @@ def endpointAddress(endpoint):
 
 def listeningSocket(endpoint, port=None):
     """
-    Open a listening socket of a C{tcp:} or C{tcp6:} endpoint string, with
+    Open a listening socket of a C{tcp:}, C{tcp6:} or C{ssl:} endpoint string, with
     C{SO_REUSEPORT}: each worker gets its own socket on the same port, and
     the kernel spreads new connections evenly over them.
 
