@@ -465,8 +465,8 @@ endpoint = "ssl:{manager}:{tlsOptions}"
         self.assertTrue(checks >= 1)
 
         # A client that offers h2 and HTTP/1.1 (as curl and browsers do)
-        # gets HTTP/2: the server's SETTINGS come first.
-        h2 = _Collect()
+        # gets HTTP/2: its preface is answered with the server's SETTINGS.
+        h2 = _Collect(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         await connectProtocol(tlsClientEndpoint(web, certPath, [b"h2", b"http/1.1"]), h2)
         await waitUntil(lambda: h2.negotiated is not None, reactor)
         self.assertEqual(h2.negotiated, b"h2")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from h2.config import H2Configuration
 from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError
+from h2.exceptions import DenialOfServiceError, ProtocolError
 from h2.settings import SettingCodes, Settings
 from h2 import events as ev
 from hpack.exceptions import HPACKError
@@ -63,6 +63,8 @@ def _undecodable(error):
     """
     Whether the library's C{error} is a header block that did not decode.
     """
+    if isinstance(error, DenialOfServiceError):
+        return False  # (an HPACK bomb: ENHANCE_YOUR_CALM, as the library says)
     cause = error.__cause__
     return isinstance(cause, (HPACKError, IndexError, TypeError, UnicodeDecodeError))
 
