@@ -63,6 +63,8 @@ class H2TestClient(Protocol):
         self.negotiated = None
         self._frames = b""
         self.goAwayFrames = []
+        self.paced = {}
+        self.sent = {}
 
     def connectionMade(self):
         self.h2.initiate_connection()
@@ -106,6 +108,36 @@ class H2TestClient(Protocol):
             view = view[size:]
         if end:
             h2.end_stream(streamId)
+        self.flush()
+
+    def sendBodyPaced(self, streamId, size, piece=b"u" * 16384):
+        """
+        Send C{size} bytes of body on C{streamId} as the server's windows
+        let it, going on as it opens them (L{sent} counts them).
+        """
+        self.paced[streamId] = [size, piece]
+        self.sent.setdefault(streamId, 0)
+        self._sendPaced()
+
+    def _sendPaced(self):
+        h2 = self.h2
+        for streamId, (left, piece) in list(self.paced.items()):
+            while left:
+                try:
+                    window = h2.local_flow_control_window(streamId)
+                except Exception:
+                    left = 0
+                    break
+                size = min(left, window, h2.max_outbound_frame_size, len(piece))
+                if size <= 0:
+                    break
+                h2.send_data(streamId, piece[:size], end_stream=size == left)
+                left -= size
+                self.sent[streamId] += size
+            if left:
+                self.paced[streamId][0] = left
+            else:
+                del self.paced[streamId]
         self.flush()
 
     def write(self, data):
@@ -159,6 +191,8 @@ class H2TestClient(Protocol):
                     response.done.callback(response)
             elif isinstance(event, ev.ConnectionTerminated):
                 self.goAway = event
+        if self.paced:
+            self._sendPaced()
         self.flush()
 
     def goAways(self):

@@ -434,6 +434,47 @@ class FlowTests(HTTP2Case):
         client.transport.resumeProducing()
 
 
+    async def test_uploadToAMemberThatDoesNotRead(self):
+        """
+        A 64 MiB upload to a member that reads nothing: the stream stops
+        opening the client's window, so what the balancer holds for it is
+        bounded (the window, the member connection's buffer), and the
+        client is held back, not buffered.
+        """
+        from twisted.internet.protocol import Factory
+
+        from playbalancer._net.rawsocket import unsentBytes
+        from playbalancer._net.readsize import FIRST
+        from playbalancer.flow import BUFFER_SIZE
+
+        from tests.test_slowreaders import _NeverReadingMember
+
+        member = Factory.forProtocol(_NeverReadingMember)
+        member.opened = []
+        port = reactor.listenTCP(0, member, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(lambda: [p.transport.abortConnection() for p in member.opened])
+        self.startBalancer(
+            [f"http://127.0.0.1:{port.getHost().port}"],
+            settings=FrontSettings(protocols=("http/1.1", "h2c")),
+        )
+        client = await self.client(tls=False)
+        response = client.request(
+            b"POST", b"/", headers=[(b"content-length", b"%d" % (64 * MiB))], end=False
+        )
+        client.sendBodyPaced(response.streamId, 64 * MiB)
+        await waitUntil(lambda: self.balancer.member("app1").active == 1, reactor)
+        (front,) = self.front.connections
+        stream = front.streams[response.streamId]
+        await waitUntil(lambda: stream.paused and client.paced, reactor)
+        connection = stream.exchange.attempt.connection
+        # What waits in this process: at most the member connection's mark
+        # and one read, and the stream's unacknowledged window.
+        self.assertLessEqual(unsentBytes(connection.transport), BUFFER_SIZE + FIRST)
+        self.assertLessEqual(stream.unacknowledged, 65535)
+        self.assertLess(client.sent[response.streamId], 64 * MiB)
+
+
 class GracefulTests(HTTP2Case):
     async def test_goAwayLetsStreamsFinish(self):
         """

@@ -1,0 +1,139 @@
+"""
+HTTP/2 clients through the balancer's own lifecycle, on real C{twistd
+playbalancer} processes: an upgrade closes their connections with a
+graceful GOAWAY, the streams under way finish, and new connections go to
+the new process.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
+from playbalancer.testing import MemberServer, freePorts, waitUntil, writeSelfSigned
+from playbalancer.testing.twistd import TwistdTestCase
+
+from tests.h2client import connectH2
+from tests.test_upgrade_processes import _CLI, endProcess
+
+
+class UpgradeWithHTTP2Tests(_CLI, TwistdTestCase):
+    timeout = 120
+
+    async def connect(self, port):
+        for _ in range(100):
+            try:
+                return await connectH2(port)
+            except Exception:
+                await deferLater(reactor, 0.1, lambda: None)
+        self.fail("the balancer never listened")
+
+    async def test_streamInFlightFinishesAcrossAnUpgrade(self):
+        member = MemberServer("app1", reactor).start()
+        self.addCleanup(member.stop)
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        key, cert = writeSelfSigned(directory)
+        front, manager = freePorts(2)
+        self.manager = f"http://127.0.0.1:{manager}"
+        self.startTwistd(
+            f"""
+shutdown_grace = 30
+
+[[listen]]
+endpoint = "ssl:{front}:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+balancer = "web"
+
+[balancer.web]
+[[balancer.web.member]]
+name = "app1"
+url = "{member.url}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+        client = await self.connect(front)
+        self.addCleanup(_abort, client)
+        held = client.request(b"GET", b"/hold")
+        await waitUntil(lambda: member.hold.held, reactor, timeout=10)
+
+        code, out, err = await self.command("upgrade")
+        self.assertEqual((code, err), (0, ""), out)
+        newPid = int(out.split("PID ")[1].split(")")[0])
+        self.addCleanup(endProcess, newPid)
+        # The old process says goodbye in two steps, refusing no stream it
+        # took; the stream under way finishes.
+        await waitUntil(lambda: len(client.goAways()) == 2, reactor, timeout=30)
+        self.assertEqual(client.goAways(), [(2**31 - 1, 0), (held.streamId, 0)])
+        member.hold.release()
+        await held.done
+        self.assertEqual((held.status, held.body), (200, b"released\n"))
+        await client.lost
+        # A new connection is served (by the new process), and the old one
+        # exits once its last connection is closed.
+        again = await self.connect(front)
+        self.addCleanup(_abort, again)
+        response = again.request(b"GET", b"/")
+        await response.done
+        self.assertEqual(response.status, 200)
+        await waitUntil(lambda: not self.child.running(), reactor, timeout=30)
+
+
+def _abort(client):
+    if not client.closed:
+        client.transport.abortConnection()
+
+
+class WorkersWithHTTP2Tests(_CLI, TwistdTestCase):
+    """
+    With C{workers = 2}, each worker speaks HTTP/2 on the listener, and a
+    reload keeps serving HTTP/2 clients.
+    """
+
+    timeout = 120
+
+    async def test_workersServeHTTP2(self):
+        member = MemberServer("app1", reactor).start()
+        self.addCleanup(member.stop)
+        front, manager = freePorts(2)
+        self.manager = f"http://127.0.0.1:{manager}"
+        self.startTwistd(
+            f"""
+workers = 2
+
+[[listen]]
+endpoint = "tcp:{front}:interface=127.0.0.1"
+balancer = "web"
+protocols = ["http/1.1", "h2c"]
+
+[balancer.web]
+[[balancer.web.member]]
+name = "app1"
+url = "{member.url}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+
+        async def get():
+            for _ in range(100):
+                try:
+                    client = await connectH2(front, tls=False)
+                    break
+                except Exception:
+                    await deferLater(reactor, 0.1, lambda: None)
+            self.addCleanup(_abort, client)
+            response = client.request(b"GET", b"/")
+            await response.done
+            return response
+
+        for _ in range(4):
+            self.assertEqual((await get()).status, 200)
+        code, out, err = await self.command("reload")
+        self.assertEqual((code, err), (0, ""), out)
+        for _ in range(4):
+            self.assertEqual((await get()).status, 200)
