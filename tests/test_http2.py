@@ -155,6 +155,60 @@ class RealClientTests(HTTP2Case):
         self.assertEqual(json.loads(out)["body_length"], 64 * MiB)
 
 
+class ObservedTests(HTTP2Case):
+    """
+    An HTTP/2 stream is counted and logged as an HTTP/1.1 request is.
+    """
+
+    async def test_accessLogAndCounters(self):
+        from playbalancer.observe.accesslog import AccessLog
+
+        await self.startH2("app1")
+        path = self.mktemp()
+        log = self.front.accessLog = AccessLog.open(path, reactor)
+        self.addCleanup(log.close)
+        client = await self.client()
+        ok = client.request(b"GET", b"/?b=1", headers=[(b"x-request-id", b"abc-123")])
+        bad = client.request(b"GET", b"/", headers=[(b"X-Upper", b"1")])
+        await ok.done
+        await bad.done
+        log.flush()
+        with open(path) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 2, lines)
+        refused, served = sorted(lines, key=lambda line: "refused=" not in line)
+        self.assertRegex(
+            served,
+            r'^127\.0\.0\.1 - - \[.*\] "GET /\?b=1 HTTP/2\.0" 200 \d+ .* member=app1 '
+            r"upstream_status=200 .* request_id=abc-123",
+        )
+        self.assertIn('" 400 0 ', refused)
+        self.assertIn('refused="an uppercase header field name"', refused)
+        self.assertEqual(self.front.refused, 1)
+        self.assertEqual(self.balancer.member("app1").requests, 1)
+
+
+class InterimTests(HTTP2Case):
+    async def test_expectContinue(self):
+        """
+        A client that waits for C{100 Continue} gets it as an interim
+        HEADERS frame, then sends its body.
+        """
+        await self.startH2("app1")
+        client = await self.client()
+        response = client.request(
+            b"POST", b"/echo",
+            headers=[(b"content-length", b"5"), (b"expect", b"100-continue")],
+            end=False,
+        )
+        await waitUntil(lambda: getattr(response, "interim", None), reactor)
+        self.assertEqual(response.interim, [[(b":status", b"100")]])
+        client.sendBody(response.streamId, b"hello")
+        await response.done
+        self.assertEqual(response.status, 200)
+        self.assertEqual(json.loads(response.body)["body_sample"], "hello")
+
+
 class RefusalTests(HTTP2Case):
     """
     Malformed requests are refused on their stream (the connection goes
