@@ -11,7 +11,13 @@ import os
 import shutil
 
 from h2.errors import ErrorCodes
-from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, SettingsFrame
+from hyperframe.frame import (
+    ContinuationFrame,
+    HeadersFrame,
+    PingFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
 from twisted.internet import defer, reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -348,7 +354,9 @@ class FloodTests(HTTP2Case):
     async def assertCalmedDown(self, attack, **floods):
         (member,) = await self.startH2("app1", floods=FloodLimits(**floods))
         abuser = await self.client()
-        attack(abuser)
+        attacking = attack(abuser)
+        if attacking is not None:
+            await attacking
         await abuser.lost
         self.assertIn(ErrorCodes.ENHANCE_YOUR_CALM, [code for _, code in abuser.goAways()])
         other = await self.client()
@@ -371,6 +379,37 @@ class FloodTests(HTTP2Case):
 
         member = await self.assertCalmedDown(attack, resets=(100, 10.0))
         self.assertEqual(len(member.seen), 1)  # only the other client's
+
+    def test_malformedRequestFlood(self):
+        """
+        Each refused stream costs an answer: a flood of malformed requests
+        counts against the same budget as resets (CVE-2019-9514).
+        """
+
+        async def attack(client):
+            # (In rounds under max_concurrent_streams: all at once would be
+            # a protocol error before any is refused.)
+            for _ in range(10):
+                if client.closed:
+                    return
+                for _ in range(50):
+                    client.request(b"GET", b"/", headers=[(b"X-Upper", b"1")])
+                await _sleep(0.05)
+
+        return self.assertCalmedDown(attack, resets=(100, 10.0))
+
+    def test_tinyWindowUpdateFlood(self):
+        """
+        WINDOW_UPDATE frames of a byte each ("data dribble",
+        CVE-2019-9511) count as frames that do no work.
+        """
+
+        def attack(client):
+            client.write(
+                b"".join(WindowUpdateFrame(0, window_increment=1).serialize() for _ in range(2000))
+            )
+
+        return self.assertCalmedDown(attack, idle=(1000, 100.0))
 
     def test_pingFlood(self):
         def attack(client):

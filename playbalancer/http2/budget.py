@@ -18,12 +18,13 @@ class FloodLimits:
     C{ENHANCE_YOUR_CALM}.
 
     @ivar resets: streams the client opens and resets before their
-        response is complete (the "rapid reset" attack, CVE-2023-44487).
+        response is complete (the "rapid reset" attack, CVE-2023-44487),
+        and streams we refuse (malformed requests: CVE-2019-9514).
     @ivar settings: SETTINGS frames (each asks for an acknowledgement).
     @ivar pings: PING frames (each asks for an answer).
     @ivar idle: frames that do no work for the client: PRIORITY, empty
-        DATA and HEADERS/CONTINUATION without END_STREAM, WINDOW_UPDATE
-        on a stream already closed, unknown frame types.
+        DATA without END_STREAM, WINDOW_UPDATE frames that open less than
+        1 KiB (CVE-2019-9511, "data dribble"), unknown frame types.
     """
 
     resets: tuple = (200, 50.0)

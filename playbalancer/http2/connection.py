@@ -50,6 +50,9 @@ _ANY_STREAM = 2**31 - 1
 #: before the second, which refuses the streams that come after it.
 GOAWAY_PING_WAIT = 1.0
 _GOAWAY_PING = b"pb-bye!!"
+#: A WINDOW_UPDATE that opens less than this counts against the budget of
+#: frames that do no work.
+_TINY_WINDOW_UPDATE = 1024
 
 
 def _goAway(lastStreamId, code=ErrorCodes.NO_ERROR):
@@ -220,6 +223,10 @@ class H2FrontConnection(Protocol):
                 if not self._spend(self._resets):
                     return
             elif kind is ev.WindowUpdated:
+                # Tiny increments would have us send tiny frames, each
+                # costing more than it carries ("data dribble").
+                if event.delta < _TINY_WINDOW_UPDATE and not self._spend(self._idle):
+                    return
                 self._sendAllWaiting()
             elif kind is ev.RemoteSettingsChanged:
                 if not self._spend(self._settingsBudget):
@@ -353,6 +360,12 @@ class H2FrontConnection(Protocol):
         """
         factory = self.factory
         factory.refused += 1
+        # A stream refused costs us an answer: a flood of them counts as
+        # streams reset would.
+        if not self._spend(self._resets):
+            if stream is not None:
+                stream.clientReset()
+            return
         log = factory.accessLog
         if stream is None:
             stream = H2Stream(self, streamId, None, log, factory.bufferSize, self.settings)
@@ -387,9 +400,14 @@ class H2FrontConnection(Protocol):
     def _sendAllWaiting(self):
         if self.transportPaused or not self.waiting:
             return
-        for stream in list(self.waiting):
-            if not stream.sendSome():
-                self.waiting.pop(stream, None)
+        waiting = self.waiting
+        for stream in list(waiting):
+            # Each stream served goes to the back, so that when the
+            # connection's window runs out, the next round starts with the
+            # streams this one did not reach.
+            del waiting[stream]
+            if stream.sendSome():
+                waiting[stream] = None
             if self.h2.outbound_flow_control_window <= 0:
                 break
 
