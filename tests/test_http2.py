@@ -194,6 +194,70 @@ class ObservedTests(HTTP2Case):
         self.assertEqual(self.balancer.member("app1").requests, 1)
 
 
+class AdmissionTests(HTTP2Case):
+    """
+    A route whose allow list takes a lookup (a L{defer.Deferred}): the
+    stream's body waits, unacknowledged, and goes on once admitted.
+    """
+
+    async def startHeld(self):
+        await self.startH2("app1")
+        target = self.front.routes.everything
+        self.verdicts = []
+
+        def admits(request, trusted):
+            d = defer.Deferred()
+            self.verdicts.append(d)
+            return d
+
+        target.access = object()
+        target.admits = admits
+        return target
+
+    async def test_bodyWaitsForTheVerdict(self):
+        await self.startHeld()
+        client = await self.client()
+        response = client.request(b"POST", b"/echo", end=False)
+        client.sendBody(response.streamId, b"a" * 1000, end=False)
+        client.sendBody(response.streamId, b"b" * 1000, end=True)
+        await waitUntil(lambda: self.verdicts, reactor)
+        (front,) = self.front.connections
+        stream = front.streams[response.streamId]
+        await waitUntil(lambda: stream.early and stream.early[-1] is None, reactor)
+        self.assertEqual(stream.unacknowledged, 2000)
+        self.verdicts[0].callback(True)
+        await response.done
+        self.assertEqual(response.status, 200)
+        self.assertEqual(json.loads(response.body)["body_length"], 2000)
+
+    async def test_endWithoutDataWhileWaiting(self):
+        """
+        An end without DATA (trailers with END_STREAM) that comes while
+        the verdict is awaited still ends the request.
+        """
+        await self.startHeld()
+        client = await self.client()
+        response = client.request(b"POST", b"/echo", end=False)
+        await waitUntil(lambda: self.verdicts, reactor)
+        client.h2.send_headers(response.streamId, [(b"x-trailer", b"1")], end_stream=True)
+        client.flush()
+        (front,) = self.front.connections
+        stream = front.streams[response.streamId]
+        await waitUntil(lambda: stream.early, reactor)
+        self.verdicts[0].callback(True)
+        await response.done
+        self.assertEqual(response.status, 200)
+
+    async def test_refused(self):
+        await self.startHeld()
+        client = await self.client()
+        response = client.request(b"GET", b"/")
+        await waitUntil(lambda: self.verdicts, reactor)
+        self.verdicts[0].callback(False)
+        await response.done
+        self.assertEqual(response.status, 403)
+
+
 class InterimTests(HTTP2Case):
     async def test_expectContinue(self):
         """

@@ -115,9 +115,14 @@ class H2Stream:
         self.bodyExpected = False
         self._bodyDeadline = None
         self._rearm()
-        if self.exchange is not None and not self.over:
+        if self.over:
+            return
+        if self.exchange is not None:
             self.exchange.bodyEnd()
-        elif self.early is not None:
+        else:
+            # (The route's allow list is still being checked.)
+            if self.early is None:
+                self.early = []
             self.early.append(None)
 
     def serve(self, exchange):
