@@ -22,14 +22,6 @@ from tests.test_upgrade_processes import _CLI, endProcess
 class UpgradeWithHTTP2Tests(_CLI, TwistdTestCase):
     timeout = 120
 
-    async def connect(self, port):
-        for _ in range(100):
-            try:
-                return await connectH2(port)
-            except Exception:
-                await deferLater(reactor, 0.1, lambda: None)
-        self.fail("the balancer never listened")
-
     async def test_streamInFlightFinishesAcrossAnUpgrade(self):
         member = MemberServer("app1", reactor).start()
         self.addCleanup(member.stop)
@@ -55,7 +47,7 @@ url = "{member.url}"
 endpoint = "tcp:{manager}:interface=127.0.0.1"
 """
         )
-        client = await self.connect(front)
+        client = await connectWhenUp(front)
         self.addCleanup(_abort, client)
         held = client.request(b"GET", b"/hold")
         await waitUntil(lambda: member.hold.held, reactor, timeout=10)
@@ -74,12 +66,24 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         await client.lost
         # A new connection is served (by the new process), and the old one
         # exits once its last connection is closed.
-        again = await self.connect(front)
+        again = await connectWhenUp(front)
         self.addCleanup(_abort, again)
         response = again.request(b"GET", b"/")
         await response.done
         self.assertEqual(response.status, 200)
         await waitUntil(lambda: not self.child.running(), reactor, timeout=30)
+
+
+async def connectWhenUp(port, tls=True):
+    """
+    An HTTP/2 client connected to the balancer on C{port}, once it listens.
+    """
+    for _ in range(100):
+        try:
+            return await connectH2(port, tls=tls)
+        except Exception:
+            await deferLater(reactor, 0.1, lambda: None)
+    raise AssertionError("the balancer never listened")
 
 
 def _abort(client):
@@ -120,12 +124,7 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         )
 
         async def get():
-            for _ in range(100):
-                try:
-                    client = await connectH2(front, tls=False)
-                    break
-                except Exception:
-                    await deferLater(reactor, 0.1, lambda: None)
+            client = await connectWhenUp(front, tls=False)
             self.addCleanup(_abort, client)
             response = client.request(b"GET", b"/")
             await response.done
