@@ -24,17 +24,11 @@ from hyperframe.frame import GoAwayFrame
 
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Protocol
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from playbalancer.flow import SendDeadline, keepsUp
-from playbalancer.http.exchange import Exchange
-from playbalancer.http.ownanswer import ownAnswer
-from playbalancer.http.routing import BALANCER, MANAGER, RouteError
-from playbalancer.http.wire import HTTPError
 from playbalancer.http2.budget import Budget
-from playbalancer.http2.stream import H2Stream
-from playbalancer.http2.translate import requestHeadOf
+from playbalancer.http2.requests import StreamRequests
 
 _log = Logger()
 
@@ -154,6 +148,7 @@ class H2FrontConnection(Protocol):
         self._settingsBudget = Budget(*floods.settings, clock)
         self._pings = Budget(*floods.pings, clock)
         self._idle = Budget(*floods.idle, clock)
+        self.requests = StreamRequests(self)
         transport.registerProducer(self, True)
         if settings.sendTimeout:
             self._sendDeadline = SendDeadline(transport, factory.sweeper, settings.sendTimeout)
@@ -162,6 +157,13 @@ class H2FrontConnection(Protocol):
         factory.sweeper.watch(self)
         self.deadline = factory.sweeper.now + settings.headerTimeout
         self.flush()
+
+    @property
+    def ended(self):
+        """
+        Whether the connection is closing or closed.
+        """
+        return self.state == CLOSED
 
     def now(self):
         return self.factory.sweeper.clock.seconds()
@@ -283,103 +285,16 @@ class H2FrontConnection(Protocol):
         self.deadline = None
         if self.client is None:
             self.client = self._peer()
-        factory = self.factory
-        settings = self.settings
-        try:
-            request = requestHeadOf(event.headers, event.stream_ended, settings.limits)
-        except HTTPError as e:
-            self._refuse(streamId, e)
-            return
-        request.client = self.client or None
-        request.secure = self.secure
-        stream = H2Stream(
-            self, streamId, request, factory.accessLog, factory.bufferSize, settings
-        )
-        self.streams[streamId] = stream
-        routes = factory.routes
-        target = routes.everything
-        if target is None:
-            try:
-                target = routes.targetFor(request)
-            except RouteError as e:
-                self._refuse(streamId, HTTPError(400, str(e)), stream)
-                return
-            if target is None:
-                target = factory.noRoute
-        target.hits += 1
-        if target.access is None:
-            self._dispatch(stream, target)
-            return
-        verdict = target.admits(request, factory.trustedProxies)
-        if isinstance(verdict, Deferred):
-            verdict.addCallback(self._admitted, stream, target)
-            return
-        self._admitted(verdict, stream, target)
+        self.requests.start(streamId, event.headers, event.stream_ended)
 
-    def _admitted(self, allowed, stream, target):
-        if stream.over or self.state == CLOSED:
-            return
-        if not allowed:
-            target.denied += 1
-            self._refuse(
-                stream.streamId,
-                HTTPError(403, "this route is not open to your address"),
-                stream,
-                target,
-            )
-            self.flush()
-            return
-        self._dispatch(stream, target)
-        self.flush()
-
-    def _dispatch(self, stream, target):
-        request = stream.request
-        kind = target.kind
-        if kind is MANAGER:
-            # The manager is a twisted.web site, spoken to over HTTP/1.1:
-            # clients retry this request on an HTTP/1.1 connection.
-            stream.reset(ErrorCodes.HTTP_1_1_REQUIRED)
-            return
-        maxBody = target.maxBody
-        if maxBody and request.length and request.length > maxBody:
-            self._refuse(stream.streamId, HTTPError(413, "the body is too big"), stream, target)
-            return
-        stream.maxBody = maxBody
-        if kind is BALANCER:
-            if target.stripPrefix:
-                target.unmount(request)
-            exchange = Exchange(target.proxy, stream, request)
-        else:
-            exchange = ownAnswer(target, stream, request, self.factory.sweeper.clock)
-        stream.serve(exchange)
-
-    def _refuse(self, streamId, error, stream=None, target=None):
+    def spendOnRefusal(self):
         """
-        Answer a request we do not pass on (malformed, too large, not
-        allowed) on its stream; the connection goes on.
+        A stream refused costs us an answer: a flood of them counts as
+        streams reset would.
+
+        @return: whether the connection goes on.
         """
-        factory = self.factory
-        factory.refused += 1
-        # A stream refused costs us an answer: a flood of them counts as
-        # streams reset would.
-        if not self._spend(self._resets):
-            if stream is not None:
-                stream.clientReset()
-            return
-        log = factory.accessLog
-        if stream is None:
-            stream = H2Stream(self, streamId, None, log, factory.bufferSize, self.settings)
-            self.streams[streamId] = stream
-        if target is not None:
-            target.answered(error.status)
-            if log is not None:
-                log.request(stream.request, error.status, 0, None, None, None, 0.0, 0, target.name)
-        elif log is not None:
-            log.refused(self.client, error.status, error.reason)
-        stream.bodyExpected = True  # (whatever it sends is not wanted)
-        phrase = _phrase(error.status)
-        stream.respond(error.status, f"{phrase}: {error.reason}", False)
-        stream.finish()
+        return self._spend(self._resets)
 
     # Sending
 
@@ -564,8 +479,3 @@ class H2FrontConnection(Protocol):
         self.streams.clear()
         self.waiting.clear()
 
-
-def _phrase(status):
-    from playbalancer.http.responses import REASONS
-
-    return REASONS.get(status, b"Error").decode("ascii")
