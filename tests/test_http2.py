@@ -194,6 +194,37 @@ class ObservedTests(HTTP2Case):
         self.assertEqual(self.balancer.member("app1").requests, 1)
 
 
+class ResponseTranslationTests(HTTP2Case):
+    async def test_hopByHopDroppedCookiesKept(self):
+        """
+        A member's connection headers (and the fields they name) do not
+        reach an HTTP/2 client; repeated Set-Cookie fields all do.
+        """
+        await self.startH2("app1")
+        client = await self.client()
+        response = client.request(b"GET", b"/headers")
+        await response.done
+        names = [name for name, _ in response.headers]
+        for hop in (b"connection", b"keep-alive", b"transfer-encoding", b"x-internal", b"upgrade"):
+            self.assertNotIn(hop, names)
+        self.assertEqual(
+            [value for name, value in response.headers if name == b"set-cookie"], [b"a=1", b"b=2"]
+        )
+        self.assertEqual((response.status, response.body), (200, b"headers\n"))
+        self.assertEqual(response.header(b"content-length"), b"8")
+
+    async def test_headAndNotModified(self):
+        """
+        A HEAD response keeps its content-length and has no body.
+        """
+        await self.startH2("app1")
+        client = await self.client()
+        response = client.request(b"HEAD", b"/")
+        await response.done
+        self.assertEqual((response.status, response.body), (200, b""))
+        self.assertIsNotNone(response.header(b"content-length"))
+
+
 class AdmissionTests(HTTP2Case):
     """
     A route whose allow list takes a lookup (a L{defer.Deferred}): the
@@ -423,11 +454,14 @@ class FloodTests(HTTP2Case):
             await attacking
         await abuser.lost
         self.assertIn(ErrorCodes.ENHANCE_YOUR_CALM, [code for _, code in abuser.goAways()])
+        await self.assertOthersServed()
+        return member
+
+    async def assertOthersServed(self):
         other = await self.client()
         response = other.request(b"GET", b"/")
         await response.done
         self.assertEqual(response.status, 200)
-        return member
 
     async def test_rapidReset(self):
         """
@@ -508,6 +542,7 @@ class FloodTests(HTTP2Case):
         await client.lost
         self.assertTrue(client.goAways(), client.events[-3:])
         self.assertEqual(member.seen, [])
+        await self.assertOthersServed()
 
     async def test_tooManyStreams(self):
         """
@@ -526,10 +561,7 @@ class FloodTests(HTTP2Case):
         await client.lost
         self.assertIn(ErrorCodes.PROTOCOL_ERROR, [code for _, code in client.goAways()])
         self.assertTrue(all(r.status is None for r in held))
-        other = await self.client()
-        response = other.request(b"GET", b"/")
-        await response.done
-        self.assertEqual(response.status, 200)
+        await self.assertOthersServed()
 
     async def test_headerBomb(self):
         """
@@ -543,6 +575,7 @@ class FloodTests(HTTP2Case):
         await client.lost
         self.assertIn(ErrorCodes.ENHANCE_YOUR_CALM, [code for _, code in client.goAways()])
         self.assertEqual(member.seen, [])
+        await self.assertOthersServed()
 
 
 class FlowTests(HTTP2Case):
