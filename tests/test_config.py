@@ -338,8 +338,9 @@ class BadConfigTests(SynchronousTestCase):
         for protocols, path in cases:
             data = self.mutated(lambda d: d["listen"][0].update(protocols=protocols))
             self.assertBadAt(data, path)
-        data = self.mutated(lambda d: d["listen"][0].update(max_concurrent_streams=0))
-        self.assertBadAt(data, "listen[0].max_concurrent_streams")
+        for bad in (0, 2**31):
+            data = self.mutated(lambda d: d["listen"][0].update(max_concurrent_streams=bad))
+            self.assertBadAt(data, "listen[0].max_concurrent_streams")
 
     def test_h2cOnTLSIsBad(self):
         import os

@@ -111,6 +111,28 @@ class LifeTests(ExchangeTestCase):
         self.assertEqual(exchange.state, states.ATTEMPTING)
         self.assertTrue(self.sent("app1").endswith(b"\r\n\r\nabc"))
 
+    def test_bodyEndedShortOfItsLength(self):
+        """
+        A client face that ends a body short of its Content-Length (an
+        HTTP/2 stream ended by trailers, say): the request is never sent
+        on as complete, and the member connection is not kept.
+        """
+        exchange, client = self.start(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 9")
+        exchange.bodyData(b"abc")
+        exchange.bodyEnd()
+        self.assertEqual(exchange.state, states.ABANDONED)
+        self.assertEqual(self.memory.connections, {})
+        # Streamed (over the replay limit), then ended short.
+        big = b"x" * (states.REPLAY_LIMIT + 1)
+        exchange, client = self.start(
+            b"POST / HTTP/1.1", b"Host: a", b"Content-Length: %d" % (len(big) + 5)
+        )
+        exchange.bodyData(big)
+        connection = self.memory.last("app1")
+        exchange.bodyEnd()
+        self.assertEqual(exchange.state, states.ABANDONED)
+        self.assertTrue(connection.transport.disconnecting or connection.transport.disconnected)
+
     def test_clientGoneWhileWaiting(self):
         """
         The client leaves before the member answers: the member connection

@@ -222,7 +222,33 @@ class ResponseTranslationTests(HTTP2Case):
         response = client.request(b"HEAD", b"/")
         await response.done
         self.assertEqual((response.status, response.body), (200, b""))
-        self.assertIsNotNone(response.header(b"content-length"))
+        lengths = [v for n, v in response.headers if n == b"content-length"]
+        self.assertEqual(len(lengths), 1, response.headers)
+
+    async def test_ownAnswerToHead(self):
+        """
+        Our own answer (no usable member: 503) to a HEAD has no body.
+        """
+        (member,) = await self.startH2("app1")
+        await member.stop()
+        client = await self.client()
+        response = client.request(b"HEAD", b"/")
+        await response.done
+        self.assertEqual((response.status, response.body), (503, b""))
+
+    async def test_managerRouteAsksForHTTP11(self):
+        """
+        The manager's route (a twisted.web site) is reset with
+        HTTP_1_1_REQUIRED: clients retry it over HTTP/1.1.
+        """
+        from playbalancer.http.routing import MANAGER
+
+        await self.startH2("app1")
+        self.front.routes.everything.kind = MANAGER
+        client = await self.client()
+        response = client.request(b"GET", b"/balancer-manager/")
+        await response.done
+        self.assertEqual(response.reset, ErrorCodes.HTTP_1_1_REQUIRED)
 
 
 class AdmissionTests(HTTP2Case):
@@ -477,6 +503,9 @@ class FloodTests(HTTP2Case):
 
         member = await self.assertCalmedDown(attack, resets=(100, 10.0))
         self.assertEqual(len(member.seen), 1)  # only the other client's
+        # Opened and reset in the same read: never started, not even
+        # picked a member for.
+        self.assertEqual(self.balancer.member("app1").requests, 1)
 
     def test_malformedRequestFlood(self):
         """
@@ -684,6 +713,65 @@ class GracefulTests(HTTP2Case):
         await closed
         await client.lost
         self.assertEqual(client.goAways(), [(2**31 - 1, 0), (slow.streamId, 0)])
+
+
+class MoreGracefulTests(HTTP2Case):
+    async def test_pingAnswerSendsTheFinalGoAway(self):
+        """
+        The second GOAWAY goes as soon as the client answers the PING (not
+        only after the wait); a stream opened after it is refused.
+        """
+        from playbalancer.http2 import connection
+
+        self.patch(connection, "GOAWAY_PING_WAIT", 300.0)
+        (member,) = await self.startH2("app1")
+        client = await self.client()
+        held = client.request(b"GET", b"/hold")
+        await waitUntil(lambda: member.hold.held, reactor)
+        closed = self.front.closeGracefully(reactor, 30.0)
+        await waitUntil(lambda: len(client.goAways()) == 2, reactor)
+        late = client.request(b"GET", b"/")
+        await late.done
+        self.assertEqual(late.reset, ErrorCodes.REFUSED_STREAM)
+        member.hold.release()
+        await held.done
+        self.assertEqual(held.status, 200)
+        await client.lost
+        await closed
+
+    async def test_idleConnectionCloses(self):
+        """
+        A connection with no stream for C{idle_timeout} is closed with
+        GOAWAY NO_ERROR.
+        """
+        await self.startH2("app1", idleTimeout=0.3)
+        client = await self.client()
+        response = client.request(b"GET", b"/")
+        await response.done
+        await client.lost
+        self.assertEqual(client.goAways(), [(response.streamId, 0)])
+
+    async def test_closedBeforeItChoseAProtocol(self):
+        """
+        A connection told to close before its first bytes came (so before
+        its protocol was chosen) gets its first request answered, then the
+        GOAWAYs.
+        """
+        await self.startH2("app1", protocols=("http/1.1", "h2c"))
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+        from tests.h2client import H2TestClient
+
+        client = H2TestClient()
+        client.connectionMade = lambda: None  # (it sends nothing yet)
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), client)
+        await waitUntil(lambda: self.front.connections, reactor)
+        closed = self.front.closeGracefully(reactor, 30.0)
+        H2TestClient.connectionMade(client)
+        response = client.request(b"GET", b"/")
+        await response.done
+        self.assertEqual(response.status, 200)
+        await closed
+        self.assertEqual([code for _, code in client.goAways()], [0, 0])
 
 
 def _sleep(seconds):

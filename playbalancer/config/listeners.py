@@ -58,7 +58,7 @@ def _listener(data, path):
         maxHeaderLine=table.get("max_header_line", _atLeast(256), 8192),
         maxHeaderBytes=table.get("max_header_bytes", _atLeast(1024), 65536),
         maxHeaders=table.get("max_headers", _atLeast(8), 100),
-        maxConcurrentStreams=table.get("max_concurrent_streams", _atLeast(1), 100),
+        maxConcurrentStreams=table.get("max_concurrent_streams", _atLeast(1, 2**31 - 1), 100),
     )
     listener.protocols = table.get("protocols", _protocols, None)
     rawRoutes = table.get("route", _array, [])

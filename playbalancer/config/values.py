@@ -244,11 +244,13 @@ def filesDigest(*paths):
     return digest.hexdigest()
 
 
-def _atLeast(minimum):
+def _atLeast(minimum, maximum=None):
     def check(value, path):
         value = _count(value, path)
         if value < minimum:
             raise ConfigError(path, f"expected at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(path, f"expected at most {maximum}, got {value}")
         return value
 
     return check

@@ -10,51 +10,23 @@ from playbalancer.http.chunked import ChunkedDecoder, LengthCounter
 from playbalancer.http.wire import HTTPError
 
 
-class BodyReader:
+class BodyClock:
     """
-    Reads one request body and hands its bytes to C{onData}.
+    When a request body times out: a pause of C{bodyTimeout}, a minimum
+    rate, a deadline for the whole; its clock stops while we do not read.
+    Count the bytes read in C{read}.
 
-    @param length: its length, or L{None} for a chunked body.
     @param settings: the listener's L{playbalancer.http.front.FrontSettings}.
     @param now: the time its reading starts.
-    @param maxBody: the largest body (0: no limit); the listener's when
-        L{None}.
     """
 
-    __slots__ = (
-        "settings", "onData", "decoder", "size", "read", "started", "pausedAt", "maxBody"
-    )
+    __slots__ = ("settings", "read", "started", "pausedAt")
 
-    def __init__(self, length, settings, onData, now, maxBody=None):
+    def __init__(self, settings, now):
         self.settings = settings
-        self.maxBody = settings.maxBody if maxBody is None else maxBody
-        self.onData = onData
-        self.size = 0
         self.read = 0
         self.started = now
         self.pausedAt = None
-        self.decoder = (
-            ChunkedDecoder(self._data, 400) if length is None else LengthCounter(self._data, length)
-        )
-
-    def _data(self, data):
-        maxBody = self.maxBody
-        if maxBody:
-            self.size += len(data)
-            if self.size > maxBody:
-                raise HTTPError(413, "the body is too big")
-        self.onData(data)
-
-    def feed(self, data):
-        """
-        Bytes from the client.
-
-        @return: what follows the body (the next request's bytes) once it
-            is complete, else L{None}.
-        @raise HTTPError: when the body is malformed or too big.
-        """
-        self.read += len(data)
-        return self.decoder.feed(data)
 
     def deadline(self, now):
         """
@@ -86,3 +58,45 @@ class BodyReader:
         pausedAt, self.pausedAt = self.pausedAt, None
         if pausedAt is not None:
             self.started += now - pausedAt
+
+
+class BodyReader(BodyClock):
+    """
+    Reads one request body and hands its bytes to C{onData}.
+
+    @param length: its length, or L{None} for a chunked body.
+    @param settings: the listener's L{playbalancer.http.front.FrontSettings}.
+    @param now: the time its reading starts.
+    @param maxBody: the largest body (0: no limit); the listener's when
+        L{None}.
+    """
+
+    __slots__ = ("onData", "decoder", "size", "maxBody")
+
+    def __init__(self, length, settings, onData, now, maxBody=None):
+        BodyClock.__init__(self, settings, now)
+        self.maxBody = settings.maxBody if maxBody is None else maxBody
+        self.onData = onData
+        self.size = 0
+        self.decoder = (
+            ChunkedDecoder(self._data, 400) if length is None else LengthCounter(self._data, length)
+        )
+
+    def _data(self, data):
+        maxBody = self.maxBody
+        if maxBody:
+            self.size += len(data)
+            if self.size > maxBody:
+                raise HTTPError(413, "the body is too big")
+        self.onData(data)
+
+    def feed(self, data):
+        """
+        Bytes from the client.
+
+        @return: what follows the body (the next request's bytes) once it
+            is complete, else L{None}.
+        @raise HTTPError: when the body is malformed or too big.
+        """
+        self.read += len(data)
+        return self.decoder.feed(data)

@@ -114,6 +114,13 @@ class Exchange:
         """
         The whole request body arrived.
         """
+        length = self.request.length
+        if length and self.body.received != length:
+            # A client face ended a body short of its length: never sent
+            # on as complete (the member would read the next request on
+            # its connection as the rest of this one).
+            self.clientGone()
+            return
         self.body.complete = True
         if self.request.length is None:
             # The last chunk goes the way of the others, kept for a replay.

@@ -19,7 +19,8 @@ class FloodLimits:
 
     @ivar resets: streams the client opens and resets before their
         response is complete (the "rapid reset" attack, CVE-2023-44487),
-        and streams we refuse (malformed requests: CVE-2019-9514).
+        and streams we refuse or reset for the client's fault (malformed
+        requests: CVE-2019-9514; stalled windows or bodies).
     @ivar settings: SETTINGS frames (each asks for an acknowledgement).
     @ivar pings: PING frames (each asks for an answer).
     @ivar idle: frames that do no work for the client: PRIORITY, empty

@@ -44,6 +44,10 @@ _ANY_STREAM = 2**31 - 1
 #: before the second, which refuses the streams that come after it.
 GOAWAY_PING_WAIT = 1.0
 _GOAWAY_PING = b"pb-bye!!"
+#: The initial window of a stream (the protocol's default), and the
+#: largest window there is.
+_STREAM_WINDOW = 65535
+_MAX_WINDOW = 2**31 - 1
 #: A WINDOW_UPDATE that opens less than this counts against the budget of
 #: frames that do no work.
 _TINY_WINDOW_UPDATE = 1024
@@ -142,6 +146,12 @@ class H2FrontConnection(Protocol):
             },
         )
         h2.initiate_connection()
+        # The connection's window, shared by every stream, big enough for
+        # each stream's own: a stream whose member is slow holds its own
+        # window shut, not the others' (RFC 9113 section 5.2).
+        h2.increment_flow_control_window(
+            min(settings.maxConcurrentStreams * _STREAM_WINDOW, _MAX_WINDOW - _STREAM_WINDOW)
+        )
         clock = factory.sweeper.clock
         floods = settings.floods
         self._resets = Budget(*floods.resets, clock)
@@ -245,7 +255,8 @@ class H2FrontConnection(Protocol):
                 # malformed: RFC 9113 section 8.1.)
                 stream = self.streams.get(event.stream_id)
                 if stream is not None and any(n[:1] == b":" for n, _ in event.headers):
-                    stream.reset(ErrorCodes.PROTOCOL_ERROR)
+                    if not self.streamFault(stream, ErrorCodes.PROTOCOL_ERROR):
+                        return
             elif kind is ev.ConnectionTerminated:
                 self._clientGoingAway()
             elif kind is ev.PriorityUpdated or kind is ev.UnknownFrameReceived:
@@ -287,6 +298,16 @@ class H2FrontConnection(Protocol):
             self.client = self._peer()
         self.requests.start(streamId, event.headers, event.stream_ended)
 
+    def streamFault(self, stream, code):
+        """
+        The client made us reset C{stream} (malformed, stalled): reset it
+        with error C{code}, and count it as a stream the client reset.
+
+        @return: whether the connection goes on.
+        """
+        stream.reset(code)
+        return self._spend(self._resets)
+
     def spendOnRefusal(self):
         """
         A stream refused costs us an answer: a flood of them counts as
@@ -323,7 +344,10 @@ class H2FrontConnection(Protocol):
             del waiting[stream]
             if stream.sendSome():
                 waiting[stream] = None
-            if self.h2.outbound_flow_control_window <= 0:
+            # Written stream by stream: once the transport's buffer is
+            # full (it pauses us), the rest wait in their streams.
+            self.flush()
+            if self.transportPaused or self.h2.outbound_flow_control_window <= 0:
                 break
 
     def flush(self):

@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections import deque
 
 from h2.errors import ErrorCodes
-from h2.exceptions import StreamClosedError
+from h2.exceptions import ProtocolError, StreamClosedError
 from zope.interface import implementer
 
 from playbalancer.flow import Pauser
+from playbalancer.http.bodyreader import BodyClock
 from playbalancer.http.responses import PLAIN, plainBody
 from playbalancer.http2.translate import responseFields
 from playbalancer.interfaces import IClientSide
@@ -74,6 +75,8 @@ class H2Stream:
         self._bodyDeadline = None
         self._sendDeadline = None
         self._heldFields = None
+        #: The request body's L{BodyClock}, if it has a body.
+        self._clock = BodyClock(settings, connection.now()) if self.bodyExpected else None
 
     def __repr__(self):
         return f"<H2Stream {self.streamId}>"
@@ -90,8 +93,8 @@ class H2Stream:
             return
         self.bodyReceived += len(data)
         if self.maxBody and self.bodyReceived > self.maxBody:
-            self._tooLarge()
             self.h2.acknowledge_received_data(flowLength, self.streamId)
+            self._tooLarge()
             return
         if self.paused or self.exchange is None:
             self.unacknowledged += flowLength
@@ -102,7 +105,8 @@ class H2Stream:
                 self.early = []
             self.early.append(data)
             return
-        self._bodyClock()
+        self._clock.read += len(data)
+        self._restartBodyClock()
         if data:
             self.exchange.bodyData(data)
 
@@ -116,6 +120,13 @@ class H2Stream:
         self._bodyDeadline = None
         self._rearm()
         if self.over:
+            return
+        length = self.request.length
+        if length is not None and length != self.bodyReceived:
+            # Ended short of its content-length (by trailers: the library
+            # checks only DATA): malformed (RFC 9113 section 8.1.1), and
+            # never to be passed on as complete.
+            self.connection.streamFault(self, ErrorCodes.PROTOCOL_ERROR)
             return
         if self.exchange is not None:
             self.exchange.bodyEnd()
@@ -134,6 +145,9 @@ class H2Stream:
         from twisted.python.failure import Failure
 
         self.exchange = exchange
+        if self.maxBody and self.bodyReceived > self.maxBody:
+            self._tooLarge()
+            return
         try:
             exchange.start()
         except Exception:
@@ -149,9 +163,10 @@ class H2Stream:
                     self.bodyExpected = True
                     self.bodyEnd()
                 elif data:
+                    self._clock.read += len(data)
                     exchange.bodyData(data)
         if self.bodyExpected:
-            self._bodyClock()
+            self._restartBodyClock()
 
     def clientReset(self):
         """
@@ -165,8 +180,9 @@ class H2Stream:
     def _tooLarge(self):
         if not self.responseStarted and self.exchange is not None:
             exchange = self.exchange
-            self.bodyExpected = False
             exchange.clientGone()
+            # (bodyExpected stays: the response ends with RST_STREAM
+            # NO_ERROR, which tells the client to stop sending.)
             self.respond(413, "Payload Too Large: the body is too big", False)
             self.finish()
         else:
@@ -174,15 +190,29 @@ class H2Stream:
 
     # IClientSide
 
+    def _sendHeaders(self, fields, end=False):
+        """
+        Send header fields; a stream the library has closed already (the
+        client's RST_STREAM came in the same read) is reset for us.
+
+        @return: whether they went.
+        """
+        try:
+            self.h2.send_headers(self.streamId, fields, end_stream=end)
+        except StreamClosedError:
+            self.clientReset()
+            return False
+        return True
+
     def sendContinue(self):
         if not self.over:
-            self.h2.send_headers(self.streamId, [(b":status", b"100")])
+            self._sendHeaders([(b":status", b"100")])
             self.connection.flush()
 
     def sendInterim(self, status, reason, headers):
         if self.over or status == 101:
             return
-        self.h2.send_headers(self.streamId, responseFields(status, headers, None, b"GET"))
+        self._sendHeaders(responseFields(status, headers, None, b"GET"))
         self.connection.flush()
 
     def startResponse(self, status, reason, headers, length, keepAlive, upgrade=None):
@@ -194,7 +224,7 @@ class H2Stream:
             # Sent with END_STREAM when the response is finished.
             self._heldFields = fields
         else:
-            self.h2.send_headers(self.streamId, fields)
+            self._sendHeaders(fields)
 
     def writeBody(self, data):
         if self.over or not data:
@@ -215,13 +245,17 @@ class H2Stream:
             return
         held, self._heldFields = self._heldFields, None
         if held is not None:
-            self.h2.send_headers(self.streamId, held, end_stream=True)
-            self._ended()
+            if self._sendHeaders(held, end=True):
+                self._ended()
         elif self.pending:
             self.ending = True
         else:
-            self.h2.end_stream(self.streamId)
-            self._ended()
+            try:
+                self.h2.end_stream(self.streamId)
+            except StreamClosedError:
+                self.clientReset()
+            else:
+                self._ended()
         self.connection.flush()
 
     def respond(self, status, text, keepAlive=True, extra=()):
@@ -238,7 +272,8 @@ class H2Stream:
         if self.request is not None and self.request.method == b"HEAD":
             self._heldFields = fields
             return 0
-        self.h2.send_headers(self.streamId, fields)
+        if not self._sendHeaders(fields):
+            return 0
         self.writeBody(body)
         return len(body)
 
@@ -264,6 +299,8 @@ class H2Stream:
 
     def pauseProducing(self):
         self.paused = True
+        if self._clock is not None:
+            self._clock.paused(self.connection.now())
         self._bodyDeadline = None
         self._rearm()
 
@@ -271,6 +308,8 @@ class H2Stream:
         self.paused = False
         if self.over:
             return
+        if self._clock is not None:
+            self._clock.resumed(self.connection.now())
         held, self.unacknowledged = self.unacknowledged, 0
         if held:
             try:
@@ -279,7 +318,7 @@ class H2Stream:
                 pass
             self.connection.flush()
         if self.bodyExpected and self.exchange is not None:
-            self._bodyClock()
+            self._restartBodyClock()
 
     def stopProducing(self):
         pass
@@ -336,7 +375,9 @@ class H2Stream:
                 h2.send_data(streamId, piece, end_stream=last)
                 sent = True
         except StreamClosedError:
-            self._forget()
+            # (The client's RST_STREAM is in this read: stop the exchange
+            # now, not when its event comes.)
+            self.clientReset()
             return False
         if sent:
             self._sendDeadline = None
@@ -355,10 +396,15 @@ class H2Stream:
 
     # Time limits
 
-    def _bodyClock(self):
-        timeout = self.settings.bodyTimeout
-        if timeout and self.bodyExpected and not self.paused:
-            self._bodyDeadline = self.connection.now() + timeout
+    def _restartBodyClock(self):
+        """
+        Nothing more of the body yet: when does it time out (the
+        listener's C{body_timeout}, C{body_min_rate}, C{body_deadline},
+        as on HTTP/1.1)?
+        """
+        clock = self._clock
+        if clock is not None and self.bodyExpected and not self.paused and self.settings.bodyTimeout:
+            self._bodyDeadline = clock.deadline(self.connection.now())
             self._rearm()
 
     def _rearm(self):
@@ -373,7 +419,7 @@ class H2Stream:
         if self._sendDeadline is not None and self._sendDeadline <= now:
             # The client has not opened its window for a response that
             # waits for it: a zero-window stall.
-            self.reset(ErrorCodes.CANCEL)
+            self.connection.streamFault(self, ErrorCodes.CANCEL)
             return
         if self._bodyDeadline is not None and self._bodyDeadline <= now:
             self._bodyDeadline = None
@@ -381,7 +427,7 @@ class H2Stream:
             if exchange is not None:
                 exchange.clientTimedOut()
             if not self.responseStarted:
-                self.reset(ErrorCodes.CANCEL)
+                self.connection.streamFault(self, ErrorCodes.CANCEL)
         self._rearm()
 
     # The end of the stream
@@ -404,6 +450,14 @@ class H2Stream:
     def _forget(self):
         if not self.over:
             self.over = True
+            held, self.unacknowledged = self.unacknowledged, 0
+            if held:
+                # (Else the connection's window would stay that much
+                # smaller for good.)
+                try:
+                    self.h2.acknowledge_received_data(held, self.streamId)
+                except ProtocolError:
+                    pass  # (the connection is over)
             self.pending.clear()
             self.pendingBytes = 0
             self._bodyDeadline = self._sendDeadline = None

@@ -44,6 +44,7 @@ def requestHeadOf(fields, ended, limits):
         414 or 431, as over HTTP/1.1).
     """
     pseudo = {}
+    regularSeen = False
     regular = []
     cookies = []
     host = None
@@ -52,14 +53,16 @@ def requestHeadOf(fields, ended, limits):
         if _SPLITTING.search(name) or _SPLITTING.search(value):
             raise HTTPError(400, "a header field holds CR, LF or NUL")
         if name[:1] == b":":
-            if regular or cookies or host is not None:
+            if regularSeen:
                 raise HTTPError(400, "a pseudo-header field after a regular one")
             if name not in _PSEUDO:
                 raise HTTPError(400, f"unknown pseudo-header field {name.decode('latin-1')!r}")
             if name in pseudo:
                 raise HTTPError(400, f"{name.decode('ascii')} twice")
             pseudo[name] = value
-        elif not _NAME.match(name):
+            continue
+        regularSeen = True
+        if not _NAME.match(name):
             if _UPPERCASE.search(name):
                 raise HTTPError(400, "an uppercase header field name")
             raise HTTPError(400, "a header field name that is not a token")

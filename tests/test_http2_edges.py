@@ -1,13 +1,13 @@
 """
-Review findings on the HTTP/2 front: each test here FAILS on the code as
-reviewed, and shows one defect (see the review report).  Real sockets on
+The HTTP/2 front's edge cases found by its review: each test here failed
+on the code as first written (its docstring says how).  Real sockets on
 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 from h2.errors import ErrorCodes
-from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame
+from hyperframe.frame import DataFrame, RstStreamFrame
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SynchronousTestCase
@@ -28,17 +28,6 @@ def _sleep(seconds):
     d = defer.Deferred()
     reactor.callLater(seconds, d.callback, None)
     return d
-
-
-async def _within(deferred, seconds):
-    """
-    Whether C{deferred} fired within C{seconds}.
-    """
-    try:
-        await waitUntil(lambda: deferred.called, reactor, timeout=seconds)
-    except AssertionError:
-        return False
-    return True
 
 
 # A member that reads requests the way many servers do (Go's net/http,
@@ -246,11 +235,7 @@ class ConnectionWindowTests(HTTP2Case):
         client, stalled = await self._stallOneUpload()
         other = client.request(b"POST", b"/other", headers=[(b"content-length", b"100000")], end=False)
         client.upload(other.streamId, b"o" * 100000)
-        finished = await _within(other.done, 5.0)
-        self.assertTrue(
-            finished,
-            f"the other upload stalled; connection window left: {client.h2.outbound_flow_control_window}",
-        )
+        await other.done  # (stalled, it would time out)
         self.assertEqual(other.status, 200)
 
     async def test_resetStreamGivesBackConnectionWindow(self):
@@ -265,11 +250,7 @@ class ConnectionWindowTests(HTTP2Case):
         await _sleep(0.2)
         other = client.request(b"POST", b"/other", headers=[(b"content-length", b"100000")], end=False)
         client.upload(other.streamId, b"o" * 100000)
-        finished = await _within(other.done, 5.0)
-        self.assertTrue(
-            finished,
-            f"upload stalled after a reset; connection window left: {client.h2.outbound_flow_control_window}",
-        )
+        await other.done  # (stalled, it would time out)
         self.assertEqual(other.status, 200)
 
 
@@ -291,7 +272,6 @@ class ResetBudgetTests(HTTP2Case):
             (b"content-length", b"100000"),
         ]
         for batch in range(6):
-            frames = []
             for _ in range(20):
                 streamId = client.h2.get_next_available_stream_id()
                 # (Raw frames: our client's state machine would take the
@@ -302,7 +282,7 @@ class ResetBudgetTests(HTTP2Case):
             await _sleep(0.1)
             if client.closed:
                 break
-        await _sleep(0.5)
+        await waitUntil(lambda: client.goAways(), reactor)
         self.assertIn(
             ErrorCodes.ENHANCE_YOUR_CALM,
             [code for _, code in client.goAways()],
@@ -392,7 +372,7 @@ class EarlyAnswerTests(HTTP2Case):
         client.sendBody(big.streamId, b"b" * 2000, end=False)
         await big.done
         self.assertEqual(big.status, 413)
-        await _sleep(0.3)
+        await waitUntil(lambda: big.reset is not None, reactor)
         self.assertEqual(big.reset, ErrorCodes.NO_ERROR)
 
 
