@@ -97,7 +97,14 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
 """
         )
         await waitUntil(lambda: os.path.exists(self.sock), reactor, timeout=20)
-        answer = await deferToThread(unixGet, self.sock)
+        # (The path exists once the socket is bound, a moment before it
+        # listens: a connection then is refused.)
+        for _ in range(100):
+            try:
+                answer = await deferToThread(unixGet, self.sock)
+                break
+            except ConnectionRefusedError:
+                await deferLater(reactor, 0.05, lambda: None)
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
 
     async def upgrade(self):
