@@ -160,6 +160,10 @@ def _directory(directory, key):
     return [readCertificate(path, path, key) for path in paths]
 
 
+#: How far ahead of our clock a certificate's start may be (clocks differ).
+NOT_YET_VALID_SLACK = datetime.timedelta(minutes=5)
+
+
 def readCertificate(certPath, keyPath, key, names=None, extraChain=None, now=None):
     """
     Read a certificate (and the chain after it) from C{certPath} and its
@@ -182,8 +186,7 @@ def readCertificate(certPath, keyPath, key, names=None, extraChain=None, now=Non
         certificates += _blocks(extraChain, key, "CERTIFICATE")
     try:
         leaf = x509.load_pem_x509_certificate(certificates[0])
-        for block in certificates[1:]:
-            x509.load_pem_x509_certificate(block)
+        chain = [x509.load_pem_x509_certificate(block) for block in certificates[1:]]
     except ValueError as e:
         raise ConfigError(key, f"{certPath}: not a valid certificate ({e})")
     keyBlock = _blocks(keyPath, key, "PRIVATE KEY")[0]
@@ -201,11 +204,17 @@ def readCertificate(certPath, keyPath, key, names=None, extraChain=None, now=Non
     notAfter = leaf.not_valid_after_utc
     if now is None:
         now = datetime.datetime.now(datetime.timezone.utc)
-    if notAfter <= now:
-        raise ConfigError(
-            key, f"{certPath}: the certificate expired on {notAfter:%Y-%m-%d %H:%M:%S} UTC"
-        )
-    return Certificate(
+    for index, certificate in enumerate([leaf] + chain):
+        which = "the certificate" if index == 0 else f"chain certificate {index}"
+        expired = certificate.not_valid_after_utc
+        if expired <= now:
+            raise ConfigError(key, f"{certPath}: {which} expired on {expired:%Y-%m-%d %H:%M:%S} UTC")
+        starts = certificate.not_valid_before_utc
+        if starts > now + NOT_YET_VALID_SLACK:
+            raise ConfigError(
+                key, f"{certPath}: {which} is not valid before {starts:%Y-%m-%d %H:%M:%S} UTC"
+            )
+    found = Certificate(
         path=certPath,
         keyPath=keyPath,
         names=names if names is not None else _namesOf(leaf),
@@ -213,6 +222,18 @@ def readCertificate(certPath, keyPath, key, names=None, extraChain=None, now=Non
         chain=tuple(certificates),
         key=keyBlock,
     )
+    # What OpenSSL itself refuses (a key too small for its security
+    # level, say) is refused here too, naming the file, not at start.
+    from OpenSSL import SSL
+
+    from playbalancer._net.sni import contextFor
+
+    try:
+        contextFor(found, ())
+    except SSL.Error as e:
+        reasons = "; ".join(entry[2] for entry in e.args[0] if entry[2]) if e.args else str(e)
+        raise ConfigError(key, f"{certPath}: OpenSSL cannot use it ({reasons or e})")
+    return found
 
 
 def _blocks(path, key, kind):

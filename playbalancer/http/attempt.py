@@ -207,6 +207,15 @@ class Attempt:
         self.connection = None
         self.exchange.attemptFailed(self, outcome.RESET, describe(reason), answeredPart=answered)
 
+    def memberRefused(self, reason):
+        """
+        The member's TLS refused the new connection after our side's
+        handshake was done: a connect failure (the request never reached
+        it), retried as one.
+        """
+        self.connection = None
+        self.exchange.attemptFailed(self, outcome.CONNECT, describe(reason))
+
     def memberBroken(self, error):
         self.connection = None
         self.exchange.attemptFailed(self, outcome.BAD_RESPONSE, error.reason)

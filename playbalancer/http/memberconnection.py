@@ -6,6 +6,8 @@ L{playbalancer.http.upstream}.
 
 from __future__ import annotations
 
+from OpenSSL import SSL
+
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
@@ -292,7 +294,15 @@ class MemberConnection(Protocol):
         elif state == _TUNNEL:
             attempt.memberTunnelClosed()
         else:
-            attempt.memberLost(reason, state == _BODY or bool(self._buffer))
+            answered = state == _BODY or bool(self._buffer)
+            if not answered and self.requests == 1 and reason.check(SSL.Error):
+                # A TLS alert before any answer on a new connection (a
+                # TLS 1.3 member refuses our client certificate only
+                # after our side finished the handshake): the member's
+                # TLS refused us, the request never reached it.
+                attempt.memberRefused(reason)
+            else:
+                attempt.memberLost(reason, answered)
 
 
 class ConnectionFactory(Factory):

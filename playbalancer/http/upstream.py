@@ -34,12 +34,18 @@ def closedByPeer(connection):
     member while it sat in the pool, though the reactor has not noticed
     yet: a peek at its socket, without reading.
     """
+    transport = connection.transport
     try:
-        handle = connection.transport.getHandle()
+        handle = transport.getHandle()
+        if not isinstance(handle, socket.socket):
+            # Under TLS, the socket is the TCP transport's: any byte there
+            # while idle is a close_notify (or worse), as OpenSSL holds
+            # nothing unread.
+            handle = transport.transport.getHandle()
     except AttributeError:
         return False
     if not isinstance(handle, socket.socket):
-        return False  # TLS and the like: no peek
+        return False
     try:
         handle.recv(1, socket.MSG_PEEK)
     except BlockingIOError:

@@ -1,13 +1,14 @@
 """
-Review of the listener-certificate and member-TLS branches (issue #18).
+TLS edge cases found by the review of listener certificates and TLS to
+members.
 
-Failing on the code as merged (findings):
+These failed on the code as first merged:
   MemberReviewTests.test_postAfterLateClientCertificateRefusal
   IdlePoolTests.test_tlsIdleClosedByMemberNotReused
   UnusableCertificateTests.test_checkNamesIt, test_reloadNamesIt
   NotYetValidTests.test_notYetValidRefused
 
-Passing (they kill mutations the merged tests let survive): the rest --
+The rest pin settings no other test would notice losing:
 session resumption off, h2 on an SNI-chosen context, the TLS 1.2 cipher
 list, extraCertChain sent, chain errors at depth > 0, the not-yet-valid
 reason, and the plain-HTTP control of the idle-pool test.
