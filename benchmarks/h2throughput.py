@@ -343,8 +343,10 @@ def measure(ctx, balancer, test):
         requests_asked=requests if not test.newconn else runs * test.clients,
         wall_s=wall,
         rps=ok / wall,
-        errors=(figures["failed"] + figures["errored"] + figures["timeout"]
-                + figures["status_other"] + (figures["total"] - figures["done"])),
+        # Every request asked for that did not get a 2xx/3xx: h2load's
+        # failed (errored and timeout are part of it), non-2xx statuses,
+        # and requests never done.
+        errors=figures["total"] - figures["succeeded"],
         cpu_s=cpu,
         cpu_cores=cpu / wall,
         req_per_cpu_s=ok / cpu if cpu > 0 else None,
@@ -494,7 +496,7 @@ def report(record, kind="md"):
     lines += ["", tp.rstTable(header, rows) if kind == "rst" else tp.markdownTable(header, rows),
               "", "x Apache, x HAProxy: this row's median requests per CPU-second / "
               "requests per second over the reference's, same test, same invocation.  "
-              "errors: h2load's failed + errored + timeout + non-2xx, summed over the runs.", ""]
+              "errors: requests h2load was asked for minus those that succeeded (failed, errored, timeout, non-2xx, never done), summed over the runs.", ""]
     lines += [f"Note: {n}" for n in record["notes"]]
     return "\n".join(lines)
 
