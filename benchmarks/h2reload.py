@@ -24,9 +24,11 @@ differs:
   skip those slots).
 
 A request failed when h2load counted it as not succeeded (failed, errored,
-timed out, a status other than 2xx/3xx, or never done).  Each batch is
-put against the event(s) under way while it ran, so the report gives the
-failures per event.  playbalancer's access log (on here) and h2load's
+timed out, a status other than 2xx/3xx, or never done); those it never
+started are counted apart (after a GOAWAY h2load opens no new stream on
+that connection and does not reconnect, so its unsent share counts as
+failed).  Each batch is put against the first event under way while it
+ran, so the report gives the failures per kind of event.  playbalancer's access log (on here) and h2load's
 output of every batch with failures go in the JSON.
 
     python benchmarks/h2reload.py --pypy .venv-pypy/bin/python --json out.json
