@@ -285,7 +285,9 @@ class Running:
         from playbalancer._net.internals import setListenerTLSOptions
         from playbalancer._net.tlslisten import negotiateProtocols, protocolsOf
 
-        made = negotiateProtocols(serverFromString(self.reactor, description), protocolsOf(factory))
+        made = negotiateProtocols(
+            serverFromString(self.reactor, withBacklog(description)), protocolsOf(factory)
+        )
         if tls is not None and isinstance(made, SSL4ServerEndpoint):
             setListenerTLSOptions(made, tls)
         return self.handover.endpointFor(self.reactor, description, made)
@@ -358,3 +360,18 @@ class Running:
     @property
     def openConnections(self):
         return sum(served.front.openConnections for served in self.served.values())
+
+
+def withBacklog(description):
+    """
+    A listening endpoint string with a listen backlog: the one it names,
+    else L{playbalancer.workers.listening.DEFAULT_BACKLOG} (Twisted's own
+    default, 50, leaves a burst of new connections waiting a second for a
+    SYN to be sent again).
+    """
+    from playbalancer.workers.listening import DEFAULT_BACKLOG
+
+    kind = description.split(":", 1)[0]
+    if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
+        return f"{description}:backlog={DEFAULT_BACKLOG}"
+    return description

@@ -77,7 +77,9 @@ class H2TestClient(Protocol):
         if data and not self.closed:
             self.transport.write(data)
 
-    def request(self, method, path, headers=(), body=None, authority=b"localhost", end=None):
+    def request(
+        self, method, path, headers=(), body=None, authority=b"localhost", end=None, priority=False
+    ):
         """
         Start a request; its L{Response} fills in as frames come.
         """
@@ -91,7 +93,10 @@ class H2TestClient(Protocol):
         fields.extend(headers)
         response = self.responses[streamId] = Response()
         response.streamId = streamId
-        self.h2.send_headers(streamId, fields, end_stream=body is None if end is None else end)
+        extra = {"priority_weight": 16, "priority_depends_on": 0} if priority else {}
+        self.h2.send_headers(
+            streamId, fields, end_stream=body is None if end is None else end, **extra
+        )
         if body is not None:
             self.sendBody(streamId, body, end=True if end is None else end)
         self.flush()

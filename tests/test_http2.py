@@ -538,6 +538,20 @@ class FloodTests(HTTP2Case):
 
         return self.assertCalmedDown(attack, idle=(1000, 100.0))
 
+    async def test_priorityInHeadersIsNotIdle(self):
+        """
+        HEADERS frames that carry priority (as nghttp's and browsers' do)
+        are requests, not frames that do no work: many of them on one
+        connection are served.
+        """
+        await self.startH2("app1", floods=FloodLimits(idle=(10, 1.0)))
+        client = await self.client()
+        for _ in range(3):
+            responses = [client.request(b"GET", b"/", priority=True) for _ in range(20)]
+            await defer.DeferredList([r.done for r in responses])
+            self.assertEqual([r.status for r in responses], [200] * 20)
+        self.assertEqual(client.goAways(), [])
+
     def test_pingFlood(self):
         def attack(client):
             client.write(b"".join(PingFrame(0, opaque_data=b"%08d" % i).serialize() for i in range(1000)))

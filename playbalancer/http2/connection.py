@@ -200,13 +200,20 @@ class H2FrontConnection(Protocol):
         self.flush()
 
     def _handle(self, events):
-        # Streams opened and reset in the same read are never started.
+        # Streams opened and reset in the same read are never started;
+        # the priority a request's HEADERS carry is no PRIORITY frame.
         resetAtOnce = None
+        inRequests = None
         for event in events:
-            if type(event) is ev.StreamReset:
+            kind = type(event)
+            if kind is ev.StreamReset:
                 if resetAtOnce is None:
                     resetAtOnce = set()
                 resetAtOnce.add(event.stream_id)
+            elif kind is ev.RequestReceived and event.priority_updated is not None:
+                if inRequests is None:
+                    inRequests = set()
+                inRequests.add(id(event.priority_updated))
         for event in events:
             if self.state == CLOSED:
                 return
@@ -260,6 +267,8 @@ class H2FrontConnection(Protocol):
             elif kind is ev.ConnectionTerminated:
                 self._clientGoingAway()
             elif kind is ev.PriorityUpdated or kind is ev.UnknownFrameReceived:
+                if inRequests is not None and id(event) in inRequests:
+                    continue
                 if not self._spend(self._idle):
                     return
 
