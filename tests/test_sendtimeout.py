@@ -113,6 +113,12 @@ class HTTPSendTimeoutTests(ProxyTestCase):
         client = NeverReads(b"GET /large?size=268435456 HTTP/1.1\r\nHost: x\r\n\r\n")
         await connect(self, self.port, client)
         await waitUntil(lambda: balancer.member("app1").active == 1, reactor)
+        # (Once the response has started: a member gone before that is a
+        # failure we answer ourselves, and the connection is kept.)
+        (front,) = self.front.connections
+        await waitUntil(
+            lambda: front.exchange is not None and front.exchange.responseHead is not None, reactor
+        )
         await a.stop()
         await waitUntil(lambda: not self.front.connections, reactor, timeout=20)
 
