@@ -82,6 +82,21 @@ class ReopenFileTests(SynchronousTestCase):
             self.assertEqual(f.read(), b"still\n")
 
 
+class AfterCloseTests(SynchronousTestCase):
+    def test_lineAfterCloseWrittenAtOnce(self):
+        """
+        Once closed (the balancer is stopping), a line is written at once,
+        not buffered for a flush that will not come.
+        """
+        path = self.mktemp()
+        log = AccessLog.open(path, Clock())
+        log.write(b"one\n")
+        log.close()
+        log.write(b"two\n")
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"one\ntwo\n")
+
+
 class NamespaceTests(SynchronousTestCase):
     def test_linesKeepTheirNamespace(self):
         """

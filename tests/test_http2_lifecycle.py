@@ -136,3 +136,55 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         self.assertEqual((code, err), (0, ""), out)
         for _ in range(4):
             self.assertEqual((await get()).status, 200)
+
+
+class AccessLogAtStopTests(_CLI, TwistdTestCase):
+    """
+    A request that finishes during a graceful stop (after the access log's
+    own service has stopped) still gets its line: lines were lost that way
+    at every stop and upgrade.
+    """
+
+    timeout = 120
+
+    async def test_requestFinishingDuringStopIsLogged(self):
+        import signal
+
+        member = MemberServer("app1", reactor).start()
+        self.addCleanup(member.stop)
+        front, manager = freePorts(2)
+        log = os.path.abspath(self.mktemp())
+        self.manager = f"http://127.0.0.1:{manager}"
+        self.startTwistd(
+            f"""
+shutdown_grace = 30
+
+[[listen]]
+endpoint = "tcp:{front}:interface=127.0.0.1"
+balancer = "web"
+protocols = ["http/1.1", "h2c"]
+access_log = "{log}"
+
+[balancer.web]
+[[balancer.web.member]]
+name = "app1"
+url = "{member.url}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
+        )
+        client = await connectWhenUp(front, tls=False)
+        self.addCleanup(_abort, client)
+        held = client.request(b"GET", b"/hold")
+        await waitUntil(lambda: member.hold.held, reactor, timeout=10)
+        self.child.process.send_signal(signal.SIGTERM)
+        await waitUntil(lambda: client.goAways(), reactor, timeout=30)
+        member.hold.release()
+        await held.done
+        self.assertEqual(held.status, 200)
+        await waitUntil(lambda: not self.child.running(), reactor, timeout=30)
+        with open(log) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn('"GET /hold HTTP/2.0" 200', lines[0])

@@ -64,6 +64,9 @@ class AccessLog:
         self._pendingBytes = 0
         self._stampSecond = None
         self._stamp = ""
+        #: Closed (the balancer is stopping): lines of the requests that
+        #: still finish are written at once, each on its own.
+        self._closed = False
 
     @classmethod
     def open(cls, path, clock):
@@ -77,6 +80,7 @@ class AccessLog:
         logrotate renamed the file).
         """
         self.flush()
+        self._closed = False
         if self.path == "-":
             if self._file is None:
                 self._file = _standardOutput()
@@ -141,6 +145,9 @@ class AccessLog:
         self.write(line.encode("utf-8", "replace"))
 
     def write(self, line):
+        if self._closed:
+            self._writeNow(line)
+            return
         self._pending.append(line)
         self._pendingBytes += len(line)
         if self._pendingBytes >= _FLUSH_BYTES:
@@ -164,10 +171,28 @@ class AccessLog:
         self._file.flush()
 
     def close(self):
+        """
+        Write out what is buffered and close the file.  Requests still
+        under way (a graceful stop lets them finish after the log service
+        stopped) are logged all the same, a line at a time.
+        """
         self.flush()
         if self._file is not None and self.path != "-":
             self._file.close()
         self._file = None
+        self._closed = True
+
+    def _writeNow(self, line):
+        if self.path == "-":
+            out = _standardOutput()
+            out.write(line)
+            out.flush()
+            return
+        try:
+            with open(self.path, "ab") as f:
+                f.write(line)
+        except OSError:
+            pass  # (stopping: nowhere left to say so)
 
 
 def _standardOutput():
