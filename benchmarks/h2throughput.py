@@ -482,17 +482,7 @@ def report(record, kind="md"):
                      f"{tp.fmt(low, 0)}-{tp.fmt(high, 0)}", tp.fmt(m["cpu_cores"], 2),
                      ratioCell(r["vs_apache"]), ratioCell(r["vs_haproxy"]),
                      str(r["errors_total"])])
-    s = record["settings"]
-    lines = [f"{record['date']}, {record['machine']['cpus']} CPUs "
-             f"({record['machine']['cpu_model']}), {s['runs']} run(s) x {s['duration']} s "
-             f"after {s['warmup']} s warm-up, medians; playbalancer {record['git_commit']}; "
-             f"{s['pinning']}", ""]
-    for name, entry in record["balancers"].items():
-        state = entry["note"]
-        if entry.get("skipped"):
-            state = "skipped: " + entry["skipped"].splitlines()[0]
-        version = entry.get("version")
-        lines.append(f"- {name} ({entry['label']}): {version + '; ' if version else ''}{state}")
+    lines = tp.setupLines(record, f"; {record['settings']['pinning']}")
     lines += ["", tp.rstTable(header, rows) if kind == "rst" else tp.markdownTable(header, rows),
               "", "x Apache, x HAProxy: this row's median requests per CPU-second / "
               "requests per second over the reference's, same test, same invocation.  "

@@ -1811,16 +1811,16 @@ def rstTable(header, rows):
     return "\n".join([rule, line(header), rule] + [line(r) for r in rows] + [rule])
 
 
-def report(record, kind):
+def setupLines(record, extra=""):
     """
-    The printed report: the setup, then the table of medians.
+    The lines that say how a run was made: when, where, how long, and each
+    balancer's version and state (C{extra}: more for the first line).
     """
-    header, rows = tableRows(record)
-    table = rstTable(header, rows) if kind == "rst" else markdownTable(header, rows)
     s = record["settings"]
     lines = [f"{record['date']}, {record['machine']['cpus']} CPUs "
              f"({record['machine']['cpu_model']}), {s['runs']} run(s) x {s['duration']} s "
-             f"after {s['warmup']} s warm-up, medians; playbalancer {record['git_commit']}", ""]
+             f"after {s['warmup']} s warm-up, medians; playbalancer {record['git_commit']}"
+             f"{extra}", ""]
     for name, entry in record["balancers"].items():
         state = entry["note"]
         if entry.get("skipped"):
@@ -1830,6 +1830,17 @@ def report(record, kind):
         tls = entry.get("tls")
         if tls:
             lines.append("  TLS: " + ", ".join(f"{k} {v}" for k, v in tls.items()))
+    return lines
+
+
+def report(record, kind):
+    """
+    The printed report: the setup, then the table of medians.
+    """
+    header, rows = tableRows(record)
+    table = rstTable(header, rows) if kind == "rst" else markdownTable(header, rows)
+    s = record["settings"]
+    lines = setupLines(record)
     if s.get("tls"):
         lines.append(f"- TLS: {s['tls']}")
     lines += ["", table, "",
