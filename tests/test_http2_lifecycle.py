@@ -31,21 +31,12 @@ class UpgradeWithHTTP2Tests(_CLI, TwistdTestCase):
         front, manager = freePorts(2)
         self.manager = f"http://127.0.0.1:{manager}"
         self.startTwistd(
-            f"""
-shutdown_grace = 30
-
-[[listen]]
-endpoint = "ssl:{front}:interface=127.0.0.1:privateKey={key}:certKey={cert}"
-balancer = "web"
-
-[balancer.web]
-[[balancer.web.member]]
-name = "app1"
-url = "{member.url}"
-
-[manager]
-endpoint = "tcp:{manager}:interface=127.0.0.1"
-"""
+            oneBalancer(
+                f"ssl:{front}:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+                member,
+                manager,
+                top="shutdown_grace = 30",
+            )
         )
         client = await connectWhenUp(front)
         self.addCleanup(_abort, client)
@@ -72,6 +63,30 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         await response.done
         self.assertEqual(response.status, 200)
         await waitUntil(lambda: not self.child.running(), reactor, timeout=30)
+
+
+def oneBalancer(endpoint, member, manager, top="", listen=""):
+    """
+    The config of a balancer C{web} over C{member} (a L{MemberServer}),
+    one listener on C{endpoint} (with more C{listen} keys), and the manager
+    on port C{manager}; C{top}: top-level keys.
+    """
+    return f"""
+{top}
+
+[[listen]]
+endpoint = "{endpoint}"
+balancer = "web"
+{listen}
+
+[balancer.web]
+[[balancer.web.member]]
+name = "app1"
+url = "{member.url}"
+
+[manager]
+endpoint = "tcp:{manager}:interface=127.0.0.1"
+"""
 
 
 async def connectWhenUp(port, tls=True):
@@ -105,22 +120,13 @@ class WorkersWithHTTP2Tests(_CLI, TwistdTestCase):
         front, manager = freePorts(2)
         self.manager = f"http://127.0.0.1:{manager}"
         self.startTwistd(
-            f"""
-workers = 2
-
-[[listen]]
-endpoint = "tcp:{front}:interface=127.0.0.1"
-balancer = "web"
-protocols = ["http/1.1", "h2c"]
-
-[balancer.web]
-[[balancer.web.member]]
-name = "app1"
-url = "{member.url}"
-
-[manager]
-endpoint = "tcp:{manager}:interface=127.0.0.1"
-"""
+            oneBalancer(
+                f"tcp:{front}:interface=127.0.0.1",
+                member,
+                manager,
+                top="workers = 2",
+                listen='protocols = ["http/1.1", "h2c"]',
+            )
         )
 
         async def get():
@@ -156,23 +162,13 @@ class AccessLogAtStopTests(_CLI, TwistdTestCase):
         log = os.path.abspath(self.mktemp())
         self.manager = f"http://127.0.0.1:{manager}"
         self.startTwistd(
-            f"""
-shutdown_grace = 30
-
-[[listen]]
-endpoint = "tcp:{front}:interface=127.0.0.1"
-balancer = "web"
-protocols = ["http/1.1", "h2c"]
-access_log = "{log}"
-
-[balancer.web]
-[[balancer.web.member]]
-name = "app1"
-url = "{member.url}"
-
-[manager]
-endpoint = "tcp:{manager}:interface=127.0.0.1"
-"""
+            oneBalancer(
+                f"tcp:{front}:interface=127.0.0.1",
+                member,
+                manager,
+                top="shutdown_grace = 30",
+                listen=f'protocols = ["http/1.1", "h2c"]\naccess_log = "{log}"',
+            )
         )
         client = await connectWhenUp(front, tls=False)
         self.addCleanup(_abort, client)
