@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 
 PYPY ?= $(shell command -v pypy3)
 PYPY_VENV ?= .venv-pypy
+# Extra arguments for trial, e.g. TRIAL_ARGS=-j2 to run two workers.
+TRIAL_ARGS ?=
 
 .PHONY: install demo system-deps test test-pypy clean
 
@@ -24,8 +26,9 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+# The starter config shipped in the package (etc/playbalancer.toml is it).
 demo: $(STAMP)
-	$(BIN)/python -m playbalancer.demo cluster --config etc/playbalancer.toml
+	$(BIN)/playbalancer-demo
 
 # Chromium and chromedriver (the browser tests need them), etcd (cluster
 # tests) and PyPy: installed when missing if run as root, else named in one
@@ -34,14 +37,14 @@ system-deps:
 	@tools/system-deps chromium chromium-driver
 
 test: system-deps $(STAMP)
-	$(BIN)/python -m twisted.trial tests
+	$(BIN)/python -m twisted.trial $(TRIAL_ARGS) tests
 
 # The same suite on PyPy (Debian's pypy3 and pypy3-venv packages).
 test-pypy: system-deps
 	@test -n "$(PYPY)" || { echo "pypy3 not found (apt-get install pypy3 pypy3-venv)"; exit 1; }
 	test -x $(PYPY_VENV)/bin/python || $(PYPY) -m venv $(PYPY_VENV)
 	$(PYPY_VENV)/bin/python -m pip install --quiet --prefer-binary -c constraints/pypy.txt -e '.[test]'
-	$(PYPY_VENV)/bin/python -m twisted.trial tests
+	$(PYPY_VENV)/bin/python -m twisted.trial $(TRIAL_ARGS) tests
 
 clean:
 	rm -rf $(VENV) $(PYPY_VENV) _trial_temp build *.egg-info

@@ -2,8 +2,10 @@
 A demo member: a small Twisted web app that says which instance answered,
 the stand-in for the application instances behind the balancer.
 
-    python -m playbalancer.demo serve --port 9999 --name app1
-    python -m playbalancer.demo cluster --config etc/playbalancer.toml
+    playbalancer-demo                      # the starter config: instances, balancer, manager
+    playbalancer-demo --port 8000          # the same, the balancer on port 8000
+    playbalancer-demo serve --port 9999 --name app1
+    playbalancer-demo cluster --config etc/playbalancer.toml
 
 Pages: C{/} (who answered), C{/health}, C{/slow?seconds=S}, C{/large?size=N}
 (N bytes, streamed), C{/echo} (the request as JSON), C{/redirect} (a 302 to
@@ -301,8 +303,12 @@ def summary(config):
 
 
 def main(argv=None):
+    from playbalancer._version import versionLine
+    from playbalancer.starter import addPortOptions
+
     parser = argparse.ArgumentParser(prog="playbalancer-demo", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=versionLine("playbalancer-demo"))
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     one = commands.add_parser("serve", help="run one demo instance")
     one.add_argument("--port", type=int, default=9999)
     one.add_argument("--name", default="app1")
@@ -310,15 +316,58 @@ def main(argv=None):
     one.add_argument("--pidfile", help="write the process id here once listening")
     one.add_argument("--startup-delay", type=float, default=0.0, metavar="S",
                      help="wait S seconds before listening, like a slow-starting app")
-    everything = commands.add_parser("cluster", help="run demo instances and the balancer")
-    everything.add_argument("--config", default=os.path.join("etc", "playbalancer.toml"))
+    everything = commands.add_parser(
+        "cluster",
+        help="run demo instances and the balancer (what playbalancer-demo alone does)",
+        description="Run a demo instance for each member of the config, then the balancer; "
+        "by default the starter config shipped in the package (playbalancer init writes it), "
+        "with the ports given.",
+    )
+    everything.add_argument("--config", metavar="FILE",
+                            help="run this config instead (then the port options do not apply)")
+    addPortOptions(everything)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in ("serve", "cluster", "-h", "--help", "--version"):
+        argv = ["cluster"] + argv  # the command by default
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args.name, args.port, args.interface, args.pidfile, args.startup_delay)
     else:
-        from playbalancer.democluster import cluster
+        sys.exit(_runCluster(everything, args))
 
-        sys.exit(cluster(args.config))
+
+def _runCluster(parser, args):
+    """
+    C{playbalancer-demo cluster}: with C{--config}, that file; otherwise the
+    starter config with the ports given, written to a directory of its own
+    for the time the demo runs.
+    """
+    from playbalancer.democluster import cluster
+
+    if args.config is not None:
+        given = [flag for flag, value in (
+            ("--port", args.port), ("--manager-port", args.manager_port),
+            ("--app-ports", args.app_ports),
+        ) if value is not None]
+        if given:
+            parser.error(f"{', '.join(given)}: not with --config (the config names its ports)")
+        return cluster(args.config)
+    import shutil
+    import tempfile
+
+    from playbalancer.starter import portsFromOptions, writeStarter
+
+    try:
+        ports = portsFromOptions(args)
+    except ValueError as e:
+        parser.error(str(e))
+    directory = tempfile.mkdtemp(prefix="playbalancer-demo-")
+    try:
+        path = os.path.join(directory, "playbalancer.toml")
+        writeStarter(path, ports)
+        return cluster(path)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

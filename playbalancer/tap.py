@@ -6,6 +6,7 @@ configuration, balancers, schedulers and listeners together.
 from __future__ import annotations
 
 import os
+import sys
 
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
@@ -68,6 +69,15 @@ class Options(usage.Options):
         self["entries"].append((url, False))
 
     opt_m = opt_member
+
+    def opt_version(self):
+        """
+        Print playbalancer's version (and Twisted's and Python's) and exit.
+        """
+        from playbalancer._version import versionLine
+
+        print(versionLine("twistd playbalancer"))
+        sys.exit(0)
 
     def opt_standby(self, url):
         """

@@ -219,18 +219,15 @@ class PortTakenTests(_DemoProcessCase):
 
 
 class ClusterRunsTests(_DemoProcessCase):
-    def test_runsAndStops(self):
+    def startLauncher(self, args, env=None):
         """
-        With its ports free the demo says it runs once the balancer answers
-        (a request gets a member's page), and SIGTERM stops every process
-        it started.
+        Start C{python -m playbalancer.demo args} and read its output until
+        it says it runs (bounded); the launcher and what it said.
         """
-        app1, listen = _freePort(), _freePort()
-        config = self.writeConfig(app1, _freePort(), listen, _freePort())
         launcher = subprocess.Popen(
-            [sys.executable, "-m", "playbalancer.demo", "cluster", "--config", config],
+            [sys.executable, "-m", "playbalancer.demo"] + args,
             cwd=self.cwd,
-            env=dict(os.environ, PYTHONPATH=REPO),
+            env=dict(env or os.environ, PYTHONPATH=REPO),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -239,14 +236,86 @@ class ClusterRunsTests(_DemoProcessCase):
         deadline = time.monotonic() + 60
         with selectors.DefaultSelector() as selector:
             selector.register(launcher.stdout, selectors.EVENT_READ)
-            while b"playbalancer demo running" not in said:
+            while b"playbalancer demo running" not in said or not said.endswith(b"\n"):
                 self.assertTrue(selector.select(max(0, deadline - time.monotonic())), said)
                 chunk = os.read(launcher.stdout.fileno(), 65536)
                 self.assertNotEqual(chunk, b"", b"the demo ended:\n" + said)
                 said += chunk
-        with urllib.request.urlopen(f"http://127.0.0.1:{listen}/", timeout=10) as response:
-            self.assertIn(f"Hello from a-{self.token} (port {app1})", response.read().decode())
+        return launcher, said.decode()
+
+    def stopLauncher(self, launcher):
         launcher.send_signal(signal.SIGTERM)
         launcher.communicate(timeout=30)
         self.assertEqual(launcher.returncode, 0)
+
+    def test_runsAndStops(self):
+        """
+        With its ports free the demo says it runs once the balancer answers
+        (a request gets a member's page), and SIGTERM stops every process
+        it started.
+        """
+        app1, listen = _freePort(), _freePort()
+        config = self.writeConfig(app1, _freePort(), listen, _freePort())
+        launcher, _ = self.startLauncher(["cluster", "--config", config])
+        with urllib.request.urlopen(f"http://127.0.0.1:{listen}/", timeout=10) as response:
+            self.assertIn(f"Hello from a-{self.token} (port {app1})", response.read().decode())
+        self.stopLauncher(launcher)
         self.assertNothingLeft()
+
+    def test_starterConfigWithPorts(self):
+        """
+        Without C{--config} (as C{pip install playbalancer} gives it: no
+        etc/ here) the demo runs the starter config shipped in the package,
+        on the ports given, and says so; the standby takes over when app1
+        is drained; it removes the config it wrote when it stops.
+        """
+        listen, manager, app1, app2 = (_freePort() for _ in range(4))
+        scratch = os.path.join(self.cwd, self.token)  # in the twistd command line
+        os.makedirs(scratch)
+        launcher, said = self.startLauncher(
+            ["--port", str(listen), "--manager-port", str(manager), "--app-ports", f"{app1},{app2}"],
+            env=dict(os.environ, TMPDIR=scratch),
+        )
+        self.assertIn(f"balancer listening on http://127.0.0.1:{listen}/ -> balancer mycluster", said)
+        self.assertIn(f"member app1: http://127.0.0.1:{app1}\n", said)
+        self.assertIn(f"member app2: http://127.0.0.1:{app2} (standby)", said)
+        self.assertIn(f"manager: http://127.0.0.1:{manager}/", said)
+        self.assertFalse(os.path.exists(os.path.join(self.cwd, "etc")))
+        with urllib.request.urlopen(f"http://127.0.0.1:{listen}/", timeout=10) as response:
+            self.assertEqual(response.read().decode(), f"Hello from app1 (port {app1})\n")
+        drain = urllib.request.Request(
+            f"http://127.0.0.1:{manager}/api/balancers/mycluster/members/app1",
+            data=b'{"admin": "drain"}', method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(drain, timeout=10).close()
+        with urllib.request.urlopen(f"http://127.0.0.1:{listen}/", timeout=10) as response:
+            self.assertEqual(response.read().decode(), f"Hello from app2 (port {app2})\n")
+        self.assertEqual(len(os.listdir(scratch)), 1)  # the config's directory
+        self.stopLauncher(launcher)
+        self.assertNothingLeft()
+        self.assertEqual(os.listdir(scratch), [])
+        for port in (listen, manager, app1, app2):
+            with socket.socket() as probe:
+                self.assertNotEqual(probe.connect_ex(("127.0.0.1", port)), 0, port)
+
+    def test_portsNotWithConfig(self):
+        """
+        Port options with C{--config} are refused in one line, nothing
+        started.
+        """
+        config = self.writeConfig(_freePort(), _freePort(), _freePort(), _freePort())
+        result = self.runDemo(["cluster", "--config", config, "--port", "8000"])
+        self.assertEqual(result.returncode, 2, result)
+        self.assertIn("--port: not with --config", result.stderr)
+        self.assertNothingLeft()
+
+    def test_version(self):
+        """
+        C{--version} names the release.
+        """
+        from playbalancer import __version__
+
+        result = self.runDemo(["--version"])
+        self.assertEqual(result.returncode, 0, result)
+        self.assertTrue(result.stdout.startswith(f"playbalancer-demo {__version__} (Twisted "))

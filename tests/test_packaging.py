@@ -38,26 +38,47 @@ def _modules():
 MODULES = _modules()
 
 
-def _wheelFiles(work):
+#: What a copy of the source tree leaves out: version control, the
+#: virtualenvs, earlier builds (setuptools would ship a build/ as it is)
+#: and what tests and Python leave behind.
+_NOT_SOURCE = (
+    ".git", ".venv*", "build", "dist", "*.egg-info", "_trial_temp*", "__pycache__", "*.pyc",
+    "dropin.cache",
+)
+
+
+def _copySource(work):
+    source = os.path.join(work, "source")
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*_NOT_SOURCE))
+    return source
+
+
+def _wheel(work):
     """
     Build the wheel from a copy of the source tree in the new directory
-    C{work} (so that the build/ of an earlier build, which setuptools would
-    ship as it is, cannot leak in) and return the names of the files it
-    holds, its .dist-info left out.
+    C{work}; the path of the wheel.
     """
-    source = os.path.join(work, "source")
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv*", "build", "dist", "*.egg-info", "_trial_temp*", "__pycache__",
-    ))
+    source = _copySource(work)
     out = os.path.join(work, "wheel")
     subprocess.check_call(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", out, source],
         stdout=subprocess.DEVNULL,
     )
     (wheel,) = [name for name in os.listdir(out) if name.endswith(".whl")]
-    with zipfile.ZipFile(os.path.join(out, wheel)) as archive:
+    return os.path.join(out, wheel)
+
+
+def _wheelFiles(work):
+    """
+    The names of the files the wheel holds, its .dist-info left out, and
+    those of its .dist-info.
+    """
+    with zipfile.ZipFile(_wheel(work)) as archive:
         names = archive.namelist()
-    return {name for name in names if ".dist-info/" not in name}
+    return (
+        {name for name in names if ".dist-info/" not in name},
+        {name.split("/", 1)[1] for name in names if ".dist-info/" in name},
+    )
 
 
 def _shippedSources():
@@ -75,6 +96,8 @@ def _shippedSources():
     for directory, subdirectories, files in os.walk(os.path.join(ROOT, "playbalancer")):
         subdirectories[:] = [d for d in subdirectories if d != "__pycache__"]
         relative = os.path.relpath(directory, ROOT).replace(os.sep, "/")
+        if relative == "playbalancer":
+            found.add("playbalancer/starter.toml")
         if relative == "playbalancer/manager/static":
             found.update(relative + "/" + name for name in files)
             continue
@@ -109,11 +132,12 @@ class PackagingTests(TestCase):
         expected = _shippedSources()
         self.assertIn("playbalancer/http/__init__.py", expected)
         self.assertIn("playbalancer/testing/members.py", expected)
-        names = _wheelFiles(self.mktemp())
+        names, distInfo = _wheelFiles(self.mktemp())
         self.assertNotIn("twisted/__init__.py", names)
         self.assertNotIn("twisted/plugins/__init__.py", names)
         self.assertEqual(sorted(expected - names), [], "missing from the wheel")
         self.assertEqual(sorted(names - expected), [], "in the wheel but not expected")
+        self.assertIn("licenses/LICENSE", distInfo)
 
     def test_twistdReactorOption(self):
         """

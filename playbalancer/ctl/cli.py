@@ -18,6 +18,7 @@ import sys
 
 from hyperlink import URL, URLParseError
 
+from playbalancer._version import versionLine
 from playbalancer.ctl.client import CommandError, ManagerClient, waitDrained
 from playbalancer.ctl.client import (  # noqa: F401 (playbalancer.cli, this module now, had them)
     POLL_INTERVAL,
@@ -28,6 +29,7 @@ from playbalancer.ctl.client import (  # noqa: F401 (playbalancer.cli, this modu
     networkReason,
     remaining,
 )
+from playbalancer.starter import addPortOptions
 from playbalancer.tokens import readTokenFile
 
 __all__ = [
@@ -343,6 +345,7 @@ def makeParser(out=None):
         out=out,
     )
     _addGlobalOptions(parser, suppress=False)
+    parser.add_argument("--version", action="version", version=versionLine("playbalancer"))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name, run, text, targeted=True):
@@ -422,7 +425,24 @@ def makeParser(out=None):
     )
     check.add_argument("config", metavar="CONFIG", help="the TOML configuration file")
     check.set_defaults(run=None)
+    init = commands.add_parser(
+        "init",
+        help="write a commented starter configuration file",
+        description="Write the commented starter configuration (two app instances, the "
+        "second a hot standby, a balancer and its manager, all on 127.0.0.1) to PATH; "
+        "an existing file is left as it is unless --force.",
+        out=out,
+    )
+    init.add_argument("path", nargs="?", default="playbalancer.toml", metavar="PATH",
+                      help="where to write it (default playbalancer.toml; - for standard output)")
+    init.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    addPortOptions(init)
+    init.set_defaults(run=None)
     return parser
+
+
+#: Commands that do not talk to a manager.
+OFFLINE_COMMANDS = ("check", "init")
 
 
 async def _rollingRestart(client, options, out, reactor):
@@ -492,8 +512,8 @@ def parseArguments(argv, environ, out=None):
     resolved; L{CommandError} when they make no sense.
     """
     options = makeParser(out).parse_args(argv)
-    if options.command == "check":
-        return options  # (offline: no manager, no token)
+    if options.command in OFFLINE_COMMANDS:
+        return options  # (no manager, no token)
     if options.command == "drain" and options.timeout is not None and not options.wait:
         raise CommandError("--timeout goes with --wait (see playbalancer drain --help)")
     if getattr(options, "wait", False) and options.timeout is None:
@@ -527,6 +547,11 @@ async def run(reactor, argv, stdout=None, stderr=None, environ=None, http=None):
             from playbalancer.ctl.check import checkConfig
 
             checkConfig(options.config, reactor, stdout)
+            return 0
+        if options.command == "init":
+            from playbalancer.ctl.init import writeInit
+
+            writeInit(options, stdout)
             return 0
         if http is None:
             from treq.client import HTTPClient
