@@ -23,7 +23,9 @@ The pieces, each in a module or package of its own:
 - L{playbalancer.observe}: counters, Prometheus metrics, the access log;
 - L{playbalancer.ctl}: the C{playbalancer} command and its API client;
 - L{playbalancer.tap}: the C{twistd playbalancer} service;
-- L{playbalancer.testing}: test doubles.
+- L{playbalancer.testing}: test doubles (members, clients, an exchange
+  without sockets, a twistd child, etcd, certificates);
+- L{playbalancer.starter}: the starter config.
 """
 
 from playbalancer._version import __version__

@@ -105,7 +105,7 @@ class IClientSide(Interface):
     client: an HTTP/1.1 connection
     (L{playbalancer.http.responsewriter.ResponseWriter}), a twisted.web
     request (L{playbalancer.resource.WebRequestClient}), an in-memory
-    client for tests (L{playbalancer.http.memory.MemoryClient}), and later
+    client for tests (L{playbalancer.testing.exchange.MemoryClient}), and later
     an HTTP/2 stream.
 
     The provider owns the client's transport and the framing of what goes

@@ -1,6 +1,6 @@
 """
 The exchange without sockets: an in-memory client side and in-memory
-members (L{playbalancer.http.memory}), driving its states, attempts,
+members (L{playbalancer.testing.exchange}), driving its states, attempts,
 retries and outcomes; and the retry rules alone.
 """
 
@@ -22,7 +22,7 @@ from playbalancer.balancer import Balancer, Member
 from playbalancer.http import exchange as states
 from playbalancer.http import retry
 from playbalancer.http.exchange import Exchange
-from playbalancer.http.memory import MemoryClient, memoryProxy
+from playbalancer.testing.exchange import MemoryClient, memoryProxy
 from playbalancer.http.requestbody import REPLAY_LIMIT, RequestBody
 from playbalancer.http.responsewriter import ResponseWriter
 from playbalancer.http.wire import Limits, parseRequestHead

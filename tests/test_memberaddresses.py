@@ -27,7 +27,7 @@ from playbalancer.http.memberaddresses import (
     aliasBases,
     baseURLs,
 )
-from playbalancer.http.memory import memoryProxy
+from playbalancer.testing.exchange import memoryProxy
 from playbalancer.http.proxy import HTTPProxy
 from playbalancer.schedulers import RoundRobinScheduler
 from playbalancer.sweeper import Sweeper

@@ -24,7 +24,7 @@ from zope.interface.verify import verifyObject
 
 from playbalancer.balancer import Balancer, Member
 from playbalancer.config import ConfigError
-from playbalancer.http.memory import memoryProxy
+from playbalancer.testing.exchange import memoryProxy
 from playbalancer.interfaces import IRequestView
 from playbalancer.embed import loadBalancers
 from playbalancer.resource import ReverseProxyResource, WebRequestClient
