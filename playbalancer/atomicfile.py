@@ -9,11 +9,12 @@ import os
 import tempfile
 
 
-def replaceFile(path, data, prefix=".playbalancer-"):
+def replaceFile(path, data, prefix=".playbalancer-", mode=None):
     """
     Replace the file at C{path} with C{data} (bytes): write a temporary
-    file of a unique name in the same directory (mode 0600), sync it,
-    rename it over C{path}, then sync the directory so the rename lasts.
+    file of a unique name in the same directory (mode 0600, or C{mode}),
+    sync it, rename it over C{path} (a symbolic link there is replaced, not
+    followed), then sync the directory so the rename lasts.
 
     @raise OSError: when any step fails; the temporary file is removed.
     """
@@ -21,6 +22,8 @@ def replaceFile(path, data, prefix=".playbalancer-"):
     fd, temporary = tempfile.mkstemp(prefix=prefix, dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

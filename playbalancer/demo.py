@@ -306,10 +306,19 @@ def main(argv=None):
     from playbalancer._version import versionLine
     from playbalancer.starter import addPortOptions
 
-    parser = argparse.ArgumentParser(prog="playbalancer-demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="playbalancer-demo",
+        usage="playbalancer-demo [cluster] [--port N] [--manager-port N] [--app-ports A,B] "
+        "[--config FILE]\n       playbalancer-demo serve [--port N] [--name NAME] ...",
+        description="Run the demo: two demo app instances and the balancer in front of them "
+        "with the starter config (what `playbalancer init` writes), on the ports given; "
+        "or, with serve, one demo app instance.",
+        epilog="Without a command it runs cluster; see playbalancer-demo cluster --help "
+        "and playbalancer-demo serve --help.",
+    )
     parser.add_argument("--version", action="version", version=versionLine("playbalancer-demo"))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    one = commands.add_parser("serve", help="run one demo instance")
+    one = commands.add_parser("serve", prog="playbalancer-demo serve", help="run one demo instance")
     one.add_argument("--port", type=int, default=9999)
     one.add_argument("--name", default="app1")
     one.add_argument("--interface", default="127.0.0.1")
@@ -318,6 +327,7 @@ def main(argv=None):
                      help="wait S seconds before listening, like a slow-starting app")
     everything = commands.add_parser(
         "cluster",
+        prog="playbalancer-demo cluster",
         help="run demo instances and the balancer (what playbalancer-demo alone does)",
         description="Run a demo instance for each member of the config, then the balancer; "
         "by default the starter config shipped in the package (playbalancer init writes it), "
@@ -355,16 +365,17 @@ def _runCluster(parser, args):
     import shutil
     import tempfile
 
-    from playbalancer.starter import portsFromOptions, writeStarter
+    from playbalancer.starter import portsFromOptions, starterConfig
 
     try:
-        ports = portsFromOptions(args)
+        text = starterConfig(portsFromOptions(args))
     except ValueError as e:
         parser.error(str(e))
     directory = tempfile.mkdtemp(prefix="playbalancer-demo-")
     try:
         path = os.path.join(directory, "playbalancer.toml")
-        writeStarter(path, ports)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
         return cluster(path)
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 
+from playbalancer.atomicfile import replaceFile
+
 
 @dataclass(frozen=True)
 class StarterPorts:
@@ -30,18 +32,24 @@ class StarterPorts:
 
     def check(self):
         """
-        @raise ValueError: naming the first port that is not 1..65535, or
-            one used twice.
+        @raise ValueError: naming the option (C{--port}, C{--manager-port},
+            C{--app-ports}) of the first port that is not 1..65535, or that
+            is used twice.
         """
         seen = {}
-        for name in ("listen", "manager", "app1", "app2"):
-            port = getattr(self, name)
+        for field in ("listen", "manager", "app1", "app2"):
+            port, option = getattr(self, field), OPTIONS[field]
             if not 1 <= port <= 65535:
-                raise ValueError(f"{name} port: expected 1..65535, got {port}")
+                raise ValueError(f"{option}: expected ports 1..65535, got {port}")
             if port in seen:
-                raise ValueError(f"{name} port: {port} is also the {seen[port]} port")
-            seen[port] = name
+                other = seen[port]
+                where = "twice" if other == option else f"also given to {other}"
+                raise ValueError(f"{option}: port {port} {where}")
+            seen[port] = option
 
+
+#: The command-line option that sets each of L{StarterPorts}.
+OPTIONS = {"listen": "--port", "manager": "--manager-port", "app1": "--app-ports", "app2": "--app-ports"}
 
 DEFAULT_PORTS = StarterPorts()
 
@@ -57,7 +65,9 @@ def _replaceAll(text, old, new):
     port unchanged.
     """
     if old not in text:
-        raise AssertionError(f"starter.toml no longer holds {old!r}")
+        raise ValueError(
+            f"the starter config was edited ({old!r} is no longer in it): its ports cannot be changed"
+        )
     return text.replace(old, new)
 
 
@@ -89,18 +99,22 @@ def starterConfig(ports=DEFAULT_PORTS):
 
 def writeStarter(path, ports=DEFAULT_PORTS, force=False):
     """
-    Write the starter config to C{path}.
+    Write the starter config to C{path} (mode 0644), in one step: a reader
+    sees the old file or the new one, and a symbolic link at C{path} is
+    replaced, not written through.
 
     @param force: replace a file already there; without it, an existing
-        file is left as it is.
+        file (or link) is left as it is.
     @raise FileExistsError: when C{path} exists and C{force} is false.
+    @raise IsADirectoryError: when C{path} is a directory.
     @raise ValueError: when C{ports} do not check out.
     """
     text = starterConfig(ports)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
-    descriptor = os.open(path, flags, 0o644)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as f:
-        f.write(text)
+    if os.path.isdir(path):
+        raise IsADirectoryError(path)
+    if os.path.lexists(path) and not force:
+        raise FileExistsError(path)
+    replaceFile(path, text.encode("utf-8"), prefix=".playbalancer-init-", mode=0o644)
 
 
 def _appPorts(value):

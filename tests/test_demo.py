@@ -270,6 +270,8 @@ class ClusterRunsTests(_DemoProcessCase):
         is drained; it removes the config it wrote when it stops.
         """
         listen, manager, app1, app2 = (_freePort() for _ in range(4))
+        for name, port in (("app1", app1), ("app2", app2)):  # (if the test fails)
+            self.addCleanup(self._killMember, name, port)
         scratch = os.path.join(self.cwd, self.token)  # in the twistd command line
         os.makedirs(scratch)
         launcher, said = self.startLauncher(
@@ -280,7 +282,6 @@ class ClusterRunsTests(_DemoProcessCase):
         self.assertIn(f"member app1: http://127.0.0.1:{app1}\n", said)
         self.assertIn(f"member app2: http://127.0.0.1:{app2} (standby)", said)
         self.assertIn(f"manager: http://127.0.0.1:{manager}/", said)
-        self.assertFalse(os.path.exists(os.path.join(self.cwd, "etc")))
         with urllib.request.urlopen(f"http://127.0.0.1:{listen}/", timeout=10) as response:
             self.assertEqual(response.read().decode(), f"Hello from app1 (port {app1})\n")
         drain = urllib.request.Request(
@@ -298,6 +299,10 @@ class ClusterRunsTests(_DemoProcessCase):
         for port in (listen, manager, app1, app2):
             with socket.socket() as probe:
                 self.assertNotEqual(probe.connect_ex(("127.0.0.1", port)), 0, port)
+
+    def _killMember(self, name, port):
+        for pid in _processesMentioning(f"serve\0--name\0{name}\0--port\0{port}\0"):
+            os.kill(pid, signal.SIGKILL)
 
     def test_portsNotWithConfig(self):
         """

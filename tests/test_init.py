@@ -58,10 +58,26 @@ class StarterConfigTests(SynchronousTestCase):
         """
         with self.assertRaises(ValueError) as caught:
             starterConfig(StarterPorts(listen=0))
-        self.assertEqual(str(caught.exception), "listen port: expected 1..65535, got 0")
+        self.assertEqual(str(caught.exception), "--port: expected ports 1..65535, got 0")
         with self.assertRaises(ValueError) as caught:
             starterConfig(StarterPorts(app2=DEFAULT_PORTS.manager))
-        self.assertEqual(str(caught.exception), "app2 port: 8081 is also the manager port")
+        self.assertEqual(str(caught.exception), "--app-ports: port 8081 also given to --manager-port")
+        with self.assertRaises(ValueError) as caught:
+            starterConfig(StarterPorts(app1=7000, app2=7000))
+        self.assertEqual(str(caught.exception), "--app-ports: port 7000 twice")
+
+    def test_editedTemplate(self):
+        """
+        A starter config edited so that a default port is gone cannot have
+        its ports changed: a ValueError saying so, not a crash.
+        """
+        from playbalancer import starter
+
+        self.patch(starter, "_template", lambda: "# nothing\n")
+        self.assertEqual(starterConfig(), "# nothing\n")
+        with self.assertRaises(ValueError) as caught:
+            starterConfig(StarterPorts(listen=7000))
+        self.assertIn("the starter config was edited", str(caught.exception))
 
 
 class InitCommandTests(TestCase):
@@ -72,16 +88,18 @@ class InitCommandTests(TestCase):
 
     async def test_writes(self):
         """
-        The file is written with the ports given, says where everything
-        will be, and checks out as start-up would read it.
+        The file is written (mode 0644 whatever the umask lets through) with
+        the ports given, says where everything will be, and checks out as
+        start-up would read it.
         """
+        self.addCleanup(os.umask, os.umask(0))
         path = os.path.abspath(self.mktemp())
         code, out, err = await self.init(path, "--port", "7080", "--manager-port", "7081",
                                          "--app-ports", "7999,7998")
         self.assertEqual((code, err), (0, ""))
         self.assertIn(f"wrote {path}: balancer on 127.0.0.1:7080, manager on 127.0.0.1:7081", out)
         self.assertIn(f"twistd -n playbalancer --config {path}", out)
-        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode) & 0o022, 0)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o644)
         config = loadConfig(path)
         self.assertEqual(config.listeners[0].endpoint, "tcp:7080:interface=127.0.0.1")
         code, out, err = await self.init("-")
@@ -105,6 +123,31 @@ class InitCommandTests(TestCase):
         with open(path) as f:
             self.assertEqual(f.read(), starterConfig())
 
+    async def test_replacesALinkNotItsTarget(self):
+        """
+        C{--force} over a symbolic link (etc/playbalancer.toml is one, to
+        the shipped template) replaces the link: the file it named is left
+        as it was.  A dangling link counts as a file there.
+        """
+        target = os.path.abspath(self.mktemp())
+        with open(target, "w") as f:
+            f.write("the template\n")
+        link = os.path.abspath(self.mktemp())
+        os.symlink(target, link)
+        code, out, err = await self.init(link, "--port", "7000")
+        self.assertEqual((code, out), (1, ""))
+        code, out, err = await self.init(link, "--port", "7000", "--force")
+        self.assertEqual((code, err), (0, ""))
+        self.assertFalse(os.path.islink(link))
+        with open(target) as f:
+            self.assertEqual(f.read(), "the template\n")
+        dangling = os.path.abspath(self.mktemp())
+        os.symlink(os.path.join(os.path.dirname(dangling), "nowhere"), dangling)
+        code, out, err = await self.init(dangling)
+        self.assertIn("exists; --force replaces it", err)
+        code, out, err = await self.init(dangling, "--force")
+        self.assertEqual((code, err), (0, ""))
+
     async def test_badInput(self):
         """
         Bad ports and an unwritable path: one line, exit 1, nothing written.
@@ -114,7 +157,11 @@ class InitCommandTests(TestCase):
         self.assertEqual(code, 1)
         self.assertIn("--app-ports: expected two ports, as in 9999,9998; got '9999'", err)
         code, out, err = await self.init(path, "--port", "70000")
-        self.assertEqual((code, err), (1, "playbalancer: init: listen port: expected 1..65535, got 70000\n"))
+        self.assertEqual((code, err), (1, "playbalancer: init: --port: expected ports 1..65535, got 70000\n"))
+        directory = self.mktemp()
+        os.makedirs(directory)
+        code, out, err = await self.init(directory, "--force")
+        self.assertEqual((code, err), (1, f"playbalancer: init: {directory} is a directory\n"))
         self.assertFalse(os.path.exists(path))
         missing = os.path.join(self.mktemp(), "playbalancer.toml")
         code, out, err = await self.init(missing)

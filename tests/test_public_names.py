@@ -127,7 +127,6 @@ class MovedModuleTests(SynchronousTestCase):
             ("playbalancer.rolling", "playbalancer.ctl.rolling"),
             ("playbalancer.cli", "playbalancer.ctl.cli"),
             ("playbalancer.accesslog", "playbalancer.observe.accesslog"),
-            ("playbalancer.cluster.testing", "playbalancer.testing.etcd"),
         ]:
             self.assertEqual(moved.get(old), new, old)
 

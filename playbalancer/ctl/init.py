@@ -15,15 +15,16 @@ def writeInit(options, out):
     """
     try:
         ports = portsFromOptions(options)
+        if options.path == "-":
+            out.write(starterConfig(ports))
+            return
+        writeStarter(options.path, ports, force=options.force)
     except ValueError as e:
         raise CommandError(f"init: {e}")
-    if options.path == "-":
-        out.write(starterConfig(ports))
-        return
-    try:
-        writeStarter(options.path, ports, force=options.force)
     except FileExistsError:
         raise CommandError(f"init: {options.path} exists; --force replaces it")
+    except IsADirectoryError:
+        raise CommandError(f"init: {options.path} is a directory")
     except OSError as e:
         raise CommandError(f"init: cannot write {options.path}: {e.strerror}")
     out.write(
@@ -32,4 +33,5 @@ def writeInit(options, out):
         f"127.0.0.1:{ports.app2} (standby)\n"
         f"check it: playbalancer check {options.path}\n"
         f"run it:   twistd -n playbalancer --config {options.path}\n"
+        f"change it: playbalancer --manager http://127.0.0.1:{ports.manager} status\n"
     )
