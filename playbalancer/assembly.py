@@ -14,6 +14,7 @@ from twisted.application.service import Service
 
 from playbalancer.balancer import Balancer, Member
 from playbalancer.config import ConfigError
+from playbalancer.sticky import affinityFor
 
 
 class PoolService(Service):
@@ -63,6 +64,7 @@ def buildBalancer(config, schedulerFactory, clock):
         schedulerName=config.scheduler,
     )
     balancer.mode = config.mode
+    balancer.sticky = affinityFor(balancer, config.sticky, memberRoutes(config))
     balancer.failOnStatus = frozenset(config.failOnStatus)
     balancer.retryIdempotencyKey = config.retryIdempotencyKey
     if config.health is not None:
@@ -70,6 +72,14 @@ def buildBalancer(config, schedulerFactory, clock):
         balancer.healthSettings = config.health
         balancer.slowStart = config.health.slowstart
     return balancer
+
+
+def memberRoutes(config):
+    """
+    Route -> member name, for the members of a balancer's config that give
+    a C{route} of their own.
+    """
+    return {m.route: m.name for m in config.members if m.route is not None}
 
 
 def memberTLS(balancerConfig):

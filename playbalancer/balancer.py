@@ -205,6 +205,9 @@ class Balancer:
         self.unavailable = 0
         #: Its members' health: what attempts and checks make of it.
         self.memberHealth = MemberHealth(self, clock)
+        #: Session affinity (L{playbalancer.sticky}), asked before the
+        #: scheduler; L{None} without.
+        self.sticky = None
 
     def observe(self, observer):
         """
@@ -278,8 +281,15 @@ class Balancer:
 
     def pick(self, request, exclude=()):
         """
-        Choose the member for a new request, or L{None} when none is usable.
+        Choose the member for a new request, or L{None} when none is usable:
+        the member of the request's session if it holds (see
+        L{playbalancer.sticky}), else the scheduler's pick.
         """
+        sticky = self.sticky
+        if sticky is not None:
+            member = sticky.memberFor(request, exclude)
+            if member is not None:
+                return member
         candidates = self.candidates(exclude)
         if not candidates:
             return None

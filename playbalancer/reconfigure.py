@@ -24,11 +24,12 @@ import math
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 
-from playbalancer.assembly import buildBalancer, healthCheckerOf
+from playbalancer.assembly import buildBalancer, healthCheckerOf, memberRoutes
 from playbalancer.balancer import Member
 from playbalancer.config import ConfigError
 from playbalancer.configdiff import diffConfigs
 from playbalancer.running import Served
+from playbalancer.sticky import affinityFor
 
 _log = Logger()
 
@@ -269,11 +270,25 @@ class Reconfiguration:
         running.pools.pop(name, None)
         running.keepPools(name, made)
 
+    def _changeAffinity(self, balancer, change):
+        """
+        A new or changed C{sticky} table makes a new affinity, which keeps
+        the drains under way and the sessions seen; routes follow the file.
+        """
+        new, older = change.new, balancer.sticky
+        if "sticky" in change.settings:
+            balancer.sticky = affinityFor(balancer, new.sticky, memberRoutes(new))
+            if balancer.sticky is not None and older is not None:
+                balancer.sticky.takeOver(older)
+        elif older is not None:
+            older.routes = memberRoutes(new)
+
     def _changeBalancer(self, balancer, change):
         new = change.new
         balancer.retry = new.retry
         balancer.failOnStatus = frozenset(new.failOnStatus)
         balancer.retryIdempotencyKey = new.retryIdempotencyKey
+        self._changeAffinity(balancer, change)
         if change.name in self.schedulers:
             balancer.scheduler = self.schedulers[change.name]
             balancer.schedulerName = new.scheduler

@@ -14,6 +14,7 @@ from playbalancer.config.model import (
     HealthConfig,
     MemberConfig,
 )
+from playbalancer.config.sticky import parseSticky, route
 from playbalancer.config.values import (
     ConfigError,
     _Table,
@@ -38,9 +39,26 @@ def _member(data, path, mode):
         standby=table.get("standby", _bool, False),
         weight=table.get("weight", _count, 1),
         aliases=table.get("aliases", lambda v, p: _urlList(v, p, mode), []),
+        route=table.get("route", route),
     )
     table.done()
     return member
+
+
+def _checkRoutes(members, path):
+    """
+    Routes must name one member each (a member's route is its name unless
+    it gives one).
+    """
+    seen = {}
+    for index, member in enumerate(members):
+        name = member.route or member.name
+        if name in seen:
+            raise ConfigError(
+                f"{path}.member[{index}].route",
+                f"route {name!r} is also member {seen[name]!r}'s",
+            )
+        seen[name] = member.name
 
 
 def _urlList(value, path, mode):
@@ -74,6 +92,7 @@ def _balancer(name, data, path, schedulers, mode="http"):
         members.append(member)
     if not members:
         raise ConfigError(table.at("member"), "a balancer needs at least one member")
+    _checkRoutes(members, path)
     balancer = BalancerConfig(
         name=name,
         members=members,
@@ -96,6 +115,7 @@ def _balancer(name, data, path, schedulers, mode="http"):
         tlsClientCert=table.get("tls_client_cert", _string),
         tlsClientKey=table.get("tls_client_key", _string),
         retryIdempotencyKey=table.get("retry_idempotency_key", _bool, False),
+        sticky=table.get("sticky", lambda v, p: parseSticky(v, p, mode)),
     )
     table.done()
     _checkClientCertificate(balancer, table)

@@ -47,6 +47,9 @@ class MemberConfig:
     #: Other base URLs of the member, for Location rewriting (Apache's
     #: extra C{ProxyPassReverse} lines).
     aliases: list = field(default_factory=list)
+    #: What follows the last dot of this member's session ids (Apache's
+    #: C{route=}); L{None}: its name.
+    route: str = None
 
 
 @dataclass
@@ -86,6 +89,9 @@ class BalancerConfig:
     #: L{playbalancer.config.values.filesDigest}).
     tlsFiles: str = None
     retryIdempotencyKey: bool = False
+    #: Session affinity (L{playbalancer.config.sticky.StickyConfig}), or
+    #: L{None}.
+    sticky: object = None
 
 
 @dataclass

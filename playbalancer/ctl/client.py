@@ -244,31 +244,60 @@ def remaining(member):
     return tier["inflight"] + len(tier["behind"])
 
 
+def sessionsLeft(member, now):
+    """
+    Seconds a draining member of a sticky balancer still serves its
+    sessions, by the manager's clock C{now} (0 without affinity).
+    """
+    until = member.get("sessions_until")
+    if until is None or now is None:
+        return 0
+    return max(0, until - now)
+
+
 async def waitDrained(
     client, clock, balancer, name, member, timeout, progress=None, interval=POLL_INTERVAL
 ):
     """
-    Poll the status until the member has no active request; its last dict.
+    Poll the status until the member has no active request and, on a
+    sticky balancer, its sessions have moved (C{drain_seconds} after the
+    drain began); its last dict.
 
     @param timeout: seconds before L{CommandError}; 0 waits forever.
-    @param progress: where to tell how many requests remain, or C{None}.
+    @param progress: where to tell how many requests (and sessions)
+        remain, or C{None}.
     """
     deadline = clock.seconds() + timeout if timeout else None
+    managerNow = None
+    if "sessions_until" in member:
+        status = await client.status()
+        member, managerNow = findMember(status, balancer, name), status.get("time")
     active = remaining(member)
-    while active:
+    sessions = member.get("sessions_last_minute")
+    while active or sessionsLeft(member, managerNow):
         if deadline is not None and clock.seconds() >= deadline:
+            left = sessionsLeft(member, managerNow)
+            keeps = f" and keeps its sessions {left:.0f}s more" if left else ""
             raise CommandError(
-                f"{balancer}/{name} still has {active} active requests after "
+                f"{balancer}/{name} still has {active} active requests{keeps} after "
                 f"{timeout:g}s; it stays in drain"
             )
         await deferLater(clock, interval, lambda: None)
-        member = findMember(await client.status(), balancer, name)
+        status = await client.status()
+        member, managerNow = findMember(status, balancer, name), status.get("time")
         if member.get("admin") == "enabled":
             raise CommandError(f"{balancer}/{name} was enabled again while draining")
         now = remaining(member)
         if progress is not None and now not in (active, 0):
             progress.write(f"{balancer}/{name}: {now} active\n")
         active = now
+        seen = member.get("sessions_last_minute")
+        if progress is not None and seen != sessions and sessionsLeft(member, managerNow):
+            progress.write(
+                f"{balancer}/{name}: {seen} sessions seen in the last minute; they move in "
+                f"{sessionsLeft(member, managerNow):.0f}s\n"
+            )
+        sessions = seen
     if progress is not None:
         progress.write(f"{balancer}/{name}: drained\n")
     return member

@@ -259,6 +259,11 @@ class Exchange:
         self.state = RESPONDING
         self.retry.responseStarted = True
         headers, length, upgrade = clientResponse(head, self.request, self._rewrite)
+        sticky = self.proxy.balancer.sticky
+        if sticky is not None:
+            affinity = sticky.responseHeader(self.request, self.attempt.member)
+            if affinity is not None:
+                headers.append(affinity)
         self.client.startResponse(head.status, head.reason, headers, length, self.keepAlive, upgrade)
 
     def _rewrite(self, value):

@@ -129,16 +129,50 @@ def balancerStatus(balancer):
     """
     now = balancer.seconds()
     taking = set(balancer.candidates())
+    members = {m.name: memberStatus(m, now, m in taking) for m in balancer.members}
+    sticky = balancer.sticky
+    if sticky is not None:
+        for member in balancer.members:
+            _sessions(members[member.name], sticky.status(member), now)
     return {
         "scheduler": balancer.schedulerName,
         "mode": balancer.mode,
         "retry": balancer.retry,
         "health_checks": balancer.activeChecks,
         "health": _health(balancer.healthSettings),
-        "members": {
-            m.name: memberStatus(m, now, m in taking) for m in balancer.members
-        },
+        "sticky": _sticky(sticky),
+        "members": members,
     }
+
+
+def _sticky(sticky):
+    """
+    What a balancer's session affinity is, for people, or L{None}.
+    """
+    if sticky is None:
+        return None
+    config = sticky.config
+    if config.insertsCookie:
+        how = f"cookie {config.cookie} (inserted)"
+    else:
+        how = " or ".join(
+            f"{kind} {name}" for kind, name in (("cookie", config.sessionCookie), ("URL parameter", config.sessionParam))
+            if name is not None
+        ) + " (route suffix)"
+    return {"by": how, "drain_seconds": config.drainSeconds}
+
+
+def _sessions(info, sessions, now):
+    """
+    Add a member's sessions to its status: how many were seen in the last
+    minute and, while it drains, until when it keeps them.
+    """
+    info.update(sessions)
+    if info["state"] == "draining":
+        seen = sessions["sessions_last_minute"]
+        left = max(0, int(math.ceil(sessions["sessions_until"] - now)))
+        keeps = f"keeps them {left}s more" if left else "they have moved"
+        info["state_text"] += f", {seen} sessions seen in the last minute ({keeps})"
 
 
 def status(balancers, now):

@@ -182,7 +182,7 @@ class WorkerAgent(PieceReceiver, amp.AMP):
                     # (see memberstate): its requests in flight count.
                     members[key]["active"] += member.active
                     continue
-                members[key] = memberCounts(member)
+                members[key] = memberCounts(member, balancer.sticky)
                 samples = self._newLatencies(key, member)
                 if samples:
                     latency[key] = samples

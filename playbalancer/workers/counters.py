@@ -18,8 +18,8 @@ def fold(into, report):
     members = into.setdefault("members", {})
     for key, counts in report.get("members", {}).items():
         total = members.setdefault(key, _empty())
-        for name in _COUNTERS + ("active",):
-            total[name] += counts[name]
+        for name in _COUNTERS + ("active", "sessions"):
+            total[name] += counts.get(name, 0)
         for kind, value in counts["classes"].items():
             total["classes"][kind] = total["classes"].get(kind, 0) + value
         for kind, value in counts["kinds"].items():
@@ -58,7 +58,7 @@ def _addRoutes(into, routes):
 def _empty():
     histogram = {"counts": [0] * (len(BUCKETS) + 1), "sum": 0.0, "count": 0}
     return dict(
-        dict.fromkeys(_COUNTERS + ("active",), 0),
+        dict.fromkeys(_COUNTERS + ("active", "sessions"), 0),
         classes={},
         kinds={},
         firstByte=dict(histogram),
@@ -75,6 +75,7 @@ def show(member, counts):
     member.failures = counts["failures"]
     member.bytesIn = counts["bytesIn"]
     member.bytesOut = counts["bytesOut"]
+    member.workerSessions = counts["sessions"]
     stats = member.stats
     stats.retries = counts["retries"]
     stats.statusClasses.update(counts["classes"])
@@ -86,13 +87,15 @@ def show(member, counts):
         histogram.count = counts[name]["count"]
 
 
-def memberCounts(member):
+def memberCounts(member, sticky=None):
     """
-    One member's counters, for a L{Report}.
+    One member's counters, for a L{Report}; with C{sticky} (its balancer's
+    affinity), the sessions seen on it in the last minute.
     """
     stats = member.stats
     return {
         "active": member.active,
+        "sessions": 0 if sticky is None else sticky.sessions.count(member.name, sticky.balancer.seconds()),
         "requests": member.requests,
         "failures": member.failures,
         "bytesIn": member.bytesIn,
