@@ -341,9 +341,9 @@ class PickTests(SchedulerCase):
 
     def test_slowMemberRecovers(self):
         """
-        A slow member is tried again after about C{decay * ln(its average /
-        half the best)} seconds; if it is still slow it drops out again at
-        once, and once it is fast it regains its share.
+        A slow member is tried again after C{decay * ln(2 * its average /
+        best - 1)} seconds; if it is still slow it drops out again at once,
+        and once it is fast it regains its share.
         """
         s = self.scheduler(decay=10.0)
         a, b = FakeMember("a"), FakeMember("b")

@@ -19,8 +19,9 @@ Choosing: each candidate costs C{average * (active + 1) / weight}; the
 cheapest wins, ties in turn.  A member with no news decays, with the same
 time constant, toward half the lowest average among the candidates: one
 that was slow is tried again once it looks faster than the best member
-(after about C{decay * ln(its average / best)} seconds without requests),
-and if it is fast again the next samples show it.  A member never heard
+(when that one is idle: after C{decay * ln(2 * its average / best - 1)}
+seconds without requests), and if it is fast again the next samples show
+it.  A member never heard
 of (new, or not yet answered) counts as one with no news for ever: half
 the best average, so it is tried soon, and not flooded before its first
 answer since its requests in flight count as for any other.  With no
