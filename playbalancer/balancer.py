@@ -21,10 +21,11 @@ from zope.interface import implementer
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from playbalancer.interfaces import IMember
+from playbalancer.interfaces import IMember, IResponseTimeObserver
 from playbalancer.memberhealth import BAD_RESPONSES_DOWN  # noqa: F401 (its old home)
 from playbalancer.memberhealth import MemberHealth
 from playbalancer.observe.stats import MemberStats
+from playbalancer.responsetimes import report as reportResponseTime
 
 ADMIN_STATES = ("enabled", "drain", "disabled")
 
@@ -180,11 +181,11 @@ class Balancer:
 
     def __init__(self, name, scheduler, members, clock, retry=60.0, schedulerName=""):
         self.name = name
+        self._clock = clock
         self.scheduler = scheduler
         self.schedulerName = schedulerName
         self.members = list(members)
         self.retry = retry
-        self._clock = clock
         self._observers = []
         #: Statuses that count as a member failure (Apache's C{failonstatus}).
         self.failOnStatus = frozenset()
@@ -208,6 +209,23 @@ class Balancer:
         #: Session affinity (L{playbalancer.sticky}), asked before the
         #: scheduler; L{None} without.
         self.sticky = None
+
+    @property
+    def scheduler(self):
+        """
+        The L{IScheduler} that picks members.  One that is also an
+        L{IResponseTimeObserver} gets this balancer's clock when it is set,
+        and every attempt's response time or failure after.
+        """
+        return self._scheduler
+
+    @scheduler.setter
+    def scheduler(self, scheduler):
+        self._scheduler = scheduler
+        self._responseTimes = None
+        if IResponseTimeObserver.providedBy(scheduler):
+            scheduler.setClock(self._clock)
+            self._responseTimes = scheduler
 
     def observe(self, observer):
         """
@@ -325,12 +343,15 @@ class Balancer:
     def attemptEnded(self, member, outcome):
         """
         An attempt on C{member} (begun with L{begin}) is over: its counters
-        and passive health take its outcome (L{MemberHealth.record}), and
-        it ends.
+        and passive health take its outcome (L{MemberHealth.record}), so
+        does a scheduler that learns response times
+        (L{playbalancer.responsetimes.report}), and it ends.
 
         @param outcome: an L{playbalancer.outcome.Outcome}.
         """
         self.memberHealth.record(member, outcome)
+        if self._responseTimes is not None:
+            reportResponseTime(self._responseTimes, member, outcome)
         self.end(member, outcome.bytesIn, outcome.bytesOut, outcome.total)
 
     def noUsableMember(self):

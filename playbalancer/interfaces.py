@@ -77,6 +77,36 @@ class IScheduler(Interface):
         """
 
 
+class IResponseTimeObserver(Interface):
+    """
+    A scheduler that learns how fast each member answers.  When a
+    balancer's scheduler also provides this, the balancer gives it its
+    clock and reports every attempt that says something about a member's
+    speed (L{playbalancer.responsetimes.report} says which do): an answer
+    with the time it took, or a failure.  Nothing is reported in TCP mode
+    except connections that could not be made.
+    """
+
+    def setClock(clock):
+        """
+        Keep time by C{clock} (its C{seconds()}), the balancer's.  Called
+        when the scheduler becomes the balancer's, before any report.
+        """
+
+    def responseTime(member, seconds):
+        """
+        C{member} answered an attempt: its response head came C{seconds}
+        after the attempt started (a connection to the member included).
+        """
+
+    def failed(member):
+        """
+        An attempt on C{member} failed for a reason of the member's: no
+        connection, a reset, a malformed answer, a timeout, or a status in
+        C{fail_on_status}.
+        """
+
+
 class ISchedulerFactory(Interface):
     """
     A named kind of scheduler; what a scheduler plugin provides (along with
