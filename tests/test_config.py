@@ -342,6 +342,30 @@ class BadConfigTests(SynchronousTestCase):
             data = self.mutated(lambda d: d["listen"][0].update(max_concurrent_streams=bad))
             self.assertBadAt(data, "listen[0].max_concurrent_streams")
 
+    def test_withoutTheH2Library(self):
+        """
+        Without the h2 library (the http2 extra), ssl: listeners default to
+        HTTP/1.1 alone, and a config that names h2 or h2c is refused with
+        what to install.
+        """
+        import os
+
+        from playbalancer import http2
+        from playbalancer.testing import writeSelfSigned
+
+        self.assertTrue(http2.available())  # (the test extra has it)
+        self.patch(http2, "available", lambda: False)
+        directory = self.mktemp()
+        os.makedirs(directory)
+        key, cert = writeSelfSigned(directory)
+        tls = f"ssl:0:privateKey={key}:certKey={cert}"
+        data = self.mutated(lambda d: d["listen"][0].update(endpoint=tls))
+        self.assertEqual(parseConfig(data, SCHEDULERS).listeners[0].protocols, ("http/1.1",))
+        for endpoint, protocols in ((tls, ["h2", "http/1.1"]), ("tcp:0", ["http/1.1", "h2c"])):
+            data = self.mutated(lambda d: d["listen"][0].update(endpoint=endpoint, protocols=protocols))
+            error = self.assertBadAt(data, "listen[0].protocols")
+            self.assertIn("pip install 'playbalancer[http2]'", str(error))
+
     def test_h2cOnTLSIsBad(self):
         import os
 

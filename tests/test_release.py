@@ -134,7 +134,7 @@ class MetadataTests(SynchronousTestCase):
         extras = configparser.ConfigParser()
         extras.read(os.path.join(ROOT, "setup.cfg"))
         test = [line.split()[0] for line in extras["options.extras_require"]["test"].split("\n") if line]
-        self.assertEqual(sorted(test), ["autobahn", "build"])
+        self.assertEqual(sorted(test), ["autobahn", "build", "h2"])
         sources = ""
         for name in os.listdir(os.path.join(ROOT, "tests")):
             if name.endswith(".py"):
@@ -142,5 +142,9 @@ class MetadataTests(SynchronousTestCase):
                     sources += f.read()
         imports = set(re.findall(r"^\s*(?:import|from) (\w+)", sources, re.M))
         self.assertIn("autobahn", imports)
+        self.assertIn("h2", imports)
+        requires = [line.split()[0] for line in self.options["install_requires"].split("\n") if line]
+        self.assertNotIn("h2", requires)
+        self.assertEqual(extras["options.extras_require"]["http2"].split(), ["h2", ">=", "4.1.0"])
         self.assertNotIn("pytest", imports)
         self.assertIn('"-m", "build"', sources)

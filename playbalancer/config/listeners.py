@@ -110,9 +110,12 @@ def _checkProtocols(listener, table):
     Default a listener's C{protocols} (HTTP/2 and HTTP/1.1 on TLS, HTTP/1.1
     on cleartext), and check that they fit its endpoint.
     """
+    from playbalancer import http2
+
     tls = listener.endpoint.split(":")[0] == "ssl"
     if listener.protocols is None:
-        listener.protocols = ("h2", "http/1.1") if tls and listener.mode == "http" else ("http/1.1",)
+        offersHTTP2 = tls and listener.mode == "http" and http2.available()
+        listener.protocols = ("h2", "http/1.1") if offersHTTP2 else ("http/1.1",)
         return
     if listener.mode == "tcp":
         raise ConfigError(table.at("protocols"), "not available in tcp mode")
@@ -122,6 +125,8 @@ def _checkProtocols(listener, table):
         raise ConfigError(
             table.at("protocols"), "h2 is negotiated by TLS: use h2c on a cleartext listener"
         )
+    if ("h2" in listener.protocols or "h2c" in listener.protocols) and not http2.available():
+        raise ConfigError(table.at("protocols"), http2.INSTALL_HINT)
 
 
 def _mode(value, path):
