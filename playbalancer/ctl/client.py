@@ -273,7 +273,7 @@ async def waitDrained(
         status = await client.status()
         member, managerNow = findMember(status, balancer, name), status.get("time")
     active = remaining(member)
-    sessions = member.get("sessions_last_minute")
+    sessions = None  # (said at the first poll)
     while active or sessionsLeft(member, managerNow):
         if deadline is not None and clock.seconds() >= deadline:
             left = sessionsLeft(member, managerNow)

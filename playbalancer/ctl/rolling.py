@@ -115,6 +115,20 @@ async def waitHealthy(client, clock, balancerName, name, rise, since, timeout):
         await deferLater(clock, POLL, lambda: None)
 
 
+class _StepLines:
+    """
+    A file for L{waitDrained}'s progress lines that writes each as a step
+    of the member C{name}.
+    """
+
+    def __init__(self, step, name, prefix):
+        self._step, self._name, self._prefix = step, name, prefix
+
+    def write(self, text):
+        for line in text.splitlines():
+            self._step(self._name, line[len(self._prefix):] if line.startswith(self._prefix) else line)
+
+
 async def rollingRestart(client, options, out, reactor):
     """
     The C{rolling-restart} command.
@@ -153,7 +167,12 @@ async def rollingRestart(client, options, out, reactor):
         member = await client.change(balancerName, name, admin="drain")
         if member.get("active"):
             step(name, f"waiting for {member['active']} in flight")
-        await waitDrained(client, reactor, balancerName, name, member, options.timeout)
+        progress = None
+        if "sessions_until" in member:
+            # A sticky balancer: the member keeps its sessions a while.
+            step(name, f"keeping its sessions for up to {balancer['sticky']['drain_seconds']:g}s")
+            progress = _StepLines(step, name, f"{balancerName}/{name}: ")
+        await waitDrained(client, reactor, balancerName, name, member, options.timeout, progress)
         step(name, f"run: {options.exec}")
         code = await runCommand(
             reactor,

@@ -270,7 +270,7 @@ class ApiResource(resource.Resource):
 
     def _answer(self, request, code, balancer, member):
         taking = member in balancer.candidates()
-        answer = model.memberStatus(member, balancer.seconds(), taking)
+        answer = model.balancerMemberStatus(balancer, member, balancer.seconds(), taking)
         tier = self._tier()
         if tier is not None:
             answer["tier"] = tier.tierState(balancer.name, member.name)

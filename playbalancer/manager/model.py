@@ -129,11 +129,8 @@ def balancerStatus(balancer):
     """
     now = balancer.seconds()
     taking = set(balancer.candidates())
-    members = {m.name: memberStatus(m, now, m in taking) for m in balancer.members}
+    members = {m.name: balancerMemberStatus(balancer, m, now, m in taking) for m in balancer.members}
     sticky = balancer.sticky
-    if sticky is not None:
-        for member in balancer.members:
-            _sessions(members[member.name], sticky.status(member), now)
     return {
         "scheduler": balancer.schedulerName,
         "mode": balancer.mode,
@@ -143,6 +140,17 @@ def balancerStatus(balancer):
         "sticky": _sticky(sticky),
         "members": members,
     }
+
+
+def balancerMemberStatus(balancer, member, now, taking):
+    """
+    L{memberStatus} of one of C{balancer}'s members, with its sessions
+    when the balancer is sticky.
+    """
+    info = memberStatus(member, now, taking)
+    if balancer.sticky is not None:
+        _sessions(info, balancer.sticky.status(member), now)
+    return info
 
 
 def _sticky(sticky):
