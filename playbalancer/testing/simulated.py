@@ -280,10 +280,8 @@ class RequestStream:
 
     def gap(self, rng):
         """
-        Seconds to the next arrival (open loop).
+        Seconds to the next arrival (open loop, Poisson).
         """
-        if self.arrivals == "even":
-            return 1.0 / self.rate
         return rng.expovariate(self.rate)
 
     def __repr__(self):

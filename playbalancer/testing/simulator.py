@@ -165,8 +165,14 @@ class Simulation:
 
     def _arrive(self):
         self._send()
-        if self._sent < self.stream.count:
-            self.clock.callLater(self.stream.gap(self._rng), self._arrive)
+        stream = self.stream
+        if self._sent < stream.count:
+            if stream.arrivals == "even":
+                # From the count, not by adding up gaps: no drift.
+                wait = self._sent / stream.rate - self.clock.seconds()
+            else:
+                wait = stream.gap(self._rng)
+            self.clock.callLater(max(0.0, wait), self._arrive)
 
     def _send(self):
         self._sent += 1
