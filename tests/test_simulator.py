@@ -173,6 +173,11 @@ class RemapTests(SynchronousTestCase):
         expected = sum(1 for n in range(100) if "abcd"[n % 4] != "abc"[n % 3])
         self.assertEqual((remap.keys, remap.moved), (100, expected))
         self.assertEqual(remap.share, expected / 100)
+        self.assertEqual(
+            remap.movedFrom,
+            dict(Counter("abcd"[n % 4] for n in range(100) if "abcd"[n % 4] != "abc"[n % 3])),
+        )
+        self.assertEqual(sum(remap.movedTo.values()), expected)
         self.assertAlmostEqual(remap.ideal, 0.25)
         self.assertEqual((remap.before, remap.after), ("start", "remove d"))
 

@@ -84,6 +84,8 @@ class RemapReport:
 
     @ivar keys: keys seen in both phases.
     @ivar moved: those whose member changed.
+    @ivar movedFrom: C{{member name: keys}} moved off each member.
+    @ivar movedTo: C{{member name: keys}} moved onto each member.
     @ivar share: C{moved / keys} (L{None} without keys).
     @ivar ideal: the least share of keys any scheduler that follows the
         weights must move: half the sum of the differences between the
@@ -91,11 +93,13 @@ class RemapReport:
         members: 0.2; adding a fourth to three: 0.25).
     """
 
-    def __init__(self, before, after, keys, moved, ideal):
+    def __init__(self, before, after, keys, movedFrom, movedTo, ideal):
         self.before = before
         self.after = after
         self.keys = keys
-        self.moved = moved
+        self.movedFrom = dict(movedFrom)
+        self.movedTo = dict(movedTo)
+        moved = self.moved = sum(self.movedFrom.values())
         self.share = moved / keys if keys else None
         self.ideal = ideal
 
@@ -201,8 +205,16 @@ class SimulationReport:
                 lines.append(
                     f"  {r.before} -> {r.after}: {r.moved} of {r.keys} keys ({share}); ideal {r.ideal:.1%}"
                 )
+                if r.moved:
+                    lines.append(
+                        "    from " + _counts(r.movedFrom) + "; to " + _counts(r.movedTo)
+                    )
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
+
+
+def _counts(counts):
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda item: -item[1]))
 
 
 def _names(phase):
@@ -334,14 +346,21 @@ class Tally:
 
 
 def _moved(before, after):
-    keys = moved = 0
+    """
+    C{(keys, movedFrom, movedTo)} from the first picks of two phases.
+    """
+    keys = 0
+    movedFrom = Counter()
+    movedTo = Counter()
     for key, counts in before.items():
         later = after.get(key)
         if later is not None:
             keys += 1
-            if _mostOften(counts) != _mostOften(later):
-                moved += 1
-    return keys, moved
+            old, new = _mostOften(counts), _mostOften(later)
+            if old != new:
+                movedFrom[old] += 1
+                movedTo[new] += 1
+    return keys, movedFrom, movedTo
 
 
 def _mostOften(counts):
