@@ -30,8 +30,10 @@ from tests.pluginharness import (
     TwistdBalancer,
     childEnv,
     configErrorLine,
+    describe,
     installedPlugins,
     listSchedulers,
+    runChild,
     servedBy,
     startDemoMember,
 )
@@ -259,6 +261,21 @@ class PickTests(unittest.SynchronousTestCase):
                 factory.makeScheduler(options)
             for word in words:
                 self.assertIn(word, str(caught.exception), options)
+
+
+class OwnTestsTests(unittest.TestCase):
+    """
+    The example's own tests (playbalancer's conformance tests and a
+    simulation) pass, run as its README says.
+    """
+
+    def test_ownTests(self):
+        temp = os.path.abspath(self.mktemp())
+        result = runChild(
+            ["-m", "twisted.trial", f"--temp-directory={temp}", "tests"], childEnv(EXAMPLE), EXAMPLE
+        )
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assertIn("PASSED", result.stdout, describe(result))
 
 
 class DiscoveryTests(unittest.TestCase):
