@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from playbalancer import schedulers
 from playbalancer.interfaces import IScheduler, ISchedulerFactory
+from playbalancer.schedulers import ewma
 from playbalancer.testing import SchedulerConformanceMixin
 
 from tests.pluginharness import EXAMPLES
@@ -43,6 +44,12 @@ class RoundRobinConformanceTests(SchedulerConformanceMixin, SynchronousTestCase)
 
 class LeastConnConformanceTests(SchedulerConformanceMixin, SynchronousTestCase):
     schedulerFactory = schedulers.leastConn
+
+
+class PeakEwmaConformanceTests(SchedulerConformanceMixin, SynchronousTestCase):
+    schedulerFactory = ewma.peakEwma
+    schedulerOptions = {"decay": 5}
+    badSchedulerOptions = [{"decay": 0}, {"decay": "fast"}, {"failure_penalty": -1}]
 
 
 class HashExampleConformanceTests(SchedulerConformanceMixin, SynchronousTestCase):

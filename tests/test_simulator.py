@@ -15,10 +15,9 @@ from zope.interface import implementer
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from playbalancer.interfaces import IScheduler
+from playbalancer.interfaces import IResponseTimeObserver, IScheduler
 from playbalancer.schedulers import leastConn, roundRobin, standby
 from playbalancer.testing import (
-    FEEDBACK_HOOK,
     Keys,
     RequestStream,
     SimulatedMember,
@@ -56,20 +55,29 @@ class ModuloScheduler:
 
 
 @implementer(IScheduler)
+@implementer(IResponseTimeObserver)
 class ListeningScheduler:
     """
-    Round robin that keeps what the response-time hook tells it.
+    Round robin that keeps what it is told as an L{IResponseTimeObserver}.
     """
 
     def __init__(self):
         self.times = []
+        self.failures = []
+        self.clock = None
         self._next = roundRobin.makeScheduler({})
 
     def pick(self, candidates, request):
         return self._next.pick(candidates, request)
 
+    def setClock(self, clock):
+        self.clock = clock
+
     def responseTime(self, member, seconds):
         self.times.append((member.name, seconds))
+
+    def failed(self, member):
+        self.failures.append(member.name)
 
 
 def members(*names, **weights):
@@ -232,19 +240,25 @@ class InFlightTests(SynchronousTestCase):
 
 
 class FaultAndFeedbackTests(SynchronousTestCase):
-    def test_responseTimeHook(self):
+    def test_responseTimeObserver(self):
         """
-        A scheduler with the (provisional) feedback hook is told each
-        member's response times.
+        A scheduler that is an L{IResponseTimeObserver} gets the
+        simulation's clock, each member's response times and its failures
+        (a refused connection), as the balancer tells them in the proxy.
         """
-        self.assertEqual(FEEDBACK_HOOK, "responseTime")
         scheduler = ListeningScheduler()
-        simulate(
+        simulation = Simulation(
             scheduler,
-            [SimulatedMember("a", latency=0.01), SimulatedMember("b", latency=0.25)],
+            [SimulatedMember("a", latency=0.01), SimulatedMember("b", latency=0.25),
+             SimulatedMember("c", faults=[down(0, 1000)])],
             RequestStream(count=100, concurrency=4),
+            retry=1000,
         )
+        report = simulation.run()
+        self.assertIs(scheduler.clock, simulation.clock)
         self.assertEqual(Counter(scheduler.times), {("a", 0.01): 50, ("b", 0.25): 50})
+        self.assertEqual(scheduler.failures, ["c"])
+        self.assertEqual(report.statuses, {200: 100})
 
     def test_refusing(self):
         """

@@ -46,7 +46,7 @@ from playbalancer.testing.simulated import (
     setWeight,
     uniform,
 )
-from playbalancer.testing.simulator import FEEDBACK_HOOK, Simulation, simulate
+from playbalancer.testing.simulator import Simulation, simulate
 from playbalancer.testing.twistd import TwistdProcess
 from playbalancer.testing.views import candidateMembers, requestView, tcpView
 from playbalancer.testing.waiting import closeAll, waitUntil
@@ -72,7 +72,6 @@ __all__ = [
     "candidateMembers",
     "Simulation",
     "simulate",
-    "FEEDBACK_HOOK",
     "SimulationReport",
     "MemberReport",
     "PhaseReport",

@@ -9,10 +9,10 @@ import random
 
 from zope.interface.verify import verifyObject
 
+from twisted.internet.task import Clock
 from twisted.plugin import IPlugin
 
-from playbalancer.interfaces import IScheduler, ISchedulerFactory
-from playbalancer.testing.simulator import FEEDBACK_HOOK
+from playbalancer.interfaces import IResponseTimeObserver, IScheduler, ISchedulerFactory
 from playbalancer.testing.views import candidateMembers, requestView, tcpView
 
 __all__ = ["SchedulerConformanceMixin", "awkwardViews"]
@@ -244,17 +244,21 @@ class SchedulerConformanceMixin:
 
     def test_responseTimeFeedback(self):
         """
-        A scheduler with the (provisional) response-time hook of
-        L{playbalancer.testing.simulator.FEEDBACK_HOOK} takes the times of
-        candidates and of members that left, and still picks candidates.
-        (Nothing to check for a scheduler without it.)
+        A scheduler that is also an
+        L{playbalancer.interfaces.IResponseTimeObserver} takes a clock, then
+        the times and failures of candidates and of members that left, and
+        still picks candidates.  (Nothing to check for one that is not.)
         """
         scheduler = self.makeScheduler()
-        hook = getattr(scheduler, FEEDBACK_HOOK, None)
-        if hook is None:
+        if not IResponseTimeObserver.providedBy(scheduler):
             return
+        clock = Clock()
+        scheduler.setClock(clock)
         a, b, gone = candidateMembers("a", "b", "gone")
         for member, seconds in [(a, 0.01), (b, 2.5), (gone, 0.0), (a, 0.0), (b, 30.0)]:
-            hook(member, seconds)
+            scheduler.responseTime(member, seconds)
+            clock.advance(0.5)
+        scheduler.failed(a)
+        scheduler.failed(gone)
         for view in _views(random.Random(self.seed), 50):
             self.assertPicksACandidate(scheduler, [a, b], view)

@@ -15,11 +15,10 @@ and end on it, so C{member.active} is live.  As the proxy does, a request
 whose member refuses the connection goes on to another one, and one
 answered with a status in C{failOnStatus} is tried once more elsewhere.
 
-Response-time feedback: if the scheduler has a C{responseTime(member,
-seconds)} method, it is called each time a member answers, with the
-seconds the attempt took.  The name of this hook is provisional
-(L{FEEDBACK_HOOK}): it will follow the optional feedback interface that
-latency-aware schedulers get in L{playbalancer.interfaces}.
+Response-time feedback: a scheduler that also provides
+L{playbalancer.interfaces.IResponseTimeObserver} gets the simulation's
+clock, and each attempt's time to its answer (or its failure), from the
+balancer, exactly as in the proxy (see L{playbalancer.responsetimes}).
 """
 
 from __future__ import annotations
@@ -27,20 +26,16 @@ from __future__ import annotations
 import random
 import time
 
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from twisted.internet.task import Clock
 
 from playbalancer import outcome
 from playbalancer.balancer import Balancer, Member
-from playbalancer.interfaces import IScheduler
+from playbalancer.interfaces import IResponseTimeObserver, IScheduler
 from playbalancer.testing.simreport import Tally
 
-__all__ = ["Simulation", "simulate", "FEEDBACK_HOOK"]
-
-#: The scheduler method told each response time, if it has one
-#: (provisional name).
-FEEDBACK_HOOK = "responseTime"
+__all__ = ["Simulation", "simulate"]
 
 
 @implementer(IScheduler)
@@ -52,6 +47,12 @@ class _TimedScheduler:
     def __init__(self, scheduler, times):
         self.scheduler = scheduler
         self._times = times
+        if IResponseTimeObserver.providedBy(scheduler):
+            # (Told what the balancer tells the scheduler it stands for.)
+            alsoProvides(self, IResponseTimeObserver)
+            self.setClock = scheduler.setClock
+            self.responseTime = scheduler.responseTime
+            self.failed = scheduler.failed
 
     def pick(self, candidates, request):
         counter = time.perf_counter
@@ -116,7 +117,6 @@ class Simulation:
         self.balancer.failOnStatus = frozenset(failOnStatus)
         self.balancer.slowStart = slowStart
         self.balancer.members = [self._member(simulated) for simulated in members]
-        self._feedback = getattr(scheduler, FEEDBACK_HOOK, None)
         self._events = sorted(events, key=lambda event: event.at)
         self._sent = self._finished = 0
         self._ran = False
@@ -230,13 +230,11 @@ class Simulation:
         balancer = self.balancer
         tally = self._tally
         balancer.memberResponded(member, status)
-        if self._feedback is not None:
-            self._feedback(member, seconds)
         if status in balancer.failOnStatus:
             tally.failed[member.name] += 1
             if not request.retried and balancer.candidates(request.tried):
                 request.retried = True
-                self._end(member, outcome.Outcome(outcome.REFUSED, status, total=seconds, retried=True))
+                self._end(member, outcome.Outcome(outcome.REFUSED, status, firstByte=seconds, total=seconds, retried=True))
                 self._attempt(request)
                 return
         tally.served[member.name] += 1
