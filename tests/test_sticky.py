@@ -19,6 +19,7 @@ from playbalancer.sticky import SESSION_MEMORY, SESSION_WINDOW, RecentSessions, 
 from playbalancer.testing import rawExchange
 
 from tests.proxyharness import ProxyTestCase
+from tests.test_reload import ConfigServiceCase, configText
 
 SCHEDULERS = {"round-robin": object(), "standby": object()}
 
@@ -351,3 +352,82 @@ class StickyProxyTests(ProxyTestCase):
         self.startSticky()
         _, cookie = await self.session()
         self.assertNotIn("Secure", cookie)
+
+
+class StickyFromConfigTests(ConfigServiceCase):
+    """
+    The C{sticky} table of a config file, through C{makeService} and its
+    reloads, over real sockets.
+    """
+
+    def text(self, members, sticky):
+        base = configText([(m.name, m.url) for m in members], extra='scheduler = "round-robin"')
+        return base + ("\n[balancer.web.sticky]\n" + sticky if sticky else "")
+
+    async def get(self, cookie=None):
+        request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        if cookie is not None:
+            request += b"Cookie: " + cookie.split(";")[0].encode() + b"\r\n"
+        return _head(await rawExchange(reactor, self.port, request + b"\r\n"))
+
+    async def test_configAndReload(self):
+        """
+        The file's cookie keeps a session on its member; a reload that
+        renames the cookie starts new sessions (the old cookie no longer
+        counts) and keeps drains under way; one that removes the table
+        ends affinity.
+        """
+        members = self.startMembers("a", "b")
+        await self.startWith(self.text(members, 'cookie = "SRV"\ndrain_seconds = 300\n'))
+        status, served, cookies = await self.get()
+        self.assertEqual(len(cookies), 1)
+        self.assertTrue(cookies[0].startswith("SRV="))
+        for _ in range(4):
+            self.assertEqual(await self.get(cookies[0]), (200, served, []))
+        balancer = self.service.balancers["web"]
+        balancer.setAdmin(balancer.member(served), "drain", who="test")
+        drainEnds = balancer.sticky.drainEnds(balancer.member(served))
+
+        result = self.reload(self.text(members, 'cookie = "SRV"\ndrain_seconds = 300\nmax_age = 60\n'))
+        self.assertTrue(result.ok, result.error)
+        self.assertEqual(balancer.sticky.config.maxAge, 60)
+        self.assertEqual(balancer.sticky.drainEnds(balancer.member(served)), drainEnds)
+        self.assertEqual(await self.get(cookies[0]), (200, served, []))
+
+        result = self.reload(self.text(members, 'cookie = "OTHER"\n'))
+        self.assertTrue(result.ok, result.error)
+        status, other, fresh = await self.get(cookies[0])
+        self.assertNotEqual(other, served)  # (drained, and the old cookie is not read)
+        self.assertTrue(fresh[0].startswith("OTHER="))
+
+        result = self.reload(self.text(members, None))
+        self.assertTrue(result.ok, result.error)
+        self.assertIsNone(balancer.sticky)
+        self.assertEqual((await self.get(fresh[0]))[2], [])
+
+    async def test_badStickyReloadChangesNothing(self):
+        members = self.startMembers("a", "b")
+        await self.startWith(self.text(members, 'cookie = "SRV"\n'))
+        balancer = self.service.balancers["web"]
+        sticky = balancer.sticky
+        result = self.reload(self.text(members, 'cookie = "SRV"\nsession_cookie = "J"\n'))
+        self.assertFalse(result.ok)
+        self.assertIn("balancer.web.sticky.session_cookie", result.error)
+        self.assertIs(balancer.sticky, sticky)
+
+
+class CheckLineTests(SynchronousTestCase):
+    def test_stickyLine(self):
+        """
+        C{playbalancer check} says how each sticky balancer keeps sessions.
+        """
+        from playbalancer.ctl.check import stickyLine
+
+        self.assertEqual(
+            stickyLine(StickyConfig(cookie="PB", maxAge=60)),
+            "cookie PB inserted (max age 60s); a draining member keeps them 60s",
+        )
+        self.assertEqual(
+            stickyLine(StickyConfig(sessionCookie="JSESSIONID", sessionParam="jsessionid", drainSeconds=5)),
+            "the route suffix of cookie JSESSIONID or URL parameter jsessionid; a draining member keeps them 5s",
+        )

@@ -61,10 +61,28 @@ def describe(config, path):
         lines.append(f"manager {config.manager.endpoint}")
     for name, balancer in config.balancers.items():
         lines.append(f"balancer {name} ({balancer.mode}, {balancer.scheduler})")
+        if balancer.sticky is not None:
+            lines.append(f"  sessions: {stickyLine(balancer.sticky)}")
         for member in balancer.members:
             role = ", standby" if member.standby else ""
             lines.append(f"  {member.name} {member.url} weight {member.weight}{role}")
     return "\n".join(lines) + "\n"
+
+
+def stickyLine(sticky):
+    """
+    How a balancer keeps sessions on a member (a
+    L{playbalancer.config.sticky.StickyConfig}), in one line.
+    """
+    if sticky.insertsCookie:
+        how = f"cookie {sticky.cookie} inserted"
+        if sticky.maxAge is not None:
+            how += f" (max age {sticky.maxAge}s)"
+    else:
+        kinds = [f"cookie {sticky.sessionCookie}" if sticky.sessionCookie else None,
+                 f"URL parameter {sticky.sessionParam}" if sticky.sessionParam else None]
+        how = "the route suffix of " + " or ".join(k for k in kinds if k)
+    return f"{how}; a draining member keeps them {sticky.drainSeconds:g}s"
 
 
 def routeLines(routes):
