@@ -19,6 +19,7 @@ from playbalancer.sticky import SESSION_MEMORY, SESSION_WINDOW, RecentSessions, 
 from playbalancer.testing import rawExchange
 
 from tests.proxyharness import ProxyTestCase
+from tests.test_manager import ManagerTestCase
 from tests.test_reload import ConfigServiceCase, configText
 
 SCHEDULERS = {"round-robin": object(), "standby": object()}
@@ -431,3 +432,41 @@ class CheckLineTests(SynchronousTestCase):
             stickyLine(StickyConfig(sessionCookie="JSESSIONID", sessionParam="jsessionid", drainSeconds=5)),
             "the route suffix of cookie JSESSIONID or URL parameter jsessionid; a draining member keeps them 5s",
         )
+
+
+class StickyManagerTests(ManagerTestCase):
+    async def test_drainingMemberShowsItsSessions(self):
+        """
+        The manager's API and page say how many sessions a draining member
+        of a sticky balancer still sees, and how long it keeps them; the
+        member's own answer to the drain carries them too.
+        """
+        a, b = self.startMembers("app1", "app2")
+        balancer = self.startBalancer([a.url, b.url], scheduler="standby")
+        balancer.sticky = affinityFor(balancer, StickyConfig(cookie="PBROUTE", drainSeconds=90))
+        self.startManager()
+        cookies = []
+        for _ in range(3):  # three sessions, all on app1 (standby)
+            status, served, given = _head(await rawExchange(
+                reactor, self.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+            cookies.append(given[0].split(";")[0])
+        code, member, _ = await self.call("POST", "api/balancers/test/members/app1", {"admin": "drain"})
+        self.assertEqual((code, member["sessions_until"]), (200, self.clock.seconds() + 90))
+        for cookie in cookies:
+            status, served, given = _head(await rawExchange(
+                reactor, self.port,
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: " + cookie.encode() + b"\r\n\r\n"))
+            self.assertEqual((served, given), ("app1", []))
+        self.clock.advance(30)
+        members = await self.status()
+        self.assertEqual(members["app1"]["sessions_last_minute"], 3)
+        self.assertEqual(
+            members["app1"]["state_text"],
+            "draining: nothing in flight, 3 sessions seen in the last minute (keeps them 60s more)",
+        )
+        self.assertEqual(members["app2"]["sessions_last_minute"], 0)
+        code, page, _ = await self.call("GET", "")
+        self.assertIn("3 sessions seen in the last minute (keeps them 60s more)", page)
+        code, body, _ = await self.call("GET", "api/status")
+        self.assertEqual(body["balancers"]["test"]["sticky"],
+                         {"by": "cookie PBROUTE (inserted)", "drain_seconds": 90.0})
