@@ -4,5 +4,6 @@ the way a third-party scheduler is.
 """
 
 from playbalancer.schedulers import leastConn, roundRobin, standby
+from playbalancer.schedulers.hashing import consistentHash
 
-__all__ = ["standby", "roundRobin", "leastConn"]
+__all__ = ["standby", "roundRobin", "leastConn", "consistentHash"]
