@@ -140,7 +140,7 @@ class ConsistentHashScheduler:
         self.keyOf = keyOf
         self.factor = factor
         self._tables = OrderedDict()
-        self._lastSignature = None
+        self._lastSeen = None
         self._lastTable = None
         self._roundRobin = RoundRobinScheduler()
 
@@ -162,9 +162,12 @@ class ConsistentHashScheduler:
             C{candidates} by slot; C{held} candidates have a slot (all but
             those whose weight is too small a share for one).
         """
-        signature = tuple([(m.name, tableWeight(m.weight)) for m in candidates])
-        if signature == self._lastSignature:
+        # The candidates as they are (cheap to compare: usually the same as
+        # last time), then as tables see them.
+        seen = [(m.name, m.weight) for m in candidates]
+        if seen == self._lastSeen:
             return self._lastTable
+        signature = tuple([(name, tableWeight(weight)) for name, weight in seen])
         tables = self._tables
         table = tables.get(signature)
         if table is None:
@@ -175,7 +178,7 @@ class ConsistentHashScheduler:
                 tables.popitem(last=False)
         else:
             tables.move_to_end(signature)
-        self._lastSignature = signature
+        self._lastSeen = seen
         self._lastTable = table
         return table
 
