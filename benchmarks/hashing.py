@@ -252,6 +252,10 @@ def percent(value):
     return f"{value * 100:.2f}%"
 
 
+def againstIdeal(value, ideal):
+    return f"{percent(value)} ({percent(ideal)})"
+
+
 def report(results):
     lines = [
         f"{results['implementation']} {results['python']}, {results['keys']:,} keys,"
@@ -263,19 +267,20 @@ def report(results):
     for name, row in results["consistency"].items():
         lines.append(
             f"{name:8} {row['spread']['max_over_mean']:9.3f} {row['spread']['stddev']:7.3f}"
-            f" {percent(row['remove_moved_mean']) + ' (' + percent(row['remove_ideal_mean']) + ')':>31}"
+            f" {againstIdeal(row['remove_moved_mean'], row['remove_ideal_mean']):>31}"
             f" {percent(row['remove_excess_max']):>13}"
-            f" {percent(row['add']['moved']) + ' (' + percent(row['add']['ideal']) + ')':>22}"
+            f" {againstIdeal(row['add']['moved'], row['add']['ideal']):>22}"
         )
     lines.append(f"(hash % n moves {percent(results['modulo_moved'])} when 1 of 10 goes)")
     bounded = results["bounded"]
     for name, run in bounded.items():
         lines += [
             "",
-            f"bounded load, {name} weights: {run['requests']:,} Zipf({run['zipf_exponent']}) requests"
-            f" over {run['distinct_keys']:,} keys (top key {percent(run['top_key_share'])}),"
-            f" {run['in_flight']} in flight",
-            f"{'balance_factor':>14} {'peak/fair':>10} {'mean peak/fair':>15} {'away from own member':>21}",
+            f"bounded load, {name} weights: {run['requests']:,}"
+            f" Zipf({run['zipf_exponent']}) requests over {run['distinct_keys']:,} keys"
+            f" (top key {percent(run['top_key_share'])}), {run['in_flight']} in flight",
+            f"{'balance_factor':>14} {'peak/fair':>10} {'mean peak/fair':>15}"
+            f" {'away from own member':>21}",
         ]
         for row in run["factors"]:
             factor = "none" if row["factor"] is None else f"{row['factor']:g}"
@@ -286,9 +291,9 @@ def report(results):
     t = results["timing"]
     lines += [
         "",
-        f"pick: {t['us_per_pick_unbounded']:.2f} us unbounded, {t['us_per_pick_bounded_1.25']:.2f} us"
-        f" with balance_factor 1.25 (median of {results['repeats']}); table build"
-        f" {t['ms_per_table_build']:.1f} ms",
+        f"pick: {t['us_per_pick_unbounded']:.2f} us unbounded,"
+        f" {t['us_per_pick_bounded_1.25']:.2f} us with balance_factor 1.25"
+        f" (median of {results['repeats']}); table build {t['ms_per_table_build']:.1f} ms",
     ]
     return "\n".join(lines)
 
@@ -318,7 +323,9 @@ def main():
         "consistency": {name: consistency(w, views) for name, w in WEIGHTS.items()},
         "modulo_moved": modulo(WEIGHTS["equal"], [v.value for v in views]),
         "bounded": {
-            name: boundedLoad(w, args.requests, args.distinct, args.exponent, args.in_flight, args.seed)
+            name: boundedLoad(
+                w, args.requests, args.distinct, args.exponent, args.in_flight, args.seed
+            )
             for name, w in WEIGHTS.items()
         },
         "timing": timing(views, args.repeats),

@@ -111,19 +111,21 @@ class ConsistentHashScheduler:
     """
     Each request goes to the member its key's slot names in the Maglev
     table of the candidates.  The table is built for each new set of
-    candidates (names and weights, see L{tableWeight}) and kept for the
-    last L{CACHED_TABLES} sets, so members going down and up again cost
+    candidates (names and weights, as
+    L{playbalancer.schedulers.maglev.tableWeight} gives them) and kept for
+    the last L{CACHED_TABLES} sets, so members going down and up again cost
     nothing once seen.
 
     Bounded load: with a factor C{c}, the member of a slot takes the request
     only if, counting the request, it would hold at most
     C{ceil(c * (A + 1) * w / W)} requests, where C{A} is the sum of the
     candidates' C{active}, C{w} its weight and C{W} the candidates' total
-    weight (in integers, C{active < c * (A + 1) * w / W}: the per-weight
-    form).  Otherwise the next slots are tried, in table order, each
-    member once.  Since the caps add up to more than C{A + 1}, some member
-    always qualifies; should none be in the table at all (a weight too
-    small for a slot), the least loaded relative to weight is chosen.
+    weight.  For a whole number of requests that is
+    C{active < c * (A + 1) * w / W}, which is what is computed.  Otherwise
+    the next slots are tried, in table order, each member once.  Since the
+    caps add up to more than C{A + 1}, some member always qualifies; should
+    none that does be in the table (a weight too small a share for a
+    slot), the least loaded relative to weight is chosen.
     C{active} counts this process's requests, so with several workers each
     bounds its own share.
 
