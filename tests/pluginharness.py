@@ -27,7 +27,7 @@ EXAMPLES = os.path.join(REPO, "examples")
 #: Runs twistd with this interpreter.
 TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
 
-BUILTINS = {"standby", "round-robin", "least-conn", "peak-ewma"}
+BUILTINS = {"standby", "round-robin", "least-conn", "peak-ewma", "hash"}
 
 #: Upper bound for any child process that is expected to finish by itself.
 CHILD_TIMEOUT = 60

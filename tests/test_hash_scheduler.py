@@ -123,7 +123,7 @@ class PickTests(unittest.SynchronousTestCase):
     def test_plugin(self):
         self.assertTrue(IPlugin.providedBy(factory))
         verifyObject(ISchedulerFactory, factory)
-        self.assertEqual(factory.name, "hash")
+        self.assertEqual(factory.name, "rendezvous")
         self.assertTrue(factory.description)
         verifyObject(IRequestView, FakeView())
         verifyObject(IMember, FakeMember("a"))
@@ -292,7 +292,7 @@ class DiscoveryTests(unittest.TestCase):
         installed = listSchedulers(self, childEnv(around=self.around), cwd)
         self.assertTrue(BUILTINS <= installed, installed)
         env = childEnv(EXAMPLE, os.path.join(EXAMPLES, "p2c-scheduler"), around=self.around)
-        self.assertEqual(listSchedulers(self, env, cwd), installed | {"hash", "p2c"})
+        self.assertEqual(listSchedulers(self, env, cwd), installed | {"rendezvous", "p2c"})
 
 
 class DiscoveryBesideInstalledPluginsTests(DiscoveryTests):
@@ -311,13 +311,13 @@ class BadConfigTests(unittest.TestCase):
     """
 
     def test_missingKey(self):
-        line = configErrorLine(self, 'scheduler = "hash"\n', EXAMPLE)
+        line = configErrorLine(self, 'scheduler = "rendezvous"\n', EXAMPLE)
         self.assertIn("balancer.web.scheduler_options", line)
         self.assertIn("key", line)
 
     def test_badKey(self):
         line = configErrorLine(
-            self, 'scheduler = "hash"\n\n[balancer.web.scheduler_options]\nkey = "query"\n', EXAMPLE
+            self, 'scheduler = "rendezvous"\n\n[balancer.web.scheduler_options]\nkey = "query"\n', EXAMPLE
         )
         self.assertIn("balancer.web.scheduler_options", line)
         self.assertIn("key", line)
@@ -326,7 +326,7 @@ class BadConfigTests(unittest.TestCase):
 
 class EndToEndTests(unittest.TestCase):
     """
-    C{twistd playbalancer} with C{scheduler = "hash"} on C{X-User} in front
+    C{twistd playbalancer} with C{scheduler = "rendezvous"} on C{X-User} in front
     of two real member web servers.
     """
 
@@ -337,7 +337,7 @@ class EndToEndTests(unittest.TestCase):
         servers = [startDemoMember(self, "app1"), startDemoMember(self, "app2")]
         balancer = await TwistdBalancer.start(
             self,
-            'scheduler = "hash"\n\n[balancer.web.scheduler_options]\nkey = "header:X-User"\n',
+            'scheduler = "rendezvous"\n\n[balancer.web.scheduler_options]\nkey = "header:X-User"\n',
             servers,
             EXAMPLE,
         )

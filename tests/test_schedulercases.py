@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from playbalancer import schedulers
 from playbalancer.interfaces import IScheduler, ISchedulerFactory
-from playbalancer.schedulers import ewma
+from playbalancer.schedulers import ewma, hashing
 from playbalancer.testing import SchedulerConformanceMixin
 
 from tests.pluginharness import EXAMPLES
@@ -50,6 +50,16 @@ class PeakEwmaConformanceTests(SchedulerConformanceMixin, SynchronousTestCase):
     schedulerFactory = ewma.peakEwma
     schedulerOptions = {"decay": 5}
     badSchedulerOptions = [{"decay": 0}, {"decay": "fast"}, {"failure_penalty": -1}]
+
+
+class HashConformanceTests(SchedulerConformanceMixin, SynchronousTestCase):
+    schedulerFactory = hashing.consistentHash
+    schedulerOptions = {"key": "header:X-User", "balance_factor": 1.25}
+    badSchedulerOptions = [{}, {"key": "query"}, {"key": "client", "balance_factor": 1}]
+
+
+class HashOnClientConformanceTests(HashConformanceTests):
+    schedulerOptions = {"key": "client"}
 
 
 class HashExampleConformanceTests(SchedulerConformanceMixin, SynchronousTestCase):

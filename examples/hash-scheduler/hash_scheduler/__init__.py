@@ -134,7 +134,7 @@ class RendezvousHashScheduler:
 
 @implementer(IPlugin, ISchedulerFactory)
 class HashSchedulerFactory:
-    name = "hash"
+    name = "rendezvous"
     description = "Consistent (rendezvous) hashing of a header, cookie, path or client address."
 
     def makeScheduler(self, options):

@@ -1,5 +1,5 @@
 """
-Publishes the "hash" scheduler to playbalancer as a Twisted plugin.
+Publishes the "rendezvous" scheduler to playbalancer as a Twisted plugin.
 """
 
 from hash_scheduler import hashScheduler
