@@ -15,7 +15,7 @@ from collections import Counter
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.plugin import IPlugin
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -31,6 +31,7 @@ from playbalancer.schedulers.hashing import (
 )
 from playbalancer.schedulers.maglev import TABLE_SIZE, buildTable, tableWeight
 from playbalancer.tcp import ConnectionView
+from playbalancer.testing import waitUntil
 
 from tests import proxyharness
 from tests.proxyharness import ProxyTestCase, servedBy
@@ -603,3 +604,74 @@ class RealSocketTests(ProxyTestCase):
         candidates = members(["app1", "app2", "app3"])
         self.assertEqual({u: {s.pick(candidates, user(u)).name} for u in users}, placed)
         self.assertEqual(sum(len(m.seen) for m in servers), 36)
+
+
+class RealSocketRemapTests(ProxyTestCase):
+    """
+    Through the proxy on 127.0.0.1: what moves when a member leaves, and
+    what a bound on load does to one busy key.
+    """
+
+    def startHash(self, names, **options):
+        options = dict({"key": "header:X-User"}, **options)
+        schedulers = dict(proxyharness.SCHEDULERS)
+        schedulers["hash"] = lambda: consistentHash.makeScheduler(options)
+        self.patch(proxyharness, "SCHEDULERS", schedulers)
+        servers = self.startMembers(*names)
+        return servers, self.startBalancer([m.url for m in servers], scheduler="hash")
+
+    async def placements(self, client, users):
+        placed = {}
+        for u in users:
+            response, body = await self.fetch(client, "/", headers=Headers({b"X-User": [u]}))
+            self.assertEqual(response.code, 200, body)
+            placed[u] = servedBy(response)
+        return placed
+
+    async def test_onlyTheLeavingMembersUsersMove(self):
+        """
+        Taking 1 of 5 members out moves its users, and (nearly) no other
+        user: measured over 400 users.
+        """
+        servers, balancer = self.startHash(["app1", "app2", "app3", "app4", "app5"])
+        client = self.client()
+        users = [b"user-%d" % i for i in range(400)]
+        before = await self.placements(client, users)
+        balancer.setAdmin(balancer.member("app5"), "disabled")
+        after = await self.placements(client, users)
+        leaving = [u for u in users if before[u] == "app5"]
+        staying = [u for u in users if before[u] != "app5"]
+        movedOthers = [u for u in staying if after[u] != before[u]]
+        print(f"\n{len(leaving)} of {len(users)} users on app5 moved; "
+              f"{len(movedOthers)} of the others moved")
+        self.assertTrue(60 <= len(leaving) <= 100, len(leaving))  # about a fifth
+        self.assertTrue(all(after[u] != "app5" for u in users))
+        self.assertLessEqual(len(movedOthers), len(staying) // 50)  # (Maglev: almost none)
+        balancer.setAdmin(balancer.member("app5"), "enabled")
+        self.assertEqual(await self.placements(client, users), before)
+
+    async def test_boundedLoadSpreadsABusyKey(self):
+        """
+        Twelve requests in flight for one user: without a bound all wait on
+        that user's member; with C{balance_factor = 1.25} none of the three
+        members holds more than ceil(1.25 * 12 / 3) = 5 of them.
+        """
+        for factor, most in ((0, 12), (1.25, 5)):
+            servers, balancer = self.startHash(["app1", "app2", "app3"], balance_factor=factor)
+            client = self.client()
+            responses = [
+                defer.ensureDeferred(self.fetch(client, "/hold", headers=Headers({b"X-User": [b"busy"]})))
+                for _ in range(12)
+            ]
+            await waitUntil(lambda: sum(len(s.hold.held) for s in servers) == 12, reactor)
+            held = sorted(len(s.hold.held) for s in servers)
+            self.assertLessEqual(held[-1], most, (factor, held))
+            if factor:
+                self.assertGreater(held[-2], 0, held)
+            else:
+                self.assertEqual(held, [0, 0, 12])
+            for s in servers:
+                s.hold.release()
+            for d in responses:
+                response, body = await d
+                self.assertEqual(response.code, 200)
