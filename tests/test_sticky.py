@@ -7,7 +7,9 @@ at once) on the balancer's clock; and the C{[balancer.NAME.sticky]} table.
 
 from __future__ import annotations
 
-from twisted.internet import reactor
+import time
+
+from twisted.internet import reactor, task
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -17,6 +19,7 @@ from playbalancer.config.sticky import StickyConfig
 from playbalancer.schedulers import RoundRobinScheduler
 from playbalancer.sticky import SESSION_MEMORY, SESSION_WINDOW, RecentSessions, affinityFor
 from playbalancer.testing import rawExchange
+from playbalancer.testing.twistd import TwistdTestCase
 
 from tests.proxyharness import ProxyTestCase
 from tests.test_manager import ManagerTestCase
@@ -470,3 +473,46 @@ class StickyManagerTests(ManagerTestCase):
         code, body, _ = await self.call("GET", "api/status")
         self.assertEqual(body["balancers"]["test"]["sticky"],
                          {"by": "cookie PBROUTE (inserted)", "drain_seconds": 90.0})
+
+
+class StickyWorkersTests(TwistdTestCase):
+    async def test_cookieHoldsInEveryWorker(self):
+        """
+        With C{workers = 2}, a session's requests on new connections (which
+        the kernel spreads over both workers) all reach its member; a
+        draining member's sessions show in the parent's manager, from the
+        workers' reports.
+        """
+        await self.startTwoMembers(balancer='[balancer.web.sticky]\ncookie = "PB"\ndrain_seconds = 300\n')
+        port = int(self.base.rsplit(":", 1)[1])
+
+        async def get(cookie=None):
+            request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            if cookie:
+                request += b"Cookie: " + cookie.encode() + b"\r\n"
+            return _head(await rawExchange(reactor, port, request + b"\r\n"))
+
+        sessions = []
+        for _ in range(4):
+            status, served, given = await get()
+            sessions.append((served, given[0].split(";")[0]))
+        self.assertEqual({served for served, _ in sessions}, {"app1", "app2"})
+        for served, cookie in sessions:
+            for _ in range(10):
+                self.assertEqual(await get(cookie), (200, served, []))
+        await self.change("app1", {"admin": "drain"})
+        expected = sum(1 for served, _ in sessions if served == "app1")
+
+        async def shown():
+            member = (await self.status())["balancers"]["web"]["members"]["app1"]
+            return member["sessions_last_minute"], member["state"]
+
+        deadline = time.monotonic() + 10
+        while (await shown())[0] < expected and time.monotonic() < deadline:
+            for served, cookie in sessions:
+                await get(cookie)
+            await task.deferLater(reactor, 0.3, lambda: None)
+        seen, state = await shown()
+        # (A session seen by both workers counts twice in the sum.)
+        self.assertTrue(expected <= seen <= 2 * expected, (expected, seen))
+        self.assertEqual(state, "draining")
