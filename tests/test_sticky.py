@@ -22,6 +22,7 @@ from playbalancer.testing import rawExchange
 from playbalancer.testing.twistd import TwistdTestCase
 
 from tests.proxyharness import ProxyTestCase
+from tests.test_http2 import HTTP2Case
 from tests.test_manager import ManagerTestCase
 from tests.test_reload import ConfigServiceCase, configText
 
@@ -516,3 +517,28 @@ class StickyWorkersTests(TwistdTestCase):
         # (A session seen by both workers counts twice in the sum.)
         self.assertTrue(expected <= seen <= 2 * expected, (expected, seen))
         self.assertEqual(state, "draining")
+
+
+class StickyHTTP2Tests(HTTP2Case):
+    async def test_cookieOverHTTP2(self):
+        """
+        Over HTTP/2 (TLS, ALPN h2) the first response sets a C{Secure}
+        cookie, and the streams that send it back, on the same connection
+        or a new one, reach its member.
+        """
+        await self.startH2("app1", "app2", "app3")
+        self.balancer.sticky = affinityFor(self.balancer, StickyConfig(cookie="PB"))
+        client = await self.client()
+        first = client.request(b"GET", b"/")
+        await first.done
+        cookie = first.header(b"set-cookie")
+        self.assertIsNotNone(cookie, first.headers)
+        self.assertIn(b"; Secure", cookie)
+        served = first.header(b"x-served-by")
+        pair = cookie.split(b";")[0]
+        for connection in (client, await self.client()):
+            streams = [connection.request(b"GET", b"/", headers=[(b"cookie", pair)]) for _ in range(6)]
+            for stream in streams:
+                await stream.done
+                self.assertEqual((stream.status, stream.header(b"x-served-by")), (200, served))
+                self.assertIsNone(stream.header(b"set-cookie"))
