@@ -63,6 +63,11 @@ class Member:
         self._rampClock = None
         self.standby = standby
         self.admin = "enabled"
+        #: When its current drain began (the balancer's clock, wall time in
+        #: a running balancer), or L{None}; carried to workers, the state
+        #: file and cluster peers (L{playbalancer.memberstate}), so that a
+        #: sticky balancer's bound on a drain is the same everywhere.
+        self.drainSince = None
         hostText = f"[{self.host}]" if ":" in self.host else self.host
         defaultPort = {"http": 80, "https": 443}.get(self.scheme)
         #: The I{Host} header value that names this member itself.
@@ -397,6 +402,7 @@ class Balancer:
             raise ValueError(f"admin must be one of {', '.join(ADMIN_STATES)}, got {state!r}")
         if member.admin != state:
             member.admin = state
+            member.drainSince = self._clock.seconds() if state == "drain" else None
             self._changed(member, {"admin": state}, who)
 
     def setStandby(self, member, standby, who=None):

@@ -13,6 +13,7 @@ The format, a JSON-ready C{dict} (the state file's format 1)::
              "removed": ["<member>", ...]}}}
 
     ENTRY = {"admin": "enabled" | "drain" | "disabled",
+             "drain_since": SECONDS (while draining: when it began),
              "standby": true | false,
              "weight": 0, 1, ...,
              "url": "..."}
@@ -51,6 +52,8 @@ def entry(member, url=False):
     @param url: whether to include its URL (a member added at run time).
     """
     result = {"admin": member.admin, "standby": member.standby, "weight": member.configuredWeight}
+    if member.drainSince is not None:
+        result["drain_since"] = member.drainSince
     if url:
         result["url"] = member.url
     return result
@@ -181,6 +184,9 @@ def applyEntry(balancer, name, item, who, replace=False, makeMember=newMember):
         added = True
     if "admin" in item:
         balancer.setAdmin(member, item["admin"], who)
+        since = item.get("drain_since")
+        if member.admin == "drain" and isinstance(since, (int, float)) and not isinstance(since, bool):
+            member.drainSince = float(since)  # (when it began, wherever that was)
     if "standby" in item:
         balancer.setStandby(member, item["standby"], who)
     if "weight" in item:

@@ -273,7 +273,8 @@ class Reconfiguration:
     def _changeAffinity(self, balancer, change):
         """
         A new or changed C{sticky} table makes a new affinity, which keeps
-        the drains under way and the sessions seen; routes follow the file.
+        the sessions seen (drains under way are the members' own); routes
+        follow the file.
         """
         new, older = change.new, balancer.sticky
         if "sticky" in change.settings:

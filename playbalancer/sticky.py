@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import weakref
 from collections import OrderedDict
 
 #: Seconds over which sessions are counted for the manager.
@@ -44,21 +45,25 @@ def _text(value):
 class RecentSessions:
     """
     The distinct sessions seen on each member in the last
-    L{SESSION_WINDOW} seconds (at most L{SESSION_MEMORY} per member: a
-    client sending made-up ids cannot grow it).
+    L{SESSION_WINDOW} seconds: at most L{SESSION_MEMORY} per member, each
+    kept as an 8-byte digest of its id (a client sending long made-up ids
+    cannot grow it), and forgotten with its member.
     """
 
     def __init__(self):
-        self._seen = {}
+        self._seen = weakref.WeakKeyDictionary()
 
-    def note(self, memberName, session, now):
-        seen = self._seen.setdefault(memberName, OrderedDict())
-        seen.pop(session, None)
-        seen[session] = now
+    def note(self, member, session, now):
+        seen = self._seen.get(member)
+        if seen is None:
+            seen = self._seen[member] = OrderedDict()
+        key = hashlib.blake2b(session.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+        seen.pop(key, None)
+        seen[key] = now
         self._forget(seen, now)
 
-    def count(self, memberName, now):
-        seen = self._seen.get(memberName)
+    def count(self, member, now):
+        seen = self._seen.get(member)
         if not seen:
             return 0
         self._forget(seen, now)
@@ -66,10 +71,10 @@ class RecentSessions:
 
     def _forget(self, seen, now):
         while seen:
-            session, when = next(iter(seen.items()))
+            key, when = next(iter(seen.items()))
             if when > now - SESSION_WINDOW and len(seen) <= SESSION_MEMORY:
                 break
-            del seen[session]
+            del seen[key]
 
 
 class _Affinity:
@@ -86,34 +91,26 @@ class _Affinity:
         #: Route -> member name, for members whose route is not their name.
         self.routes = dict(routes or {})
         self.sessions = RecentSessions()
-        self._drainStarted = {}
-        balancer.observe(self._adminChanged)
-
-    def _adminChanged(self, balancer, member, change):
-        if balancer.sticky is not self or "admin" not in change:
-            return
-        if change["admin"] == "drain":
-            self._drainStarted[member.name] = balancer.seconds()
-        else:
-            self._drainStarted.pop(member.name, None)
 
     def takeOver(self, older):
         """
-        Carry on from the affinity this one replaces (a reload): its drain
-        times and the sessions it saw.
+        Carry on from the affinity this one replaces (a reload): the
+        sessions it saw.
         """
-        self._drainStarted = older._drainStarted
         self.sessions = older.sessions
 
     def drainEnds(self, member):
         """
         When a draining C{member} stops serving its sessions (on the
-        balancer's clock), or L{None} if it is not draining.
+        balancer's clock), or L{None} if it is not draining.  The drain's
+        start is the member's own (L{playbalancer.balancer.Member.drainSince}),
+        which workers, the state file and cluster peers carry.
         """
         if member.admin != "drain":
             return None
-        started = self._drainStarted.setdefault(member.name, self.balancer.seconds())
-        return started + self.config.drainSeconds
+        if member.drainSince is None:  # (a state from before it was kept)
+            member.drainSince = self.balancer.seconds()
+        return member.drainSince + self.config.drainSeconds
 
     def memberFor(self, request, exclude=()):
         """
@@ -129,21 +126,24 @@ class _Affinity:
         if member is None or member in exclude or member.removing:
             return None
         now = balancer.seconds()
-        if member.downUntil is not None and member.downUntil > now:
-            return None
         if member.admin == "drain":
             if now >= self.drainEnds(member):
                 return None
         elif member.admin != "enabled":
             return None
-        self.sessions.note(member.name, session, now)
+        if member.downUntil is not None and member.downUntil > now:
+            # Resting after a failure: only while every member rests (and
+            # all are tried anyway) does the session stay.
+            if member.admin != "enabled" or member not in balancer.candidates(exclude):
+                return None
+        self.sessions.note(member, session, now)
         return member
 
-    def responseHeader(self, request, member):
+    def responseHeader(self, request, member, status=200):
         """
         The C{(name, value)} header that gives the client its affinity to
-        C{member}, or L{None} when it has it already (or the application
-        sets it).
+        C{member} in a response with C{status}, or L{None} when it has it
+        already (or the application sets it, or the response is a 304).
         """
         return None
 
@@ -156,7 +156,7 @@ class _Affinity:
         # in which a session seen by two workers counts twice.)
         seen = getattr(member, "workerSessions", None)
         return {
-            "sessions_last_minute": self.sessions.count(member.name, now) if seen is None else seen,
+            "sessions_last_minute": self.sessions.count(member, now) if seen is None else seen,
             "sessions_until": self.drainEnds(member),
         }
 
@@ -193,7 +193,10 @@ class InsertedCookie(_Affinity):
         name = self._memberOfToken(match.group(1))
         return None if name is None else (name, match.group(2))
 
-    def responseHeader(self, request, member):
+    def responseHeader(self, request, member, status=200):
+        if status == 304:
+            # (A cache would update what it stored with it: not a session.)
+            return None
         found = self._found(request)
         if found is not None and found[0] == member.name:
             return None

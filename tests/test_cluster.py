@@ -65,7 +65,7 @@ balancer = "web"
 
 [balancer.web]
 scheduler = "round-robin"
-
+{getattr(self, "extraBalancer", "")}
 [[balancer.web.member]]
 name = "app1"
 url = "{self.members[0].url}"
@@ -156,6 +156,22 @@ cache_file = "{self.cacheFile(name)}"
             for _ in range(10):
                 self.assertEqual(servedBy(await self.get(node)), "app2")
         self.assertEqual(len(self.members[0].seen), before)
+
+    async def test_stickyDrainBoundIsTheTiers(self):
+        """
+        On sticky nodes, a drain's answer says until when the member keeps
+        its sessions, and the other node bounds the drain from the same
+        start (carried in the record), not from when it heard of it.
+        """
+        self.extraBalancer = '\n[balancer.web.sticky]\ncookie = "PB"\ndrain_seconds = 300\n'
+        for name in ("lb3", "lb4"):
+            await self.startNode(name)
+        code, answer = await self.admin("lb3", "app1", {"admin": "drain"})
+        self.assertEqual(code, 200, answer)
+        started = self.nodes["lb3"]["balancer"].member("app1").drainSince
+        self.assertEqual(answer["sessions_until"], started + 300)
+        await self.waitFor(lambda: self.admin2("lb4", "app1") == "drain")
+        self.assertEqual(self.nodes["lb4"]["balancer"].member("app1").drainSince, started)
 
     async def test_drainWaitsForOtherNodesRequests(self):
         """

@@ -85,6 +85,31 @@ class StickyConfigTests(SynchronousTestCase):
         self.assertRefused(_config({"cookie": "A", "drain_seconds": -1}), "balancer.web.sticky.drain_seconds", ">= 0")
         self.assertRefused(_config({"cookie": "A", "ttl": 1}), "balancer.web.sticky.ttl", "unknown key")
 
+    def test_dottedNamesNeedARoute(self):
+        """
+        With session routes, a member whose name has a dot needs a route
+        (a route is what follows the last dot of a session id); with an
+        inserted cookie it does not matter.
+        """
+        members = [
+            {"name": "web.1", "url": "http://127.0.0.1:9999"},
+            {"name": "web.2", "url": "http://127.0.0.1:9998", "route": "w2"},
+        ]
+        self.assertRefused(_config({"session_cookie": "J"}, members=members),
+                           "balancer.web.member[0].name", "give this member a route")
+        members[0]["route"] = "w1"
+        parseConfig(_config({"session_cookie": "J"}, members=members), SCHEDULERS)
+        del members[0]["route"]
+        parseConfig(_config({"cookie": "PB"}, members=members), SCHEDULERS)
+
+    def test_cookieNamesOwnedByOneBalancer(self):
+        raw = _config({"cookie": "PB"})
+        raw["balancer"]["api"] = dict(raw["balancer"]["web"])
+        raw["listen"].append({"endpoint": "tcp:8081", "balancer": "api"})
+        self.assertRefused(raw, "balancer.api.sticky.cookie", "also balancer 'web''s cookie")
+        raw["balancer"]["api"] = dict(raw["balancer"]["web"], sticky={"cookie": "PB2"})
+        parseConfig(raw, SCHEDULERS)
+
     def test_refusedOnTCP(self):
         raw = _config({"cookie": "A"}, mode="tcp")
         with self.assertRaises(ConfigError) as caught:
@@ -111,20 +136,32 @@ class StickyConfigTests(SynchronousTestCase):
 
 class RecentSessionsTests(SynchronousTestCase):
     def test_window(self):
+        a, b = Member("a", "http://a"), Member("b", "http://b")
         seen = RecentSessions()
-        seen.note("a", "s1", 100.0)
-        seen.note("a", "s2", 110.0)
-        seen.note("a", "s1", 120.0)
-        self.assertEqual(seen.count("a", 121.0), 2)
-        self.assertEqual(seen.count("a", 110.0 + SESSION_WINDOW + 1), 1)
-        self.assertEqual(seen.count("a", 200.0 + SESSION_WINDOW), 0)
-        self.assertEqual(seen.count("b", 0.0), 0)
+        seen.note(a, "s1", 100.0)
+        seen.note(a, "s2", 110.0)
+        seen.note(a, "s1", 120.0)
+        self.assertEqual(seen.count(a, 121.0), 2)
+        self.assertEqual(seen.count(a, 110.0 + SESSION_WINDOW + 1), 1)
+        self.assertEqual(seen.count(a, 200.0 + SESSION_WINDOW), 0)
+        self.assertEqual(seen.count(b, 0.0), 0)
 
     def test_bounded(self):
+        """
+        At most L{SESSION_MEMORY} sessions per member, each kept as a small
+        digest however long its id; a member gone is forgotten.
+        """
+        import gc
+
+        a = Member("a", "http://a")
         seen = RecentSessions()
         for i in range(SESSION_MEMORY + 100):
-            seen.note("a", f"s{i}", 1.0)
-        self.assertEqual(seen.count("a", 1.0), SESSION_MEMORY)
+            seen.note(a, f"{i}-" + "x" * 8000 + ".a", 1.0)
+        self.assertEqual(seen.count(a, 1.0), SESSION_MEMORY)
+        self.assertEqual({len(key) for key in seen._seen[a]}, {8})
+        del a
+        gc.collect()
+        self.assertEqual(len(seen._seen), 0)
 
 
 class _View:
@@ -218,6 +255,54 @@ class AffinityRulesTests(SynchronousTestCase):
         self.assertIs(self.balancer.pick(view), self.members[0])
         self.balancer.removeMember(self.members[0])
         self.assertIs(self.balancer.pick(view), self.members[1])
+
+    def test_allRestingKeepsSessions(self):
+        """
+        While every member rests (and all are tried anyway), a session
+        stays on its member rather than being spread; once others are up,
+        a resting member's sessions move.
+        """
+        sticky = self.inserted()
+        view = self.viewWith(self.cookieFor(sticky, self.members[1]))
+        for member in self.members:
+            member.downUntil = self.clock.seconds() + 60
+        for _ in range(4):
+            self.assertIs(self.balancer.pick(view), self.members[1])
+        self.members[0].downUntil = None
+        self.assertIs(self.balancer.pick(view), self.members[0])
+
+    def test_drainBoundFromTheMembersStart(self):
+        """
+        The bound counts from the member's own drain start, which a worker,
+        the state file or a cluster peer hands over (memberstate), not from
+        when this process heard of the drain.
+        """
+        from playbalancer import memberstate
+
+        sticky = self.inserted(drainSeconds=30)
+        view = self.viewWith(self.cookieFor(sticky, self.members[0]))
+        self.balancer.setAdmin(self.members[0], "drain")
+        started = self.members[0].drainSince
+        self.assertEqual(started, self.clock.seconds())
+        item = memberstate.entry(self.members[0])
+        self.assertEqual(item["drain_since"], started)
+        # Another process that learns of it 20 s later.
+        clock = Clock()
+        clock.advance(self.clock.seconds() + 20)
+        other = Balancer("web", RoundRobinScheduler(), [Member("app1", "http://a"), Member("app2", "http://b")], clock)
+        other.sticky = affinityFor(other, StickyConfig(cookie="PB", drainSeconds=30))
+        memberstate.applyEntry(other, "app1", item, "parent")
+        self.assertEqual(other.sticky.drainEnds(other.member("app1")), started + 30)
+        self.assertIs(other.pick(view).name, "app1")
+        clock.advance(10)
+        self.assertEqual(other.pick(view).name, "app2")
+        self.balancer.setAdmin(self.members[0], "enabled")
+        self.assertIsNone(self.members[0].drainSince)
+
+    def test_noCookieOnA304(self):
+        sticky = self.inserted()
+        self.assertIsNone(sticky.responseHeader(_View(), self.members[0], 304))
+        self.assertIsNotNone(sticky.responseHeader(_View(), self.members[0], 200))
 
     def test_sessionRoutes(self):
         config = StickyConfig(sessionCookie="JSESSIONID", sessionParam="jsessionid")
@@ -542,3 +627,31 @@ class StickyHTTP2Tests(HTTP2Case):
                 await stream.done
                 self.assertEqual((stream.status, stream.header(b"x-served-by")), (200, served))
                 self.assertIsNone(stream.header(b"set-cookie"))
+
+
+class SessionRouteProxyTests(ProxyTestCase):
+    async def test_applicationSessionRoutes(self):
+        """
+        Through the proxy: a session id ending in a member's route, in the
+        cookie or a path parameter, reaches that member (round robin would
+        spread them); the balancer sets no cookie of its own.
+        """
+        members = self.startMembers("app1", "app2", "app3")
+        balancer = self.startBalancer([m.url for m in members])
+        balancer.sticky = affinityFor(
+            balancer, StickyConfig(sessionCookie="JSESSIONID", sessionParam="jsessionid"), {"n2": "app2"}
+        )
+        for target, cookie, expected in [
+            (b"/", b"JSESSIONID=ABC.n2", "app2"),
+            (b"/;jsessionid=XYZ.app3", None, "app3"),
+            (b"/?jsessionid=XYZ.app1", b"JSESSIONID=ABC.n2", "app1"),
+        ]:
+            before = {m.name: len(m.seen) for m in members}
+            for _ in range(4):
+                request = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                if cookie:
+                    request += b"Cookie: " + cookie + b"\r\n"
+                status, served, cookies = _head(await rawExchange(reactor, self.port, request + b"\r\n"))
+                self.assertEqual(cookies, [], target)
+            reached = {m.name: len(m.seen) - before[m.name] for m in members}
+            self.assertEqual(reached, {m.name: 4 if m.name == expected else 0 for m in members}, target)

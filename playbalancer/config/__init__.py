@@ -15,6 +15,7 @@ from playbalancer.config.balancers import _balancer
 from playbalancer.config.cluster import _cluster
 from playbalancer.config.listeners import _listener, _manager
 from playbalancer.config.routes import resolverTable
+from playbalancer.config.sticky import checkCookieNames
 from playbalancer.config.model import (
     DEFAULT_ALLOW,
     DEFAULT_KEEPALIVE,
@@ -113,6 +114,7 @@ def parseConfig(data, schedulers=None, needListeners=True):
         path = f"balancer.{_key(name)}"
         _name(name, path)
         balancers[name] = _balancer(name, table, path, schedulers, modes.get(name, "http"))
+    checkCookieNames(balancers)
     for index, listener in enumerate(listeners):
         for route, key in _routeKeys(listener, index):
             if route.balancer is not None and route.balancer not in balancers:

@@ -45,19 +45,22 @@ def _member(data, path, mode):
     return member
 
 
-def _checkRoutes(members, path):
+def _checkRoutes(members, path, sticky):
     """
     Routes must name one member each (a member's route is its name unless
-    it gives one).
+    it gives one); with session routes, a route cannot hold a dot (it is
+    what follows the last dot of a session id), so a member whose name
+    has one needs a route of its own.
     """
+    routes = sticky is not None and not sticky.insertsCookie
     seen = {}
     for index, member in enumerate(members):
+        key = f"{path}.member[{index}]." + ("route" if member.route else "name")
         name = member.route or member.name
+        if routes and "." in name:
+            raise ConfigError(key, f"{name!r} has a dot, so no session id can end in it: give this member a route")
         if name in seen:
-            raise ConfigError(
-                f"{path}.member[{index}].route",
-                f"route {name!r} is also member {seen[name]!r}'s",
-            )
+            raise ConfigError(key, f"route {name!r} is also member {seen[name]!r}'s")
         seen[name] = member.name
 
 
@@ -92,7 +95,6 @@ def _balancer(name, data, path, schedulers, mode="http"):
         members.append(member)
     if not members:
         raise ConfigError(table.at("member"), "a balancer needs at least one member")
-    _checkRoutes(members, path)
     balancer = BalancerConfig(
         name=name,
         members=members,
@@ -118,6 +120,7 @@ def _balancer(name, data, path, schedulers, mode="http"):
         sticky=table.get("sticky", lambda v, p: parseSticky(v, p, mode)),
     )
     table.done()
+    _checkRoutes(members, path, balancer.sticky)
     _checkClientCertificate(balancer, table)
     balancer.tlsFiles = filesDigest(
         balancer.tlsCAFile, balancer.tlsClientCert, balancer.tlsClientKey

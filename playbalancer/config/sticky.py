@@ -98,3 +98,25 @@ def parseSticky(data, path, mode):
     if sticky.maxAge is not None and sticky.cookie is None:
         raise ConfigError(table.at("max_age"), "only with cookie (the balancer's own cookie)")
     return sticky
+
+
+def checkCookieNames(balancers):
+    """
+    Each balancer that inserts a cookie needs a name of its own: the
+    cookie is set for the whole site (C{Path=/}), so two balancers behind
+    one host would take each other's for a stranger's and replace it.
+
+    @param balancers: L{playbalancer.config.BalancerConfig}s by name.
+    @raise ConfigError: at the second balancer's C{cookie}.
+    """
+    owners = {}
+    for name, balancer in balancers.items():
+        sticky = balancer.sticky
+        if sticky is None or sticky.cookie is None:
+            continue
+        other = owners.setdefault(sticky.cookie, name)
+        if other != name:
+            raise ConfigError(
+                f"balancer.{name}.sticky.cookie",
+                f"{sticky.cookie!r} is also balancer {other!r}'s cookie: give each its own name",
+            )

@@ -277,11 +277,12 @@ async def waitDrained(
     while active or sessionsLeft(member, managerNow):
         if deadline is not None and clock.seconds() >= deadline:
             left = sessionsLeft(member, managerNow)
-            keeps = f" and keeps its sessions {left:.0f}s more" if left else ""
-            raise CommandError(
-                f"{balancer}/{name} still has {active} active requests{keeps} after "
-                f"{timeout:g}s; it stays in drain"
-            )
+            if active:
+                keeps = f" and keeps its sessions {left:.0f}s more" if left else ""
+                still = f"still has {active} active requests{keeps}"
+            else:
+                still = f"still serves its sessions for {left:.0f}s more (its balancer's drain_seconds)"
+            raise CommandError(f"{balancer}/{name} {still} after {timeout:g}s; it stays in drain")
         await deferLater(clock, interval, lambda: None)
         status = await client.status()
         member, managerNow = findMember(status, balancer, name), status.get("time")

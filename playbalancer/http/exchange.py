@@ -261,7 +261,7 @@ class Exchange:
         headers, length, upgrade = clientResponse(head, self.request, self._rewrite)
         sticky = self.proxy.balancer.sticky
         if sticky is not None:
-            affinity = sticky.responseHeader(self.request, self.attempt.member)
+            affinity = sticky.responseHeader(self.request, self.attempt.member, head.status)
             if affinity is not None:
                 headers.append(affinity)
         self.client.startResponse(head.status, head.reason, headers, length, self.keepAlive, upgrade)

@@ -218,6 +218,9 @@ class ApiResource(resource.Resource):
             if checked.pop("reset"):
                 balancer.reset(member, who)  # passive failures are this node's own
             fields = checked
+            if fields.get("admin") == "drain" and member.admin != "drain":
+                # One start for the whole tier (a sticky balancer's bound).
+                fields["drain_since"] = balancer.seconds()
         if forceLocal:
             if not cluster.degraded:
                 raise ChangeError(409, "force_local is only for when the store is degraded")
@@ -235,7 +238,7 @@ class ApiResource(resource.Resource):
         def written(revision):
             current = balancer.member(memberName) or member
             taking = current in balancer.candidates()
-            answer = model.memberStatus(current, balancer.seconds(), taking)
+            answer = model.balancerMemberStatus(balancer, current, balancer.seconds(), taking)
             answer["revision"] = revision
             answer["tier"] = cluster.tierState(balancerName, memberName)
             request.write(jsonResponse(request, 201 if method == b"PUT" else 200, answer))

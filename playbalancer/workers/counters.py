@@ -95,7 +95,7 @@ def memberCounts(member, sticky=None):
     stats = member.stats
     return {
         "active": member.active,
-        "sessions": 0 if sticky is None else sticky.sessions.count(member.name, sticky.balancer.seconds()),
+        "sessions": 0 if sticky is None else sticky.sessions.count(member, sticky.balancer.seconds()),
         "requests": member.requests,
         "failures": member.failures,
         "bytesIn": member.bytesIn,
