@@ -52,8 +52,11 @@ def entry(member, url=False):
     @param url: whether to include its URL (a member added at run time).
     """
     result = {"admin": member.admin, "standby": member.standby, "weight": member.configuredWeight}
-    if member.drainSince is not None:
-        result["drain_since"] = member.drainSince
+    # (getattr: an old process upgrading to this version may load this
+    # module from disk beside members of its own older class.)
+    since = getattr(member, "drainSince", None)
+    if since is not None:
+        result["drain_since"] = since
     if url:
         result["url"] = member.url
     return result
