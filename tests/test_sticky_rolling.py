@@ -94,8 +94,8 @@ class StickyRollingRestartTests(MemberProcessTestCase):
                 })
             return member
 
-        def watchedResponseHeader(request, member):
-            header = responseHeader(request, member)
+        def watchedResponseHeader(request, member, status=200):
+            header = responseHeader(request, member, status)
             if header is not None:
                 self.newSessions.append((member.name, member.admin))
             return header
