@@ -141,8 +141,16 @@ class SlowMemberTests(ProxyTestCase):
         talk.send(b"u" * size)
         await waitUntil(lambda: self.balancer.member("app1").active == 1, reactor)
         (front,) = self.front.connections
-        connection = front.exchange.attempt.connection
-        await waitUntil(lambda: connection is not None and unsentBytes(connection.transport) > 0, reactor)
+
+        def memberConnection():
+            # (Read each time: the attempt may still be connecting.)
+            return front.exchange.attempt.connection
+
+        await waitUntil(
+            lambda: memberConnection() is not None and unsentBytes(memberConnection().transport) > 0,
+            reactor,
+        )
+        connection = memberConnection()
         await task.deferLater(reactor, 1.0, lambda: None)
         # At most the mark, and one read of the size reads shrink to.
         self.assertLessEqual(unsentBytes(connection.transport), BUFFER_SIZE + FIRST)
