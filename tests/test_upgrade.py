@@ -222,9 +222,15 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         the balancer says C{READY=1} once it serves; after an upgrade the new
         process names itself the main process.
         """
+        import shutil
         import socket
+        import tempfile
 
-        path = os.path.abspath(self.mktemp())
+        # (A short path, wherever the tests run from: AF_UNIX paths are
+        # limited to 108 bytes.)
+        directory = tempfile.mkdtemp(prefix="pb")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "notify")
         notifications = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notifications.bind(path)
         notifications.setblocking(False)
