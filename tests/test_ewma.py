@@ -25,7 +25,6 @@ from playbalancer.assembly import buildBalancers
 from playbalancer.balancer import Balancer, Member
 from playbalancer.config import ConfigError, loadConfig
 from playbalancer.interfaces import (
-    IMember,
     IResponseTimeObserver,
     IScheduler,
     ISchedulerFactory,
@@ -39,21 +38,9 @@ from playbalancer.schedulers.ewma import (
     PeakEwmaScheduler,
     peakEwma,
 )
+from playbalancer.testing import candidateMember
 from playbalancer.testing.waiting import closeAll
 from tests.test_reload import ConfigServiceCase, configText
-
-
-@implementer(IMember)
-class FakeMember:
-    def __init__(self, name, weight=1, active=0):
-        self.name = name
-        self.url = f"http://{name}.invalid"
-        self.weight = weight
-        self.standby = False
-        self.active = active
-
-    def __repr__(self):
-        return f"<FakeMember {self.name}>"
 
 
 class SchedulerCase(SynchronousTestCase):
@@ -75,7 +62,7 @@ class AverageTests(SchedulerCase):
 
     def test_firstSample(self):
         s = self.scheduler()
-        a = FakeMember("a")
+        a = candidateMember("a")
         s.responseTime(a, 0.02)
         self.assertEqual(self.average(s, a), 0.02)
 
@@ -84,7 +71,7 @@ class AverageTests(SchedulerCase):
         A sample above the average replaces it, however recent the last.
         """
         s = self.scheduler()
-        a = FakeMember("a")
+        a = candidateMember("a")
         for _ in range(100):
             s.responseTime(a, 0.01)
             self.clock.advance(0.1)
@@ -97,7 +84,7 @@ class AverageTests(SchedulerCase):
         C{exp(-elapsed / decay)} for the old average.
         """
         s = self.scheduler(decay=10.0)
-        a = FakeMember("a")
+        a = candidateMember("a")
         s.responseTime(a, 0.5)
         self.clock.advance(10.0)
         s.responseTime(a, 0.01)
@@ -111,7 +98,7 @@ class AverageTests(SchedulerCase):
         all.
         """
         one, many = self.scheduler(decay=10.0), self.scheduler(decay=10.0)
-        a = FakeMember("a")
+        a = candidateMember("a")
         one.responseTime(a, 0.5)
         many.responseTime(a, 0.5)
         for _ in range(5):
@@ -129,7 +116,7 @@ class AverageTests(SchedulerCase):
         A shorter C{decay} follows faster.
         """
         slow, quick = self.scheduler(decay=10.0), self.scheduler(decay=1.0)
-        a = FakeMember("a")
+        a = candidateMember("a")
         for s in (slow, quick):
             s.responseTime(a, 0.5)
         self.clock.advance(2.0)
@@ -145,7 +132,7 @@ class AverageTests(SchedulerCase):
         stays as it is.
         """
         s = self.scheduler(decay=10.0)
-        a, b = FakeMember("a"), FakeMember("b")
+        a, b = candidateMember("a"), candidateMember("b")
         s.responseTime(a, 0.2)
         s.responseTime(b, 0.001)
         self.clock.advance(10.0)
@@ -160,7 +147,7 @@ class AverageTests(SchedulerCase):
         that fails fast does not look fast.
         """
         s = self.scheduler(failurePenalty=2.0)
-        a = FakeMember("a")
+        a = candidateMember("a")
         s.responseTime(a, 0.001)
         s.failed(a)
         self.assertEqual(self.average(s, a), 2.0)
@@ -171,7 +158,7 @@ class AverageTests(SchedulerCase):
         toward the penalty, as any lower sample.
         """
         s = self.scheduler(failurePenalty=1.0, decay=10.0)
-        a = FakeMember("a")
+        a = candidateMember("a")
         s.responseTime(a, 5.0)
         self.clock.advance(10.0)
         s.failed(a)
@@ -183,7 +170,7 @@ class AverageTests(SchedulerCase):
         requests in flight weigh.
         """
         s = self.scheduler()
-        a, b = FakeMember("a", active=3), FakeMember("b", active=0)
+        a, b = candidateMember("a", active=3), candidateMember("b", active=0)
         s.responseTime(a, 0.0)
         s.responseTime(b, 0.0)
         self.assertGreater(self.average(s, a), 0)
@@ -202,14 +189,14 @@ class PickTests(SchedulerCase):
 
     def test_oneCandidate(self):
         s = self.scheduler()
-        a = FakeMember("a", active=50)
+        a = candidateMember("a", active=50)
         self.assertIs(s.pick([a], None), a)
         s.failed(a)
         self.assertIs(s.pick([a], None), a)
 
     def test_fastestWins(self):
         s = self.scheduler()
-        a, b, c = FakeMember("a"), FakeMember("b"), FakeMember("c")
+        a, b, c = candidateMember("a"), candidateMember("b"), candidateMember("c")
         s.responseTime(a, 0.03)
         s.responseTime(b, 0.01)
         s.responseTime(c, 0.02)
@@ -220,7 +207,7 @@ class PickTests(SchedulerCase):
         The cost is the average times the requests in flight plus one.
         """
         s = self.scheduler()
-        a, b = FakeMember("a"), FakeMember("b")
+        a, b = candidateMember("a"), candidateMember("b")
         s.responseTime(a, 0.01)
         s.responseTime(b, 0.03)
         a.active = 1  # 0.02 against 0.03
@@ -235,7 +222,7 @@ class PickTests(SchedulerCase):
         The cost is divided by the weight (also a ramping, fractional one).
         """
         s = self.scheduler()
-        a, b = FakeMember("a", weight=4), FakeMember("b", weight=1)
+        a, b = candidateMember("a", weight=4), candidateMember("b", weight=1)
         s.responseTime(a, 0.5)
         s.responseTime(b, 0.25)
         self.assertIs(s.pick([a, b], None), a)  # 0.125 against 0.25
@@ -250,7 +237,7 @@ class PickTests(SchedulerCase):
         only if no other can be.
         """
         s = self.scheduler()
-        a, b = FakeMember("a", weight=0), FakeMember("b", active=100)
+        a, b = candidateMember("a", weight=0), candidateMember("b", active=100)
         s.responseTime(b, 5.0)
         self.assertIs(s.pick([a, b], None), b)
 
@@ -260,7 +247,7 @@ class PickTests(SchedulerCase):
         weight, ties in turn.
         """
         s = self.scheduler()
-        a, b, c = FakeMember("a", active=2), FakeMember("b", active=1), FakeMember("c", active=1)
+        a, b, c = candidateMember("a", active=2), candidateMember("b", active=1), candidateMember("c", active=1)
         self.assertEqual(Counter(s.pick([a, b, c], None).name for _ in range(10)),
                          {"b": 5, "c": 5})
         a.weight = 4  # 3/4 against 2/1
@@ -272,7 +259,7 @@ class PickTests(SchedulerCase):
         the next request, and more only as its requests in flight weigh.
         """
         s = self.scheduler()
-        a, new = FakeMember("a"), FakeMember("new")
+        a, new = candidateMember("a"), candidateMember("new")
         s.responseTime(a, 0.01)
         self.assertIs(s.pick([a, new], None), new)
         new.active = 1  # 0.01 against 0.01: in turn
@@ -288,7 +275,7 @@ class PickTests(SchedulerCase):
         of failed, say), it is least-conn again.
         """
         s = self.scheduler()
-        a, b, c = FakeMember("a"), FakeMember("b", active=1), FakeMember("c")
+        a, b, c = candidateMember("a"), candidateMember("b", active=1), candidateMember("c")
         s.responseTime(a, 0.01)
         self.assertEqual({s.pick([b, c], None).name for _ in range(3)}, {"c"})
 
@@ -297,7 +284,7 @@ class PickTests(SchedulerCase):
         A member that failed loses to one in use, until its penalty decays.
         """
         s = self.scheduler(failurePenalty=1.0, decay=10.0)
-        a, b = FakeMember("a"), FakeMember("b")
+        a, b = candidateMember("a"), candidateMember("b")
         s.responseTime(a, 0.05)
         s.responseTime(b, 0.001)
         s.failed(b)
@@ -310,7 +297,7 @@ class PickTests(SchedulerCase):
         a member ten times slower gets far less than its third.
         """
         s = self.scheduler()
-        members = [FakeMember("a"), FakeMember("b"), FakeMember("slow")]
+        members = [candidateMember("a"), candidateMember("b"), candidateMember("slow")]
         times = {"a": 0.01, "b": 0.01, "slow": 0.1}
         picked = Counter(self.simulate(s, members, times, 2000))
         self.assertLess(picked["slow"], 2000 * 0.05)
@@ -346,7 +333,7 @@ class PickTests(SchedulerCase):
         and once it is fast it regains its share.
         """
         s = self.scheduler(decay=10.0)
-        a, b = FakeMember("a"), FakeMember("b")
+        a, b = candidateMember("a"), candidateMember("b")
         s.responseTime(a, 0.01)
         s.responseTime(b, 0.2)
         # Requests one at a time, a taking 10 ms: b's average decays toward
@@ -368,9 +355,9 @@ class PickTests(SchedulerCase):
     def test_forgetsMembersThatLeft(self):
         s = self.scheduler()
         for i in range(100):
-            gone = FakeMember(f"gone{i}")
+            gone = candidateMember(f"gone{i}")
             s.responseTime(gone, 0.01)
-        a, b = FakeMember("a"), FakeMember("b")
+        a, b = candidateMember("a"), candidateMember("b")
         s.responseTime(a, 0.01)
         s.pick([a, b], None)
         self.assertEqual(list(s._averages), [a])
@@ -382,7 +369,7 @@ class PickTests(SchedulerCase):
         s = PeakEwmaScheduler(decay=10.0)
         other = Clock()
         s.setClock(other)
-        a = FakeMember("a")
+        a = candidateMember("a")
         s.responseTime(a, 0.5)
         other.advance(10.0)
         s.responseTime(a, 0.01)

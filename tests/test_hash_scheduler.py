@@ -12,7 +12,6 @@ import importlib.util
 import os
 from collections import Counter
 
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted.internet import defer
@@ -21,8 +20,9 @@ from twisted.plugin import IPlugin
 from twisted.trial import unittest
 from twisted.web.http_headers import Headers
 
-from playbalancer.interfaces import IMember, IRequestView, IScheduler, ISchedulerFactory
+from playbalancer.interfaces import IScheduler, ISchedulerFactory
 from playbalancer.tcp import ConnectionView
+from playbalancer.testing import candidateMember, candidateMembers, requestView
 
 from tests.pluginharness import (
     BUILTINS,
@@ -54,58 +54,8 @@ hash_scheduler = _loadExample()
 factory = hash_scheduler.hashScheduler
 
 
-@implementer(IMember)
-class FakeMember:
-    def __init__(self, name, weight=1):
-        self.name = name
-        self.url = f"http://{name}.invalid"
-        self.weight = weight
-        self.standby = False
-        self.active = 0
-
-    def __repr__(self):
-        return f"<FakeMember {self.name}>"
-
-
-@implementer(IRequestView)
-class FakeView:
-    """
-    A request as a scheduler sees it; only what L{IRequestView} promises.
-    """
-
-    def __init__(
-        self,
-        path=b"/",
-        headers=(),
-        cookies=(),
-        clientAddress="192.0.2.1",
-        method=b"GET",
-        query=b"",
-        host=b"shop.example",
-        secure=False,
-    ):
-        self.method = method
-        self.path = path
-        self.query = query
-        self.host = host
-        self.clientAddress = clientAddress
-        self.secure = secure
-        self._headers = {name.lower(): value for name, value in headers}
-        self._cookies = dict(cookies)
-
-    def header(self, name):
-        return self._headers.get(name.lower())
-
-    def cookie(self, name):
-        return self._cookies.get(name)
-
-
-def members(*names, **weights):
-    return [FakeMember(name, weights.get(name, 1)) for name in names]
-
-
 def user(value):
-    return FakeView(headers=[(b"X-User", value)])
+    return requestView(headers=[(b"X-User", value)])
 
 
 USERS = [b"user-%d" % (i,) for i in range(2000)]
@@ -125,8 +75,6 @@ class PickTests(unittest.SynchronousTestCase):
         verifyObject(ISchedulerFactory, factory)
         self.assertEqual(factory.name, "rendezvous")
         self.assertTrue(factory.description)
-        verifyObject(IRequestView, FakeView())
-        verifyObject(IMember, FakeMember("a"))
 
     def test_sameKeySameMember(self):
         """
@@ -134,7 +82,7 @@ class PickTests(unittest.SynchronousTestCase):
         (and processes: the hash is not Python's C{hash()}), whatever the
         order of the candidates; different keys spread evenly.
         """
-        candidates = members("a", "b", "c", "d")
+        candidates = candidateMembers("a", "b", "c", "d")
         views = {u: user(u) for u in USERS}
         first = self.placement(self.scheduler(), candidates, views)
         again = self.placement(self.scheduler(), list(reversed(candidates)), views)
@@ -150,7 +98,7 @@ class PickTests(unittest.SynchronousTestCase):
     def test_removingAMemberMovesOnlyItsKeys(self):
         s = self.scheduler()
         views = {u: user(u) for u in USERS}
-        everyone = members("a", "b", "c", "d", "e")
+        everyone = candidateMembers("a", "b", "c", "d", "e")
         before = self.placement(s, everyone, views)
         after = self.placement(s, [m for m in everyone if m.name != "c"], views)
         moved = {u for u in USERS if before[u] != after[u]}
@@ -163,8 +111,8 @@ class PickTests(unittest.SynchronousTestCase):
     def test_addingAMemberTakesOnlyItsShare(self):
         s = self.scheduler()
         views = {u: user(u) for u in USERS}
-        before = self.placement(s, members("a", "b", "c"), views)
-        after = self.placement(s, members("a", "b", "c", "d"), views)
+        before = self.placement(s, candidateMembers("a", "b", "c"), views)
+        after = self.placement(s, candidateMembers("a", "b", "c", "d"), views)
         moved = [u for u in USERS if before[u] != after[u]]
         self.assertTrue(all(after[u] == "d" for u in moved))
         self.assertTrue(400 <= len(moved) <= 600, len(moved))
@@ -175,17 +123,17 @@ class PickTests(unittest.SynchronousTestCase):
         weight 1.
         """
         s = self.scheduler()
-        counts = Counter(s.pick(members("a", "b", b=3), user(u)).name for u in USERS)
+        counts = Counter(s.pick(candidateMembers("a", "b", b=3), user(u)).name for u in USERS)
         self.assertTrue(0.68 <= counts["b"] / len(USERS) <= 0.82, counts)
 
     def test_keys(self):
         """
         Each kind of key reads its part of the request, and only it.
         """
-        candidates = members(*"abcdefgh")
+        candidates = candidateMembers(*"abcdefgh")
 
         def where(key, **view):
-            return self.scheduler(key).pick(candidates, FakeView(**view)).name
+            return self.scheduler(key).pick(candidates, requestView(**view)).name
 
         # Views that differ only outside the key place the same way.
         for key, same, other in [
@@ -210,14 +158,14 @@ class PickTests(unittest.SynchronousTestCase):
         the candidates in proportion to their weights, with no affinity.
         """
         s = self.scheduler()
-        candidates = members("a", "b", "c", c=2)
-        for view in [FakeView(), user(b"")]:
+        candidates = candidateMembers("a", "b", "c", c=2)
+        for view in [requestView(), user(b"")]:
             counts = Counter(s.pick(candidates, view).name for _ in range(4000))
             self.assertTrue(800 <= counts["a"] <= 1200, counts)
             self.assertTrue(1800 <= counts["c"] <= 2200, counts)
         cookie = self.scheduler("cookie:session")
         self.assertEqual(
-            len({cookie.pick(candidates, FakeView(cookies=[(b"other", b"1")])).name for _ in range(50)}), 3
+            len({cookie.pick(candidates, requestView(cookies=[(b"other", b"1")])).name for _ in range(50)}), 3
         )
 
     def test_tcpMode(self):
@@ -226,12 +174,12 @@ class PickTests(unittest.SynchronousTestCase):
         is the key; other keys have no value there, so connections spread;
         so do they when the view is L{None}, as before playbalancer 0.2.
         """
-        candidates = members("a", "b", "c")
+        candidates = candidateMembers("a", "b", "c")
         view = ConnectionView(IPv4Address("TCP", "198.51.100.3", 5555))
         client = self.scheduler("client")
         self.assertEqual(
             client.pick(candidates, view),
-            client.pick(candidates, FakeView(clientAddress="198.51.100.3")),
+            client.pick(candidates, requestView(clientAddress="198.51.100.3")),
         )
         self.assertEqual(len({client.pick(candidates, view).name for _ in range(20)}), 1)
         for request in [view, None]:
@@ -239,8 +187,8 @@ class PickTests(unittest.SynchronousTestCase):
             self.assertEqual(len({header.pick(candidates, request).name for _ in range(50)}), 3)
 
     def test_oneCandidate(self):
-        only = FakeMember("only")
-        self.assertIs(self.scheduler().pick([only], FakeView()), only)
+        only = candidateMember("only")
+        self.assertIs(self.scheduler().pick([only], requestView()), only)
 
     def test_badOptions(self):
         """
@@ -359,7 +307,7 @@ class EndToEndTests(unittest.TestCase):
         self.assertEqual(set().union(*placed.values()), {"app1", "app2"}, placed)
         # The place is the one the scheduler computes in this process.
         scheduler = factory.makeScheduler({"key": "header:X-User"})
-        candidates = members("app1", "app2")
+        candidates = candidateMembers("app1", "app2")
         self.assertEqual(
             {u: {scheduler.pick(candidates, user(u)).name} for u in users}, placed
         )

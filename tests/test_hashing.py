@@ -12,7 +12,6 @@ import math
 import random
 from collections import Counter
 
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted.internet import defer, reactor
@@ -22,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http_headers import Headers
 
 from playbalancer.ctl import cli
-from playbalancer.interfaces import IMember, IRequestView, IScheduler, ISchedulerFactory
+from playbalancer.interfaces import IScheduler, ISchedulerFactory
 from playbalancer.schedulers import availableSchedulers, hashing, maglev
 from playbalancer.schedulers.hashing import (
     CACHED_TABLES,
@@ -31,54 +30,14 @@ from playbalancer.schedulers.hashing import (
 )
 from playbalancer.schedulers.maglev import TABLE_SIZE, buildTable, tableWeight
 from playbalancer.tcp import ConnectionView
-from playbalancer.testing import waitUntil
+from playbalancer.testing import candidateMember, candidateMembers, requestView, waitUntil
 
 from tests import proxyharness
 from tests.proxyharness import ProxyTestCase, servedBy
 
 
-@implementer(IMember)
-class FakeMember:
-    """
-    Just what a scheduler looks at.
-    """
-
-    def __init__(self, name, weight=1, active=0):
-        self.name = name
-        self.url = f"http://{name}.invalid"
-        self.weight = weight
-        self.standby = False
-        self.active = active
-
-    def __repr__(self):
-        return f"<FakeMember {self.name} w={self.weight} a={self.active}>"
-
-
-@implementer(IRequestView)
-class FakeView:
-    """
-    A request as a scheduler sees it; only what L{IRequestView} promises.
-    """
-
-    def __init__(self, path=b"/", headers=(), cookies=(), clientAddress="192.0.2.1"):
-        self.method = b"GET"
-        self.path = path
-        self.query = b""
-        self.host = b"shop.example"
-        self.clientAddress = clientAddress
-        self.secure = False
-        self._headers = {name.lower(): value for name, value in headers}
-        self._cookies = dict(cookies)
-
-    def header(self, name):
-        return self._headers.get(name.lower())
-
-    def cookie(self, name):
-        return self._cookies.get(name)
-
-
 def members(names, **weights):
-    return [FakeMember(name, weights.get(name, 1)) for name in names]
+    return candidateMembers(*names, **weights)
 
 
 def ten():
@@ -86,7 +45,7 @@ def ten():
 
 
 def user(value):
-    return FakeView(headers=[(b"X-User", value)])
+    return requestView(headers=[(b"X-User", value)])
 
 
 def scheduler(key="header:X-User", **options):
@@ -120,8 +79,6 @@ class FactoryTests(SynchronousTestCase):
         self.assertTrue(consistentHash.description)
         self.assertIs(availableSchedulers().get("hash"), consistentHash)
         self.assertEqual(repr(consistentHash), "<ConsistentHashFactory 'hash'>")
-        verifyObject(IMember, FakeMember("a"))
-        verifyObject(IRequestView, FakeView())
 
     def test_newSchedulerEachTime(self):
         one, two = scheduler(), scheduler()
@@ -294,7 +251,7 @@ class PlacementTests(SynchronousTestCase):
         """
         s = scheduler()
         before = placement(s, ten())
-        after = placement(s, ten() + [FakeMember("app11")])
+        after = placement(s, ten() + [candidateMember("app11")])
         share = movedShare(before, after)
         self.assertLessEqual(share, 1 / 11 + 0.02)
         self.assertGreaterEqual(after.count("app11") / len(after), 1 / 11 - 0.01)
@@ -308,7 +265,7 @@ class PlacementTests(SynchronousTestCase):
         schedulers = {key: scheduler(key) for key in keys}
 
         def where(key, **view):
-            return schedulers[key].pick(candidates, FakeView(**view)).name
+            return schedulers[key].pick(candidates, requestView(**view)).name
 
         for key, same, other in [
             ("header:x-user", dict(headers=[(b"X-User", b"ann")], path=b"/1"),
@@ -329,7 +286,7 @@ class PlacementTests(SynchronousTestCase):
             self.assertGreater(len({where(key, **make(i)) for i in range(40)}), 4, key)
 
     def test_oneCandidate(self):
-        only = FakeMember("only", active=100)
+        only = candidateMember("only", active=100)
         for factor in (0, 1.25):
             s = scheduler(balance_factor=factor)
             self.assertIs(s.pick([only], user(b"ann")), only)
@@ -349,10 +306,10 @@ class MissingKeyTests(SynchronousTestCase):
             s = scheduler(key)
             for i in range(50):
                 address = f"198.51.100.{i}"
-                expected = byClient.pick(candidates, FakeView(clientAddress=address))
+                expected = byClient.pick(candidates, requestView(clientAddress=address))
                 for view in [
-                    FakeView(clientAddress=address, path=b""),
-                    FakeView(clientAddress=address, path=b"", headers=[(b"X-User", b"")]),
+                    requestView(clientAddress=address, path=b""),
+                    requestView(clientAddress=address, path=b"", headers=[(b"X-User", b"")]),
                 ]:
                     self.assertIs(s.pick(candidates, view), expected, (key, address))
 
@@ -363,7 +320,7 @@ class MissingKeyTests(SynchronousTestCase):
         """
         candidates = ten()
         view = ConnectionView(IPv4Address("TCP", "198.51.100.3", 5555))
-        expected = scheduler("client").pick(candidates, FakeView(clientAddress="198.51.100.3"))
+        expected = scheduler("client").pick(candidates, requestView(clientAddress="198.51.100.3"))
         for key in ("client", "path", "header:X-User", "cookie:session"):
             self.assertIs(scheduler(key).pick(candidates, view), expected, key)
 
@@ -375,7 +332,7 @@ class MissingKeyTests(SynchronousTestCase):
         candidates = members("abc", c=2)
         for key in ("client", "header:X-User"):
             s = scheduler(key, balance_factor=1.5)
-            for request in [FakeView(clientAddress=None), None]:
+            for request in [requestView(clientAddress=None), None]:
                 counts = Counter(s.pick(candidates, request).name for _ in range(400))
                 self.assertEqual(counts, {"a": 100, "b": 100, "c": 200}, (key, request))
 
@@ -480,7 +437,7 @@ class BoundedLoadTests(SynchronousTestCase):
         When no member in the table may take the request, the least loaded
         relative to weight is chosen (the first of equals).
         """
-        a, b, c = FakeMember("a", 2, 4), FakeMember("b", 1, 1), FakeMember("c", 1, 2)
+        a, b, c = candidateMember("a", 2, 4), candidateMember("b", 1, 1), candidateMember("c", 1, 2)
         self.assertIs(hashing._leastLoaded([a, b, c]), b)
         self.assertIs(hashing._leastLoaded([a, c]), a)
 

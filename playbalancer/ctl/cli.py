@@ -29,7 +29,7 @@ from playbalancer.ctl.client import (  # noqa: F401 (playbalancer.cli, this modu
     networkReason,
     remaining,
 )
-from playbalancer.starter import addPortOptions
+from playbalancer.ctl.init import addInitParser, writeInit
 from playbalancer.tokens import readTokenFile
 
 __all__ = [
@@ -425,19 +425,7 @@ def makeParser(out=None):
     )
     check.add_argument("config", metavar="CONFIG", help="the TOML configuration file")
     check.set_defaults(run=None)
-    init = commands.add_parser(
-        "init",
-        help="write a commented starter configuration file",
-        description="Write the commented starter configuration (two app instances, the "
-        "second a hot standby, a balancer and its manager, all on 127.0.0.1) to PATH; "
-        "an existing file is left as it is unless --force.",
-        out=out,
-    )
-    init.add_argument("path", nargs="?", default="playbalancer.toml", metavar="PATH",
-                      help="where to write it (default playbalancer.toml; - for standard output)")
-    init.add_argument("--force", action="store_true", help="replace PATH if it exists")
-    addPortOptions(init)
-    init.set_defaults(run=None)
+    addInitParser(commands, out)
     return parser
 
 
@@ -549,8 +537,6 @@ async def run(reactor, argv, stdout=None, stderr=None, environ=None, http=None):
             checkConfig(options.config, reactor, stdout)
             return 0
         if options.command == "init":
-            from playbalancer.ctl.init import writeInit
-
             writeInit(options, stdout)
             return 0
         if http is None:

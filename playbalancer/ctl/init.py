@@ -5,7 +5,26 @@ C{playbalancer init}: write the commented starter configuration.
 from __future__ import annotations
 
 from playbalancer.ctl.client import CommandError
-from playbalancer.starter import portsFromOptions, starterConfig, writeStarter
+from playbalancer.starter import addPortOptions, portsFromOptions, starterConfig, writeStarter
+
+
+def addInitParser(commands, out):
+    """
+    Add the C{init} command to the C{commands} sub-parsers.
+    """
+    init = commands.add_parser(
+        "init",
+        help="write a commented starter configuration file",
+        description="Write the commented starter configuration (two app instances, the "
+        "second a hot standby, a balancer and its manager, all on 127.0.0.1) to PATH; "
+        "an existing file is left as it is unless --force.",
+        out=out,
+    )
+    init.add_argument("path", nargs="?", default="playbalancer.toml", metavar="PATH",
+                      help="where to write it (default playbalancer.toml; - for standard output)")
+    init.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    addPortOptions(init)
+    init.set_defaults(run=None)
 
 
 def writeInit(options, out):

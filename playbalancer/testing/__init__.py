@@ -48,7 +48,7 @@ from playbalancer.testing.simulated import (
 )
 from playbalancer.testing.simulator import Simulation, simulate
 from playbalancer.testing.twistd import TwistdProcess
-from playbalancer.testing.views import candidateMembers, requestView, tcpView
+from playbalancer.testing.views import candidateMember, candidateMembers, requestView, tcpView
 from playbalancer.testing.waiting import closeAll, waitUntil
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
     "requestView",
     "tcpView",
     "candidateMembers",
+    "candidateMember",
     "Simulation",
     "simulate",
     "SimulationReport",

@@ -11,7 +11,7 @@ from playbalancer.balancer import Member
 from playbalancer.http.wire import RequestHead
 from playbalancer.tcp import ConnectionView
 
-__all__ = ["requestView", "tcpView", "candidateMembers"]
+__all__ = ["requestView", "tcpView", "candidateMembers", "candidateMember"]
 
 
 def _bytes(value):
@@ -90,3 +90,13 @@ def candidateMembers(*names, **weights):
         Member(name, f"http://member-{index}.invalid:8080/", weights.get(name, 1))
         for index, name in enumerate(names)
     ]
+
+
+def candidateMember(name, weight=1, active=0):
+    """
+    One real member for C{pick}, of C{weight}, with C{active} requests in
+    flight (L{candidateMembers} for several).
+    """
+    (member,) = candidateMembers(name, **{name: weight})
+    member.active = active
+    return member
