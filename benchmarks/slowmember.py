@@ -48,6 +48,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import throughput as tp  # noqa: E402  (its Processes)
 SCHEDULERS = ("round-robin", "least-conn", "peak-ewma")
 MEMBERS = ("m1", "m2", "slow")
 
@@ -114,43 +117,9 @@ def runMembers(argument):
     asyncio.run(_members(specs))
 
 
-# Processes.
+# Processes: throughput.py's (each in its own process group, stopped by PID).
 
-
-class Processes:
-    """
-    Every process this script started, each in its own process group.
-    """
-
-    def __init__(self):
-        self.running = []
-
-    def spawn(self, argv, logPath, env=None):
-        with open(logPath, "ab") as out:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    env=dict(os.environ, **env) if env else None)
-        self.running.append(proc)
-        return proc
-
-    def stop(self, proc, grace=5.0):
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if proc.poll() is not None:
-                break
-            try:
-                os.killpg(proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                continue
-        if proc in self.running:
-            self.running.remove(proc)
-
-    def stopAll(self):
-        for proc in list(reversed(self.running)):
-            self.stop(proc)
+Processes = tp.Processes
 
 
 def freePort():
