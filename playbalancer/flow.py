@@ -18,8 +18,10 @@ from playbalancer._net.rawsocket import (
     forgetPause,
     holdProducerUntilDrained,
     kernelNotSent,
+    kernelRoom,
     unsentBytes,
 )
+from playbalancer._net.readsize import LARGE
 
 #: Bytes that may wait in this process for one peer that reads slowly
 #: before the other side is paused (HAProxy's C{tune.bufsize} default).
@@ -43,11 +45,17 @@ KERNEL_LAG = 262144
 def keepsUp(transport):
     """
     Whether C{transport}'s peer takes what we send as fast as it comes:
-    nothing waits for it in this process, and little in the kernel.
+    nothing waits for it in this process, little in the kernel, and the
+    kernel has room for two large reads from the other side (the one in
+    hand and the next), so that a large read never leaves more than a
+    small one would in this process when the peer stops reading.
     """
     if transport is None:
         return True
-    return not unsentBytes(transport) and kernelNotSent(transport) < KERNEL_LAG
+    if unsentBytes(transport) or kernelNotSent(transport) >= KERNEL_LAG:
+        return False
+    room = kernelRoom(transport)
+    return room is None or room >= 2 * LARGE
 
 
 def waiting(transport):

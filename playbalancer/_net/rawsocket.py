@@ -26,9 +26,13 @@ try:
     # not yet sent (SIOCOUTQ would count those in flight, unacknowledged,
     # too: a fast peer far away would look slow).
     _NOT_SENT = 0x894B if sys.platform.startswith("linux") else None
+    # Linux's SIOCOUTQ: every byte in the send queue, sent or not.
+    _QUEUED = 0x5411 if sys.platform.startswith("linux") else None
 except ImportError:  # not a Unix
     fcntl = None
-    _NOT_SENT = None
+    _NOT_SENT = _QUEUED = None
+
+import socket
 
 from twisted.internet.interfaces import INegotiated
 from twisted.internet.tcp import Connection
@@ -44,6 +48,7 @@ __all__ = [
     "closeWriting",
     "holdProducerUntilDrained",
     "kernelNotSent",
+    "kernelRoom",
     "forgetPause",
     "unsentBytes",
 ]
@@ -167,6 +172,25 @@ def kernelNotSent(transport):
     except (OSError, ValueError):
         return 0
     return struct.unpack("i", answer)[0]
+
+
+def kernelRoom(transport):
+    """
+    About how many more bytes the kernel's send buffer of C{transport}'s
+    socket takes before a write would wait in this process: half its
+    C{SO_SNDBUF} (Linux counts its own bookkeeping in that size, and grows
+    it as the connection speeds up) less what the queue holds, sent or not
+    (C{SIOCOUTQ}).  L{None} where that cannot be read.
+    """
+    connection = _socketUnder(transport)
+    if connection is None or _QUEUED is None:
+        return None
+    try:
+        size = connection.socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        answer = fcntl.ioctl(connection.fileno(), _QUEUED, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return None
+    return size // 2 - struct.unpack("i", answer)[0]
 
 
 def forgetPause(transport):
