@@ -20,12 +20,17 @@ from tests.proxyharness import ProxyTestCase
 from tests.test_bigbodies import memoryOf
 
 CLIENTS = 200
-#: What one slow reader may cost.  PyPy objects are larger, and its
-#: collector lets garbage (the bytes already sent) wait longer: the child
-#: runs with frequent major collections so that what is measured is what
-#: is kept (with PyPy's default, ~130 KiB of mostly garbage per client).
+#: What one slow reader may cost.  On CPython the growth is what is kept
+#: (5-30 KiB measured).  On PyPy it also counts what its collector and
+#: allocator hold on to: the child runs with frequent major collections
+#: (with PyPy's default, ~130 KiB per client of mostly garbage), and still
+#: the growth measured here spread from 35 to 150 KiB per client with the
+#: machine's two cores busy (a steady 35-38 KiB with reads never above
+#: 16 KiB, so most of the spread is the large reads' bytes, passed on and
+#: not yet given back); the bound catches a connection that keeps a large
+#: read's worth, or more, of live data.
 PYPY = platform.python_implementation() == "PyPy"
-PER_CLIENT = (96 if PYPY else 64) * 1024
+PER_CLIENT = (192 if PYPY else 64) * 1024
 
 
 class _NeverReads(Protocol):
