@@ -357,8 +357,8 @@ class ProtectionTests(ManagerTestCase):
         another site is refused with 403 and changes nothing; with the
         page's token it works and redirects back to the page.
         """
-        (a,) = self.startMembers("app1")
-        self.startBalancer([a.url])
+        a, b = self.startMembers("app1", "app2")  # app2 serves while app1 drains
+        self.startBalancer([a.url, b.url])
         self.startManager()
         page, _ = await self._page()
         token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)

@@ -147,8 +147,8 @@ class ProtectionOrderTests(ManagerTestCase):
         self.assertEqual((app1.admin, app1.removing), ("enabled", False))
         self.assertIsNone(self.balancer.member("app2"))
         own = {b"Host": [host], b"Origin": [b"http://" + host]}
-        code, member, _ = await self.call(
-            "POST", "api/balancers/test/members/app1", {"admin": "drain"}, headers=own
+        code, member, _ = await self.call(  # (app1 is the only member: forced)
+            "POST", "api/balancers/test/members/app1", {"admin": "drain", "force": True}, headers=own
         )
         self.assertEqual((code, member["admin"]), (200, "drain"))
 
@@ -160,8 +160,8 @@ class ChangeLogTests(ManagerTestCase):
         form are each logged as a C{member.admin} event naming who made it
         (the client's address) and what changed.
         """
-        (a,) = self.startMembers("app1")
-        self.startBalancer([a.url])
+        a, b = self.startMembers("app1", "app2")  # app2 serves while app1 drains
+        self.startBalancer([a.url, b.url])
         self.startManager()
         events = captureEvents(self)
         code, _, _ = await self.call("POST", "api/balancers/test/members/app1", {"admin": "drain"})

@@ -12,7 +12,6 @@ standard error.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -30,6 +29,17 @@ from playbalancer.ctl.client import (  # noqa: F401 (playbalancer.cli, this modu
     remaining,
 )
 from playbalancer.ctl.init import addInitParser, writeInit
+from playbalancer.ctl.show import (  # noqa: F401 (this module had them)
+    adminText,
+    dumpJSON,
+    formatBalancer,
+    formatStatus,
+    formatTable,
+    health,
+    latency,
+    memberLine,
+    removedLine,
+)
 from playbalancer.tokens import readTokenFile
 
 __all__ = [
@@ -77,109 +87,6 @@ DEFAULT_DRAIN_TIMEOUT = 300.0
 ADMIN_COMMANDS = {"enable": "enabled", "drain": "drain", "disable": "disabled"}
 
 
-def dumpJSON(value):
-    return json.dumps(value, indent=2, sort_keys=False) + "\n"
-
-
-def health(member):
-    """
-    C{up}, or C{down: reason}.
-    """
-    if member.get("healthy"):
-        return "up"
-    reason = member.get("down_reason")
-    return f"down: {reason}" if reason else "down"
-
-
-def latency(member):
-    """
-    Mean and 95th percentile latency, e.g. C{12.3/40.5 ms}, or C{-}.
-    """
-    mean, p95 = member.get("latency_mean_ms"), member.get("latency_p95_ms")
-    if mean is None and p95 is None:
-        return "-"
-    return "/".join("-" if v is None else f"{v:.1f}" for v in (mean, p95)) + " ms"
-
-
-def adminText(member):
-    return f"{member.get('admin')} (removing)" if member.get("removing") else str(member.get("admin"))
-
-
-_COLUMNS = [
-    ("MEMBER", False, lambda m: str(m.get("name"))),
-    ("URL", False, lambda m: str(m.get("url"))),
-    ("ADMIN", False, adminText),
-    ("STANDBY", False, lambda m: "yes" if m.get("standby") else "no"),
-    ("WEIGHT", True, lambda m: str(m.get("weight"))),
-    ("HEALTH", False, health),
-    ("ACTIVE", True, lambda m: str(m.get("active"))),
-    ("REQUESTS", True, lambda m: str(m.get("requests"))),
-    ("FAILURES", True, lambda m: str(m.get("failures"))),
-    ("LATENCY MEAN/P95", False, latency),
-]
-
-
-def formatTable(rows, rightAligned):
-    """
-    Rows of cells as aligned text lines; the header is the first row.
-    """
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [
-            cell.rjust(width) if right else cell.ljust(width)
-            for cell, width, right in zip(row, widths, rightAligned)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return lines
-
-
-def formatBalancer(name, balancer):
-    """
-    One balancer: a heading and a table of its members.
-    """
-    retry = balancer.get("retry")
-    retry = f"{retry:g}s" if isinstance(retry, (int, float)) else "?"
-    heading = f"balancer {name} ({balancer.get('scheduler')}, retry {retry})"
-    members = list(balancer.get("members", {}).values())
-    if not members:
-        return [heading, "  (no members)"]
-    rows = [[title for title, _, _ in _COLUMNS]]
-    rows += [[cell(m) for _, _, cell in _COLUMNS] for m in members]
-    table = formatTable(rows, [right for _, right, _ in _COLUMNS])
-    return [heading] + ["  " + line for line in table]
-
-
-def formatStatus(status):
-    """
-    The whole status as text, a table per balancer.
-    """
-    balancers = status.get("balancers", {})
-    if not balancers:
-        return "no balancers\n"
-    blocks = ["\n".join(formatBalancer(n, b)) for n, b in balancers.items()]
-    return "\n\n".join(blocks) + "\n"
-
-
-def memberLine(balancer, name, member):
-    """
-    One member in a line, e.g. C{web/app1 (http://...): drain, weight 1, up,
-    3 active}.
-    """
-    parts = [adminText(member)]
-    if member.get("standby"):
-        parts.append("standby")
-    parts += [f"weight {member.get('weight')}", health(member), f"{member.get('active')} active"]
-    return f"{balancer}/{name} ({member.get('url')}): {', '.join(parts)}\n"
-
-
-def removedLine(balancer, name, member):
-    active = member.get("active") or 0
-    if active:
-        return f"{balancer}/{name}: removing; it goes once its {active} active requests end\n"
-    return f"{balancer}/{name}: removed\n"
-
-
 # Commands: each takes (client, options, out, reactor).
 
 
@@ -190,6 +97,8 @@ async def showStatus(client, options, out, reactor):
 
 async def _changeMember(client, options, out, **fields):
     balancer, name = options.target
+    if getattr(options, "force", False):
+        fields["force"] = True
     member = await client.change(balancer, name, **fields)
     if not options.json:
         out.write(memberLine(balancer, name, member))
@@ -238,7 +147,7 @@ async def addMember(client, options, out, reactor):
 
 async def removeMember(client, options, out, reactor):
     balancer, name = options.target
-    member = await client.remove(balancer, name)
+    member = await client.remove(balancer, name, options.force)
     out.write(dumpJSON(member) if options.json else removedLine(balancer, name, member))
 
 
@@ -368,17 +277,24 @@ def makeParser(out=None):
         metavar="S",
         help=f"give up waiting after S seconds (default {DEFAULT_DRAIN_TIMEOUT:g}; 0: never)",
     )
-    command("disable", setAdmin, "send a member no request at all")
-    standby = command("standby", setStandby, "make a member a hot standby, or not")
-    standby.add_argument("state", choices=("on", "off"), metavar="on|off")
+    disable = command("disable", setAdmin, "send a member no request at all")
     weigh = command("weight", setWeight, "set a member's weight")
     weigh.add_argument("weight", type=weight, metavar="N")
+    remove = command("remove", removeMember, "remove a member once its active requests end")
+    for sub in (drain, disable, weigh, remove):
+        sub.add_argument(
+            "--force",
+            action="store_true",
+            help="even if it is the last usable member of its balancer (every new request "
+            "then gets 503)",
+        )
+    standby = command("standby", setStandby, "make a member a hot standby, or not")
+    standby.add_argument("state", choices=("on", "off"), metavar="on|off")
     command("reset", resetMember, "mark a failed member up now, without waiting for its retry")
     add = command("add", addMember, "add a member")
     add.add_argument("url", metavar="URL", help="the member's URL, e.g. http://10.0.0.5:8080")
     add.add_argument("--standby", action="store_true", help="add it as a hot standby")
     add.add_argument("--weight", type=weight, metavar="N", help="its weight (default 1)")
-    command("remove", removeMember, "remove a member once its active requests end")
     command(
         "reload",
         reloadConfig,

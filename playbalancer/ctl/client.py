@@ -114,6 +114,8 @@ def decodeAnswer(base, code, body, hasToken):
     message = value.get("error") if isinstance(value, dict) else None
     if not isinstance(message, str) or not message:
         message = f"the manager answered HTTP {code}"
+    if isinstance(value, dict) and value.get("needs_force") is True:
+        message += " (--force)"
     if code in (401, 403):
         hint = " (give --token-file)" if code == 401 and not hasToken else ""
         raise ManagerError(code, f"the manager refused: {message}{hint}")
@@ -188,8 +190,9 @@ class ManagerClient:
             body["weight"] = weight
         return self.request("PUT", self.memberURL(balancer, member), body)
 
-    def remove(self, balancer, member):
-        return self.request("DELETE", self.memberURL(balancer, member))
+    def remove(self, balancer, member, force=False):
+        url = self.memberURL(balancer, member)
+        return self.request("DELETE", url + "?force=true" if force else url)
 
     def reload(self):
         """

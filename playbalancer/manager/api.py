@@ -31,10 +31,10 @@ def jsonResponse(request, code, value):
     return b"" if request.method == b"HEAD" else body
 
 
-def jsonError(request, code, message, headers=()):
+def jsonError(request, code, message, headers=(), details=None):
     for name, value in headers:
         request.setHeader(name, value)
-    return jsonResponse(request, code, {"error": message})
+    return jsonResponse(request, code, dict(details or {}, error=message))
 
 
 class Answer(resource.Resource):
@@ -70,6 +70,14 @@ def readJSON(request):
         raise ChangeError(400, "the body is not valid JSON")
 
 
+def _forced(request):
+    """
+    Whether a C{DELETE} goes past L{model.guardLastUsable}: C{?force=true}
+    (a C{DELETE} carries no body).
+    """
+    return request.args.get(b"force") == [b"true"]
+
+
 class ApiResource(resource.Resource):
     """
     C{GET api/status}; C{GET, POST, PUT, DELETE
@@ -86,7 +94,7 @@ class ApiResource(resource.Resource):
         try:
             return self._route(request)
         except ChangeError as e:
-            return jsonError(request, e.code, e.message)
+            return jsonError(request, e.code, e.message, details=e.details)
 
     def _route(self, request):
         path = request.postpath
@@ -179,6 +187,8 @@ class ApiResource(resource.Resource):
         if method == b"DELETE":
             balancer, member = model.find(balancers, balancerName, memberName, removing=True)
             if not member.removing:
+                if not _forced(request):
+                    model.guardLastUsable(balancer, member, removing=True)
                 balancer.removeMember(member, who)
             return self._answer(request, 200, balancer, member)
         body = readJSON(request)
@@ -201,6 +211,8 @@ class ApiResource(resource.Resource):
         forceLocal = isinstance(body, dict) and body.pop("force_local", False) is True
         if method == b"DELETE":
             balancer, member = model.find(balancers, balancerName, memberName, removing=True)
+            if not member.removing and not _forced(request):
+                model.guardLastUsable(balancer, member, removing=True)
             fields = {"removed": True}
         elif method == b"PUT":
             balancer, _ = model.find(balancers, balancerName)
@@ -215,6 +227,8 @@ class ApiResource(resource.Resource):
         else:
             balancer, member = model.find(balancers, balancerName, memberName)
             checked = model.checkChange(member, body)
+            if not checked.pop("force"):
+                model.guardLastUsable(balancer, member, checked["admin"], checked["weight"])
             if checked.pop("reset"):
                 balancer.reset(member, who)  # passive failures are this node's own
             fields = checked

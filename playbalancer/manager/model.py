@@ -18,10 +18,12 @@ class ChangeError(Exception):
     A change the manager refuses; C{code} is the HTTP status to answer.
     """
 
-    def __init__(self, code, message):
+    def __init__(self, code, message, **details):
         Exception.__init__(self, message)
         self.code = code
         self.message = message
+        #: More fields for the JSON answer (C{needs_force}).
+        self.details = details
 
 
 def _finite(value):
@@ -282,15 +284,55 @@ def find(balancers, balancerName, memberName=None, removing=False):
     return balancer, member
 
 
-_CHANGE_KEYS = {"admin", "standby", "weight", "reset"}
+_CHANGE_KEYS = {"admin", "standby", "weight", "reset", "force"}
+
+
+def usable(member):
+    """
+    Whether C{member} could take a new request now: enabled, of a weight
+    above zero, healthy and not being removed (a hot standby counts).
+    """
+    return (
+        not member.removing
+        and member.admin == "enabled"
+        and member.configuredWeight > 0
+        and member.healthy
+    )
+
+
+def guardLastUsable(balancer, member, admin="enabled", weight=None, removing=False):
+    """
+    Refuse (L{ChangeError} 409, C{needs_force}) a change that would leave
+    C{balancer} without a usable member: C{member} is the last one, and
+    would be drained, disabled, given weight 0 or removed.
+    """
+    weight = member.configuredWeight if weight is None else weight
+    if not usable(member) or (admin == "enabled" and weight > 0 and not removing):
+        return
+    if any(usable(other) for other in balancer.members if other is not member):
+        return
+    if removing:
+        what = "removing it"
+    else:
+        what = {"drain": "draining it", "disabled": "disabling it"}.get(admin, "weight 0")
+    inFlight = f" ({member.active} in flight would finish)" if member.active else ""
+    raise ChangeError(
+        409,
+        f"{member.name} is the last usable member of {balancer.name}: after {what}, "
+        f"every new request to {balancer.name} gets 503{inFlight}; force it to go ahead",
+        needs_force=True,
+    )
 
 
 def applyChange(balancer, member, change, who):
     """
-    Apply a C{POST} body: any of C{admin}, C{standby}, C{weight}, C{reset}.
-    Everything is checked before anything changes.
+    Apply a C{POST} body: any of C{admin}, C{standby}, C{weight}, C{reset},
+    and C{force} to go past L{guardLastUsable}.  Everything is checked
+    before anything changes.
     """
     checked = checkChange(member, change)
+    if not checked["force"]:
+        guardLastUsable(balancer, member, checked["admin"], checked["weight"])
     balancer.setAdmin(member, checked["admin"], who)
     balancer.setStandby(member, checked["standby"], who)
     balancer.setWeight(member, checked["weight"], who)
@@ -301,7 +343,7 @@ def applyChange(balancer, member, change, who):
 def checkChange(member, change):
     """
     Check a C{POST} body; the member's admin, standby and weight after it,
-    and whether to reset.
+    and whether to reset and to force.
     """
     if not isinstance(change, dict):
         raise ChangeError(400, "expected a JSON object")
@@ -320,7 +362,10 @@ def checkChange(member, change):
     reset = change.get("reset", False)
     if not isinstance(reset, bool):
         raise ChangeError(400, "reset must be true or false")
-    return {"admin": admin, "standby": standby, "weight": weight, "reset": reset}
+    force = change.get("force", False)
+    if not isinstance(force, bool):
+        raise ChangeError(400, "force must be true or false")
+    return {"admin": admin, "standby": standby, "weight": weight, "reset": reset, "force": force}
 
 
 def addMember(balancer, name, spec, who, apply=True):

@@ -347,7 +347,7 @@ class ActionsResource(resource.Resource):
         try:
             self._apply(field, who)
         except ChangeError as e:
-            return jsonError(request, e.code, e.message)
+            return jsonError(request, e.code, e.message, details=e.details)
         request.setResponseCode(303)
         request.setHeader(b"location", b"./")
         return b""
@@ -366,14 +366,16 @@ class ActionsResource(resource.Resource):
             model.addMember(balancer, field("member"), spec, who)
             return
         balancer, member = model.find(balancers, field("balancer"), field("member"))
+        force = field("force") == "true"
         if action == "remove":
+            if not force:
+                model.guardLastUsable(balancer, member, removing=True)
             balancer.removeMember(member, who)
         elif action == "weight":
             weight = field("weight", "")
-            model.applyChange(
-                balancer, member, {"weight": int(weight) if weight.isdecimal() and weight.isascii() else weight}, who
-            )
+            weight = int(weight) if weight.isdecimal() and weight.isascii() else weight
+            model.applyChange(balancer, member, {"weight": weight, "force": force}, who)
         elif action in ACTIONS:
-            model.applyChange(balancer, member, ACTIONS[action], who)
+            model.applyChange(balancer, member, dict(ACTIONS[action], force=force), who)
         else:
             raise ChangeError(400, f"unknown action {action!r}")

@@ -120,6 +120,11 @@
     }
     return fetch(path, options).then(function (r) {
       return r.json().then(function (answer) {
+        if (!r.ok && answer.needs_force && window.confirm(answer.error + "\n\nDo it anyway?")) {
+          // The last usable member: asked, and confirmed.
+          return method === "DELETE" ? send(method, path + "?force=true") :
+            send(method, path, Object.assign({}, body, {force: true}));
+        }
         if (!r.ok) { throw new Error(answer.error || ("HTTP " + r.status)); }
         return answer;
       });
