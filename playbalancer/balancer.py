@@ -140,6 +140,21 @@ class Member:
         """
         self._latencies.append((now, seconds))
 
+    def latenciesAfter(self, mark):
+        """
+        C{(seconds, mark)}: the response times recorded since C{mark} was
+        returned (all that are kept for L{None}), oldest first, and the mark
+        to pass next time.  Marks follow the order samples arrived in, not
+        their times: a worker's samples reach the parent a little late.
+        """
+        samples = []
+        for entry in reversed(self._latencies):
+            if entry is mark:
+                break
+            samples.append(entry[1])
+        samples.reverse()
+        return samples, (self._latencies[-1] if self._latencies else mark)
+
     def latency(self, now):
         """
         C{(mean, p95)} in seconds over the recent window, or C{(None, None)}

@@ -343,6 +343,10 @@ def _makeService(options, reactor, handover):
     manager, keeper = makeManager(config, balancers, reactor, listeners)
     running.manager = manager
     if manager is not None:
+        from playbalancer.manager.history import History
+
+        manager.history = History(balancers, reactor)
+        manager.history.setServiceParent(top)
         # Their certificates on the page, in /api/status and the metrics.
         manager.listenerConfigs = manager.pages[b"metrics"].registry.collector.listenerConfigs = (
             lambda: running.config.listeners

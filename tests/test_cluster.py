@@ -157,6 +157,16 @@ cache_file = "{self.cacheFile(name)}"
                 self.assertEqual(servedBy(await self.get(node)), "app2")
         self.assertEqual(len(self.members[0].seen), before)
 
+    async def test_historySaysWhichNode(self):
+        """
+        Each node's manager keeps its own history, and says whose it is.
+        """
+        for node in ("lb1", "lb2"):
+            response = await self.http.get(self.nodes[node]["manager"] + "/api/history")
+            answer = json.loads(await treq.content(response))
+            self.assertEqual((response.code, answer["node"]), (200, node))
+            self.assertIn("web", answer["balancers"])
+
     async def test_stickyDrainBoundIsTheTiers(self):
         """
         On sticky nodes, a drain's answer says until when the member keeps

@@ -80,7 +80,7 @@ def _forced(request):
 
 class ApiResource(resource.Resource):
     """
-    C{GET api/status}; C{GET, POST, PUT, DELETE
+    C{GET api/status}; C{GET api/history}; C{GET, POST, PUT, DELETE
     api/balancers/<b>/members/<m>}; C{POST api/reload}, C{POST api/upgrade}.
     """
 
@@ -116,6 +116,8 @@ class ApiResource(resource.Resource):
                     for memberName, member in info["members"].items():
                         member["tier"] = tier.tierState(balancerName, memberName)
             return jsonResponse(request, 200, status)
+        if path == [b"history"]:
+            return self._history(request)
         if path == [b"reload"]:
             return self._reload(request)
         if path == [b"upgrade"]:
@@ -127,6 +129,31 @@ class ApiResource(resource.Resource):
                 raise ChangeError(400, "names must be UTF-8")
             return self._member(request, balancerName, memberName)
         raise ChangeError(404, "not found")
+
+    def _history(self, request):
+        """
+        C{GET api/history[?balancer=B]}: the last minutes, sampled by the
+        manager (see L{playbalancer.manager.history}), and which node's.
+        """
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"allow", b"GET, HEAD")
+            raise ChangeError(405, "history is read with GET")
+        history = self.root.history
+        if history is None:
+            raise ChangeError(404, "this manager keeps no history")
+        wanted = request.args.get(b"balancer")
+        balancerName = None
+        if wanted is not None:
+            try:
+                balancerName = wanted[0].decode("utf-8")
+            except UnicodeDecodeError:
+                raise ChangeError(400, "names must be UTF-8")
+            model.find(self.root.balancers, balancerName)
+        answer = history.asJSON(balancerName)
+        answer["time"] = self.root.clock.seconds()
+        cluster = getattr(self.root, "cluster", None)
+        answer["node"] = cluster.node if cluster is not None else None
+        return jsonResponse(request, 200, answer)
 
     def _reload(self, request):
         """

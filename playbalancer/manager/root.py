@@ -38,6 +38,10 @@ class ManagerRoot(resource.Resource):
         #: Gives the listener configs running now, whose certificates the
         #: page and C{/api/status} show (set once they are known).
         self.listenerConfigs = lambda: ()
+        #: The recent history C{/api/history} serves (a
+        #: L{playbalancer.manager.history.History}, started by whoever
+        #: runs the manager), or L{None}.
+        self.history = None
         self.pages = {
             b"": PageResource(self),
             b"api": ApiResource(self),

@@ -3,9 +3,9 @@
 "use strict";
 
 (function () {
-  var HISTORY = 200;       // points per chart (about 5 minutes)
-  var PERIOD = 1500;       // ms between updates
-  var history = {};        // "balancer/member" -> {t, requests, rate: [], p95: []}
+  var HISTORY = 180;       // points per chart: the server's 15 minutes of 5 s samples
+  var PERIOD = 1500;       // ms between updates of the table
+  var HISTORY_PERIOD = 5000;  // ms between updates of the charts
   var live = document.getElementById("live");
 
   function formatBytes(n) {
@@ -82,17 +82,6 @@
         setField(row, "failures", String(m.failures));
         setField(row, "latency", latency(m));
         setField(row, "bytes", formatBytes(m.bytes_in) + " / " + formatBytes(m.bytes_out));
-        var key = bname + "/" + mname;
-        var h = history[key] || (history[key] = {t: null, requests: 0, rate: [], p95: []});
-        if (h.t !== null && status.time > h.t) {
-          h.rate.push(Math.max(0, (m.requests - h.requests) / (status.time - h.t)));
-          h.p95.push(m.latency_p95_ms || 0);
-          if (h.rate.length > HISTORY) { h.rate.shift(); h.p95.shift(); }
-        }
-        h.t = status.time;
-        h.requests = m.requests;
-        var canvas = row.querySelector("canvas.chart");
-        if (canvas) { draw(canvas, h); }
       });
     });
     if (known !== shown) { window.location.reload(); }   // members added or removed
@@ -110,6 +99,32 @@
         live.textContent = "live updates failing: " + e.message;
         live.className = "muted error";
       });
+  }
+
+  // The charts: the manager keeps the last 15 minutes (GET api/history),
+  // so they are full as soon as the page is open.
+  function drawHistory(history) {
+    Object.keys(history.balancers).forEach(function (bname) {
+      var section = document.querySelector('section[data-balancer="' + CSS.escape(bname) + '"]');
+      var members = history.balancers[bname].members;
+      Object.keys(members).forEach(function (mname) {
+        var row = section && section.querySelector('tr[data-member="' + CSS.escape(mname) + '"]');
+        var canvas = row && row.querySelector("canvas.chart");
+        if (!canvas) { return; }
+        var series = members[mname];
+        draw(canvas, {
+          rate: series.requests,
+          p95: series.p95.map(function (v) { return v === null ? 0 : v; })
+        });
+      });
+    });
+  }
+
+  function refreshHistory() {
+    fetch("api/history", {credentials: "same-origin", cache: "no-store"})
+      .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
+      .then(drawHistory)
+      .catch(function () { /* the table's updates say when the manager is unreachable */ });
   }
 
   function send(method, path, body) {
@@ -168,5 +183,7 @@
   });
 
   refresh();
+  refreshHistory();
   window.setInterval(refresh, PERIOD);
+  window.setInterval(refreshHistory, HISTORY_PERIOD);
 })();
