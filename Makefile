@@ -34,13 +34,20 @@ demo: $(STAMP)
 # tests) and PyPy: installed when missing if run as root, else named in one
 # line; only a missing Chromium or chromedriver stops the tests.
 system-deps:
-	@tools/system-deps chromium chromium-driver
+	@tools/system-deps chromium chromium-driver npm
 
-test: system-deps $(STAMP)
+# What the browser tests load into the page (axe-core), from the npm
+# registry at install time, never at run time.
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+	touch $(AXE)
+
+test: system-deps $(STAMP) $(AXE)
 	$(BIN)/python -m twisted.trial $(TRIAL_ARGS) tests
 
 # The same suite on PyPy (Debian's pypy3 and pypy3-venv packages).
-test-pypy: system-deps
+test-pypy: system-deps $(AXE)
 	@test -n "$(PYPY)" || { echo "pypy3 not found (apt-get install pypy3 pypy3-venv)"; exit 1; }
 	test -x $(PYPY_VENV)/bin/python || $(PYPY) -m venv $(PYPY_VENV)
 	$(PYPY_VENV)/bin/python -m pip install --quiet --prefer-binary -c constraints/pypy.txt -e '.[test]'

@@ -7,6 +7,7 @@ from the API, the page's forms and the CLI, over real sockets.
 from __future__ import annotations
 
 import io
+import re
 
 from twisted.internet import reactor
 
@@ -117,8 +118,6 @@ class FormGuardTests(ManagerTestCase):
     async def form(self, action, extra=b""):
         page = await self.api.get(self.managerURL)
         html = (await page.content()).decode()
-        import re
-
         csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
         body = b"csrf=" + csrf.encode() + b"&balancer=test&member=app1&action=" + action + extra
         response = await self.api.post(
@@ -141,8 +140,40 @@ class FormGuardTests(ManagerTestCase):
         code, _ = await self.form(b"disable", b"&force=true")
         self.assertEqual(code, 303)
         self.assertEqual((await self.status())["app1"]["admin"], "disabled")
-        code, _ = await self.form(b"remove")
-        self.assertEqual(code, 303)  # disabled: not usable, nothing to guard
+        code, body = await self.form(b"remove")
+        self.assertEqual(code, 200)  # disabled: not usable, nothing to guard; but asked
+        self.assertIn(b"Remove app1 from test? It gets no new requests from now", body)
+        self.assertIsNotNone(self.balancer.member("app1"))
+        code, _ = await self.form(b"remove", b"&confirm=yes")
+        self.assertEqual(code, 303)
+        self.assertIsNone(self.balancer.member("app1"))
+
+    async def test_formAsksWithAButton(self):
+        """
+        Without JavaScript, a refusal for the last usable member is a page
+        that says why, with a button that posts the same change forced.
+        """
+        (a,) = self.startMembers("app1")
+        self.startBalancer([a.url])
+        self.startManager()
+        code, body = await self.form(b"drain")
+        self.assertEqual(code, 409)
+        html = body.decode()
+        self.assertIn("every new request to test gets 503", html)
+        self.assertIn('name="force" value="true"', html)
+        self.assertIn('name="action" value="drain"', html)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+        fields = dict(re.findall(r'type="hidden" name="([^"]+)" value="([^"]*)"', html))
+        self.assertEqual(fields["csrf"], csrf)
+        response = await self.api.post(
+            self.managerURL + "actions",
+            data="&".join(f"{k}={v}" for k, v in fields.items()).encode(),
+            headers={b"Content-Type": [b"application/x-www-form-urlencoded"],
+                     b"Origin": [self.managerURL.rstrip("/").encode()]},
+            allow_redirects=False,
+        )
+        self.assertEqual(response.code, 303)
+        self.assertEqual(self.balancer.member("app1").admin, "drain")
 
 
 class CLIGuardTests(ManagerTestCase):

@@ -43,7 +43,7 @@ MODULES = _modules()
 #: and what tests and Python leave behind.
 _NOT_SOURCE = (
     ".git", ".venv*", "build", "dist", "*.egg-info", "_trial_temp*", "__pycache__", "*.pyc",
-    "dropin.cache",
+    "dropin.cache", "node_modules",
 )
 
 

@@ -470,7 +470,7 @@ class ShownTests(RoutedTestCase):
         response = await self.client().get(manager + "/")
         page = (await response.content()).decode()
         self.assertIn("routes of tcp:0", page)
-        self.assertIn("<td>site.test</td>", page)
+        self.assertIn('<td data-label="host">site.test</td>', page)
 
 
 class NameRuleTests(RoutedTestCase):

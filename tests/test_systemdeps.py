@@ -28,6 +28,7 @@ PROGRAMS = {
     "etcd-server": "etcd",
     "curl": "curl",
     "nghttp2-client": "nghttp",
+    "npm": "npm",
     "pypy3": "pypy3",
 }
 
@@ -44,6 +45,7 @@ for package in "$@"; do
         etcd-server) program=etcd ;;
         curl) program=curl ;;
         nghttp2-client) program=nghttp ;;
+        npm) program=npm ;;
         pypy3) program=pypy3 ;;
         pypy3-venv) : > "{bin}/.pypy3-venv"; continue ;;
         *) continue ;;
@@ -119,7 +121,7 @@ class SystemDepsTests(SynchronousTestCase):
         """
         All there: nothing said, nothing run, as root or not.
         """
-        self.have("chromium", "chromium-driver", "etcd-server", "curl", "nghttp2-client", "pypy3", "pypy3-venv")
+        self.have("chromium", "chromium-driver", "etcd-server", "curl", "nghttp2-client", "npm", "pypy3", "pypy3-venv")
         for uid in (0, 1000):
             self.assertEqual(self.runScript(uid, "chromium", "chromium-driver"), (0, "", "", []))
 
@@ -136,13 +138,13 @@ class SystemDepsTests(SynchronousTestCase):
             calls,
             [
                 "update -qq policy-rc.d:yes",
-                "install -y -qq chromium etcd-server curl nghttp2-client pypy3 pypy3-venv policy-rc.d:yes",
+                "install -y -qq chromium etcd-server curl nghttp2-client npm pypy3 pypy3-venv policy-rc.d:yes",
             ],
         )
         self.assertFalse(os.path.exists(self.policy))
         self.assertEqual(err, "")
         self.assertEqual(len(out.splitlines()), 1, out)
-        self.assertIn("chromium etcd-server curl nghttp2-client pypy3 pypy3-venv", out)
+        self.assertIn("chromium etcd-server curl nghttp2-client npm pypy3 pypy3-venv", out)
         # Now all there: nothing more to do.
         os.remove(self.log)
         self.assertEqual(self.runScript(0, "chromium", "chromium-driver"), (0, "", "", []))
@@ -155,7 +157,7 @@ class SystemDepsTests(SynchronousTestCase):
         with open(self.policy, "w") as f:
             f.write("#!/bin/sh\nexit 101\n# theirs\n")
         os.chmod(self.policy, 0o755)
-        self.have("chromium", "chromium-driver", "curl", "nghttp2-client", "pypy3", "pypy3-venv")
+        self.have("chromium", "chromium-driver", "curl", "nghttp2-client", "npm", "pypy3", "pypy3-venv")
         status, out, err, calls = self.runScript(0)
         self.assertEqual(status, 0, err)
         self.assertEqual(calls[-1], "install -y -qq etcd-server policy-rc.d:yes")
@@ -171,15 +173,15 @@ class SystemDepsTests(SynchronousTestCase):
         status, out, err, calls = self.runScript(1000, "chromium", "chromium-driver")
         self.assertEqual((status, out, calls), (0, "", []))
         self.assertEqual(len(err.splitlines()), 1, err)
-        self.assertIn("etcd-server curl nghttp2-client pypy3-venv", err)
-        self.assertIn("apt-get install etcd-server curl nghttp2-client pypy3-venv", err)
+        self.assertIn("etcd-server curl nghttp2-client npm pypy3-venv", err)
+        self.assertIn("apt-get install etcd-server curl nghttp2-client npm pypy3-venv", err)
 
     def test_notRootRequiredMissing(self):
         """
         Not root, with a required package missing: the same one line, and
         a failure.
         """
-        self.have("chromium", "etcd-server", "curl", "nghttp2-client", "pypy3", "pypy3-venv")
+        self.have("chromium", "etcd-server", "curl", "nghttp2-client", "npm", "pypy3", "pypy3-venv")
         status, out, err, calls = self.runScript(1000, "chromium", "chromium-driver")
         self.assertEqual((status, out, calls), (1, "", []))
         self.assertEqual(len(err.splitlines()), 1, err)
@@ -191,7 +193,7 @@ class SystemDepsTests(SynchronousTestCase):
         line, and a required package missing is a failure.
         """
         self.write("apt-get", "#!{bash}\necho 'E: no network' >&2\nexit 100\n")
-        self.have("chromium", "etcd-server", "curl", "nghttp2-client", "pypy3", "pypy3-venv")
+        self.have("chromium", "etcd-server", "curl", "nghttp2-client", "npm", "pypy3", "pypy3-venv")
         status, out, err, calls = self.runScript(0, "chromium", "chromium-driver")
         self.assertEqual(status, 1)
         self.assertFalse(os.path.exists(self.policy))
@@ -203,7 +205,7 @@ class SystemDepsTests(SynchronousTestCase):
         under other names, or named in PLAYBALANCER_CHROMIUM and
         PLAYBALANCER_CHROMEDRIVER.
         """
-        self.have("etcd-server", "curl", "nghttp2-client", "pypy3", "pypy3-venv")
+        self.have("etcd-server", "curl", "nghttp2-client", "npm", "pypy3", "pypy3-venv")
         self.write("google-chrome", "#!{bash}\nexit 0\n")
         self.write("my-driver", "#!{bash}\nexit 0\n")
         self.assertEqual(

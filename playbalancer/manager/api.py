@@ -15,6 +15,8 @@ from playbalancer.cluster.interfaces import StoreError
 from playbalancer.manager import model
 from playbalancer.manager.guard import sameOrigin
 from playbalancer.manager.model import ChangeError
+from playbalancer.manager.overview import overview
+from playbalancer.manager.timeline import timeline
 
 #: The largest request body the manager reads.
 MAX_BODY = 64 * 1024
@@ -107,6 +109,8 @@ class ApiResource(resource.Resource):
             status = model.status(self.root.balancers, now)
             status["listeners"] = model.listenerStatus(self.root.listeners)
             status["certificates"] = model.certificateStatus(self.root.listenerConfigs(), now)
+            status["overview"] = overview(self.root.balancers, status["balancers"], self.root.history)
+            status["timeline"] = timeline(status["balancers"])
             cluster = getattr(self.root, "cluster", None)
             if cluster is not None:
                 status["cluster"] = cluster.summary()

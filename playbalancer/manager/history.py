@@ -52,6 +52,12 @@ class Ring:
         self._next = (self._next + 1) % len(values)
         self.count = min(self.count + 1, len(values))
 
+    def last(self):
+        """
+        The value appended last (NaN for none).
+        """
+        return self._values[self._next - 1] if self.count else _NAN
+
     def values(self):
         """
         The values kept, oldest first.
@@ -90,6 +96,16 @@ class Series:
         self.times.append(at)
         for name, ring in self.rings.items():
             ring.append(values[name])
+
+    def latest(self):
+        """
+        The last sample as C{{field: value}} (seconds for latencies, NaN
+        as L{None}), or L{None} before the first.
+        """
+        if not self.times.count:
+            return None
+        values = {name: ring.last() for name, ring in self.rings.items()}
+        return {name: None if math.isnan(v) else v for name, v in values.items()}
 
     def asJSON(self):
         """
@@ -245,6 +261,13 @@ class History(Service):
     def _forget(self, key):
         self._marks.pop(key, None)
         self.memberSeries.pop(key, None)
+
+    def latest(self, balancerName):
+        """
+        The balancer's last sample (L{Series.latest}), or L{None}.
+        """
+        series = self.balancerSeries.get(balancerName)
+        return series.latest() if series is not None else None
 
     def asJSON(self, balancerName=None):
         """

@@ -1,14 +1,14 @@
 """
-The manager page: every balancer and member at a glance, with controls
-that work as plain HTML forms (and are taken over by C{static/manager.js}
-for live updates when JavaScript is on).  Rendered with twisted.web.template,
-so every value is escaped.
+The manager page: the whole balancer at a glance (its overall state, also
+in the browser tab's title; a tile per balancer; every member with controls
+that show its state; the event timeline), in plain HTML forms that work
+without JavaScript and that C{static/manager.js} takes over for live
+updates.  Rendered with twisted.web.template, so every value is escaped.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from urllib.parse import parse_qs
 
 from twisted.web import resource
@@ -18,7 +18,17 @@ from playbalancer import __version__
 from playbalancer.manager import model
 from playbalancer.manager.api import jsonError
 from playbalancer.manager.guard import sameOrigin
+from playbalancer.manager.memberrows import balancerSection
 from playbalancer.manager.model import ChangeError
+from playbalancer.manager.overview import overview
+from playbalancer.manager.sections import (
+    certificateSection,
+    clusterSection,
+    overviewTiles,
+    routeSections,
+    timelineSection,
+)
+from playbalancer.manager.timeline import timeline
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
@@ -33,40 +43,25 @@ ACTIONS = {
 }
 
 
-def _bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024.0
+def pageTitle(overall):
+    """
+    The browser tab's title: the overall state first, so that a tab says it.
+    """
+    return f"{overall['sign']} {overall['text']} · playbalancer"
 
 
-def eventsText(info, count=3):
-    """
-    The member's latest state changes, newest first, e.g.
-    C{"down: connection refused, 12:01:03"}.
-    """
-    return " \u00b7 ".join(
-        f"{event['text']}, {time.strftime('%H:%M:%S', time.gmtime(event['at']))}"
-        for event in info["events"][:count]
+def _document(title, *body):
+    return tags.html(lang="en")(
+        tags.head(
+            tags.meta(charset="utf-8"),
+            tags.meta(name="viewport", content="width=device-width, initial-scale=1"),
+            tags.title(title),
+            tags.link(rel="icon", href="static/favicon.svg", type="image/svg+xml"),
+            tags.link(rel="stylesheet", href="static/manager.css"),
+            tags.script(src="static/manager.js", defer="defer"),
+        ),
+        tags.body(*body),
     )
-
-
-def checkText(info):
-    """
-    The last health check, for people: "HTTP 200 · 2 ms", or "-".
-    """
-    check = info["check"]
-    if check is None:
-        return "-"
-    mark = "" if check["ok"] else "failing: "
-    return f"{mark}{check['detail']} · {check['duration_ms']:.0f} ms"
-
-
-def _latency(info):
-    mean, p95 = info["latency_mean_ms"], info["latency_p95_ms"]
-    if mean is None:
-        return "-"
-    return f"{mean:.1f} / {p95:.1f} ms"
 
 
 class ManagerPage:
@@ -79,226 +74,37 @@ class ManagerPage:
         self.csrf = csrf
 
     def render(self, request):
-        return tags.html(lang="en")(
-            tags.head(
-                tags.meta(charset="utf-8"),
-                tags.meta(name="viewport", content="width=device-width, initial-scale=1"),
-                tags.title("playbalancer manager"),
-                tags.link(rel="stylesheet", href="static/manager.css"),
-                tags.script(src="static/manager.js", defer="defer"),
+        root = self.root
+        infos = {name: model.balancerStatus(b) for name, b in root.balancers.items()}
+        overall = overview(root.balancers, infos, root.history)
+        anchors = {name: f"balancer-{index}" for index, name in enumerate(infos)}
+        cluster = getattr(root, "cluster", None)
+        node = f" · node {cluster.node}" if cluster is not None else ""
+        return _document(
+            pageTitle(overall),
+            tags.header(class_="top")(
+                tags.h1("playbalancer"),
+                tags.span(f"manager · version {__version__}{node}", class_="muted"),
+                tags.p(f"{overall['sign']} {overall['text']}", id="overall",
+                       class_=f"overall state-{overall['state']}", role="status"),
+                tags.span("live updates off (no JavaScript)", id="live", class_="muted"),
             ),
-            tags.body(
-                tags.header(
-                    tags.h1("playbalancer"),
-                    tags.span(f"manager · version {__version__}", class_="muted"),
-                    tags.span("live updates off (no JavaScript)", id="live", class_="muted"),
-                ),
-                Tag("main")(
-                    self.cluster(),
-                    *[self.balancer(name, b) for name, b in self.root.balancers.items()],
-                    self.routes(),
-                    self.certificates(),
-                ),
-            ),
-        )
-
-    def cluster(self):
-        """
-        The tier's nodes, in cluster mode; nothing otherwise.
-        """
-        cluster = getattr(self.root, "cluster", None)
-        if cluster is None:
-            return ""
-        summary = cluster.summary()
-        store = "store ok" if summary["store"] == "ok" else f"store degraded: {summary['reason']}"
-        return tags.section(class_="cluster")(
-            tags.h2(
-                f"tier {summary['tier']} ",
-                tags.small(f"this node: {summary['node']} · revision {summary['revision']} · "),
-                tags.span(store, class_="badge" + ("" if summary["store"] == "ok" else " bad")),
-            ),
-            tags.table(
-                tags.thead(tags.tr(tags.th("node"), tags.th("applied revision"), tags.th("in flight"))),
-                tags.tbody(
-                    *[
-                        tags.tr(tags.td(n["name"]), tags.td(str(n["revision"])), tags.td(str(n["inflight"])))
-                        for n in summary["nodes"]
-                    ]
+            Tag("main")(
+                overviewTiles(overall["balancers"], anchors),
+                tags.section(id="rolling", class_="panel rolling", hidden="hidden",
+                             **{"aria-live": "polite"}),
+                clusterSection(cluster),
+                *[
+                    balancerSection(name, b, infos[name], self.csrf, index)
+                    for index, (name, b) in enumerate(root.balancers.items())
+                ],
+                timelineSection(timeline(infos), list(infos)),
+                routeSections(root.listeners),
+                certificateSection(
+                    model.certificateStatus(root.listenerConfigs(), root.clock.seconds())
                 ),
             ),
         )
-
-    def routes(self):
-        """
-        Each HTTP listener's routes in the order they match, with their
-        counters (as when the page was loaded).
-        """
-        sections = []
-        for listener in model.listenerStatus(self.root.listeners):
-            rows = []
-            for route in listener["routes"]:
-                responses = route["responses"]
-                rows.append(
-                    tags.tr(
-                        tags.td(route["name"]),
-                        tags.td(route["host"] or "any"),
-                        tags.td(route["path"]),
-                        tags.td(route["target"]),
-                        tags.td(str(route["hits"])),
-                        tags.td(str(route["denied"])),
-                        tags.td(
-                            " · ".join(f"{code} {responses[code]}" for code in sorted(responses))
-                            or "-"
-                        ),
-                    )
-                )
-            sections.append(
-                tags.section(class_="routes")(
-                    tags.h2("routes of ", listener["name"], " ", tags.small("in the order they match")),
-                    tags.table(
-                        tags.thead(
-                            tags.tr(
-                                *[
-                                    tags.th(h)
-                                    for h in (
-                                        "route", "host", "path", "target", "requests",
-                                        "denied", "responses",
-                                    )
-                                ]
-                            )
-                        ),
-                        tags.tbody(*rows),
-                    ),
-                )
-            )
-        return tags.div(*sections) if sections else ""
-
-    def certificates(self):
-        """
-        The TLS listeners' certificates and their expiry, those with less
-        than L{model.EXPIRY_WARNING_DAYS} days left marked.
-        """
-        listed = model.certificateStatus(self.root.listenerConfigs(), self.root.clock.seconds())
-        if not listed:
-            return ""
-        rows = []
-        for certificate in listed:
-            soon = certificate["days_left"] < model.EXPIRY_WARNING_DAYS
-            rows.append(
-                tags.tr(class_="expiring" if soon else "")(
-                    tags.td(certificate["listener"]),
-                    tags.td(", ".join(certificate["names"]) or "-"),
-                    tags.td(certificate["file"], " (default)" if certificate["default"] else ""),
-                    tags.td(certificate["not_after"].replace("T", " ")),
-                    tags.td(
-                        tags.span(
-                            f"{certificate['days_left']:.0f} days",
-                            class_="badge bad" if soon else "badge",
-                        )
-                    ),
-                )
-            )
-        heads = ("listener", "names", "file", "expires (UTC)", "left")
-        return tags.section(class_="certificates")(
-            tags.h2("certificates"),
-            tags.table(tags.thead(tags.tr(*[tags.th(h) for h in heads])), tags.tbody(*rows)),
-        )
-
-    def balancer(self, name, balancer):
-        status = model.balancerStatus(balancer)
-        return tags.section(class_="balancer", **{"data-balancer": name})(
-            tags.h2(name, " ", tags.small(self.summary(balancer, status))),
-            tags.table(
-                tags.thead(
-                    tags.tr(
-                        *[
-                            tags.th(h)
-                            for h in (
-                                "member", "state", "last check", "admin", "standby", "weight",
-                                "in flight",
-                                "requests", "failures", "latency mean / p95",
-                                tags.span("in / out", title="bytes from / to the member"),
-                                "last minutes", "controls",
-                            )
-                        ]
-                    )
-                ),
-                tags.tbody(*[self.member(name, info) for info in status["members"].values()]),
-            ),
-            self.addForm(name),
-        )
-
-    def summary(self, balancer, status):
-        scheduler = status["scheduler"] or type(balancer.scheduler).__name__
-        checks = "health checks on" if status["health_checks"] else f"retry {balancer.retry:g}s"
-        return f"scheduler: {scheduler}, {checks}"
-
-    def member(self, balancerName, info):
-        def cell(field, text):
-            return tags.td(text, **{"data-field": field})
-
-        return tags.tr(class_=f"member state-{info['state']}", **{"data-member": info["name"]})(
-            tags.td(tags.strong(info["name"]), tags.br(), tags.span(info["url"], class_="muted")),
-            tags.td(
-                tags.span(info["state_text"], class_="badge", **{"data-field": "state_text"}),
-                tags.br(),
-                tags.small(eventsText(info), class_="muted events", **{"data-field": "events"}),
-            ),
-            cell("check", checkText(info)),
-            cell("admin", info["admin"]),
-            cell("standby", "yes" if info["standby"] else "no"),
-            cell("weight", str(info["weight"])),
-            cell("active", str(info["active"])),
-            cell("requests", str(info["requests"])),
-            cell("failures", str(info["failures"])),
-            cell("latency", _latency(info)),
-            cell("bytes", f"{_bytes(info['bytes_in'])} / {_bytes(info['bytes_out'])}"),
-            tags.td(tags.canvas(width="160", height="40", class_="chart")("needs JavaScript")),
-            tags.td(self.controls(balancerName, info)),
-        )
-
-    def _hidden(self, balancerName, memberName):
-        return [
-            tags.input(type="hidden", name="csrf", value=self.csrf),
-            tags.input(type="hidden", name="balancer", value=balancerName),
-            tags.input(type="hidden", name="member", value=memberName),
-        ]
-
-    def controls(self, balancerName, info):
-        def button(action, label, title):
-            return tags.button(label, type="submit", name="action", value=action, title=title)
-
-        standby = (
-            button("standby-off", "Standby off", "make it a primary member")
-            if info["standby"]
-            else button("standby-on", "Standby on", "use it only while no primary is usable")
-        )
-        return tags.form(method="post", action="actions", class_="controls")(
-            *self._hidden(balancerName, info["name"]),
-            button("enable", "Enable", "take new requests"),
-            button("drain", "Drain", "no new requests; those in flight finish"),
-            button("disable", "Disable", "no new requests"),
-            standby,
-            button("reset", "Reset", "forget a failure now"),
-            tags.input(type="number", name="weight", min="0", value=str(info["weight"]),
-                       class_="weight", **{"aria-label": "weight"}),
-            button("weight", "Set weight", "share of new requests"),
-            button("remove", "Remove", "remove once its requests end"),
-        )
-
-    def addForm(self, balancerName):
-        return tags.form(method="post", action="actions", class_="add")(
-            tags.input(type="hidden", name="csrf", value=self.csrf),
-            tags.input(type="hidden", name="balancer", value=balancerName),
-            tags.input(type="hidden", name="action", value="add"),
-            tags.label("Add member ", tags.input(name="member", placeholder="name", required="required")),
-            tags.input(name="url", placeholder="http://127.0.0.1:9997", required="required"),
-            tags.label(tags.input(type="checkbox", name="standby", value="on"), " standby"),
-            tags.input(type="number", name="weight", min="0", value="1", class_="weight",
-                       **{"aria-label": "weight"}),
-            tags.button("Add", type="submit"),
-        )
-
 
 
 class PageResource(resource.Resource):
@@ -325,7 +131,9 @@ class PageResource(resource.Resource):
 class ActionsResource(resource.Resource):
     """
     C{POST actions}: the page's forms, for browsers without JavaScript;
-    answered with a redirect back to the page.
+    answered with a redirect back to the page, or with a page that asks
+    for confirmation: before a removal (C{confirm=yes} goes ahead), and
+    before a change to the last usable member (C{force=true} goes ahead).
     """
 
     isLeaf = True
@@ -345,14 +153,22 @@ class ActionsResource(resource.Resource):
             return jsonError(request, 403, "missing or invalid anti-CSRF token; reload the page")
         who = self.root.who(request)
         try:
-            self._apply(field, who)
+            question = self._apply(field, who)
         except ChangeError as e:
+            if e.details.get("needs_force"):
+                request.setResponseCode(409)
+                return self._ask(request, field, e.message, "force", "true", "Do it anyway")
             return jsonError(request, e.code, e.message, details=e.details)
+        if question is not None:
+            return self._ask(request, field, question, "confirm", "yes", f"Remove {field('member')}")
         request.setResponseCode(303)
         request.setHeader(b"location", b"./")
         return b""
 
     def _apply(self, field, who):
+        """
+        Make the change a form asks for; a question to ask first, or L{None}.
+        """
         balancers = self.root.balancers
         action = field("action")
         if action == "add":
@@ -364,12 +180,14 @@ class ActionsResource(resource.Resource):
                 "weight": int(weight) if weight.isdecimal() and weight.isascii() else weight,
             }
             model.addMember(balancer, field("member"), spec, who)
-            return
+            return None
         balancer, member = model.find(balancers, field("balancer"), field("member"))
         force = field("force") == "true"
         if action == "remove":
             if not force:
                 model.guardLastUsable(balancer, member, removing=True)
+            if field("confirm") != "yes":
+                return removalQuestion(balancer, member)
             balancer.removeMember(member, who)
         elif action == "weight":
             weight = field("weight", "")
@@ -379,3 +197,48 @@ class ActionsResource(resource.Resource):
             model.applyChange(balancer, member, dict(ACTIONS[action], force=force), who)
         else:
             raise ChangeError(400, f"unknown action {action!r}")
+        return None
+
+    def _ask(self, request, field, question, name, value, label):
+        """
+        A page that asks C{question}, with a button that posts the same form
+        again with C{name=value} (and what was already agreed to).
+        """
+        carried = ["balancer", "member", "action", "weight", "force", "confirm"]
+        hidden = [tags.input(type="hidden", name="csrf", value=self.root.policy.csrfToken())]
+        for key in carried:
+            if key != name and field(key) is not None:
+                hidden.append(tags.input(type="hidden", name=key, value=field(key)))
+        hidden.append(tags.input(type="hidden", name=name, value=value))
+        page = _document(
+            "confirm · playbalancer",
+            tags.header(class_="top")(tags.h1("playbalancer"), tags.span("manager", class_="muted")),
+            Tag("main")(
+                tags.section(class_="panel confirm")(
+                    tags.h2("Are you sure?"),
+                    tags.p(question, id="question"),
+                    tags.form(method="post", action="actions")(
+                        *hidden,
+                        tags.button(label, type="submit", class_="danger"), " ",
+                        tags.a("Cancel", href="./"),
+                    ),
+                )
+            ),
+        )
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        return renderElement(request, page)
+
+
+def removalQuestion(balancer, member):
+    """
+    What removing C{member} will do, in a sentence.
+    """
+    inFlight = member.active
+    finishing = (
+        f"its {inFlight} request{'s' if inFlight != 1 else ''} in flight will finish first"
+        if inFlight else "nothing is in flight"
+    )
+    return (
+        f"Remove {member.name} from {balancer.name}? It gets no new requests from now, and "
+        f"{finishing}.  To have it back, add it again (or put it in the config file)."
+    )
