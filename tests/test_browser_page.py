@@ -34,7 +34,7 @@ SCREENSHOTS = os.environ.get("PLAYBALANCER_SCREENSHOTS")
 
 
 class PageTests(BrowserCase):
-    async def openPage(self, size=DESKTOP, members=("app1", "app2"), history=True):
+    async def openPage(self, size=DESKTOP, members=("app1", "app2"), history=True, bursts=8):
         servers = self.startMembers(*members)
         balancer = self.startBalancer([s.url for s in servers])
         self.startManager()
@@ -45,8 +45,8 @@ class PageTests(BrowserCase):
             self.manager.history.startService()
             self.addCleanup(self.manager.history.stopService)
             client = self.client()
-            for burst in range(8):
-                for _ in range(3 + burst % 3):
+            for burst in range(bursts):
+                for _ in range(1 + (burst * 7) % 5):
                     await self.fetch(client, "/")
                 clock.advance(5)
         browser = await self.startBrowser(True)
@@ -74,7 +74,9 @@ class PageTests(BrowserCase):
         At 1400 px the members are a table; at 420 px they are cards, every
         control in view, nothing wider than the window.
         """
-        browser = await self.openPage(DESKTOP)
+        browser = await self.openPage(DESKTOP, members=("app1", "app2", "app3"), bursts=180)
+        self.balancer.setAdmin(self.balancer.member("app3"), "drain", who="127.0.0.1")
+        await self.waitFor("app3 draining", lambda: self.admin(browser, "app3"), "drain")
         await self.keep(browser, "manager-desktop.png")
         self.assertEqual(await self.sideways(browser), 0)
         self.assertEqual(

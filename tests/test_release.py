@@ -20,7 +20,7 @@ from tests.test_packaging import ROOT, _copySource
 
 #: The directories the sdist carries whole, and its files at the top.
 GRAFTED = ("playbalancer", "twisted", "tests", "etc", "examples", "benchmarks", "tools", "constraints",
-           ".ci")
+           ".ci", "docs")
 TOP_FILES = ("LICENSE", "CHANGELOG.rst", "README.rst", "Makefile", "MANIFEST.in", "setup.cfg",
              "pyproject.toml")
 #: What stays out: version control's.

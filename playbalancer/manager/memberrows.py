@@ -18,11 +18,11 @@ __all__ = ["SIGNS", "ADMIN_BUTTONS", "balancerSection"]
 SIGNS = {
     "serving": "\u2714",
     "standby": "\u25d0",
-    "draining": "\u23f3",
-    "disabled": "\u23f8",
+    "draining": "\u2198",
+    "disabled": "\u2298",
     "down": "\u2716",
     "idle": "\u2013",
-    "removing": "\u232b",
+    "removing": "\u2296",
 }
 
 #: The admin state buttons: C{(action, admin state, label, what it does)}.

@@ -8,8 +8,8 @@
   var PERIOD = 1500;          // ms between updates of the state
   var HISTORY_PERIOD = 5000;  // ms between updates of the charts
   var ROLLING_PERIOD = 1000;  // ms between updates of a rolling restart
-  var SIGNS = {serving: "\u2714", standby: "\u25d0", draining: "\u23f3", disabled: "\u23f8",
-               down: "\u2716", idle: "\u2013", removing: "\u232b"};
+  var SIGNS = {serving: "\u2714", standby: "\u25d0", draining: "\u2198", disabled: "\u2298",
+               down: "\u2716", idle: "\u2013", removing: "\u2296"};
   var STATES = ["serving", "standby", "draining", "disabled", "down", "idle", "removing"];
   var live = document.getElementById("live");
   var lastStatus = null;
