@@ -162,6 +162,7 @@ class FormGuardTests(ManagerTestCase):
         self.assertIn("every new request to test gets 503", html)
         self.assertIn('name="force" value="true"', html)
         self.assertIn('name="action" value="drain"', html)
+        self.assertNotIn("manager.js", html)  # only browsers without it come here
         csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
         fields = dict(re.findall(r'type="hidden" name="([^"]+)" value="([^"]*)"', html))
         self.assertEqual(fields["csrf"], csrf)

@@ -50,7 +50,7 @@ def pageTitle(overall):
     return f"{overall['sign']} {overall['text']} · playbalancer"
 
 
-def _document(title, *body):
+def _document(title, *body, script=True):
     return tags.html(lang="en")(
         tags.head(
             tags.meta(charset="utf-8"),
@@ -58,7 +58,7 @@ def _document(title, *body):
             tags.title(title),
             tags.link(rel="icon", href="static/favicon.svg", type="image/svg+xml"),
             tags.link(rel="stylesheet", href="static/manager.css"),
-            tags.script(src="static/manager.js", defer="defer"),
+            tags.script(src="static/manager.js", defer="defer") if script else "",
         ),
         tags.body(*body),
     )
@@ -224,6 +224,7 @@ class ActionsResource(resource.Resource):
                     ),
                 )
             ),
+            script=False,  # (a page for browsers without JavaScript)
         )
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         return renderElement(request, page)

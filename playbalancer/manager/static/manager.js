@@ -249,14 +249,16 @@
     });
   }
 
+  function say(text, className) {
+    if (live) { live.textContent = text; live.className = className; }
+  }
+
   function refresh() {
     getJSON("api/status").then(function (status) {
       update(status);
-      live.textContent = "live \u00b7 updated " + localTime(Date.now() / 1000);
-      live.className = "muted on";
+      say("live \u00b7 updated " + localTime(Date.now() / 1000), "muted on");
     }).catch(function (e) {
-      live.textContent = "live updates failing: " + e.message;
-      live.className = "muted error";
+      say("live updates failing: " + e.message, "muted error");
     });
   }
 
