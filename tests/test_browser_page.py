@@ -14,14 +14,16 @@ import json
 import os
 import re
 
+from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
 from playbalancer.balancer import Balancer
 from playbalancer.manager.history import History
 from playbalancer.schedulers import RoundRobinScheduler
-from playbalancer.testing import candidateMembers
+from playbalancer.testing import candidateMembers, waitUntil
 
 from tests.browserharness import BrowserCase
+from tests.test_rolling_cli import _RollingCase
 
 AXE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "browser", "node_modules", "axe-core",
                    "axe.min.js")
@@ -276,3 +278,53 @@ class PageTests(BrowserCase):
                    if "/api/" not in name and "favicon" not in name),
             ["/", "/static/manager.css", "/static/manager.js"],
         )
+
+
+class RollingPanelTests(BrowserCase, _RollingCase):
+    async def step(self, browser, member):
+        return await browser.script(
+            "var li = document.querySelector('#rolling li[data-member=\"' + arguments[0] + '\"]');"
+            "return li ? li.dataset.step : null;", member
+        )
+
+    async def test_panelFollowsARollingRestart(self):
+        """
+        A rolling restart started from the command line shows on the page:
+        the panel appears, each member's step advances (the command is
+        shown running), the progress bar fills, and the run ends done.
+        """
+        balancer = self.setUpCluster()
+        await waitUntil(lambda: all(m.checkPasses >= 2 for m in balancer.members), reactor)
+        browser = await self.startBrowser(True)
+        await browser.resize(*DESKTOP)
+        await browser.go(self.managerURL)
+        await self.waitFor("live indicator", lambda: self.liveStarted(browser), True)
+        self.assertTrue(await browser.script("return document.getElementById('rolling').hidden;"))
+        command = 'g="$PLAYBALANCER_MEMBER"; while [ ! -e "$GATES/$g" ]; do sleep 0.05; done'
+        gateDir = os.path.abspath(self.mktemp())
+        os.makedirs(gateDir)
+        os.environ["GATES"] = gateDir
+        self.addCleanup(os.environ.pop, "GATES", None)
+        restart = defer.ensureDeferred(self.cli("rolling-restart", "test", "--exec", command))
+        await self.waitFor("app1 running", lambda: self.step(browser, "app1"), "running", timeout=20)
+        self.assertEqual(await self.step(browser, "app2"), "waiting")
+        self.assertFalse(await browser.script("return document.getElementById('rolling').hidden;"))
+        await self.waitFor("app1 drained in the table", lambda: self.admin(browser, "app1"), "drain")
+        await self.keep(browser, "manager-rolling.png")
+        open(os.path.join(gateDir, "app1"), "w").close()
+        await self.waitFor("app1 enabled", lambda: self.step(browser, "app1"), "enabled", timeout=20)
+        await self.waitFor("app2 running", lambda: self.step(browser, "app2"), "running", timeout=20)
+        self.assertEqual(await browser.script("return document.querySelector('#rolling progress').value;"), 1)
+        await browser.resize(*PHONE)
+        await self.waitFor("the phone layout", lambda: browser.script("return window.innerWidth <= 430;"), True)
+        self.assertEqual(await self.sideways(browser), 0)
+        await self.keep(browser, "manager-rolling-phone.png")
+        open(os.path.join(gateDir, "app2"), "w").close()
+        code, out, err = await restart
+        self.assertEqual(code, 0, err)
+        await self.waitFor("the run done", lambda: browser.script(
+            "return document.querySelector('#rolling h2 small').textContent.split(' ')[0];"), "done")
+        self.assertEqual(await browser.script("return document.querySelector('#rolling progress').value;"), 2)
+
+    keep = PageTests.keep
+    sideways = PageTests.sideways

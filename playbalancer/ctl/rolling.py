@@ -16,6 +16,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 
 from playbalancer.ctl.client import CommandError, findMember, waitDrained
+from playbalancer.ctl.rollingreport import RollingReport
 
 __all__ = ["POLL", "restartOrder", "othersUsable", "runCommand", "waitHealthy", "rollingRestart"]
 
@@ -152,45 +153,69 @@ async def rollingRestart(client, options, out, reactor):
         out.write(f"[{reactor.seconds() - begun:6.1f}s] {balancerName}/{name}: {text}\n")
         out.flush()
 
-    for name in order:
-        balancer = (await client.status())["balancers"][balancerName]
-        member = balancer["members"][name]
-        if member["admin"] != "enabled":
-            # Drained or disabled on purpose: restarting it would enable it.
-            step(name, f"skipped: it is {member['admin']}")
-            continue
-        if not othersUsable(balancer, name):
-            raise CommandError(
-                f"refusing to drain {balancerName}/{name}: no other member could take its traffic"
-            )
-        step(name, "drain")
-        member = await client.change(balancerName, name, admin="drain")
-        if member.get("active"):
-            step(name, f"waiting for {member['active']} in flight")
-        progress = None
-        if "sessions_until" in member:
-            # A sticky balancer: the member keeps its sessions a while.
-            step(name, f"keeping its sessions for up to {balancer['sticky']['drain_seconds']:g}s")
-            progress = _StepLines(step, name, f"{balancerName}/{name}: ")
-        await waitDrained(client, reactor, balancerName, name, member, options.timeout, progress)
-        step(name, f"run: {options.exec}")
-        code = await runCommand(
-            reactor,
-            options.exec,
-            {
-                "PLAYBALANCER_BALANCER": balancerName,
-                "PLAYBALANCER_MEMBER": name,
-                "PLAYBALANCER_URL": member["url"],
-            },
-            out,
-        )
-        if code != 0:
-            raise CommandError(
-                f"the command failed for {balancerName}/{name} (exit {code}); it stays drained"
-            )
-        since = (await client.status())["time"]
-        step(name, f"waiting for {health['rise']} passing health checks")
-        await waitHealthy(client, reactor, balancerName, name, health["rise"], since, options.timeout)
-        await client.change(balancerName, name, admin="enabled")
-        step(name, "enabled")
+    report = RollingReport(client, balancerName, reactor)
+    await report.start(order)
+    current = None
+    try:
+        for current in order:
+            await _restartMember(client, options, out, reactor, balancerName, current, health, step, report)
+    except CommandError as e:
+        if current is not None:
+            await report.step(current, "failed", str(e))
+        await report.finish("failed", str(e))
+        raise
+    await report.finish("done")
     out.write(f"{balancerName}: {len(order)} member(s) restarted in {reactor.seconds() - begun:.1f}s\n")
+
+
+async def _restartMember(client, options, out, reactor, balancerName, name, health, step, report):
+    """
+    Restart the member C{name}, or leave it as it is when an operator
+    drained or disabled it; L{CommandError} saying why it stopped.
+    """
+    balancer = (await client.status())["balancers"][balancerName]
+    member = balancer["members"][name]
+    if member["admin"] != "enabled":
+        # Drained or disabled on purpose: restarting it would enable it.
+        step(name, f"skipped: it is {member['admin']}")
+        await report.step(name, "skipped", f"it is {member['admin']}")
+        return
+    if not othersUsable(balancer, name):
+        raise CommandError(
+            f"refusing to drain {balancerName}/{name}: no other member could take its traffic"
+        )
+    step(name, "drain")
+    member = await client.change(balancerName, name, admin="drain")
+    inFlight = f"{member['active']} in flight" if member.get("active") else "nothing in flight"
+    await report.step(name, "draining", inFlight)
+    if member.get("active"):
+        step(name, f"waiting for {inFlight}")
+    progress = None
+    if "sessions_until" in member:
+        # A sticky balancer: the member keeps its sessions a while.
+        step(name, f"keeping its sessions for up to {balancer['sticky']['drain_seconds']:g}s")
+        progress = _StepLines(step, name, f"{balancerName}/{name}: ")
+    await waitDrained(client, reactor, balancerName, name, member, options.timeout, progress)
+    step(name, f"run: {options.exec}")
+    await report.step(name, "running", options.exec)
+    code = await runCommand(
+        reactor,
+        options.exec,
+        {
+            "PLAYBALANCER_BALANCER": balancerName,
+            "PLAYBALANCER_MEMBER": name,
+            "PLAYBALANCER_URL": member["url"],
+        },
+        out,
+    )
+    if code != 0:
+        raise CommandError(
+            f"the command failed for {balancerName}/{name} (exit {code}); it stays drained"
+        )
+    since = (await client.status())["time"]
+    step(name, f"waiting for {health['rise']} passing health checks")
+    await report.step(name, "health", f"waiting for {health['rise']} passing checks")
+    await waitHealthy(client, reactor, balancerName, name, health["rise"], since, options.timeout)
+    await client.change(balancerName, name, admin="enabled")
+    step(name, "enabled")
+    await report.step(name, "enabled")

@@ -82,7 +82,8 @@ def _forced(request):
 
 class ApiResource(resource.Resource):
     """
-    C{GET api/status}; C{GET api/history}; C{GET, POST, PUT, DELETE
+    C{GET api/status}; C{GET api/history}; C{GET api/rolling}, C{POST
+    api/rolling/<b>/report}; C{GET, POST, PUT, DELETE
     api/balancers/<b>/members/<m>}; C{POST api/reload}, C{POST api/upgrade}.
     """
 
@@ -122,6 +123,8 @@ class ApiResource(resource.Resource):
             return jsonResponse(request, 200, status)
         if path == [b"history"]:
             return self._history(request)
+        if path[:1] == [b"rolling"]:
+            return self._rolling(request, path[1:])
         if path == [b"reload"]:
             return self._reload(request)
         if path == [b"upgrade"]:
@@ -158,6 +161,33 @@ class ApiResource(resource.Resource):
         cluster = getattr(self.root, "cluster", None)
         answer["node"] = cluster.node if cluster is not None else None
         return jsonResponse(request, 200, answer)
+
+    def _rolling(self, request, rest):
+        """
+        C{GET api/rolling}: the rolling restarts known (see
+        L{playbalancer.manager.restarts}); C{POST api/rolling/B/report}: a
+        step of one, from C{playbalancer rolling-restart}.
+        """
+        restarts = self.root.restarts
+        if rest == []:
+            if request.method not in (b"GET", b"HEAD"):
+                request.setHeader(b"allow", b"GET, HEAD")
+                raise ChangeError(405, "rolling restarts are read with GET")
+            return jsonResponse(request, 200, restarts.status(list(self.root.balancers)))
+        if len(rest) != 2 or rest[1] != b"report":
+            raise ChangeError(404, "not found")
+        if request.method != b"POST":
+            request.setHeader(b"allow", b"POST")
+            raise ChangeError(405, "reports are sent with POST")
+        if not sameOrigin(request):
+            raise ChangeError(403, "cross-site requests are refused")
+        try:
+            balancerName = rest[0].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ChangeError(400, "names must be UTF-8")
+        model.find(self.root.balancers, balancerName)
+        run = restarts.report(balancerName, readJSON(request), self.root.who(request))
+        return jsonResponse(request, 200, run.asJSON())
 
     def _reload(self, request):
         """

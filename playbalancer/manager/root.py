@@ -12,6 +12,7 @@ from twisted.web import resource, server, static
 from playbalancer.manager.api import Answer, ApiResource, jsonError
 from playbalancer.manager.guard import SECURITY_HEADERS, Refusal
 from playbalancer.manager.page import STATIC_DIR, ActionsResource, PageResource
+from playbalancer.manager.restarts import RollingRestarts
 
 
 class ManagerRoot(resource.Resource):
@@ -42,6 +43,8 @@ class ManagerRoot(resource.Resource):
         #: L{playbalancer.manager.history.History}, started by whoever
         #: runs the manager), or L{None}.
         self.history = None
+        #: The rolling restarts reported to C{/api/rolling}.
+        self.restarts = RollingRestarts(clock)
         self.pages = {
             b"": PageResource(self),
             b"api": ApiResource(self),
