@@ -7,12 +7,14 @@ command line.
 
 from __future__ import annotations
 
+import io
 import os
 
 from twisted.internet import defer, reactor, task
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from playbalancer.ctl.progressbar import ProgressBar
 from playbalancer.manager.model import ChangeError
 from playbalancer.manager.restarts import RollingRestarts
 from playbalancer.testing import waitUntil
@@ -173,3 +175,39 @@ class WatchedRestartTests(_RollingCase):
         self.assertIsNone(await self.rolling())
         code, run, _ = await self.call("POST", "api/rolling/test/report", body)
         self.assertEqual((code, run["state"]), (200, "running"))
+
+
+class ProgressBarTests(SynchronousTestCase):
+    def test_onATerminal(self):
+        """
+        On a terminal the bar is redrawn below each line; the lines stay
+        as they are.
+        """
+        master, slave = os.openpty()
+        self.addCleanup(os.close, master)
+        out = os.fdopen(slave, "w")
+        self.addCleanup(out.close)
+        bar = ProgressBar(out, 2)
+        bar.line("web/app1: drain")
+        bar.advance()
+        bar.hide()
+        out.write("command output\n")
+        bar.line("web/app2: enabled")
+        out.flush()
+        written = os.read(master, 65536).decode().replace("\r\n", "\n")
+        self.assertEqual(
+            written,
+            "web/app1: drain\n[--------------------] 0/2 members"
+            "\r\x1b[K[##########----------] 1/2 members"
+            "\r\x1b[Kcommand output\n"
+            "web/app2: enabled\n[##########----------] 1/2 members",
+        )
+
+    def test_notOnATerminal(self):
+        out = io.StringIO()
+        bar = ProgressBar(out, 2)
+        bar.line("web/app1: drain")
+        bar.advance()
+        bar.hide()
+        bar.line("web/app1: enabled")
+        self.assertEqual(out.getvalue(), "web/app1: drain\nweb/app1: enabled\n")

@@ -16,6 +16,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 
 from playbalancer.ctl.client import CommandError, findMember, waitDrained
+from playbalancer.ctl.progressbar import ProgressBar
 from playbalancer.ctl.rollingreport import RollingReport
 
 __all__ = ["POLL", "restartOrder", "othersUsable", "runCommand", "waitHealthy", "rollingRestart"]
@@ -149,26 +150,33 @@ async def rollingRestart(client, options, out, reactor):
     order = restartOrder(balancer, only)
     begun = reactor.seconds()
 
+    bar = ProgressBar(out, len(order))
+
     def step(name, text):
-        out.write(f"[{reactor.seconds() - begun:6.1f}s] {balancerName}/{name}: {text}\n")
-        out.flush()
+        bar.line(f"[{reactor.seconds() - begun:6.1f}s] {balancerName}/{name}: {text}")
+        if text == "enabled" or text.startswith("skipped"):
+            bar.advance()
 
     report = RollingReport(client, balancerName, reactor)
     await report.start(order)
     current = None
     try:
         for current in order:
-            await _restartMember(client, options, out, reactor, balancerName, current, health, step, report)
+            await _restartMember(
+                client, options, out, reactor, balancerName, current, health, step, report, bar
+            )
     except CommandError as e:
+        bar.hide()
         if current is not None:
             await report.step(current, "failed", str(e))
         await report.finish("failed", str(e))
         raise
     await report.finish("done")
+    bar.hide()
     out.write(f"{balancerName}: {len(order)} member(s) restarted in {reactor.seconds() - begun:.1f}s\n")
 
 
-async def _restartMember(client, options, out, reactor, balancerName, name, health, step, report):
+async def _restartMember(client, options, out, reactor, balancerName, name, health, step, report, bar):
     """
     Restart the member C{name}, or leave it as it is when an operator
     drained or disabled it; L{CommandError} saying why it stopped.
@@ -198,6 +206,7 @@ async def _restartMember(client, options, out, reactor, balancerName, name, heal
     await waitDrained(client, reactor, balancerName, name, member, options.timeout, progress)
     step(name, f"run: {options.exec}")
     await report.step(name, "running", options.exec)
+    bar.hide()  # (the command's output comes next)
     code = await runCommand(
         reactor,
         options.exec,
