@@ -71,6 +71,14 @@ class WebDriverError(Exception):
     pass
 
 
+class NotOneElement(WebDriverError, AssertionError):
+    """
+    A selector that should match one element matched none or several: a
+    failure, unless the page is being replaced (L{BrowserCase.waitFor}
+    reads again).
+    """
+
+
 class ChromedriverProcess(ProcessProtocol):
     """
     A chromedriver child listening on a port of its own choosing
@@ -185,7 +193,7 @@ class WebDriverSession:
     async def one(self, css):
         found = await self.find(css)
         if len(found) != 1:
-            raise AssertionError(f"{len(found)} elements match {css!r}, not 1")
+            raise NotOneElement(f"{len(found)} elements match {css!r}, not 1")
         return found[0]
 
     async def text(self, css):
@@ -322,7 +330,7 @@ class BrowserCase(test_manager.ManagerTestCase):
             try:
                 value = await read()
             except WebDriverError as e:  # say, the page is being replaced
-                value = e
+                value = str(e)
             if value == expected or reactor.seconds() > deadline:
                 break
             await sleep(0.1)
