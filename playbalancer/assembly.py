@@ -67,6 +67,7 @@ def buildBalancer(config, schedulerFactory, clock):
     balancer.sticky = affinityFor(balancer, config.sticky, memberRoutes(config))
     balancer.failOnStatus = frozenset(config.failOnStatus)
     balancer.retryIdempotencyKey = config.retryIdempotencyKey
+    balancer.rollingRestart = config.rollingRestart
     if config.health is not None:
         balancer.activeChecks = True
         balancer.healthSettings = config.health

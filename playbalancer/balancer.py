@@ -229,6 +229,9 @@ class Balancer:
         #: Session affinity (L{playbalancer.sticky}), asked before the
         #: scheduler; L{None} without.
         self.sticky = None
+        #: What a rolling restart started by the manager runs
+        #: (L{playbalancer.config.rolling.RollingRestartConfig}), or L{None}.
+        self.rollingRestart = None
 
     @property
     def scheduler(self):

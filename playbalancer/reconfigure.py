@@ -289,6 +289,7 @@ class Reconfiguration:
         balancer.retry = new.retry
         balancer.failOnStatus = frozenset(new.failOnStatus)
         balancer.retryIdempotencyKey = new.retryIdempotencyKey
+        balancer.rollingRestart = new.rollingRestart
         self._changeAffinity(balancer, change)
         if change.name in self.schedulers:
             balancer.scheduler = self.schedulers[change.name]

@@ -204,6 +204,7 @@ def makeManager(config, balancers, reactor, listeners=()):
     if config.manager is None:
         return None, None
     from playbalancer.manager import ManagerRoot
+    from playbalancer.manager.rollout import Rollouts
     from playbalancer.observe.metrics import MetricsPage, registryFor
     from playbalancer.manager.guard import AccessPolicy
     from playbalancer.statefile import StateFileError, StateKeeper
@@ -222,6 +223,7 @@ def makeManager(config, balancers, reactor, listeners=()):
     metrics = MetricsPage(registryFor(balancers, listeners))
     root = ManagerRoot(balancers, policy, reactor, metrics=metrics)
     root.listeners = listeners
+    root.rollouts = Rollouts(root, reactor)
     return root, keeper
 
 

@@ -18,7 +18,9 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
 from playbalancer.balancer import Balancer
+from playbalancer.config.rolling import RollingRestartConfig
 from playbalancer.manager.history import History
+from playbalancer.manager.rollout import Rollouts
 from playbalancer.schedulers import RoundRobinScheduler
 from playbalancer.testing import candidateMembers, waitUntil
 
@@ -325,6 +327,44 @@ class RollingPanelTests(BrowserCase, _RollingCase):
         await self.waitFor("the run done", lambda: browser.script(
             "return document.querySelector('#rolling h2 small').textContent.split(' ')[0];"), "done")
         self.assertEqual(await browser.script("return document.querySelector('#rolling progress').value;"), 2)
+
+    async def test_startedFromThePage(self):
+        """
+        With a command in the config, the panel offers to start a rolling
+        restart; it asks first, and once confirmed the run starts, shows
+        its steps and ends done, with the offer back.
+        """
+        balancer = self.setUpCluster()
+        done = os.path.abspath(self.mktemp())
+        balancer.rollingRestart = RollingRestartConfig(
+            command=f'echo "$PLAYBALANCER_MEMBER" >> "{done}"', timeout=20
+        )
+        self.manager.rollouts = Rollouts(self.manager, reactor)
+        await waitUntil(lambda: all(m.checkPasses >= 2 for m in balancer.members), reactor)
+        browser = await self.startBrowser(True)
+        await browser.resize(*DESKTOP)
+        await browser.go(self.managerURL)
+        await self.waitFor("live indicator", lambda: self.liveStarted(browser), True)
+        start = '#rolling .rolling-run[data-balancer="test"] button'
+        self.assertEqual(await browser.text(start), "Start a rolling restart of test")
+        await browser.script(
+            "window.asked = []; window.answer = false;"
+            "window.confirm = function (m) { window.asked.push(m); return window.answer; };"
+        )
+        await browser.click(start)
+        await self.waitFor("the question", lambda: browser.script("return window.asked.length;"), 1)
+        self.assertIsNone(self.manager.restarts.runs.get("test"))
+        await browser.script("window.answer = true;")
+        await browser.click(start)
+        await self.waitFor("the run done", lambda: browser.script(
+            "return document.querySelector('#rolling h2 small').textContent.split(' ')[0];"), "done",
+            timeout=30)
+        self.assertEqual(await self.step(browser, "app2"), "enabled")
+        self.assertIn("from the page by 127.0.0.1", await browser.text("#rolling h2 small"))
+        await self.waitFor("the offer back", lambda: browser.script(
+            "return document.querySelectorAll('#rolling button').length;"), 1)
+        with open(done) as f:
+            self.assertEqual(f.read().split(), ["app1", "app2"])
 
     keep = PageTests.keep
     sideways = PageTests.sideways

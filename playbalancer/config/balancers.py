@@ -14,6 +14,7 @@ from playbalancer.config.model import (
     HealthConfig,
     MemberConfig,
 )
+from playbalancer.config.rolling import parseRollingRestart
 from playbalancer.config.sticky import parseSticky, route
 from playbalancer.config.values import (
     ConfigError,
@@ -95,6 +96,7 @@ def _balancer(name, data, path, schedulers, mode="http"):
         members.append(member)
     if not members:
         raise ConfigError(table.at("member"), "a balancer needs at least one member")
+    health = table.get("health", _health)
     balancer = BalancerConfig(
         name=name,
         members=members,
@@ -110,7 +112,7 @@ def _balancer(name, data, path, schedulers, mode="http"):
         maxConnections=table.get("max_connections_per_member", _count, 0),
         queue=table.get("queue", _count, 128),
         queueTimeout=table.get("queue_timeout", _positiveSeconds, 10.0),
-        health=table.get("health", _health),
+        health=health,
         tlsCAFile=table.get("tls_ca_file", _caFile),
         tlsVerify=table.get("tls_verify", _bool, True),
         tlsServerName=table.get("tls_server_name", _serverName),
@@ -118,6 +120,9 @@ def _balancer(name, data, path, schedulers, mode="http"):
         tlsClientKey=table.get("tls_client_key", _string),
         retryIdempotencyKey=table.get("retry_idempotency_key", _bool, False),
         sticky=table.get("sticky", lambda v, p: parseSticky(v, p, mode)),
+        rollingRestart=table.get(
+            "rolling_restart", lambda v, p: parseRollingRestart(v, p, health is not None)
+        ),
     )
     table.done()
     _checkRoutes(members, path, balancer.sticky)

@@ -92,6 +92,9 @@ class BalancerConfig:
     #: Session affinity (L{playbalancer.config.sticky.StickyConfig}), or
     #: L{None}.
     sticky: object = None
+    #: The command a rolling restart started by the manager runs
+    #: (L{playbalancer.config.rolling.RollingRestartConfig}), or L{None}.
+    rollingRestart: object = None
 
 
 @dataclass

@@ -131,9 +131,14 @@ class _StepLines:
             self._step(self._name, line[len(self._prefix):] if line.startswith(self._prefix) else line)
 
 
-async def rollingRestart(client, options, out, reactor):
+async def rollingRestart(client, options, out, reactor, report=None):
     """
-    The C{rolling-restart} command.
+    The C{rolling-restart} command (and a rolling restart the manager runs
+    itself, with its own C{client} and C{report}: see
+    L{playbalancer.manager.rollout}).
+
+    @param report: where the steps are reported; by default the manager
+        behind C{client} (L{RollingReport}).
     """
     balancerName = options.balancer
     status = await client.status()
@@ -157,7 +162,8 @@ async def rollingRestart(client, options, out, reactor):
         if text == "enabled" or text.startswith("skipped"):
             bar.advance()
 
-    report = RollingReport(client, balancerName, reactor)
+    if report is None:
+        report = RollingReport(client, balancerName, reactor)
     await report.start(order)
     current = None
     try:

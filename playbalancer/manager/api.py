@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import ensureDeferred, succeed
 from twisted.web import resource
 from twisted.web.server import NOT_DONE_YET
 
@@ -83,7 +83,7 @@ def _forced(request):
 class ApiResource(resource.Resource):
     """
     C{GET api/status}; C{GET api/history}; C{GET api/rolling}, C{POST
-    api/rolling/<b>/report}; C{GET, POST, PUT, DELETE
+    api/rolling/<b>}, C{POST api/rolling/<b>/report}; C{GET, POST, PUT, DELETE
     api/balancers/<b>/members/<m>}; C{POST api/reload}, C{POST api/upgrade}.
     """
 
@@ -106,21 +106,7 @@ class ApiResource(resource.Resource):
             if method not in (b"GET", b"HEAD"):
                 request.setHeader(b"allow", b"GET, HEAD")
                 raise ChangeError(405, "status is read with GET")
-            now = self.root.clock.seconds()
-            status = model.status(self.root.balancers, now)
-            status["listeners"] = model.listenerStatus(self.root.listeners)
-            status["certificates"] = model.certificateStatus(self.root.listenerConfigs(), now)
-            status["overview"] = overview(self.root.balancers, status["balancers"], self.root.history)
-            status["timeline"] = timeline(status["balancers"])
-            cluster = getattr(self.root, "cluster", None)
-            if cluster is not None:
-                status["cluster"] = cluster.summary()
-            tier = self._tier()
-            if tier is not None:
-                for balancerName, info in status["balancers"].items():
-                    for memberName, member in info["members"].items():
-                        member["tier"] = tier.tierState(balancerName, memberName)
-            return jsonResponse(request, 200, status)
+            return jsonResponse(request, 200, self.statusAnswer())
         if path == [b"history"]:
             return self._history(request)
         if path[:1] == [b"rolling"]:
@@ -136,6 +122,41 @@ class ApiResource(resource.Resource):
                 raise ChangeError(400, "names must be UTF-8")
             return self._member(request, balancerName, memberName)
         raise ChangeError(404, "not found")
+
+    def statusAnswer(self):
+        """
+        What C{GET api/status} answers: every balancer and member, the
+        listeners, certificates, overview and timeline.
+        """
+        now = self.root.clock.seconds()
+        status = model.status(self.root.balancers, now)
+        status["listeners"] = model.listenerStatus(self.root.listeners)
+        status["certificates"] = model.certificateStatus(self.root.listenerConfigs(), now)
+        status["overview"] = overview(self.root.balancers, status["balancers"], self.root.history)
+        status["timeline"] = timeline(status["balancers"])
+        cluster = getattr(self.root, "cluster", None)
+        if cluster is not None:
+            status["cluster"] = cluster.summary()
+        tier = self._tier()
+        if tier is not None:
+            for balancerName, info in status["balancers"].items():
+                for memberName, member in info["members"].items():
+                    member["tier"] = tier.tierState(balancerName, memberName)
+        return status
+
+    def changeMember(self, balancerName, memberName, body, who):
+        """
+        Make the change C{POST api/balancers/B/members/M} makes (C{body},
+        its JSON), for the API and for a rolling restart the manager runs:
+        a L{Deferred} firing with C{(code, answer)}; L{ChangeError} when
+        the change is refused.
+        """
+        cluster = getattr(self.root, "cluster", None)
+        if cluster is not None:
+            return self._clusterWrite(b"POST", body, cluster, balancerName, memberName, who)
+        balancer, member = model.find(self.root.balancers, balancerName, memberName)
+        model.applyChange(balancer, member, body, who)
+        return succeed((200, self._answerJSON(balancer, member)))
 
     def _history(self, request):
         """
@@ -165,20 +186,23 @@ class ApiResource(resource.Resource):
     def _rolling(self, request, rest):
         """
         C{GET api/rolling}: the rolling restarts known (see
-        L{playbalancer.manager.restarts}); C{POST api/rolling/B/report}: a
+        L{playbalancer.manager.restarts}); C{POST api/rolling/B}: start
+        one that the manager runs, with the command of B's config (see
+        L{playbalancer.manager.rollout}); C{POST api/rolling/B/report}: a
         step of one, from C{playbalancer rolling-restart}.
         """
         restarts = self.root.restarts
+        rollouts = self.root.rollouts
         if rest == []:
             if request.method not in (b"GET", b"HEAD"):
                 request.setHeader(b"allow", b"GET, HEAD")
                 raise ChangeError(405, "rolling restarts are read with GET")
-            return jsonResponse(request, 200, restarts.status(list(self.root.balancers)))
-        if len(rest) != 2 or rest[1] != b"report":
+            return jsonResponse(request, 200, self.root.rollingStatus())
+        if not (len(rest) == 1 or (len(rest) == 2 and rest[1] == b"report")):
             raise ChangeError(404, "not found")
         if request.method != b"POST":
             request.setHeader(b"allow", b"POST")
-            raise ChangeError(405, "reports are sent with POST")
+            raise ChangeError(405, "rolling restarts are started, and reports sent, with POST")
         if not sameOrigin(request):
             raise ChangeError(403, "cross-site requests are refused")
         try:
@@ -186,8 +210,16 @@ class ApiResource(resource.Resource):
         except UnicodeDecodeError:
             raise ChangeError(400, "names must be UTF-8")
         model.find(self.root.balancers, balancerName)
-        run = restarts.report(balancerName, readJSON(request), self.root.who(request))
-        return jsonResponse(request, 200, run.asJSON())
+        body = readJSON(request)  # (a JSON body: no HTML form can send one)
+        who = self.root.who(request)
+        if len(rest) == 2:
+            return jsonResponse(request, 200, restarts.report(balancerName, body, who).asJSON())
+        if body != {}:
+            raise ChangeError(400, "a rolling restart is started with an empty JSON object: "
+                                   "its command is the config file's")
+        if rollouts is None:
+            raise ChangeError(404, "this manager cannot run rolling restarts")
+        return jsonResponse(request, 202, rollouts.start(balancerName, who).asJSON())
 
     def _reload(self, request):
         """
@@ -257,22 +289,49 @@ class ApiResource(resource.Resource):
             balancer, _ = model.find(balancers, balancerName)
             member = model.addMember(balancer, memberName, body, who)
             return self._answer(request, 201, balancer, member)
-        balancer, member = model.find(balancers, balancerName, memberName)
-        model.applyChange(balancer, member, body, who)
-        return self._answer(request, 200, balancer, member)
+        return self._answerLater(request, self.changeMember(balancerName, memberName, body, who))
 
     def _clusterChange(self, request, cluster, balancerName, memberName, who):
-        """
-        In cluster mode a change goes to the store, for every node; the
-        answer comes once this node applied it, with its revision.
-        """
-        balancers = self.root.balancers
         method = request.method
         body = readJSON(request) if method != b"DELETE" else {}
+        if method == b"DELETE" and _forced(request):
+            body["force"] = True
+        return self._answerLater(
+            request, self._clusterWrite(method, body, cluster, balancerName, memberName, who)
+        )
+
+    def _answerLater(self, request, answered):
+        """
+        Answer C{request} with the C{(code, answer)} C{answered} fires with.
+        """
+
+        def respond(result):
+            code, answer = result
+            if not request.finished and not getattr(request, "_disconnected", False):
+                request.write(jsonResponse(request, code, answer))
+                request.finish()
+
+        if answered.called:
+            result = []
+            answered.addCallback(result.append)
+            if result:
+                code, answer = result[0]
+                return jsonResponse(request, code, answer)
+        answered.addCallback(respond)
+        answered.addErrback(lambda f: (request.processingFailed(f), None)[1])
+        return NOT_DONE_YET
+
+    def _clusterWrite(self, method, body, cluster, balancerName, memberName, who):
+        """
+        In cluster mode a change goes to the store, for every node: a
+        L{Deferred} firing with C{(code, answer)} once this node applied
+        it, with its revision.
+        """
+        balancers = self.root.balancers
         forceLocal = isinstance(body, dict) and body.pop("force_local", False) is True
         if method == b"DELETE":
             balancer, member = model.find(balancers, balancerName, memberName, removing=True)
-            if not member.removing and not _forced(request):
+            if not member.removing and body.get("force") is not True:
                 model.guardLastUsable(balancer, member, removing=True)
             fields = {"removed": True}
         elif method == b"PUT":
@@ -305,7 +364,7 @@ class ApiResource(resource.Resource):
                 balancer.addMember(member, who)
             else:
                 model.applyChange(balancer, member, body, who)
-            return self._answer(request, 200, balancer, member)
+            return succeed((200, self._answerJSON(balancer, member)))
         if cluster.degraded:
             raise ChangeError(503, f"the cluster store is degraded ({cluster.reason}); "
                                    "send \"force_local\": true to change this node only")
@@ -316,18 +375,15 @@ class ApiResource(resource.Resource):
             answer = model.balancerMemberStatus(balancer, current, balancer.seconds(), taking)
             answer["revision"] = revision
             answer["tier"] = cluster.tierState(balancerName, memberName)
-            request.write(jsonResponse(request, 201 if method == b"PUT" else 200, answer))
-            request.finish()
+            return (201 if method == b"PUT" else 200, answer)
 
         def failed(failure):
             failure.trap(StoreError)
-            request.write(jsonResponse(request, 503, {"error": str(failure.value)}))
-            request.finish()
+            return (503, {"error": str(failure.value)})
 
         d = ensureDeferred(cluster.write(balancerName, memberName, fields, who))
         d.addCallbacks(written, failed)
-        d.addErrback(lambda f: (request.processingFailed(f), None)[1])
-        return NOT_DONE_YET
+        return d
 
     def _tier(self):
         """
@@ -347,9 +403,12 @@ class ApiResource(resource.Resource):
         return tier
 
     def _answer(self, request, code, balancer, member):
+        return jsonResponse(request, code, self._answerJSON(balancer, member))
+
+    def _answerJSON(self, balancer, member):
         taking = member in balancer.candidates()
         answer = model.balancerMemberStatus(balancer, member, balancer.seconds(), taking)
         tier = self._tier()
         if tier is not None:
             answer["tier"] = tier.tierState(balancer.name, member.name)
-        return jsonResponse(request, code, answer)
+        return answer

@@ -21,6 +21,7 @@ from playbalancer.manager.guard import sameOrigin
 from playbalancer.manager.memberrows import balancerSection
 from playbalancer.manager.model import ChangeError
 from playbalancer.manager.overview import overview
+from playbalancer.manager.rollingpanel import rollingSection, startQuestion
 from playbalancer.manager.sections import (
     certificateSection,
     clusterSection,
@@ -91,8 +92,7 @@ class ManagerPage:
             ),
             Tag("main")(
                 overviewTiles(overall["balancers"], anchors),
-                tags.section(id="rolling", class_="panel rolling", hidden="hidden",
-                             **{"aria-live": "polite"}),
+                rollingSection(root.rollingStatus(), self.csrf),
                 clusterSection(cluster),
                 *[
                     balancerSection(name, b, infos[name], self.csrf, index)
@@ -132,8 +132,9 @@ class ActionsResource(resource.Resource):
     """
     C{POST actions}: the page's forms, for browsers without JavaScript;
     answered with a redirect back to the page, or with a page that asks
-    for confirmation: before a removal (C{confirm=yes} goes ahead), and
-    before a change to the last usable member (C{force=true} goes ahead).
+    for confirmation: before a removal or a rolling restart (C{confirm=yes}
+    goes ahead), and before a change to the last usable member
+    (C{force=true} goes ahead).
     """
 
     isLeaf = True
@@ -160,17 +161,29 @@ class ActionsResource(resource.Resource):
                 return self._ask(request, field, e.message, "force", "true", "Do it anyway")
             return jsonError(request, e.code, e.message, details=e.details)
         if question is not None:
-            return self._ask(request, field, question, "confirm", "yes", f"Remove {field('member')}")
+            question, label = question
+            return self._ask(request, field, question, "confirm", "yes", label)
         request.setResponseCode(303)
         request.setHeader(b"location", b"./")
         return b""
 
     def _apply(self, field, who):
         """
-        Make the change a form asks for; a question to ask first, or L{None}.
+        Make the change a form asks for; C{(question, button label)} to
+        ask first, or L{None}.
         """
         balancers = self.root.balancers
         action = field("action")
+        if action == "rolling-restart":
+            balancer, _ = model.find(balancers, field("balancer"))
+            rollouts = self.root.rollouts
+            if rollouts is None:
+                raise ChangeError(404, "this manager cannot run rolling restarts")
+            if field("confirm") != "yes":
+                rollouts.check(balancer.name)
+                return startQuestion(balancer), f"Restart {balancer.name}"
+            rollouts.start(balancer.name, who)
+            return None
         if action == "add":
             balancer, _ = model.find(balancers, field("balancer"))
             weight = field("weight", "1")
@@ -187,7 +200,7 @@ class ActionsResource(resource.Resource):
             if not force:
                 model.guardLastUsable(balancer, member, removing=True)
             if field("confirm") != "yes":
-                return removalQuestion(balancer, member)
+                return removalQuestion(balancer, member), f"Remove {member.name}"
             balancer.removeMember(member, who)
         elif action == "weight":
             weight = field("weight", "")

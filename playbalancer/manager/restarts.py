@@ -2,8 +2,9 @@
 The rolling restarts the manager knows of, for the page's progress panel:
 per balancer the current or last run, with each member's step.  A
 C{playbalancer rolling-restart} reports its steps here as it goes
-(C{POST api/rolling/BALANCER/report}); C{GET api/rolling} answers what is
-known.
+(C{POST api/rolling/BALANCER/report}), and so does a run the manager
+started itself (L{playbalancer.manager.rollout}); C{GET api/rolling}
+answers what is known.
 """
 
 from __future__ import annotations
@@ -87,22 +88,28 @@ class RollingRestarts:
         self.stale = stale
         self.runs = {}
 
-    def status(self, balancerNames):
+    def status(self, balancerNames, configured=lambda name: False):
         """
         What C{GET api/rolling} answers: per balancer whether the manager
-        can start one itself (C{configured}; not yet) and its run, or
-        L{None}.
+        can start one itself (C{configured(name)}: a command is set for
+        it) and its run, or L{None}.
         """
         return {
             "time": self.clock.seconds(),
             "balancers": {
                 name: {
-                    "configured": False,
+                    "configured": configured(name),
                     "run": self.runs[name].asJSON() if name in self.runs else None,
                 }
                 for name in balancerNames
             },
         }
+
+    def fresh(self, run):
+        """
+        Whether C{run} reported within the last C{stale} seconds.
+        """
+        return self.clock.seconds() - run.lastReport < self.stale
 
     def report(self, balancerName, body, who, origin="cli"):
         """
@@ -122,8 +129,7 @@ class RollingRestarts:
             members = body.get("members")
             if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
                 raise ChangeError(400, "members must be a list of names")
-            if run is not None and run.id != runID and run.state == "running" \
-                    and now - run.lastReport < self.stale:
+            if run is not None and run.id != runID and run.state == "running" and self.fresh(run):
                 raise ChangeError(
                     409, f"a rolling restart of {balancerName} is under way (from the {run.origin}, "
                          f"by {run.who}): one at a time"

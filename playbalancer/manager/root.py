@@ -45,9 +45,14 @@ class ManagerRoot(resource.Resource):
         self.history = None
         #: The rolling restarts reported to C{/api/rolling}.
         self.restarts = RollingRestarts(clock)
+        #: Starts the rolling restarts the manager runs itself (a
+        #: L{playbalancer.manager.rollout.Rollouts}, set by whoever runs the
+        #: manager with a reactor), or L{None}.
+        self.rollouts = None
+        self.api = ApiResource(self)
         self.pages = {
             b"": PageResource(self),
-            b"api": ApiResource(self),
+            b"api": self.api,
             b"actions": ActionsResource(self),
             b"static": static.File(STATIC_DIR),
         }
@@ -88,6 +93,14 @@ class ManagerRoot(resource.Resource):
             return jsonError(request, refusal.code, refusal.message, refusal.headers)
         request.redirect(request.prePathURL() + b"/")
         return b""
+
+    def rollingStatus(self):
+        """
+        What C{GET api/rolling} answers (see L{RollingRestarts.status}).
+        """
+        rollouts = self.rollouts
+        configured = rollouts.configured if rollouts is not None else (lambda name: False)
+        return self.restarts.status(list(self.balancers), configured)
 
     def who(self, request):
         return self._policyOf(request).who(request)
