@@ -183,6 +183,34 @@ cache_file = "{self.cacheFile(name)}"
         await self.waitFor(lambda: self.admin2("lb4", "app1") == "drain")
         self.assertEqual(self.nodes["lb4"]["balancer"].member("app1").drainSince, started)
 
+    async def test_rollingRestartFromANodesPage(self):
+        """
+        A rolling restart started on lb3's manager drains and enables each
+        member through the store: lb4 applies every step too.
+        """
+        gate = os.path.abspath(self.mktemp())
+        self.extraBalancer = (
+            '\n[balancer.web.health]\npath = "/health"\ninterval = 0.1\nrise = 1\n'
+            "[balancer.web.rolling_restart]\n"
+            f"command = 'while [ ! -e \"{gate}\" ]; do sleep 0.05; done; rm \"{gate}\"'\ntimeout = 30\n"
+        )
+        for name in ("lb3", "lb4"):
+            await self.startNode(name)
+        response = await self.http.post(
+            self.nodes["lb3"]["manager"] + "/api/rolling/web", data=b"{}",
+            headers={b"Content-Type": [b"application/json"]},
+        )
+        self.assertEqual(response.code, 202, await treq.content(response))
+        for member in ("app1", "app2"):
+            await self.waitFor(lambda: self.admin2("lb4", member) == "drain")
+            with open(gate, "w"):
+                pass
+            await self.waitFor(lambda: self.admin2("lb4", member) == "enabled")
+        await self.waitFor(lambda: not self.nodes["lb3"]["service"].manager.rollouts.running)
+        response = await self.http.get(self.nodes["lb3"]["manager"] + "/api/rolling")
+        run = json.loads(await treq.content(response))["balancers"]["web"]["run"]
+        self.assertEqual((run["state"], run["done"]), ("done", 2), run)
+
     async def test_drainWaitsForOtherNodesRequests(self):
         """
         C{drain --wait} sent to lb1 blocks while a request is in flight on

@@ -14,7 +14,7 @@ from html import unescape
 from urllib.parse import urlencode
 
 import treq
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -22,6 +22,7 @@ from playbalancer.config import ConfigError, parseConfig
 from playbalancer.config.rolling import DEFAULT_TIMEOUT, RollingRestartConfig
 from playbalancer.manager.rollout import LogLines, Rollouts
 from playbalancer.testing import waitUntil
+from playbalancer.testing.twistd import TwistdTestCase
 
 from tests.test_reload import ConfigServiceCase, configText
 from tests.test_rolling_cli import _RollingCase
@@ -423,3 +424,58 @@ class WithoutJavaScriptTests(_RunCase):
         panel = self.panel(await self.page())
         self.assertIn('hidden="hidden"', panel.split(">")[0])
         self.assertNotIn("rolling-restart", panel)
+
+
+class WorkersRunTests(TwistdTestCase):
+    """
+    C{workers = 2}: the parent's manager runs the rolling restart; a
+    request in flight in a worker holds its member's drain.
+    """
+
+    async def test_waitsForAWorkersRequest(self):
+        done = os.path.abspath(self.mktemp())
+        await self.startTwoMembers(balancer=(
+            '[balancer.web.health]\npath = "/health"\ninterval = 0.1\nrise = 1\n'
+            "[balancer.web.rolling_restart]\n"
+            f"command = 'echo \"$PLAYBALANCER_MEMBER\" >> \"{done}\"'\ntimeout = 30\n"
+        ))
+        arrivals = [m.hold.arrival() for m in self.members]
+        held = defer.ensureDeferred(self.get("/hold"))
+        _, index = await defer.DeferredList(arrivals, fireOnOneCallback=True)
+        holding = self.members[index].name
+
+        async def rolling():
+            response = await self.client.get(self.manager + "/api/rolling")
+            return json.loads(await treq.content(response))["balancers"]["web"]
+
+        self.assertTrue((await rolling())["configured"])
+        response = await self.client.post(
+            self.manager + "/api/rolling/web", data=b"{}",
+            headers={b"Content-Type": [b"application/json"]},
+        )
+        self.assertEqual(response.code, 202, await treq.content(response))
+
+        async def step(name):
+            run = (await rolling())["run"]
+            return {m["name"]: m["step"] for m in run["members"]}[name]
+
+        async def draining():
+            return await step(holding) == "draining"
+
+        await until(draining, timeout=30)
+        await task.deferLater(reactor, 1.0, lambda: None)
+        self.assertEqual(await step(holding), "draining")  # (its request is still in flight)
+        self.members[index].hold.release()
+        self.assertEqual((await held).code, 200)
+
+        async def ended():
+            return (await rolling())["run"]["state"] != "running"
+
+        await until(ended, timeout=60)
+        run = (await rolling())["run"]
+        self.assertEqual((run["state"], run["done"]), ("done", 2), run)
+        with open(done) as f:
+            self.assertEqual(f.read().split(), ["app1", "app2"])
+        for _ in range(10):
+            self.assertEqual((await self.get("/")).code, 200)
+        self.assertIn("rolling restart of web: ", self.twistdLog())
