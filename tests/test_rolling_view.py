@@ -193,8 +193,17 @@ class ProgressBarTests(SynchronousTestCase):
         bar.hide()
         out.write("command output\n")
         bar.line("web/app2: enabled")
-        out.flush()
-        written = os.read(master, 65536).decode().replace("\r\n", "\n")
+        out.close()  # (then read all: one read may return only part of it)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other end is closed, all read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        written = b"".join(chunks).decode().replace("\r\n", "\n")
         self.assertEqual(
             written,
             "web/app1: drain\n[--------------------] 0/2 members"
