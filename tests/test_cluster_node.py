@@ -142,6 +142,22 @@ class ClusterNodeTests(TestCase):
         self.assertEqual([m.configuredWeight for m in self.balancer.members], [1, 1])
 
 
+    def test_stoppedWhenReadyStartsNoWatch(self):
+        """
+        A node stopped by whoever waits for it to be ready (inside the
+        C{ready} callback, as a test that ends at once does) starts no
+        watch after the first read: nothing is left connecting.
+        """
+        store = FakeStore({}, [])
+        watched = []
+        store.watch = lambda *args: watched.append(args) or Deferred()
+        node = ClusterNode(store, {"b": self.balancer}, "web", "lb1", self.clock, startupTimeout=5)
+        node.ready.addCallback(lambda _: node.stopService())
+        node.startService()
+        self.assertTrue(node.ready.called)
+        self.assertEqual(watched, [])
+
+
 class StoreInterfaceTests(TestCase):
     def test_compactedErrorIsTheInterfaces(self):
         """

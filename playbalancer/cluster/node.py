@@ -163,6 +163,10 @@ class ClusterNode(Service):
                 self._operation = ensureDeferred(self.store.range(prefix))
                 revision, found = await self._operation
                 self._applySnapshot(revision, found)
+                if not self._running:
+                    # Stopped by whoever waited for it to be ready (in
+                    # that callback): no watch left connecting.
+                    return
                 self._operation = ensureDeferred(
                     self.store.watch(prefix, revision + 1, self._onEvents)
                 )
