@@ -25,6 +25,7 @@ the rate it achieved, beside the percentiles (p99.9 included).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
@@ -242,7 +243,9 @@ def main():
         os.sched_setaffinity(0, {args.cpu})
     program = None
     if args.generator == "c":
-        program = buildOpenLoop(tempfile.mkdtemp(prefix="openloop-"))
+        built = tempfile.mkdtemp(prefix="openloop-")
+        atexit.register(shutil.rmtree, built, True)
+        program = buildOpenLoop(built)
 
     async def run(reactor):
         # The generator's own collector pauses would count as latency.

@@ -27,6 +27,12 @@ class ResponseWriter:
     @param sendTimeout: seconds the client may take no bytes while some
         wait for it, kept by C{sweeper} (a L{playbalancer.flow.SendDeadline}
         made when first needed); 0: no limit.
+
+    An idle kept-alive connection holds as little as it can: the request
+    is let go once its response is written, and the member that feeds a
+    response is registered with the transport as a producer (see
+    L{pauseWhileFull}) only once bytes wait for the client, which most
+    responses never make.
     """
 
     def __init__(self, front, transport, accessLog, bufferSize, sweeper=None, sendTimeout=0):
@@ -44,6 +50,11 @@ class ResponseWriter:
         self.keepAlive = True
         self.chunked = False
         self.held = None
+        #: The producer of the response under way (L{pauseWhileFull}), and
+        #: its L{playbalancer.flow.Pauser} once registered with the
+        #: transport.
+        self._feeder = None
+        self._pauser = None
 
     @property
     def closing(self):
@@ -117,6 +128,8 @@ class ResponseWriter:
         else:
             queued = sendNow(transport, data)
         if queued:
+            if self._feeder is not None and self._pauser is None:
+                self._pauser = pauses(transport, self._feeder, self._deadline())
             holdIfFull(transport, self.bufferSize)
 
     def readEnd(self):
@@ -130,6 +143,8 @@ class ResponseWriter:
             sendNow(self.transport, held + b"0\r\n\r\n" if held else b"0\r\n\r\n")
         else:
             self.readEnd()
+        # (Before the connection goes on: it may begin the next request.)
+        self.request = None
         self.front.responseDone(self.keepAlive)
 
     def respond(self, status, text, keepAlive=True, extra=()):
@@ -155,10 +170,20 @@ class ResponseWriter:
         pass
 
     def pauseWhileFull(self, producer):
-        return pauses(self.transport, producer, self._deadline())
+        """
+        Pause C{producer} while too much waits for the client: it is
+        registered with the transport when a write first leaves bytes
+        waiting (L{writeBody}), not before.
+        """
+        self._feeder = producer
+        self._pauser = None
+        return producer
 
     def stopPausing(self, token):
-        stopPausing(self.transport, token)
+        pauser = self._pauser
+        self._feeder = self._pauser = None
+        if pauser is not None:
+            stopPausing(self.transport, pauser)
 
     def keepsUp(self):
         return keepsUp(self.transport)
