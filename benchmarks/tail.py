@@ -168,8 +168,11 @@ def parseArgs(argv):
     parser.add_argument("--no-haproxy", action="store_true")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    # Asked from other directories (throughput.py's interpreter check).
+    args.python = throughput.interpreterPath(args.python)
+    args.pypy = throughput.interpreterPath(args.pypy) if args.pypy else ""
     # What throughput.py's balancers read of the options.
-    args.start_timeout, args.wrk_timeout, args.tls_no_resumption = 60.0, "5s", False
+    args.start_timeout, args.wrk_timeout, args.tls_no_resumption = 60.0, 5, False
     args.generators = args.generators.split(",")
     args.layouts = args.layouts.split(",")
     for layout in args.layouts:
