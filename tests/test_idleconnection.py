@@ -11,7 +11,11 @@ from __future__ import annotations
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
 
+from playbalancer.http.responsewriter import ResponseWriter
+from playbalancer.http.wire import RequestHead
 from playbalancer.testing import waitUntil
 
 from tests.proxyharness import ProxyTestCase
@@ -97,3 +101,85 @@ class IdleConnectionTests(ProxyTestCase):
         await waitUntil(lambda: front.exchange is None, reactor)
         self.assertIsNone(front.writer.request)
         self.assertIsNone(socketTransport(front).producer)
+
+
+class _Front:
+    """
+    The little of a front connection a L{ResponseWriter} uses here.
+    """
+
+    closing = False
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.done = []
+
+    def close(self):
+        self.transport.loseConnection()  # (as closeWhenSent does, with no producer)
+
+    def responseDone(self, keepAlive):
+        self.done.append(keepAlive)
+
+
+class _Producer:
+    paused = False
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+
+    def stopProducing(self):
+        pass
+
+
+class WriterProducerTests(SynchronousTestCase):
+    """
+    L{ResponseWriter} registers the member as its transport's producer
+    only once bytes wait for the client, and never on a transport that is
+    already closing (review finding: a close while the member still sent,
+    before anything had queued, then a write, registered a producer that
+    could hold the close open).
+    """
+
+    def writer(self):
+        transport = StringTransport()
+        front = _Front(transport)
+        writer = ResponseWriter(front, transport, None, 16384)
+        writer.begin(RequestHead(b"GET", b"/", b"HTTP/1.1", []))
+        writer.startResponse(200, b"OK", [], None, True)
+        return transport, writer
+
+    def test_registeredOnceBytesWait(self):
+        transport, writer = self.writer()
+        producer = _Producer()
+        token = writer.pauseWhileFull(producer)
+        self.assertIsNone(transport.producer)
+        writer.writeBody(b"x" * 10)  # (a StringTransport keeps everything)
+        self.assertIsNotNone(transport.producer)
+        writer.stopPausing(token)
+        self.assertIsNone(transport.producer)
+
+    def test_notRegisteredOnAClosingTransport(self):
+        transport, writer = self.writer()
+        writer.pauseWhileFull(_Producer())
+        writer.close()
+        self.assertTrue(transport.disconnecting)
+        writer.writeBody(b"x" * 10)
+        self.assertIsNone(transport.producer)
+
+    def test_staleTokenUndoesNothing(self):
+        """
+        L{ResponseWriter.stopPausing} with an earlier response's token
+        leaves the current response's producer registered.
+        """
+        transport, writer = self.writer()
+        earlier = writer.pauseWhileFull(_Producer())
+        writer.stopPausing(earlier)
+        current = writer.pauseWhileFull(_Producer())
+        writer.writeBody(b"x" * 10)
+        writer.stopPausing(earlier)
+        self.assertIsNotNone(transport.producer)
+        writer.stopPausing(current)
+        self.assertIsNone(transport.producer)

@@ -128,7 +128,10 @@ class ResponseWriter:
         else:
             queued = sendNow(transport, data)
         if queued:
-            if self._feeder is not None and self._pauser is None:
+            if (self._feeder is not None and self._pauser is None
+                    and not getattr(transport, "disconnecting", False)):
+                # (Not on a connection already closing: its close would
+                # wait for a producer that nothing unregisters.)
                 self._pauser = pauses(transport, self._feeder, self._deadline())
             holdIfFull(transport, self.bufferSize)
 
@@ -180,6 +183,8 @@ class ResponseWriter:
         return producer
 
     def stopPausing(self, token):
+        if token is not self._feeder:
+            return  # an earlier response's: that one is undone already
         pauser = self._pauser
         self._feeder = self._pauser = None
         if pauser is not None:
