@@ -39,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 
 from twisted.internet import defer, task
 
@@ -162,6 +161,7 @@ async def measure(reactor, args, member):
     await task.deferLater(reactor, 1.0, lambda: None)
     settle()
     if args.trace:
+        import tracemalloc  # (CPython only)
         tracemalloc.start(args.frames)
         traceBefore = tracemalloc.take_snapshot()
     rssBefore = rssKiB()
@@ -183,6 +183,7 @@ async def measure(reactor, args, member):
             "traced": bool(args.trace),
         }
         if args.trace:
+            import tracemalloc
             traceWith = tracemalloc.take_snapshot()
             perConnection, lines = attribution(traceBefore, traceWith, args.connections, args.top)
             result["traced_bytes_per_connection"] = round(perConnection, 1)
