@@ -113,13 +113,10 @@ def waitListening(port, timeout=30.0):
 
 
 def settle():
+    from playbalancer.memory import trimHeap
     for _ in range(3):
         gc.collect()
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    trimHeap()
 
 
 def attribution(before, after, connections, top):
