@@ -2,7 +2,7 @@
 Test doubles for playbalancer and for code built on it: members on real
 sockets that record what reached them (L{members}), members that fail on
 purpose (L{faultmember}), raw HTTP clients that show the exact bytes of a
-response (L{client}), a real C{twistd playbalancer} child (L{twistd}), a
+response (L{client}), free ports for child processes (L{ports}), a real C{twistd playbalancer} child (L{twistd}), a
 throw-away etcd cluster (L{etcd}), and self-signed certificates
 (L{certs}).  For scheduler authors: a simulator that runs a scheduler
 against synthetic members and requests (L{simulator}, L{simulated},
@@ -12,14 +12,9 @@ L{simreport}), conformance tests any scheduler's test case can inherit
 """
 
 from playbalancer.testing.certs import writeSelfSigned
-from playbalancer.testing.client import (
-    RawConversation,
-    _RawClient,
-    freePort,
-    freePorts,
-    rawExchange,
-)
+from playbalancer.testing.client import RawConversation, _RawClient, rawExchange
 from playbalancer.testing.members import BrokenMember, HoldPage, MemberServer
+from playbalancer.testing.ports import freePort, freePorts
 from playbalancer.testing.schedulercases import SchedulerConformanceMixin, awkwardViews
 from playbalancer.testing.simreport import (
     MemberReport,

@@ -1,15 +1,15 @@
 """
 Raw clients for tests, to see the exact bytes of a response
-(L{rawExchange}, L{RawConversation}), and free ports on 127.0.0.1.
+(L{rawExchange}, L{RawConversation}); L{freePorts} and L{freePort} moved
+to L{playbalancer.testing.ports} and are re-exported here.
 """
 
 from __future__ import annotations
 
-import socket
-
 from twisted.internet import defer
 from twisted.internet.protocol import Protocol
 
+from playbalancer.testing.ports import freePort, freePorts  # noqa: F401 (moved)
 from playbalancer.testing.waiting import waitUntil
 
 __all__ = ["rawExchange", "freePorts", "freePort", "RawConversation"]
@@ -63,31 +63,6 @@ def rawExchange(reactor, port, data, timeout=15.0):
 
     connected.addErrback(done.errback)
     return done.addCallback(finished)
-
-
-def freePorts(count):
-    """
-    C{count} distinct TCP ports on 127.0.0.1 that were free a moment ago,
-    for child processes that must be told their port (there is a small
-    race; in process, listen on port 0 instead).
-    """
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def freePort():
-    """
-    One port, as L{freePorts}.
-    """
-    return freePorts(1)[0]
 
 
 class RawConversation(Protocol):

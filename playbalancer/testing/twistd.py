@@ -189,22 +189,37 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         with open(self.logPath) as f:
             return f.read()
 
-    async def waitServing(self, workers):
+    async def waitServing(self, workers, timeout=60.0):
         """
-        Wait until C{workers} worker processes run and the front answers.
+        Wait until C{workers} worker processes run and the front answers
+        200; fail at once if twistd exits, and after C{timeout} seconds
+        otherwise, with what it printed either way.
         """
         from twisted.internet import reactor
 
         if workers > 1:
-            await self.waitFor(lambda: len(childrenOf(self.child.pid)) == workers)
-        for _ in range(200):
+            await self.waitFor(lambda: len(childrenOf(self.child.pid)) == workers, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.child.running():
+                self.fail(f"twistd exited (status {self.child.process.returncode}):\n{self._logTail()}")
             try:
-                if (await self.get("/")).code == 200:
+                response = await self.client.get(self.base + "/", timeout=5)
+                await treq.content(response)
+                if response.code == 200:
                     return
             except Exception:
                 pass
+            if time.monotonic() > deadline:
+                self.fail(f"the balancer never answered in {timeout:.0f} s:\n{self._logTail()}")
             await task.deferLater(reactor, 0.05, lambda: None)
-        self.fail("the balancer never answered")
+
+    def _logTail(self, lines=40):
+        try:
+            text = self.twistdLog()
+        except OSError as e:
+            return f"(no log: {e})"
+        return "\n".join(text.splitlines()[-lines:])
 
     async def waitFor(self, condition, timeout=20.0):
         from twisted.internet import reactor
