@@ -22,6 +22,17 @@ idle the script reports:
 
     python benchmarks/idlememory.py --connections 10000
     python benchmarks/idlememory.py --connections 2000 --trace --top 25
+    python benchmarks/idlememory.py --pooled --connections 5000
+
+With ``--pooled`` it measures an idle pooled *member* connection instead:
+``--connections`` requests for the member's ``/slow`` page arrive at once
+(so each takes a member connection of its own), and the client closes
+every connection once answered.  The same run is made twice, each in a
+fresh process: once with the pool's ``keepalive`` at ``--connections``
+(it keeps them all) and once at 0 (it keeps none); the difference in RSS
+growth, divided by the connections, is what a pooled connection costs,
+without the allocator's leftovers from the client connections and
+requests that came and went (in both runs alike).
 
 Everything goes to 127.0.0.1; the children are stopped by their PIDs.
 """
@@ -45,18 +56,24 @@ from twisted.internet import defer, task
 CLIENT = r"""
 import socket, sys, time, resource
 port, count, together = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+path, close = sys.argv[4].encode(), sys.argv[5] == "close"
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-request = b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n"
+request = b"GET " + path + b" HTTP/1.1\r\nHost: idle.test\r\n\r\n"
 held = []
 def answer(s):
     data = b""
     while b"\r\n\r\n" not in data:
         data += s.recv(65536)
     head, _, body = data.partition(b"\r\n\r\n")
-    length = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0]
-    while len(body) < length:
-        body += s.recv(65536)
+    lengths = [int(l.split(b":")[1]) for l in head.split(b"\r\n")
+               if l.lower().startswith(b"content-length:")]
+    if lengths:
+        while len(body) < lengths[0]:
+            body += s.recv(65536)
+    else:  # chunked
+        while not body.endswith(b"0\r\n\r\n"):
+            body += s.recv(65536)
     assert head.startswith(b"HTTP/1.1 200"), head
 for start in range(0, count, together):
     batch = []
@@ -66,8 +83,11 @@ for start in range(0, count, together):
         batch.append(s)
     for s in batch:
         answer(s)
-    held.extend(batch)
-print("idle", len(held), flush=True)
+        if close:
+            s.close()
+    if not close:
+        held.extend(batch)
+print("idle", count, flush=True)
 sys.stdin.read()
 """
 
@@ -80,6 +100,7 @@ max_connections = {maxConnections}
 
 [balancer.web]
 scheduler = "round-robin"
+keepalive = {keepalive}
 
 [[balancer.web.member]]
 name = "m1"
@@ -144,7 +165,8 @@ async def measure(reactor, args, member):
     config = os.path.join(directory, "playbalancer.toml")
     with open(config, "w") as f:
         f.write(CONFIG.format(port=port, member=member,
-                              maxConnections=max(30000, args.connections * 2)))
+                              maxConnections=max(30000, args.connections * 2),
+                              keepalive=args.keep if args.pooled else 256))
     options = tap.Options()
     options.parseOptions(["--config", config])
     service = tap.makeService(options, reactor)
@@ -162,7 +184,14 @@ async def measure(reactor, args, member):
         tracemalloc.start(args.frames)
         traceBefore = tracemalloc.take_snapshot()
     rssBefore = rssKiB()
-    client, line = startClient(port, args.connections, args.member_connections)
+    if args.pooled:
+        # Every request at once, each held by the member for a while, so
+        # that each takes its own member connection; the client then
+        # closes its side and only the pooled member connections remain.
+        client, line = startClient(port, args.connections, args.connections,
+                                   f"/slow?seconds={args.hold}", close=True)
+    else:
+        client, line = startClient(port, args.connections, args.member_connections)
     try:
         line = await line
         if not line.startswith(b"idle"):
@@ -171,6 +200,8 @@ async def measure(reactor, args, member):
         settle()
         rssWith = rssKiB()
         result = {
+            "what": "idle pooled member connections" if args.pooled
+                    else "idle keep-alive client connections",
             "connections": args.connections,
             "rss_before_kib": rssBefore,
             "rss_with_kib": rssWith,
@@ -194,16 +225,18 @@ async def measure(reactor, args, member):
     return result
 
 
-def startClient(port, count, together):
+def startClient(port, count, together, path="/", close=False):
     """
     Start the client child: it opens C{count} connections to C{port}, a
-    request on each, C{together} at a time, and holds them until its
-    standard input closes.  The process, and a L{Deferred} of its first
+    request for C{path} on each, C{together} at a time, and holds them
+    (or with C{close}, closes each once answered) until its standard
+    input closes.  The process, and a L{Deferred} of its first
     line (read in a thread, so that the reactor serves meanwhile).
     """
     from twisted.internet.threads import deferToThread
     process = subprocess.Popen([sys.executable, "-c", CLIENT, str(port), str(count),
-                                str(together)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                str(together), path, "close" if close else "hold"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     return process, deferToThread(process.stdout.readline)
 
 
@@ -212,11 +245,19 @@ def main(argv=None):
     parser.add_argument("--connections", type=int, default=10000)
     parser.add_argument("--member-connections", type=int, default=256,
                         help="requests sent at once (so pooled member connections made)")
+    parser.add_argument("--pooled", action="store_true",
+                        help="measure idle pooled member connections instead: --connections "
+                             "requests at once, held --hold seconds by the member, then the "
+                             "clients close and the pool keeps one member connection each")
+    parser.add_argument("--hold", type=float, default=3.0)
+    parser.add_argument("--keep", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help="attribute with tracemalloc")
     parser.add_argument("--frames", type=int, default=1)
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    if args.pooled and args.keep is None:
+        return comparePools(args)
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -241,6 +282,42 @@ def main(argv=None):
             os.kill(member.pid, signal.SIGTERM)
             member.wait(10)
     result = outcome[0]
+    print(json.dumps(result, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+    return 0
+
+
+def comparePools(args):
+    """
+    The C{--pooled} run: this script twice, in fresh processes, with the
+    pool keeping every member connection and keeping none.
+    """
+    runs = {}
+    for keep in (args.connections, 0):
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            command = [sys.executable, os.path.abspath(__file__), "--pooled",
+                       "--connections", str(args.connections), "--hold", str(args.hold),
+                       "--keep", str(keep), "--json", out.name] + (["--trace"] if args.trace else [])
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            with open(out.name) as f:
+                runs[keep] = json.load(f)
+    kept, none = runs[args.connections], runs[0]
+    grew = lambda run: run["rss_with_kib"] - run["rss_before_kib"]
+    result = {
+        "what": "idle pooled member connections",
+        "connections": args.connections,
+        "rss_growth_kib_pool_keeps_all": grew(kept),
+        "rss_growth_kib_pool_keeps_none": grew(none),
+        "rss_per_pooled_connection_kib": round((grew(kept) - grew(none)) / args.connections, 3),
+        "python": kept["python"],
+        "implementation": kept["implementation"],
+    }
+    if args.trace:
+        result["traced_bytes_per_pooled_connection"] = round(
+            kept["traced_bytes_per_connection"] - none["traced_bytes_per_connection"], 1)
     print(json.dumps(result, indent=1))
     if args.json:
         with open(args.json, "w") as f:
