@@ -476,6 +476,21 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         self.assertGreaterEqual(held, 1)
         self.assertLessEqual(held, 2)
 
+    async def test_keepalivePerWorker(self):
+        """
+        C{keepalive} is not divided: each worker keeps its own pool, so with
+        C{keepalive = 1} and requests one after another, the member sees
+        one connection from each worker (as the README says: up to
+        C{workers} x C{keepalive}).
+        """
+        await self.start("", "keepalive = 1")
+        before = self.app.connections
+        # New client connections, which the kernel spreads over the two
+        # workers (40 all on one worker: a chance of 2 in 2**40).
+        for _ in range(40):
+            self.assertEqual((await self.get("/")).code, 200)
+        self.assertEqual(self.app.connections, 2, before)
+
 
 class PackageTests(SynchronousTestCase):
     def test_namesStayImportable(self):
