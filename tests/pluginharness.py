@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,8 @@ import time
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.task import deferLater
 from twisted.protocols.policies import WrappingFactory
+
+from playbalancer.testing import freePort
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(REPO, "examples")
@@ -114,10 +115,6 @@ def listSchedulers(case, env, cwd):
     return set(json.loads(result.stdout.splitlines()[-1]))
 
 
-def freePort():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def describe(result):

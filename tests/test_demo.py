@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from playbalancer.config import parseConfig
 from playbalancer.demo import endpointURL, summary
+from playbalancer.testing import freePort
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,9 +54,8 @@ class DemoSummaryTests(SynchronousTestCase):
 
 
 def _freePort():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    # For a child process: reserved against other test processes.
+    return freePort()
 
 
 def _takenPort(case):

@@ -483,6 +483,11 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         one connection from each worker (as the README says: up to
         C{workers} x C{keepalive}).
         """
+        # (No health checks are configured, so every member connection is
+        # a worker's; waitServing's request made the first.  A worker puts
+        # its connection back in its pool in the same turn of its loop as
+        # it passes the small response on, so the next request, which the
+        # client sends only once answered, finds it there.)
         await self.start("", "keepalive = 1")
         before = self.app.connections
         # New client connections, which the kernel spreads over the two

@@ -4,11 +4,12 @@ sockets that record what reached them (L{members}), members that fail on
 purpose (L{faultmember}), raw HTTP clients that show the exact bytes of a
 response (L{client}), free ports for child processes (L{ports}), a real
 C{twistd playbalancer} child (L{twistd}), a throw-away etcd cluster
-(L{etcd}), and self-signed certificates (L{certs}).  For scheduler authors: a simulator that runs a scheduler
-against synthetic members and requests (L{simulator}, L{simulated},
-L{simreport}), conformance tests any scheduler's test case can inherit
-(L{schedulercases}), and requests and members as C{pick} sees them
-(L{views}).  The names most tests use are importable from here.
+(L{etcd}), and self-signed certificates (L{certs}).  For scheduler
+authors: a simulator that runs a scheduler against synthetic members and
+requests (L{simulator}, L{simulated}, L{simreport}), conformance tests
+any scheduler's test case can inherit (L{schedulercases}), and requests
+and members as C{pick} sees them (L{views}).  The names most tests use
+are importable from here.
 """
 
 from playbalancer.testing.certs import writeSelfSigned

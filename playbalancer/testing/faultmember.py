@@ -311,12 +311,11 @@ class FaultMember:
 
 
 def _unusedPort():
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    # Reserved against other test processes, and outside the range the
+    # kernel gives outgoing connections: nothing will listen there.
+    from playbalancer.testing.ports import freePort
+
+    return freePort()
 
 
 class _FaultFactory(Factory):

@@ -189,32 +189,55 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
         with open(self.logPath) as f:
             return f.read()
 
-    async def waitServing(self, workers, timeout=60.0):
+    async def waitServing(self, workers, timeout=None):
         """
         Wait until C{workers} worker processes run and the front answers
-        200; fail at once if twistd exits, and after C{timeout} seconds
-        otherwise, with what it printed either way.
+        200; fail at once if twistd exits, and otherwise after C{timeout}
+        seconds for both steps together (default: this test's own timeout
+        less 15 s), with what it printed either way.
         """
         from twisted.internet import reactor
 
-        if workers > 1:
-            await self.waitFor(lambda: len(childrenOf(self.child.pid)) == workers, timeout)
+        if timeout is None:
+            timeout = max(10.0, self.timeout - 15.0)
         deadline = time.monotonic() + timeout
+        if workers > 1:
+            await self.waitFor(
+                lambda: len(childrenOf(self.child.pid)) == workers,
+                deadline - time.monotonic(),
+            )
+        last = "no answer yet"
         while True:
             if not self.child.running():
                 self.fail(f"twistd exited (status {self.child.process.returncode}):\n{self._logTail()}")
             try:
-                response = await self.client.get(self.base + "/", timeout=5)
-                await treq.content(response)
-                if response.code == 200:
+                code = await self._status("/", 5.0)
+                if code == 200:
                     return
-            except Exception:
-                pass
+                last = f"status {code}"
+            except Exception as e:
+                last = f"{type(e).__name__}: {e}"
             if time.monotonic() > deadline:
-                self.fail(f"the balancer never answered in {timeout:.0f} s:\n{self._logTail()}")
+                self.fail(f"the balancer never answered 200 in {timeout:.0f} s (last: {last}):\n{self._logTail()}")
             await task.deferLater(reactor, 0.05, lambda: None)
 
+    def _status(self, path, timeout):
+        """
+        The status of a GET of C{path}, body read, all within C{timeout}
+        seconds.
+        """
+        from twisted.internet import defer, reactor
+
+        async def fetch():
+            response = await self.client.get(self.base + path)
+            await treq.content(response)
+            return response.code
+
+        return defer.ensureDeferred(fetch()).addTimeout(timeout, reactor)
+
     def _logTail(self, lines=40):
+        if getattr(self, "logPath", None) is None:
+            return "(no log)"
         try:
             text = self.twistdLog()
         except OSError as e:
@@ -226,9 +249,10 @@ endpoint = "tcp:{manager}:interface=127.0.0.1"
 
         deadline = time.monotonic() + timeout
         while not condition():
-            self.assertTrue(self.child.running(), "twistd exited")
+            if not self.child.running():
+                self.fail(f"twistd exited (status {self.child.process.returncode}):\n{self._logTail()}")
             if time.monotonic() > deadline:
-                self.fail("condition never came true")
+                self.fail(f"condition never came true in {timeout:.0f} s:\n{self._logTail()}")
             await task.deferLater(reactor, 0.05, lambda: None)
 
     async def get(self, path):
