@@ -101,6 +101,7 @@ def main():
     python = os.path.abspath(args.python)
     ctx = throughput.Context(args)
     ctx.workdir = tempfile.mkdtemp(prefix="pb-layers-")
+    os.chmod(ctx.workdir, 0o755)  # nginx's workers read the members' files
     ctx.binaries = {"nginx": throughput.findBinary("nginx"), "wrk": throughput.findBinary("wrk")}
     try:
         members = [throughput.Member("m1"), throughput.Member("m2")]
