@@ -57,6 +57,9 @@ class MemberConnection(Protocol):
         self.pool = pool
         self.attempt = None
         self.deadline = None
+        #: When the pool last took it back (its clock's seconds); a
+        #: connection never released counts as idle since forever.
+        self.releasedAt = 0.0
         self.state = _IDLE
         self.requests = 0
         self._buffer = b""

@@ -21,6 +21,17 @@ from playbalancer.http.memberconnection import (
     MemberConnection,
 )
 
+PEEK_AFTER = 0.05
+"""
+Seconds an idle member connection must have been idle before the pool
+peeks at it (L{closedByPeer}) on reuse.  Reused sooner, as every
+connection is under load, the peek would cost a system call per request
+to look for a close that arrived in the moment since the reactor last
+looked; a member that closes idle connections does so after seconds
+(its keep-alive timeout), and such a close is caught.
+"""
+
+
 class QueueFull(Exception):
     """
     The member is at its connection limit and its wait queue is full (or
@@ -107,9 +118,12 @@ class MemberPool:
         L{None}: the fast path, with no L{Deferred}.
         """
         idle = self.idle
+        if not idle:
+            return None
+        peekBefore = self.sweeper.clock.seconds() - PEEK_AFTER
         while idle:
             connection = idle.pop()
-            if closedByPeer(connection):
+            if connection.releasedAt <= peekBefore and closedByPeer(connection):
                 # Its slot is free; the caller takes it (no _next here).
                 self._forget(connection)
                 connection.transport.abortConnection()
@@ -179,6 +193,7 @@ class MemberPool:
         """
         A connection finished its request and may carry another.
         """
+        connection.releasedAt = self.sweeper.clock.seconds()
         if self._queue:
             self.idle.append(connection)
             self._next()
