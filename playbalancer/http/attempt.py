@@ -11,6 +11,7 @@ from twisted.internet.defer import CancelledError
 from playbalancer import outcome
 from playbalancer.failures import describe
 from playbalancer.flow import holdIfFull, keepsUp, pauses, stopPausing
+from playbalancer.http import retry
 from playbalancer.http.upstream import QueueFull
 from playbalancer.outcome import Outcome
 from playbalancer._net.rawsocket import closeWhenSent
@@ -67,11 +68,14 @@ class Attempt:
         """
         Take an idle connection from C{pool}, or wait for one.
         """
-        idle = pool.idleConnection()
+        # A request that could not go on to another member if this
+        # connection turned out closed gets one peeked at, however fresh.
+        alwaysPeek = not retry.afterLoss(self.exchange.retry)
+        idle = pool.idleConnection(alwaysPeek)
         if idle is not None:
             self._connected((idle, True))
             return
-        d = self.pending = pool.acquire()
+        d = self.pending = pool.acquire(alwaysPeek)
         d.addCallbacks(self._connected, self._notConnected)
         d.addErrback(self.exchange.failed)
 

@@ -23,12 +23,13 @@ from playbalancer.http.memberconnection import (
 
 PEEK_AFTER = 0.05
 """
-Seconds an idle member connection must have been idle before the pool
-peeks at it (L{closedByPeer}) on reuse.  Reused sooner, as every
-connection is under load, the peek would cost a system call per request
-to look for a close that arrived in the moment since the reactor last
-looked; a member that closes idle connections does so after seconds
-(its keep-alive timeout), and such a close is caught.
+Seconds a member connection must have been idle before the pool peeks at
+it (L{closedByPeer}) on reuse for a request that may be sent again.
+Under load every connection is reused sooner, and the peek would cost a
+system call per request; a close at the member's keep-alive timeout
+(seconds) is still caught, and a close in that short moment costs such a
+request a second attempt on another member.  A request that may not be
+sent again always gets a connection peeked at.
 """
 
 
@@ -112,18 +113,25 @@ class MemberPool:
         self._factory = ConnectionFactory(self)
         self._all = set()
 
-    def idleConnection(self):
+    def idleConnection(self, alwaysPeek=False):
         """
         An idle connection that is still open, taken from the pool, or
         L{None}: the fast path, with no L{Deferred}.
+
+        One idle less than L{PEEK_AFTER} is handed out unchecked, unless
+        C{alwaysPeek} (for a request that could not be sent again were
+        the connection found closed, and for a waiter handed a connection
+        in the turn its last response ended).
         """
         idle = self.idle
         if not idle:
             return None
-        peekBefore = self.sweeper.clock.seconds() - PEEK_AFTER
+        now = self.sweeper.clock.seconds()
         while idle:
             connection = idle.pop()
-            if connection.releasedAt <= peekBefore and closedByPeer(connection):
+            # (An age below 0: the wall clock stepped back; peek.)
+            age = now - connection.releasedAt
+            if (alwaysPeek or not 0 <= age < PEEK_AFTER) and closedByPeer(connection):
                 # Its slot is free; the caller takes it (no _next here).
                 self._forget(connection)
                 connection.transport.abortConnection()
@@ -132,15 +140,16 @@ class MemberPool:
             return connection
         return None
 
-    def acquire(self):
+    def acquire(self, alwaysPeek=False):
         """
         A connection for one request: an idle one, a new one, or (at the
         limit) the next one released.
 
+        @param alwaysPeek: as for L{idleConnection}.
         @return: a cancellable L{Deferred} firing with a L{MemberConnection}
             and a flag saying whether it was reused.
         """
-        connection = self.idleConnection()
+        connection = self.idleConnection(alwaysPeek)
         if connection is not None:
             return _succeed((connection, True))
         if self.maxConnections and self.open >= self.maxConnections:
@@ -180,9 +189,10 @@ class MemberPool:
             if waiter.deferred.called:
                 continue
             self.sweeper.unwatch(waiter)
-            # Peeked like any reuse: a member that closed it, or sent
-            # bytes nobody asked for, does not get this request on it.
-            connection = self.idleConnection()
+            # Peeked whatever its age (it may have been released in this
+            # very turn, before the reactor could see a close or bytes
+            # nobody asked for): such a member does not get this request.
+            connection = self.idleConnection(alwaysPeek=True)
             if connection is not None:
                 waiter.deferred.callback((connection, True))
             else:
