@@ -219,10 +219,12 @@ class PortTakenTests(_DemoProcessCase):
 
 
 class ClusterRunsTests(_DemoProcessCase):
-    def startLauncher(self, args, env=None):
+    def startLauncher(self, args, env=None, session=False):
         """
-        Start C{python -m playbalancer.demo args} and read its output until
-        it says it runs (bounded); the launcher and what it said.
+        Start C{python -m playbalancer.demo args} (with C{session}, in a
+        session and process group of its own, as a terminal's foreground
+        job is) and read its output until it says it runs (bounded); the
+        launcher and what it said.
         """
         launcher = subprocess.Popen(
             [sys.executable, "-m", "playbalancer.demo"] + args,
@@ -230,6 +232,7 @@ class ClusterRunsTests(_DemoProcessCase):
             env=dict(env or os.environ, PYTHONPATH=REPO),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            start_new_session=session,
         )
         self.addCleanup(lambda: launcher.poll() is None and launcher.kill() or launcher.wait())
         said = b""
@@ -261,6 +264,25 @@ class ClusterRunsTests(_DemoProcessCase):
             self.assertIn(f"Hello from a-{self.token} (port {app1})", response.read().decode())
         self.stopLauncher(launcher)
         self.assertNothingLeft()
+
+    def test_ctrlCStopsEverything(self):
+        """
+        Ctrl-C, as the demo's banner says: SIGINT to its whole process
+        group (what a terminal sends its foreground job) stops every
+        process it started and frees its ports.
+        """
+        app1, app2, listen, manager = (_freePort() for _ in range(4))
+        config = self.writeConfig(app1, app2, listen, manager)
+        launcher, said = self.startLauncher(["cluster", "--config", config], session=True)
+        self.assertIn("Ctrl-C stops everything", said)
+        with urllib.request.urlopen(f"http://127.0.0.1:{listen}/", timeout=10) as response:
+            self.assertEqual(response.status, 200)
+        os.killpg(launcher.pid, signal.SIGINT)
+        launcher.communicate(timeout=30)
+        self.assertNothingLeft()
+        for port in (app1, app2, listen, manager):
+            with socket.socket() as probe:
+                self.assertNotEqual(probe.connect_ex(("127.0.0.1", port)), 0, port)
 
     def test_starterConfigWithPorts(self):
         """
