@@ -58,6 +58,10 @@ def _freePort():
     return freePort()
 
 
+def _defaultInterrupt():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _takenPort(case):
     """
     A port on 127.0.0.1 with someone else listening on it (this test),
@@ -233,6 +237,10 @@ class ClusterRunsTests(_DemoProcessCase):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=session,
+            # A terminal's foreground job starts with SIGINT at its
+            # default, whatever this process inherited (a job started in
+            # the background by a script has it ignored).
+            preexec_fn=_defaultInterrupt if session else None,
         )
         self.addCleanup(lambda: launcher.poll() is None and launcher.kill() or launcher.wait())
         said = b""
@@ -274,6 +282,9 @@ class ClusterRunsTests(_DemoProcessCase):
         app1, app2, listen, manager = (_freePort() for _ in range(4))
         config = self.writeConfig(app1, app2, listen, manager)
         launcher, said = self.startLauncher(["cluster", "--config", config], session=True)
+        # (If it fails to stop: its group, while the launcher still runs,
+        # so that the group's ID is still its own.)
+        self.addCleanup(lambda: launcher.poll() is None and os.killpg(launcher.pid, signal.SIGKILL))
         self.assertIn("Ctrl-C stops everything", said)
         with urllib.request.urlopen(f"http://127.0.0.1:{listen}/", timeout=10) as response:
             self.assertEqual(response.status, 200)
