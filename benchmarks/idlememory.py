@@ -53,6 +53,8 @@ import time
 
 from twisted.internet import defer, task
 
+from playbalancer.testing.ports import freePort
+
 CLIENT = r"""
 import socket, sys, time, resource
 port, count, together = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -106,12 +108,6 @@ keepalive = {keepalive}
 name = "m1"
 url = "http://127.0.0.1:{member}"
 """
-
-
-def freePort():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rssKiB():
@@ -282,9 +278,16 @@ def main(argv=None):
             os.kill(member.pid, signal.SIGTERM)
             member.wait(10)
     result = outcome[0]
+    return report(result, args.json)
+
+
+def report(result, path):
+    """
+    Print C{result} as JSON, and write it to C{path} if given.
+    """
     print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
+    if path:
+        with open(path, "w") as f:
             json.dump(result, f, indent=1)
             f.write("\n")
     return 0
@@ -318,12 +321,7 @@ def comparePools(args):
     if args.trace:
         result["traced_bytes_per_pooled_connection"] = round(
             kept["traced_bytes_per_connection"] - none["traced_bytes_per_connection"], 1)
-    print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
-    return 0
+    return report(result, args.json)
 
 
 if __name__ == "__main__":
